@@ -1,0 +1,1 @@
+"""Exporters: INRIA PLY, other splat formats, and the Unreal Engine hand-off."""
