@@ -1,0 +1,438 @@
+"""Ingest: a folder of photos -> upright, downscaled working copies with stable ASCII names.
+
+The originals are only ever read. Each usable photo gets a working copy in ``work_dir`` whose
+longest side is at most ``IngestConfig.max_image_size`` (EXIF orientation applied, JPEG quality 95
+or PNG), keeping its EXIF (make, model, focal length, GPS; orientation reset) so that SfM can use
+the focal-length and GPS priors. A small manifest (``work_dir/ingest.json``) lets a second run
+reuse working copies whose source has the same size and modification time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import time
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from ..config import IngestConfig
+from ..errors import UserError
+from ..events import NULL_BUS, EventBus, Message, StageFinished, StageProgress, StageStarted
+from ..fileio import atomic_path, write_text_atomic
+
+STAGE = "ingest"
+MANIFEST = "ingest.json"
+#: Bump when the working-copy recipe changes, so that old caches are not reused.
+RECIPE_VERSION = 1
+IMAGE_EXTS = {".jpg", ".jpeg", ".png"}
+#: Extensions of photos we recognise but cannot read, with what to do about them.
+OTHER_PHOTO_EXTS = {
+    ".heic": "HEIC is not supported: export the photos as JPEG",
+    ".heif": "HEIF is not supported: export the photos as JPEG",
+    ".dng": "RAW files are not supported: export the photos as JPEG",
+    ".cr2": "RAW files are not supported: export the photos as JPEG",
+    ".nef": "RAW files are not supported: export the photos as JPEG",
+    ".arw": "RAW files are not supported: export the photos as JPEG",
+    ".tif": "TIFF is not supported: export the photos as JPEG or PNG",
+    ".tiff": "TIFF is not supported: export the photos as JPEG or PNG",
+    ".webp": "WebP is not supported: export the photos as JPEG or PNG",
+}
+JPEG_QUALITY = 95
+MIN_PHOTOS = 3
+
+# EXIF tags
+_ORIENTATION, _MAKE, _MODEL = 0x0112, 0x010F, 0x0110
+_EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
+_FOCAL, _FOCAL_35 = 0x920A, 0xA405
+_FP_XRES, _FP_YRES, _FP_UNIT = 0xA20E, 0xA20F, 0xA210
+
+
+@dataclass
+class Photo:
+    """One usable photo.
+
+    Attributes:
+        name: working-copy file name (ASCII-safe, unique, stable), relative to
+            ``PhotoSet.image_dir``.
+        source: the original file (never modified).
+        path: the working copy.
+        width, height: working-copy size in pixels (upright).
+        orig_width, orig_height: original size in pixels (upright).
+        make, model: EXIF camera make and model ("" when absent).
+        focal_mm: EXIF focal length in millimetres (None when absent).
+        focal_35mm: 35 mm-equivalent focal length in millimetres (None when unknown).
+        gps: (latitude, longitude, altitude) in degrees/metres from EXIF, or None.
+    """
+
+    name: str
+    source: Path
+    path: Path
+    width: int
+    height: int
+    orig_width: int
+    orig_height: int
+    make: str = ""
+    model: str = ""
+    focal_mm: float | None = None
+    focal_35mm: float | None = None
+    gps: tuple[float, float, float] | None = None
+
+    @property
+    def focal_px(self) -> float | None:
+        """Focal length prior in working-copy pixels (35 mm film is 36 mm wide), or None."""
+        if not self.focal_35mm:
+            return None
+        return self.focal_35mm / 36.0 * max(self.width, self.height)
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["source"], d["path"] = str(self.source), str(self.path)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> Photo:
+        d = dict(d)
+        d["source"], d["path"] = Path(d["source"]), Path(d["path"])
+        d["gps"] = tuple(d["gps"]) if d.get("gps") else None
+        return cls(**d)
+
+
+@dataclass
+class Skipped:
+    """A file that was not used, and why (plain words)."""
+
+    path: Path
+    reason: str
+
+
+@dataclass
+class PhotoSet:
+    """The result of :func:`ingest`: usable photos sorted by name, and the files skipped."""
+
+    src: Path
+    image_dir: Path
+    photos: list[Photo] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.photos)
+
+    def __iter__(self):
+        return iter(self.photos)
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.photos]
+
+    @property
+    def has_gps(self) -> bool:
+        return any(p.gps is not None for p in self.photos)
+
+
+def ingest(src: Path, work_dir: Path, cfg: IngestConfig, bus: EventBus = NULL_BUS) -> PhotoSet:
+    """Find the photos in ``src`` and write upright, downscaled working copies into ``work_dir``.
+
+    Raises:
+        UserError: ``src`` is missing or not a folder, or fewer than 3 usable photos are found.
+    """
+    src, work_dir = Path(src), Path(work_dir)
+    if not src.exists():
+        raise UserError(
+            f"The photo folder {src} does not exist.", "Check the path (quote it if it has spaces)."
+        )
+    if not src.is_dir():
+        raise UserError(f"{src} is not a folder.", "Give the folder that holds the photos.")
+    bus.emit(StageStarted(STAGE, detail=str(src)))
+    t0 = time.time()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    candidates, skipped = _scan(src, work_dir)
+    old = _read_manifest(work_dir, cfg)
+    photos: list[Photo] = []
+    used_names: set[str] = set()
+    reused = 0
+    for k, f in enumerate(candidates):
+        rel = f.relative_to(src).as_posix()
+        st = f.stat()
+        entry = old.get(rel)
+        if (
+            entry
+            and entry["size"] == st.st_size
+            and entry["mtime_ns"] == st.st_mtime_ns
+            and Path(entry["photo"]["path"]).is_file()
+            and entry["photo"]["name"] not in used_names
+        ):
+            photo = Photo.from_json(entry["photo"])
+            photo.source = f
+            reused += 1
+        else:
+            try:
+                photo = _make_working_copy(f, rel, work_dir, cfg, used_names)
+            except _Skip as e:
+                skipped.append(Skipped(f, str(e)))
+                bus.emit(Message(STAGE, f"Skipped {rel}: {e}", level="warning"))
+                continue
+        used_names.add(photo.name)
+        photos.append(photo)
+        bus.emit(StageProgress(STAGE, k + 1, len(candidates), detail=rel))
+    photos.sort(key=lambda p: p.name)
+    _write_manifest(work_dir, cfg, src, photos, old)
+    skipped.sort(key=lambda s: str(s.path))
+    result = PhotoSet(src=src, image_dir=work_dir, photos=photos, skipped=skipped)
+    if len(photos) < MIN_PHOTOS:
+        found = (
+            ("No usable photos" if not photos else f"Only {len(photos)} usable photo(s)")
+            + f" found in {src}"
+            + (f" ({len(skipped)} file(s) skipped)" if skipped else "")
+            + "."
+        )
+        raise UserError(
+            found,
+            "Add at least 3 JPEG or PNG photos of the object (30-200 is typical), "
+            "taken from different viewpoints with plenty of overlap.",
+        )
+    bus.emit(
+        StageFinished(
+            STAGE,
+            time.time() - t0,
+            {"photos": len(photos), "skipped": len(skipped), "reused": reused},
+        )
+    )
+    return result
+
+
+class _Skip(Exception):
+    pass
+
+
+def _scan(src: Path, work_dir: Path) -> tuple[list[Path], list[Skipped]]:
+    """Candidate image files (sorted) and the files skipped for their type."""
+    work_res = work_dir.resolve()
+    found: list[Path] = []
+    skipped: list[Skipped] = []
+    for root, dirs, files in os.walk(src):
+        rootp = Path(root)
+        # never descend into hidden folders, or into our own output if it lies inside src
+        dirs[:] = sorted(
+            d for d in dirs if not d.startswith(".") and (rootp / d).resolve() != work_res
+        )
+        for fn in sorted(files):
+            if fn.startswith("."):
+                continue
+            f = rootp / fn
+            ext = f.suffix.lower()
+            if ext in IMAGE_EXTS:
+                found.append(f)
+            elif ext in OTHER_PHOTO_EXTS:
+                skipped.append(Skipped(f, OTHER_PHOTO_EXTS[ext]))
+            else:
+                skipped.append(Skipped(f, "not a JPEG or PNG image"))
+    found.sort(key=lambda p: p.relative_to(src).as_posix())
+    return found, skipped
+
+
+def safe_name(rel: str, ext: str) -> str:
+    """ASCII-safe flat file name for a relative path.
+
+    ``"Été/Façade 1.JPG"`` -> ``"Ete__Facade_1.jpg"`` (folders joined by ``__``).
+    """
+    stem = rel.rsplit(".", 1)[0]
+    parts = []
+    for part in stem.split("/"):
+        a = unicodedata.normalize("NFKD", part).encode("ascii", "ignore").decode("ascii")
+        a = re.sub(r"[^A-Za-z0-9._-]+", "_", a).strip("._") or "photo"
+        parts.append(a)
+    return "__".join(parts) + ext
+
+
+def _unique(name: str, used: set[str]) -> str:
+    if name not in used:
+        return name
+    stem, ext = name.rsplit(".", 1)
+    k = 2
+    while f"{stem}_{k}.{ext}" in used:
+        k += 1
+    return f"{stem}_{k}.{ext}"
+
+
+def _make_working_copy(
+    f: Path, rel: str, work_dir: Path, cfg: IngestConfig, used: set[str]
+) -> Photo:
+    try:
+        im = Image.open(f)
+    except UnidentifiedImageError:
+        raise _Skip("not a readable image (damaged, or not really a JPEG/PNG)") from None
+    except OSError as e:
+        raise _Skip(f"could not be read ({e})") from None
+    with im:
+        if im.format not in ("JPEG", "PNG", "MPO"):
+            raise _Skip(f"is a {im.format} file, not a JPEG or PNG")
+        exif = im.getexif()
+        sub = exif.get_ifd(_EXIF_IFD)
+        gps_ifd = exif.get_ifd(_GPS_IFD)
+        orientation = int(exif.get(_ORIENTATION, 1) or 1)
+        w0, h0 = im.size
+        if orientation in (5, 6, 7, 8):
+            w0, h0 = h0, w0
+        if min(w0, h0) < cfg.min_image_size:
+            raise _Skip(
+                f"too small ({w0}x{h0} pixels; photos need at least {cfg.min_image_size} "
+                "pixels on the shorter side)"
+            )
+        scale = min(1.0, cfg.max_image_size / max(w0, h0))
+        is_png = im.format == "PNG"
+        ext = ".png" if is_png else ".jpg"
+        name = _unique(safe_name(rel, ext), used)
+        out = work_dir / name
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        try:
+            if scale < 1.0 and im.format == "JPEG":
+                # decode at reduced size straight away (much faster for big photos)
+                im.draft("RGB", (int(im.size[0] * scale) + 1, int(im.size[1] * scale) + 1))
+            im.load()
+        except (OSError, SyntaxError, ValueError) as e:
+            raise _Skip(f"is damaged or truncated ({e})") from None
+        up = ImageOps.exif_transpose(im)
+        if up.mode not in ("RGB",):
+            if up.mode in ("RGBA", "LA", "PA") or (up.mode == "P" and "transparency" in up.info):
+                rgba = up.convert("RGBA")
+                bg = Image.new("RGB", rgba.size, (255, 255, 255))
+                bg.paste(rgba, mask=rgba.getchannel("A"))
+                up = bg
+            elif up.mode in ("I;16", "I;16B", "I", "F"):
+                up = up.point(lambda v: v / 256).convert("L").convert("RGB")
+            else:
+                up = up.convert("RGB")
+        tw, th = max(1, round(w0 * scale)), max(1, round(h0 * scale))
+        if up.size != (tw, th):
+            up = up.resize((tw, th), Image.Resampling.LANCZOS)
+        # keep make/model/focal/GPS for SfM, drop the orientation (the pixels are upright now)
+        if _ORIENTATION in exif:
+            del exif[_ORIENTATION]
+        with atomic_path(out) as tmp:
+            kw = {"exif": exif.tobytes()} if len(exif) else {}
+            if is_png:
+                up.save(tmp, "PNG", **kw)
+            else:
+                up.save(tmp, "JPEG", quality=JPEG_QUALITY, **kw)
+    make = str(exif.get(_MAKE, "") or "").strip("\x00 ").strip()
+    model = str(exif.get(_MODEL, "") or "").strip("\x00 ").strip()
+    focal_mm = _num(sub.get(_FOCAL))
+    f35 = _num(sub.get(_FOCAL_35))
+    if not f35 and focal_mm:
+        f35 = _focal35_from_plane(sub, focal_mm, w0, h0, orientation)
+    return Photo(
+        name=name,
+        source=f,
+        path=out,
+        width=tw,
+        height=th,
+        orig_width=w0,
+        orig_height=h0,
+        make=make,
+        model=model,
+        focal_mm=focal_mm or None,
+        focal_35mm=f35 or None,
+        gps=_gps(gps_ifd),
+    )
+
+
+def _num(v) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    return x if x > 0 and x == x else None
+
+
+def _focal35_from_plane(sub, focal_mm: float, w0: int, h0: int, orientation: int) -> float | None:
+    """35 mm equivalent from the focal-plane resolution tags (sensor width), when present."""
+    xres = _num(sub.get(_FP_XRES))
+    unit = {2: 25.4, 3: 10.0, 4: 1.0}.get(int(sub.get(_FP_UNIT, 2) or 2))
+    if not xres or not unit:
+        return None
+    long_px = max(w0, h0)  # the focal-plane resolution is per pixel, orientation does not matter
+    sensor_long_mm = long_px / xres * unit
+    if not 1.0 < sensor_long_mm < 100.0:
+        return None
+    return focal_mm * 36.0 / sensor_long_mm
+
+
+def _gps(g) -> tuple[float, float, float] | None:
+    try:
+        if not g or 2 not in g or 4 not in g:
+            return None
+
+        def deg(v) -> float:
+            d, m, s = (float(x) for x in v)
+            return d + m / 60 + s / 3600
+
+        lat, lon = deg(g[2]), deg(g[4])
+        if str(g.get(1, "N")).upper().startswith("S"):
+            lat = -lat
+        if str(g.get(3, "E")).upper().startswith("W"):
+            lon = -lon
+        alt = float(g.get(6, 0.0) or 0.0)
+        if g.get(5) in (1, b"\x01"):
+            alt = -alt
+        return (lat, lon, alt)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+
+
+def _manifest_key(cfg: IngestConfig) -> dict:
+    return {
+        "version": RECIPE_VERSION,
+        "max_image_size": cfg.max_image_size,
+        "min_image_size": cfg.min_image_size,
+        "jpeg_quality": JPEG_QUALITY,
+    }
+
+
+def _read_manifest(work_dir: Path, cfg: IngestConfig) -> dict:
+    p = work_dir / MANIFEST
+    try:
+        m = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if m.get("recipe") != _manifest_key(cfg):
+        # other settings: nothing is reusable, but clean up what we wrote before
+        for e in m.get("photos", {}).values():
+            _unlink(work_dir, e.get("photo", {}).get("name"))
+        return {}
+    return m.get("photos", {})
+
+
+def _write_manifest(
+    work_dir: Path, cfg: IngestConfig, src: Path, photos: list[Photo], old: dict
+) -> None:
+    entries = {}
+    for p in photos:
+        st = p.source.stat()
+        entries[p.source.relative_to(src).as_posix()] = {
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "photo": p.to_json(),
+        }
+    # remove working copies of photos that are gone (only files that we wrote)
+    keep = {p.name for p in photos}
+    for e in old.values():
+        name = e.get("photo", {}).get("name")
+        if name not in keep:
+            _unlink(work_dir, name)
+    m = {"recipe": _manifest_key(cfg), "src": str(src), "photos": entries}
+    write_text_atomic(work_dir / MANIFEST, json.dumps(m, indent=1))
+
+
+def _unlink(work_dir: Path, name: str | None) -> None:
+    if name and "/" not in name and not name.startswith("."):
+        p = work_dir / name
+        if p.is_file():
+            p.unlink()
+
+
+__all__ = ["ingest", "Photo", "PhotoSet", "Skipped", "safe_name"]
