@@ -8,7 +8,7 @@ File layout (exactly what graphdeco-inria/gaussian-splatting ``save_ply`` writes
     property float x            y, z
     property float nx           ny, nz (zeros)
     property float f_dc_0       .. f_dc_2
-    property float f_rest_0     .. f_rest_{3(K-1)-1}   channel-major: f_rest[c*(K-1)+k] = shN[:, k, c]
+    property float f_rest_0     .. f_rest_{3(K-1)-1}  (f_rest[c*(K-1)+k] = shN[:, k, c])
     property float opacity      (logit)
     property float scale_0      .. scale_2  (log)
     property float rot_0        .. rot_3    (w, x, y, z)
@@ -68,7 +68,7 @@ def ply_header(n: int, sh_degree: int) -> str:
 
 
 def splats_to_records(splats: Splats, sh_degree: int) -> np.ndarray:
-    """The splats as an ``[N, P]`` float32 array in INRIA property order, SH cut/padded to degree."""
+    """The splats as ``[N, P]`` float32 in INRIA property order, SH cut/padded to ``sh_degree``."""
     n = len(splats)
     k = num_sh_bases(sh_degree) - 1
     shN = splats.shN.detach().float().cpu()

@@ -1,0 +1,285 @@
+"""Every change of coordinate frame the export does, in one place.
+
+Frames, in the order the export goes through them:
+
+``colmap``
+    The SfM world: arbitrary orientation, origin and scale; cameras in OpenCV axes
+    (x right, y down, z forward). The splats are trained in this frame.
+``upright``
+    splatkit's normalised world: right-handed, metres, **+Z up**, **+X forward** (the main
+    viewing direction), +Y left, origin on the floor below the scene centre. Reached from
+    ``colmap`` by a similarity ``x_up = s * R @ (x - o)`` (:class:`Similarity`, estimated in
+    :mod:`splatkit.export.unreal`).
+``ply:<plugin>``
+    The frame the PLY is written in, chosen per plugin so that the plugin's *own* fixed PLY->UE
+    mapping (:data:`PLY_TO_UE`) puts Unreal +Z up and +X forward. Metres (plugins multiply by
+    100 themselves). Reached from ``upright`` by a proper rotation (:func:`upright_to_ply`).
+``ue``
+    Unreal: left-handed, centimetres, X forward, Y right, Z up. The same physical axes as
+    ``upright`` with Y negated (``ue = 100 * (x, -y, z)``); this mirror in *coordinates* is only
+    the change of handedness convention, not a mirror of the scene.
+
+Applying a similarity to splats (:func:`transform_splats`): means ``s R (x - o)``, rotations
+``q_R * q``, log-scales ``+ log s``, and the SH bands 1-3 rotated (:func:`sh_rotation`), since no
+plugin rotates SH itself: it evaluates the SH with the view direction expressed in the PLY frame.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from splatkit.splats import Splats
+
+# --------------------------------------------------------------------------------------------
+# Plugin mappings PLY -> UE (unit-less; every plugin also multiplies positions by 100).
+# Sources: /work/shared/notes/unreal-plugins.md (plugins' PLY readers).
+
+#: NanoGS (PLYFileReader.cpp) and PICOSplat (splat_ply_conversion.h): UE = 100 * (z, x, -y):
+#: PLY +Z forward, +X right, -Y up (COLMAP/OpenCV "RDF").
+_RDF = ((0.0, 0.0, 1.0), (1.0, 0.0, 0.0), (0.0, -1.0, 0.0))
+#: Italink (GaussianSplattingPointCloud.cpp): UE = 100 * (x, -z, -y): PLY +X forward, -Y up.
+_ITALINK = ((1.0, 0.0, 0.0), (0.0, 0.0, -1.0), (0.0, -1.0, 0.0))
+
+#: ``ue = 100 * M @ ply`` for each plugin. XV3DGS, Luma and UEFN are closed source: they are
+#: assumed to follow the de-facto COLMAP "RDF" convention of NanoGS/PICOSplat (unverified);
+#: ``generic`` is that convention too.
+PLY_TO_UE: dict[str, tuple[tuple[float, ...], ...]] = {
+    "nanogs": _RDF,
+    "picosplat": _RDF,
+    "italink": _ITALINK,
+    "xv3dgs": _RDF,
+    "luma": _RDF,
+    "uefn": _RDF,
+    "generic": _RDF,
+}
+
+#: ``ue = UPRIGHT_TO_UE_AXES @ upright * 100``: same physical axes, Y negated (handedness).
+UPRIGHT_TO_UE_AXES = ((1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, 1.0))
+
+
+def ply_to_ue_matrix(plugin: str) -> Tensor:
+    """``[3, 3]`` M with ``ue_cm = 100 * M @ ply_m`` for ``plugin`` (float64)."""
+    return torch.tensor(PLY_TO_UE[plugin], dtype=torch.float64)
+
+
+def ply_to_ue(points: Tensor, plugin: str) -> Tensor:
+    """Positions in a plugin's PLY frame (metres) -> where the plugin puts them in UE (cm)."""
+    return 100.0 * points.double() @ ply_to_ue_matrix(plugin).T
+
+
+def upright_to_ue(points: Tensor) -> Tensor:
+    """Positions in the upright frame (metres) -> Unreal (cm)."""
+    return 100.0 * points.double() @ torch.tensor(UPRIGHT_TO_UE_AXES, dtype=torch.float64).T
+
+
+def upright_to_ply(plugin: str) -> Tensor:
+    """The proper rotation ``[3, 3]`` taking upright coordinates to ``plugin``'s PLY frame.
+
+    Solves ``M @ ply = F @ upright`` (F = :data:`UPRIGHT_TO_UE_AXES`): ``R = M^-1 F``. Both M
+    and F change handedness, so R is a rotation (det +1) and the splats are not mirrored.
+    """
+    M = ply_to_ue_matrix(plugin)
+    F = torch.tensor(UPRIGHT_TO_UE_AXES, dtype=torch.float64)
+    return torch.linalg.solve(M, F)
+
+
+#: OpenCV camera axes (x right, y down, z forward) -> upright-style (x forward, y left, z up).
+OPENCV_TO_FLU = ((0.0, 0.0, 1.0), (-1.0, 0.0, 0.0), (0.0, -1.0, 0.0))
+
+
+# --------------------------------------------------------------------------------------------
+# Similarity transforms
+
+
+@dataclass
+class Similarity:
+    """``y = scale * R @ (x - origin)``; float64 tensors. Identity by default."""
+
+    R: Tensor
+    origin: Tensor
+    scale: float = 1.0
+
+    @classmethod
+    def identity(cls) -> Similarity:
+        return cls(torch.eye(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64), 1.0)
+
+    def apply(self, x: Tensor) -> Tensor:
+        return (self.scale * (x.double() - self.origin) @ self.R.T).to(x.dtype)
+
+    def then(self, other: Similarity) -> Similarity:
+        """``other`` after ``self``: y = other(self(x))."""
+        R = other.R @ self.R
+        s = self.scale * other.scale
+        # other(self(x)) = so*Ro(ss*Rs(x - os) - oo) = s*R(x - os - (ss*Rs)^-1 oo)
+        origin = self.origin + self.R.T @ other.origin / self.scale
+        return Similarity(R, origin, s)
+
+    def matrix(self) -> Tensor:
+        """``[4, 4]`` homogeneous matrix of the map."""
+        T = torch.eye(4, dtype=torch.float64)
+        T[:3, :3] = self.scale * self.R
+        T[:3, 3] = -self.scale * self.R @ self.origin
+        return T
+
+    def transform_world_to_cam(self, world_to_cam: Tensor) -> Tensor:
+        """A camera that sees the transformed scene as ``world_to_cam`` saw the original.
+
+        Camera space is scaled by ``scale`` (a uniform scale of camera space leaves the
+        perspective image unchanged), so the result is again rigid.
+        """
+        w2c = world_to_cam.double()
+        out = torch.eye(4, dtype=torch.float64).repeat(*w2c.shape[:-2], 1, 1)
+        Rc, tc = w2c[..., :3, :3], w2c[..., :3, 3]
+        out[..., :3, :3] = Rc @ self.R.T
+        out[..., :3, 3] = self.scale * (tc + (Rc @ self.origin[:, None])[..., 0])
+        return out.to(world_to_cam.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Quaternions (w, x, y, z)
+
+
+def rotmat_to_quat(R: Tensor) -> Tensor:
+    """``[3, 3]`` rotation -> unit quaternion ``[4]`` (w, x, y, z), float64."""
+    R = R.double()
+    t = R.trace()
+    if t > 0:
+        s = math.sqrt(float(t) + 1.0) * 2
+        q = [0.25 * s, (R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s]
+    elif R[0, 0] > R[1, 1] and R[0, 0] > R[2, 2]:
+        s = math.sqrt(1.0 + float(R[0, 0] - R[1, 1] - R[2, 2])) * 2
+        q = [(R[2, 1] - R[1, 2]) / s, 0.25 * s, (R[0, 1] + R[1, 0]) / s, (R[0, 2] + R[2, 0]) / s]
+    elif R[1, 1] > R[2, 2]:
+        s = math.sqrt(1.0 + float(R[1, 1] - R[0, 0] - R[2, 2])) * 2
+        q = [(R[0, 2] - R[2, 0]) / s, (R[0, 1] + R[1, 0]) / s, 0.25 * s, (R[1, 2] + R[2, 1]) / s]
+    else:
+        s = math.sqrt(1.0 + float(R[2, 2] - R[0, 0] - R[1, 1])) * 2
+        q = [(R[1, 0] - R[0, 1]) / s, (R[0, 2] + R[2, 0]) / s, (R[1, 2] + R[2, 1]) / s, 0.25 * s]
+    q = torch.tensor([float(v) for v in q], dtype=torch.float64)
+    return q / q.norm()
+
+
+def quat_multiply(a: Tensor, b: Tensor) -> Tensor:
+    """Hamilton product ``a * b`` of (w, x, y, z) quaternions, broadcasting."""
+    aw, ax, ay, az = a.unbind(-1)
+    bw, bx, by, bz = b.unbind(-1)
+    return torch.stack(
+        [
+            aw * bw - ax * bx - ay * by - az * bz,
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+        ],
+        dim=-1,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Real SH rotation (gsplat's basis and signs, as splatkit/render/sh.py)
+
+_C1 = 0.4886025119029199
+_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792,
+       0.5462742152960396)  # fmt: skip
+_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
+       -0.4570457994644658, 1.445305721320277, -0.5900435899266435)  # fmt: skip
+
+
+def sh_band(degree: int, d: Tensor) -> Tensor:
+    """Basis functions of band ``degree`` (1-3) at unit directions ``d [..., 3]``."""
+    x, y, z = d.unbind(-1)
+    if degree == 1:
+        out = [-_C1 * y, _C1 * z, -_C1 * x]
+    elif degree == 2:
+        out = [_C2[0] * x * y, _C2[1] * y * z, _C2[2] * (2 * z * z - x * x - y * y),
+               _C2[3] * x * z, _C2[4] * (x * x - y * y)]  # fmt: skip
+    elif degree == 3:
+        xx, yy, zz = x * x, y * y, z * z
+        out = [
+            _C3[0] * y * (3 * xx - yy),
+            _C3[1] * x * y * z,
+            _C3[2] * y * (4 * zz - xx - yy),
+            _C3[3] * z * (2 * zz - 3 * xx - 3 * yy),
+            _C3[4] * x * (4 * zz - xx - yy),
+            _C3[5] * z * (xx - yy),
+            _C3[6] * x * (xx - 3 * yy),
+        ]
+    else:
+        raise ValueError(degree)
+    return torch.stack(out, dim=-1)
+
+
+def _fibonacci_sphere(n: int) -> Tensor:
+    i = torch.arange(n, dtype=torch.float64) + 0.5
+    phi = torch.acos(1 - 2 * i / n)
+    theta = math.pi * (1 + 5**0.5) * i
+    return torch.stack(
+        [torch.cos(theta) * torch.sin(phi), torch.sin(theta) * torch.sin(phi), torch.cos(phi)], -1
+    )
+
+
+def sh_rotation(R: Tensor, degree: int) -> Tensor:
+    """``[2l+1, 2l+1]`` D with ``sum_m (D c)_m Y_m(R d) = sum_m c_m Y_m(d)`` for every d.
+
+    Solved by least squares on 64 well-spread directions (exact: each band is a
+    (2l+1)-dimensional space closed under rotation, so the system is consistent).
+    """
+    d = _fibonacci_sphere(64)
+    A = sh_band(degree, d @ R.double().T)  # Y(R d)
+    B = sh_band(degree, d)  # Y(d)
+    return torch.linalg.lstsq(A, B).solution  # A @ D = B
+
+
+def rotate_sh(shN: Tensor, R: Tensor) -> Tensor:
+    """Rotate ``shN [N, K-1, 3]`` (coefficient-major) by R: band by band."""
+    out = shN.clone()
+    deg = math.isqrt(shN.shape[1] + 1) - 1
+    for l in range(1, min(deg, 3) + 1):  # noqa: E741
+        a, b = l * l - 1, (l + 1) ** 2 - 1
+        D = sh_rotation(R, l).to(shN.dtype)
+        out[:, a:b] = torch.einsum("ij,njc->nic", D, shN[:, a:b])
+    if deg > 3:
+        raise ValueError("SH rotation is implemented up to degree 3")
+    return out
+
+
+def transform_splats(splats: Splats, T: Similarity) -> Splats:
+    """Apply ``T`` to splats: positions, rotations, sizes and view-dependent colour."""
+    if abs(float(torch.linalg.det(T.R)) - 1) > 1e-6:
+        raise ValueError("transform_splats needs a proper rotation (det +1)")
+    dt = splats.means.dtype
+    qR = rotmat_to_quat(T.R).to(dt)
+    return Splats(
+        means=T.apply(splats.means),
+        log_scales=splats.log_scales + math.log(T.scale),
+        quats=quat_multiply(qR.expand_as(splats.quats), splats.quats),
+        opacity_logits=splats.opacity_logits.clone(),
+        sh0=splats.sh0.clone(),
+        shN=rotate_sh(splats.shN, T.R),
+    )
+
+
+def rotation_about(axis: Tensor, angle: float) -> Tensor:
+    """Rodrigues: rotation by ``angle`` radians about ``axis``, float64 ``[3, 3]``."""
+    k = axis.double() / axis.double().norm()
+    K = torch.tensor([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]], dtype=torch.float64)
+    return torch.eye(3, dtype=torch.float64) + math.sin(angle) * K + (1 - math.cos(angle)) * K @ K
+
+
+def rotation_between(a: Tensor, b: Tensor) -> Tensor:
+    """The smallest rotation taking direction ``a`` to direction ``b``."""
+    a = a.double() / a.double().norm()
+    b = b.double() / b.double().norm()
+    v = torch.linalg.cross(a, b)
+    c = float(a @ b)
+    if v.norm() < 1e-12:
+        if c > 0:
+            return torch.eye(3, dtype=torch.float64)
+        perp = torch.tensor([1.0, 0, 0], dtype=torch.float64)
+        if abs(float(a[0])) > 0.9:
+            perp = torch.tensor([0, 1.0, 0], dtype=torch.float64)
+        return rotation_about(torch.linalg.cross(a, perp), math.pi)
+    return rotation_about(v, math.atan2(float(v.norm()), c))
