@@ -1,0 +1,154 @@
+"""The ``gsplat`` backend: :func:`gsplat.rasterization` on CUDA (gsplat 1.5.3).
+
+gsplat is imported inside :func:`render`, never at module import, so this module loads on a
+CPU-only machine. Beware: merely importing ``gsplat.cuda._backend`` on a machine that has nvcc
+starts a JIT build of gsplat's CUDA code (minutes); :mod:`splatkit.gpu` probes without that.
+
+Differences from splatkit's own backends (``reference``/``cpu``):
+
+- **Alpha clamp.** gsplat 1.5.3 clamps each splat's alpha at a hard-coded 0.999
+  (``min(0.999f, opac * __expf(-sigma))`` in ``RasterizeToPixels3DGSFwd.cu``/``Bwd.cu``);
+  :func:`gsplat.rasterization` takes no argument for it. splatkit's default
+  ``RenderSettings.max_alpha`` is INRIA's 0.99, so the images differ slightly where opaque
+  splats overlap. This backend ignores ``settings.max_alpha`` and warns once when it is not
+  0.999; to compare backends, render the CPU ones with ``max_alpha=0.999``.
+- **Screen-space gradients (densification).** gsplat's ``info["means2d"]`` is ``[C, N, 2]``
+  (here C = 1), and that tensor is what its rasterizer consumed; a view of it taken afterwards
+  gets no gradient from autograd. So :attr:`RenderOutput.means2d` is ``info["means2d"][0]``
+  *plus a hook*: when the batched tensor receives its gradient, the hook writes it into the
+  view's ``.grad`` (accumulating like ``retain_grad``), and, with ``absgrad``, its
+  ``.absgrad`` too. The trainer can therefore use the same code for every backend::
+
+      out = render(splats, view, settings)
+      out.means2d.retain_grad()          # harmless here; needed for the CPU backends
+      loss.backward()
+      grad2d = out.means2d.grad          # [N, 2], pixels
+
+  The untouched gsplat tensors are in ``out.extras["info"]`` (gsplat's meta dict, batched
+  ``[1, N, ...]``), e.g. for :mod:`gsplat.strategy`, which calls
+  ``info["means2d"].retain_grad()`` and reads ``.grad``/``.absgrad`` itself.
+- **Optional switches** read from ``settings`` with ``getattr`` (not fields of
+  :class:`RenderSettings`): ``absgrad`` (bool, AbsGS gradient in ``means2d.absgrad``),
+  ``sparse_grad`` (bool). ``packed`` is always False: packed mode returns ``[nnz, 2]`` means2d,
+  which breaks the ``[N, 2]`` contract.
+"""
+
+from __future__ import annotations
+
+import warnings
+import weakref
+
+import torch
+
+from ..errors import UserError
+from ..splats import Splats
+from . import TILE_SIZE, RenderOutput, RenderSettings, View
+
+#: The alpha clamp compiled into gsplat 1.5.3's kernels.
+GSPLAT_MAX_ALPHA = 0.999
+
+_warned_max_alpha = False
+
+
+def _check_cuda(splats: Splats) -> torch.device:
+    if not torch.cuda.is_available():
+        raise UserError(
+            "The gsplat renderer needs an NVIDIA GPU with CUDA, and PyTorch sees none.",
+            "Use the 'cpu' renderer (--device cpu), or run `splatkit doctor` to see what is "
+            "missing.",
+        )
+    dev = splats.means.device
+    if dev.type != "cuda":
+        raise ValueError(
+            f"gsplat backend: splats are on {dev}; move them to CUDA first (splats.to('cuda'))"
+        )
+    return dev
+
+
+def _maybe_warn_max_alpha(settings: RenderSettings) -> None:
+    global _warned_max_alpha
+    if not _warned_max_alpha and abs(settings.max_alpha - GSPLAT_MAX_ALPHA) > 1e-9:
+        _warned_max_alpha = True
+        warnings.warn(
+            f"gsplat clamps alpha at {GSPLAT_MAX_ALPHA} (compiled in); "
+            f"settings.max_alpha={settings.max_alpha} is ignored by the gsplat backend",
+            stacklevel=3,
+        )
+
+
+def mirror_grad(batched: torch.Tensor, view: torch.Tensor, absgrad: bool = False) -> None:
+    """Make ``view`` (``batched[0]``) receive ``batched``'s gradient, as ``retain_grad`` would.
+
+    ``batched`` is the ``[1, N, 2]`` tensor gsplat's rasterizer consumed; ``view`` is not on
+    autograd's path to the loss, so a hook on ``batched`` writes ``grad[0]`` into ``view.grad``
+    (summing over repeated backward passes) and, with ``absgrad``, copies gsplat's
+    ``batched.absgrad[0]`` to ``view.absgrad``. Weak references avoid keeping either alive.
+    """
+    if not batched.requires_grad:
+        return
+    view_ref = weakref.ref(view)
+    batched_ref = weakref.ref(batched)
+    seen = [False]
+
+    def hook(grad: torch.Tensor) -> None:
+        v = view_ref()
+        if v is None:
+            return
+        g = grad[0].detach()
+        with torch.no_grad():
+            v.grad = g.clone() if not seen[0] else v.grad + g
+        seen[0] = True
+        b = batched_ref()
+        if absgrad and b is not None and getattr(b, "absgrad", None) is not None:
+            v.absgrad = b.absgrad[0]
+
+    batched.register_hook(hook)
+
+
+def render(splats: Splats, view: View, settings: RenderSettings) -> RenderOutput:
+    """Render one view with :func:`gsplat.rasterization` (float32, CUDA)."""
+    device = _check_cuda(splats)
+    _maybe_warn_max_alpha(settings)
+    from gsplat import rasterization  # lazy: may JIT-compile gsplat's CUDA code on first use
+
+    sh_degree = max(0, min(int(settings.sh_degree), splats.sh_degree))
+    K = (sh_degree + 1) ** 2
+    colors = torch.cat([splats.sh0, splats.shN], dim=1)[:, :K]  # [N, K, 3]
+    viewmats = view.world_to_cam.to(device=device, dtype=torch.float32)[None]
+    Ks = view.K.to(device=device, dtype=torch.float32)[None]
+    backgrounds = torch.tensor([settings.background], dtype=torch.float32, device=device)
+    absgrad = bool(getattr(settings, "absgrad", False))
+
+    image, alpha, info = rasterization(
+        means=splats.means,
+        quats=splats.quats,  # gsplat normalises them
+        scales=torch.exp(splats.log_scales),
+        opacities=torch.sigmoid(splats.opacity_logits),
+        colors=colors,
+        viewmats=viewmats,
+        Ks=Ks,
+        width=int(view.width),
+        height=int(view.height),
+        near_plane=float(settings.near_plane),
+        far_plane=float(settings.far_plane),
+        eps2d=float(settings.eps2d),
+        sh_degree=sh_degree,
+        packed=False,
+        tile_size=TILE_SIZE,
+        backgrounds=backgrounds,
+        render_mode="RGB",
+        sparse_grad=bool(getattr(settings, "sparse_grad", False)),
+        absgrad=absgrad,
+        rasterize_mode="antialiased" if settings.antialiased else "classic",
+    )
+    means2d_b = info["means2d"]  # [1, N, 2], what the rasterizer consumed
+    means2d = means2d_b[0]
+    mirror_grad(means2d_b, means2d, absgrad=absgrad)
+    return RenderOutput(
+        image=image[0],
+        alpha=alpha[0],
+        means2d=means2d,
+        radii=info["radii"][0],
+        depths=info["depths"][0],
+        extras={"info": info},
+    )

@@ -1,0 +1,64 @@
+"""Shared pytest setup (others may append fixtures below).
+
+- ``--device cpu|cuda`` (like kornia's): the device the ``device`` fixture hands to tests.
+- ``@pytest.mark.gpu`` tests are skipped, with a reason, where PyTorch sees no CUDA GPU.
+- ``shared_datasets``: ``<repo>/../shared/datasets`` (or ``$SPLATKIT_SHARED_DATASETS``);
+  tests that use it are skipped where it is absent (e.g. CI, the GPU machine).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--device",
+        action="store",
+        default="cpu",
+        choices=("cpu", "cuda"),
+        help="device for tests that take the `device` fixture (default: cpu)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    gpu_items = [it for it in items if "gpu" in it.keywords]
+    if not gpu_items or _cuda_available():
+        return
+    skip = pytest.mark.skip(
+        reason="needs an NVIDIA GPU with CUDA; torch.cuda.is_available() is False"
+    )
+    for it in gpu_items:
+        it.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def device(request):
+    import torch
+
+    name = request.config.getoption("--device")
+    if name == "cuda" and not torch.cuda.is_available():
+        pytest.skip("--device cuda given but torch.cuda.is_available() is False")
+    return torch.device(name)
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    path = Path(os.environ.get("SPLATKIT_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))
+    if not path.is_dir():
+        pytest.skip(
+            f"shared datasets folder not found at {path} "
+            "(set SPLATKIT_SHARED_DATASETS to point at it)"
+        )
+    return path
