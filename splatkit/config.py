@@ -24,7 +24,9 @@ def opt(default: Any, help: str, **kw: Any) -> Any:
 @dataclass
 class IngestConfig:
     max_image_size: int = opt(1600, "Longest side, in pixels, of the working copies of the photos.")
-    min_image_size: int = opt(64, "Photos whose shorter side is below this many pixels are skipped.")
+    min_image_size: int = opt(
+        64, "Photos whose shorter side is below this many pixels are skipped."
+    )
 
 
 @dataclass
@@ -37,6 +39,16 @@ class SfmConfig:
     )
     max_features: int = opt(8192, "Most SIFT features kept per photo.")
     single_camera: bool = opt(True, "Assume one camera and lens took every photo.")
+    camera_model: str = opt(
+        "SIMPLE_RADIAL",
+        "Lens model: SIMPLE_RADIAL (one focal length, one distortion term: most photos) or "
+        "OPENCV (separate x/y focal lengths, 4 distortion terms: wide-angle or action cameras).",
+        choices=("SIMPLE_RADIAL", "OPENCV"),
+    )
+    refine_principal_point: bool = opt(
+        True,
+        "Refine the lens centre too (only with one shared camera; more accurate rotations).",
+    )
     max_image_size: int = opt(1600, "Longest side, in pixels, of the images SfM works on.")
     num_threads: int = opt(-1, "CPU threads for SfM (-1: all).")
 
@@ -60,7 +72,9 @@ class TrainConfig:
     sh0_lr: float = opt(2.5e-3, "Learning rate of base colour.")
     shN_lr: float = opt(2.5e-3 / 20, "Learning rate of view-dependent colour.")
     strategy: str = opt(
-        "default", "Densification: default (clone/split/prune) or mcmc.", choices=("default", "mcmc")
+        "default",
+        "Densification: default (clone/split/prune) or mcmc.",
+        choices=("default", "mcmc"),
     )
     refine_start: int = opt(500, "First step of densification.")
     refine_stop: int = opt(15_000, "Last step of densification.")
@@ -69,7 +83,9 @@ class TrainConfig:
     grow_grad2d: float = opt(2e-4, "Screen-space gradient above which a splat is cloned/split.")
     max_splats: int = opt(1_000_000, "Cap on the number of splats (mcmc; default stops growing).")
     absgrad: bool = opt(False, "Use absolute gradients for densification (AbsGS).")
-    antialiased: bool = opt(False, "Antialiased rasterization (Mip-Splatting opacity compensation).")
+    antialiased: bool = opt(
+        False, "Antialiased rasterization (Mip-Splatting opacity compensation)."
+    )
     packed: bool = opt(False, "gsplat packed mode (less GPU memory for large scenes).")
     random_background: bool = opt(False, "Random background colour each step (fewer floaters).")
     eval_every: int = opt(1000, "Steps between held-out PSNR evaluations (0: only at the end).")
