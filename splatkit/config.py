@@ -72,9 +72,7 @@ class TrainConfig:
     sh0_lr: float = opt(2.5e-3, "Learning rate of base colour.")
     shN_lr: float = opt(2.5e-3 / 20, "Learning rate of view-dependent colour.")
     strategy: str = opt(
-        "default",
-        "Densification: default (clone/split/prune) or mcmc.",
-        choices=("default", "mcmc"),
+        "default", "Densification: default (clone/split/prune) or mcmc.", choices=("default", "mcmc")
     )
     refine_start: int = opt(500, "First step of densification.")
     refine_stop: int = opt(15_000, "Last step of densification.")
@@ -83,9 +81,7 @@ class TrainConfig:
     grow_grad2d: float = opt(2e-4, "Screen-space gradient above which a splat is cloned/split.")
     max_splats: int = opt(1_000_000, "Cap on the number of splats (mcmc; default stops growing).")
     absgrad: bool = opt(False, "Use absolute gradients for densification (AbsGS).")
-    antialiased: bool = opt(
-        False, "Antialiased rasterization (Mip-Splatting opacity compensation)."
-    )
+    antialiased: bool = opt(False, "Antialiased rasterization (Mip-Splatting opacity compensation).")
     packed: bool = opt(False, "gsplat packed mode (less GPU memory for large scenes).")
     random_background: bool = opt(False, "Random background colour each step (fewer floaters).")
     eval_every: int = opt(1000, "Steps between held-out PSNR evaluations (0: only at the end).")
