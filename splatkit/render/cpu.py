@@ -139,7 +139,9 @@ def _forward(tile_offsets, tile_gauss, means2d, conics, colors, opacities, backg
     n_tiles = tile_offsets.shape[0] - 1
     image = np.empty((height, width, 3), dtype=np.float32)
     t_final = np.empty((height, width), dtype=np.float64)
-    n_used = np.zeros((height, width), dtype=np.int32)
+    n_used = np.empty((height, width), dtype=np.int32)
+    # (No whole-array expressions such as np.zeros in parallel kernels: numba would turn them
+    # into parallel loops, scheduled one element at a time under chunk size 1.)
     for t in prange(n_tiles):
         start = tile_offsets[t]
         m = tile_offsets[t + 1] - start
@@ -186,7 +188,7 @@ def _backward(tile_offsets, tile_gauss, means2d, conics, colors, opacities, back
               width, height, tiles_w, max_alpha, t_final, n_used, v_image, v_alpha):  # fmt: skip
     """Per-intersection gradients ``[n_isects, 11]`` (tile-major order)."""
     n_tiles = tile_offsets.shape[0] - 1
-    grads = np.zeros((tile_gauss.shape[0], _G_COLS), dtype=np.float64)
+    grads = np.empty((tile_gauss.shape[0], _G_COLS), dtype=np.float64)
     for t in prange(n_tiles):
         start = tile_offsets[t]
         m = tile_offsets[t + 1] - start
@@ -194,6 +196,9 @@ def _backward(tile_offsets, tile_gauss, means2d, conics, colors, opacities, back
             continue
         p = _load_tile(start, start + m, tile_gauss, means2d, conics, colors, opacities)
         g = grads[start : start + m]
+        for k in range(m):
+            for c in range(_G_COLS):
+                g[k, c] = 0.0
         i0 = (t // tiles_w) * TILE_SIZE
         j0 = (t % tiles_w) * TILE_SIZE
         for i in range(i0, min(i0 + TILE_SIZE, height)):
@@ -254,10 +259,15 @@ def _backward(tile_offsets, tile_gauss, means2d, conics, colors, opacities, back
     return grads
 
 
+@njit(cache=True)
+def _zeros2d(n, m):
+    return np.zeros((n, m), dtype=np.float64)
+
+
 @njit(parallel=True, cache=True)
 def _reduce(order, g_offsets, perm, grads, n):
     """Sum each Gaussian's intersection gradients in Gaussian-major (fixed) order."""
-    out = np.zeros((n, _G_COLS), dtype=np.float64)
+    out = _zeros2d(n, _G_COLS)
     for k in prange(order.shape[0]):
         g = order[k]
         for q in range(g_offsets[k], g_offsets[k + 1]):
