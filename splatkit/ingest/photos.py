@@ -18,7 +18,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..config import IngestConfig
 from ..errors import UserError
@@ -288,7 +288,6 @@ def _make_working_copy(
         ext = ".png" if is_png else ".jpg"
         name = _unique(safe_name(rel, ext), used)
         out = work_dir / name
-        ImageFile.LOAD_TRUNCATED_IMAGES = False
         try:
             if scale < 1.0 and im.format == "JPEG":
                 # decode at reduced size straight away (much faster for big photos)
