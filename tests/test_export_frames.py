@@ -66,7 +66,9 @@ def test_plugin_frames_upright(plugin):
     for v, ue in [((0, 0, 1.0), (0, 0, 100.0)), ((1.0, 0, 0), (100.0, 0, 0)),
                   ((0, 1.0, 0), (0, -100.0, 0))]:  # fmt: skip
         p = R @ torch.tensor(v, dtype=torch.float64)
-        assert torch.allclose(F.ply_to_ue(p[None], plugin)[0], torch.tensor(ue, dtype=torch.float64))
+        assert torch.allclose(
+            F.ply_to_ue(p[None], plugin)[0], torch.tensor(ue, dtype=torch.float64)
+        )
         assert torch.allclose(F.upright_to_ue(torch.tensor([v])).double()[0],
                               torch.tensor(ue, dtype=torch.float64))  # fmt: skip
 
@@ -89,9 +91,11 @@ def test_quat_conversion_and_similarity():
     assert torch.allclose(a.then(b).apply(x), b.apply(a.apply(x)))
     xh = torch.cat([x, torch.ones(10, 1, dtype=torch.float64)], 1)
     assert torch.allclose((xh @ a.matrix().T)[:, :3], a.apply(x))
-    assert torch.allclose(F.rotation_between(torch.tensor([0, 0, 1.0]),
-                                             torch.tensor([0, 0, -1.0])) @ torch.tensor(
-        [0, 0, 1.0], dtype=torch.float64), torch.tensor([0, 0, -1.0], dtype=torch.float64))
+    assert torch.allclose(
+        F.rotation_between(torch.tensor([0, 0, 1.0]), torch.tensor([0, 0, -1.0]))
+        @ torch.tensor([0, 0, 1.0], dtype=torch.float64),
+        torch.tensor([0, 0, -1.0], dtype=torch.float64),
+    )
 
 
 def test_transform_splats_rejects_reflection():

@@ -1,0 +1,99 @@
+"""Other splat formats decode back to what was written (within their quantisation)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from splatkit.export import formats as FM
+from splatkit.splats import SH_C0, Splats
+
+
+def random_splats(n: int, degree: int, seed: int = 0) -> Splats:
+    g = torch.Generator().manual_seed(seed)
+    return Splats(
+        means=torch.randn(n, 3, generator=g),
+        log_scales=torch.randn(n, 3, generator=g) - 3,
+        quats=torch.randn(n, 4, generator=g),
+        opacity_logits=torch.randn(n, generator=g),
+        sh0=torch.randn(n, 1, 3, generator=g),
+        shN=torch.randn(n, (degree + 1) ** 2 - 1, 3, generator=g) * 0.2,
+    )
+
+
+def test_splat_format(tmp_path):
+    s = random_splats(300, 0)
+    p = FM.write_format(s, tmp_path, "a", "splat", sh_degree=0)
+    d = FM.read_splat(p.read_bytes())
+    assert len(d["means"]) == 300
+    order = np.argsort(-(torch.exp(s.log_scales.sum(1)) * s.opacities).numpy(), kind="stable")
+    assert np.allclose(d["means"], s.means.numpy()[order], atol=1e-6)
+    assert np.allclose(d["scales"], torch.exp(s.log_scales).numpy()[order], rtol=1e-6)
+    rgb = np.clip(0.5 + SH_C0 * s.sh0[:, 0].numpy(), 0, 1)[order]
+    assert np.abs(d["rgba"][:, :3] - rgb).max() <= 1 / 255 + 1e-6
+    q = torch.nn.functional.normalize(s.quats, dim=1).numpy()[order]
+    assert np.abs(d["quats"] - q).max() <= 1 / 128 + 1e-6
+
+
+@pytest.mark.parametrize("n", [1, 257, 600])
+def test_compressed_ply_decodes(tmp_path, n):
+    s = random_splats(n, 1)
+    s.opacity_logits[:] = 2.0
+    data = FM.write_format(s, tmp_path, "a", "compressed-ply", sh_degree=1).read_bytes()
+    d = FM.read_compressed_ply(data)
+    assert len(d["means"]) == n
+    # Match rows by nearest position (file order is Morton order).
+    m = s.means.double().numpy()
+    idx = np.argmin(((d["means"][:, None] - m[None]) ** 2).sum(-1), axis=1)
+    assert len(set(idx.tolist())) == n
+    ext = m.max(0) - m.min(0)
+    assert np.all(np.abs(d["means"] - m[idx]) <= ext / 1000 + 1e-6)
+    assert np.all(np.abs(d["log_scales"] - s.log_scales.numpy()[idx]) <= 0.02 + 1e-6)
+    assert np.allclose(d["opacity"], torch.sigmoid(torch.tensor(2.0)).item(), atol=1 / 255)
+    q = torch.nn.functional.normalize(s.quats, dim=1).numpy()[idx]
+    dots = np.abs((d["quats"] * q).sum(1))
+    assert dots.min() > 0.999
+    rest = s.shN.permute(0, 2, 1).reshape(n, -1).numpy()[idx]
+    assert np.abs(d["f_rest"] - np.clip(rest, -4, 4)).max() <= 8 / 256 + 1e-6
+
+
+def test_compressed_ply_nan_opacity_does_not_drop_everything(tmp_path):
+    s = random_splats(50, 0)
+    s.opacity_logits[:] = 2.0
+    s.opacity_logits[3] = float("nan")
+    d = FM.read_compressed_ply(FM.write_format(s, tmp_path, "a", "compressed-ply", 0).read_bytes())
+    assert len(d["means"]) == 49
+
+
+@pytest.mark.parametrize("degree", [0, 1, 3])
+def test_spz_round_trip(tmp_path, degree):
+    s = random_splats(200, degree)
+    s.log_scales.clamp_(-9, 5)
+    d = FM.read_spz(FM.write_format(s, tmp_path, "a", "spz", sh_degree=degree).read_bytes())
+    assert d["sh_degree"] == degree
+    flip = np.array([1.0, -1.0, -1.0])  # RDF -> RUB
+    assert np.abs(d["means"] - s.means.numpy() * flip).max() <= 0.5 / 4096 + 1e-6
+    assert np.abs(d["log_scales"] - s.log_scales.numpy()).max() <= 1 / 32 + 1e-6
+    assert np.abs(d["opacity"] - s.opacities.numpy()).max() <= 0.5 / 255 + 1e-6
+    dc = np.clip(s.sh0[:, 0].numpy(), -127.5 / 38.25, 127.5 / 38.25)
+    assert np.abs(d["sh0"] - dc).max() <= 0.5 / 38.25 + 1e-6
+    # Half turn about x: q' = (0,1,0,0) * q -> (-x, w, -z, y) up to sign.
+    q = torch.nn.functional.normalize(s.quats, dim=1).numpy()
+    w, x, y, z = q.T
+    q2 = np.stack([-x, w, -z, y], 1)
+    assert np.abs((d["quats"] * q2).sum(1)).min() > 0.998
+    if degree:
+        from splatkit.export.frames import rotate_sh
+
+        ref = rotate_sh(s.shN.double(), FM.RDF_TO_RUB).numpy()
+        assert np.abs(d["shN"] - np.clip(ref, -1, 127 / 128)).max() <= 8.5 / 128 + 1e-6
+
+
+def test_spz_rejects_huge(tmp_path):
+    from splatkit.errors import UserError
+
+    s = random_splats(5, 0)
+    s.means[0, 0] = 5000.0
+    with pytest.raises(UserError):
+        FM.write_format(s, tmp_path, "a", "spz", 0)
