@@ -87,6 +87,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--for", dest="target", choices=("unreal",), default="unreal",
                    help="Target application.")
     _add_export_options(p)
+
+    p = sub.add_parser("report", help="Write OUT/report.html: inputs, cameras, training, quality.",
+                       description="Build one self-contained page (opens offline) about a run: "
+                       "photos used and skipped, camera positions, loss and PSNR curves, each "
+                       "held-out photo beside its render, output files and the next step.")
+    p.add_argument("out", type=Path, help="The output folder of `splatkit train`.")
+
+    p = sub.add_parser("view", help="Look at a trained scene in your web browser (offline).",
+                       description="Serve OUT/scene.ply with a WebGL splat viewer on 127.0.0.1, "
+                       "with the training cameras drawn as frusta (click one to look through it).")
+    p.add_argument("out", type=Path, help="The output folder of `splatkit train`.")
+    p.add_argument("--port", type=int, default=8765, help="Local port (default 8765; 0: any free).")
+    p.add_argument("--no-browser", action="store_true", help="Only print the URL.")
+
+    sub.add_parser("doctor", help="Check that this machine can run `splatkit train`.",
+                   description="Check Python, PyTorch, GPU and CUDA tools, pycolmap, numba, "
+                   "disk, memory and write access; one line per check. Exit code 0 when ready.")
     return parser
 
 
@@ -224,7 +241,27 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "sfm": cmd_sfm, "export": cmd_export}
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    print(build_report(args.out))
+    return 0
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    from .viewer import view
+
+    return view(args.out, port=args.port, open_browser=not args.no_browser)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import doctor
+
+    return doctor()
+
+
+COMMANDS = {"train": cmd_train, "sfm": cmd_sfm, "export": cmd_export, "report": cmd_report,
+            "view": cmd_view, "doctor": cmd_doctor}
 
 
 def main(argv: list[str] | None = None) -> int:

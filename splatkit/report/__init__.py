@@ -1,0 +1,306 @@
+"""``OUT/report.html``: one self-contained page about a run (opens offline, images inlined).
+
+Sections: what went in (photos used, skipped and why), where the cameras are (top-down and side
+plots from ``sparse/0``), how training went (loss and held-out PSNR from ``events.jsonl``), how
+good it is (held-out photos beside their renders from ``previews/``, worst three first, with
+PSNR/SSIM from ``metrics.json``), what came out (files, sizes, splat count) and the next step.
+Every part is optional: a run that stopped early still gets a page saying what is missing.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import shlex
+from pathlib import Path
+
+from ..errors import UserError
+from ..fileio import write_text_atomic
+
+#: Preview images wider than this are scaled down in the page (keeps the file small).
+MAX_PREVIEW_WIDTH = 1000
+WORST = 3
+
+
+def read_events(path: Path) -> list[dict]:
+    """Events of ``events.jsonl``; lines that do not parse (a crash mid-write) are skipped."""
+    out = []
+    if not path.exists():
+        return out
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(e, dict):
+            out.append(e)
+    return out
+
+
+def _b64(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img src="{_b64(png)}" alt="{html.escape(alt)}">'
+
+
+def _preview_png(path: Path) -> bytes:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if im.width > MAX_PREVIEW_WIDTH:
+            h = round(im.height * MAX_PREVIEW_WIDTH / im.width)
+            im = im.resize((MAX_PREVIEW_WIDTH, h), Image.LANCZOS)
+        buf = io.BytesIO()
+        im.save(buf, format="PNG", optimize=True)
+        return buf.getvalue()
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""
+
+
+def _tree_size(p: Path) -> tuple[int, int]:
+    if p.is_file():
+        return p.stat().st_size, 1
+    files = [f for f in p.rglob("*") if f.is_file()]
+    return sum(f.stat().st_size for f in files), len(files)
+
+
+def _num(key: str, text: str) -> str:
+    """A number the tests compare with metrics.json."""
+    return f'<b data-key="{html.escape(key)}">{html.escape(text)}</b>'
+
+
+def _fmt_time(s: float) -> str:
+    return f"{s:.1f} s" if s < 90 else f"{s / 60:.1f} min"
+
+
+def _section_inputs(m: dict) -> str:
+    im = m.get("images")
+    if not im:
+        return "<p>No record of the photos (metrics.json missing: did training finish?).</p>"
+    rows = [
+        ("Photos found", _num("images.input", str(im.get("input", "?")))),
+        ("Used", _num("images.used", str(im.get("used", "?")))),
+        ("Skipped", _num("images.skipped", str(len(im.get("skipped", []))))),
+        ("Placed by SfM (camera pose found)", _num("images.registered",
+                                                  str(im.get("registered", "?")))),
+        ("Trained on", _num("images.train", str(im.get("train", "?")))),
+        ("Held out for measuring quality", _num("images.test", str(im.get("test", "?")))),
+    ]
+    out = ["<table class='kv'>"] + [f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows]
+    out.append("</table>")
+    if im.get("skipped"):
+        out.append("<h3>Skipped photos</h3><ul>")
+        out += [f"<li><code>{html.escape(str(s.get('name')))}</code>: "
+                f"{html.escape(str(s.get('reason')))}</li>" for s in im["skipped"]]
+        out.append("</ul>")
+    if im.get("unregistered"):
+        out.append("<h3>Photos SfM could not place</h3><p>These did not overlap enough with the "
+                   "others (or were blurred); they were not used for training.</p><ul>")
+        out += [f"<li><code>{html.escape(str(n))}</code></li>" for n in im["unregistered"]]
+        out.append("</ul>")
+    return "\n".join(out)
+
+
+def _section_cameras(out_dir: Path) -> str:
+    from ..viewer.cameras import has_model, held_out, read_model, scene_frame
+    from .plots import cameras_figure
+
+    if not has_model(out_dir):
+        return "<p>No camera poses (sparse/0 missing).</p>"
+    import numpy as np
+
+    cams, pts, _ = read_model(out_dir)
+    if not cams:
+        return "<p>The camera model has no placed photos.</p>"
+    test = held_out([c.name for c in cams])
+    frame = scene_frame(cams, pts)
+    png = cameras_figure(
+        np.stack([c.center for c in cams]), np.stack([c.forward for c in cams]),
+        np.array([c.name in test for c in cams]), pts, np.array(frame["up"]))
+    return (f"<p>{len(cams)} cameras and {len(pts):,} sparse points from <code>sparse/0</code>. "
+            "Dots are camera centres, arrows the way each camera looked (blue: trained on, "
+            "orange: held out). Cameras should surround or face the subject, without gaps; "
+            "an isolated or backwards camera is usually a wrongly placed photo.</p>"
+            + _img(png, "camera positions from above and from the side"))
+
+
+def _section_training(events: list[dict], m: dict) -> str:
+    from .plots import training_figure
+
+    steps = [e for e in events if e.get("kind") == "train_step" and "loss" in e]
+    evals = [e for e in events if e.get("kind") == "eval" and "psnr" in e]
+    if not steps and not evals:
+        return "<p>No training progress recorded in events.jsonl.</p>"
+    png = training_figure([e["step"] for e in steps], [float(e["loss"]) for e in steps],
+                          [e["step"] for e in evals], [float(e["psnr"]) for e in evals],
+                          m.get("psnr"))
+    parts = [_img(png, "training loss and held-out PSNR curves")]
+    if steps:
+        last = steps[-1]
+        parts.append(f"<p>{last['step']:,} of {int(last.get('total_steps', 0)):,} steps, "
+                     f"{last.get('num_splats', 0):,} splats at the end, "
+                     f"{float(last.get('seconds_per_step', 0)):.3f} s per step.</p>")
+    warns = [e for e in events if e.get("kind") == "message" and e.get("level") == "warning"]
+    if warns:
+        parts.append("<h3>Warnings during the run</h3><ul>")
+        parts += [f"<li>[{html.escape(str(e.get('stage', '')))}] "
+                  f"{html.escape(str(e.get('text', '')))}</li>" for e in warns]
+        parts.append("</ul>")
+    return "\n".join(parts)
+
+
+def _per_image(m: dict) -> list[dict]:
+    pi = m.get("per_image") or []
+    if isinstance(pi, dict):  # {name: {psnr, ssim}} also accepted
+        pi = [{"name": k, **v} for k, v in pi.items()]
+    return [r for r in pi if isinstance(r, dict) and "name" in r]
+
+
+def _figure(out_dir: Path, r: dict, cls: str) -> str:
+    prev = out_dir / "previews" / f"{Path(r['name']).stem}.png"
+    name = html.escape(str(r["name"]))
+    psnr, ssim = r.get("psnr"), r.get("ssim")
+    cap = (f"<code>{name}</code>: PSNR "
+           f"<span class='psnr'>{psnr:.2f}</span> dB, SSIM <span class='ssim'>{ssim:.3f}</span>"
+           if psnr is not None and ssim is not None else f"<code>{name}</code>")
+    img = (_img(_preview_png(prev), f"{r['name']}: photo (left) and render (right)")
+           if prev.exists() else "<p class='missing'>(no preview image)</p>")
+    return (f"<figure class='{cls}' data-name='{name}'>{img}"
+            f"<figcaption>{cap}</figcaption></figure>")
+
+
+def _section_quality(out_dir: Path, m: dict) -> str:
+    rows = _per_image(m)
+    if "psnr" not in m:
+        return "<p>No quality measurements (metrics.json missing or incomplete).</p>"
+    psnr, ssim = _num("psnr", f"{m['psnr']:.2f}"), _num("ssim", f"{m['ssim']:.3f}")
+    head = (f"<p>Held-out photos (never trained on), rendered from their cameras: mean PSNR "
+            f"{psnr} dB, SSIM {ssim}. "
+            "PSNR compares pixels (above ~25 dB looks good, below ~20 dB shows visible blur or "
+            "floaters); SSIM compares structure (1 is perfect). Each picture: the photo on the "
+            "left, splatkit's render on the right.</p>")
+    if not rows:
+        return head + "<p>No held-out photos in this run.</p>"
+    ranked = sorted(rows, key=lambda r: r.get("psnr", float("inf")))
+    worst, rest = ranked[:WORST], sorted(ranked[WORST:], key=lambda r: str(r["name"]))
+    out = [head, f"<h3>The {len(worst)} worst (lowest PSNR)</h3>"]
+    out += [_figure(out_dir, r, "worst") for r in worst]
+    if rest:
+        out.append("<h3>The others, by name</h3>")
+        out += [_figure(out_dir, r, "other") for r in rest]
+    return "\n".join(out)
+
+
+def _section_outputs(out_dir: Path, m: dict) -> str:
+    what = {
+        "scene.ply": "the trained splats (INRIA 3DGS PLY): open in a splat viewer or export",
+        "metrics.json": "quality and run facts (machine-readable)",
+        "config.json": "the settings used (reproduces the run)",
+        "log.txt": "the run's log", "events.jsonl": "progress events (machine-readable)",
+        "previews": "held-out photos beside their renders", "sparse": "camera poses (COLMAP)",
+        "images": "undistorted images used for training", "checkpoints": "for --resume",
+        "work": "working copies of the photos", "sfm_work": "SfM database",
+    }
+    rows = []
+    for p in sorted(out_dir.iterdir(), key=lambda p: (p.is_dir(), p.name)):
+        if p.name.startswith(".") or p.name == "report.html":
+            continue
+        size, n = _tree_size(p)
+        label = p.name + ("/" if p.is_dir() else "")
+        count = (f" ({n} file{'s' if n != 1 else ''})") if p.is_dir() else ""
+        rows.append(f"<tr><td><code>{html.escape(label)}</code></td><td>{_size(size)}{count}</td>"
+                    f"<td>{html.escape(what.get(p.name, ''))}</td></tr>")
+    facts = []
+    if "num_splats" in m:
+        facts.append(_num("num_splats", f"{m['num_splats']:,}") + " splats")
+    if "steps" in m:
+        device = html.escape(str(m.get("device", "?")))
+        facts.append(_num("steps", f"{m['steps']:,}") + f" steps on {device}")
+    secs = m.get("seconds") or {}
+    if "total" in secs:
+        stages = ", ".join(f"{html.escape(k)} {_fmt_time(v)}" for k, v in secs.items()
+                           if k != "total")
+        facts.append(f"{_fmt_time(secs['total'])} in all ({stages})")
+    return ((f"<p>{'; '.join(facts)}.</p>" if facts else "")
+            + "<table class='files'><tr><th>File</th><th>Size</th><th>What it is</th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def _section_next(out_dir: Path) -> str:
+    q = shlex.quote(str(out_dir))
+    return (f"<p>Write the files the Unreal Engine splat plugins import:</p>"
+            f"<pre>splatkit export {html.escape(q)} --for unreal</pre>"
+            f"<p>Look around the scene in your web browser (works offline; click a camera to see "
+            f"through it):</p><pre>splatkit view {html.escape(q)}</pre>")
+
+
+CSS = """
+body{font:15px/1.5 system-ui,sans-serif;max-width:1100px;margin:0 auto;padding:16px 20px;color:#222}
+h1{margin-bottom:0} .sub{color:#666;margin-top:2px}
+h2{border-bottom:1px solid #ddd;padding-top:10px}
+img{max-width:100%;height:auto;display:block} figure{margin:12px 0 20px}
+figure.worst figcaption{color:#a40} table{border-collapse:collapse}
+td,th{padding:3px 10px;text-align:left;border-bottom:1px solid #eee;vertical-align:top}
+pre{background:#f4f4f4;padding:8px 12px;border-radius:4px;overflow-x:auto}
+code{background:#f4f4f4;padding:0 3px;border-radius:3px} .missing{color:#999}
+nav a{margin-right:12px}
+"""
+
+
+def render_html(out_dir: Path) -> str:
+    """The page for ``out_dir`` as a string (see :func:`build_report`)."""
+    mp = out_dir / "metrics.json"
+    try:
+        m = json.loads(mp.read_text(encoding="utf-8")) if mp.exists() else {}
+    except ValueError:
+        m = {}
+    events = read_events(out_dir / "events.jsonl")
+    sections = [
+        ("inputs", "What went in", _section_inputs(m)),
+        ("cameras", "Where the cameras are", _section_cameras(out_dir)),
+        ("training", "How training went", _section_training(events, m)),
+        ("quality", "How good it is", _section_quality(out_dir, m)),
+        ("outputs", "What came out", _section_outputs(out_dir, m)),
+        ("next", "Next step", _section_next(out_dir)),
+    ]
+    title = f"splatkit report: {out_dir.name}"
+    summary = ""
+    if "psnr" in m:
+        summary = (f"{m.get('num_splats', 0):,} splats, held-out PSNR {m['psnr']:.2f} dB, "
+                   f"preset {html.escape(str(m.get('preset', '?')))}")
+    nav = "".join(f"<a href='#{k}'>{t}</a>" for k, t, _ in sections)
+    body = "\n".join(f"<section id='{k}'><h2>{t}</h2>\n{s}\n</section>" for k, t, s in sections)
+    ver = (m.get("versions") or {}).get("splatkit", "")
+    return (f"<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"
+            f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
+            f"<h1>{html.escape(title)}</h1><p class='sub'>{summary}<br>"
+            f"<code>{html.escape(str(out_dir))}</code></p><nav>{nav}</nav>\n{body}\n"
+            f"<p class='sub'>Made by splatkit {html.escape(str(ver))}.</p></body></html>\n")
+
+
+def build_report(out_dir: Path) -> Path:
+    """Write ``out_dir/report.html`` (atomically) and return its path."""
+    out_dir = Path(out_dir).resolve()
+    if not out_dir.is_dir():
+        raise UserError(f"{out_dir} is not a folder.",
+                        "Give the output folder of `splatkit train`.")
+    known = ("metrics.json", "events.jsonl", "sparse", "scene.ply")
+    if not any((out_dir / k).exists() for k in known):
+        raise UserError(f"{out_dir} does not look like a splatkit output folder "
+                        "(no metrics.json, events.jsonl, sparse/ or scene.ply).",
+                        "Give the folder that `splatkit train -o OUT` wrote.")
+    path = out_dir / "report.html"
+    write_text_atomic(path, render_html(out_dir))
+    return path

@@ -1,0 +1,132 @@
+"""The report's figures (matplotlib, Agg, no display needed), returned as PNG bytes."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+TRAIN_COLOR, TEST_COLOR, POINT_COLOR = "#1f77b4", "#ff7f0e", "#9a9a9a"
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _figure(w: float, h: float, ncols: int):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(1, ncols, figsize=(w, h), squeeze=False)
+
+
+def scene_axes(centers: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """``[3, 3]`` rows (across, depth, up): a world basis with ``up`` vertical and ``across``
+    along the widest spread of the camera centres (so the top-down plot fills its box)."""
+    up = up / max(np.linalg.norm(up), 1e-12)
+    flat = centers - centers.mean(0)
+    flat = flat - np.outer(flat @ up, up)
+    if len(flat) >= 2 and np.linalg.norm(flat) > 1e-9:
+        across = np.linalg.svd(flat, full_matrices=False)[2][0]
+    else:
+        across = np.cross(up, [1.0, 0.0, 0.0])
+        if np.linalg.norm(across) < 1e-6:
+            across = np.cross(up, [0.0, 1.0, 0.0])
+    across = across - (across @ up) * up
+    across /= np.linalg.norm(across)
+    depth = np.cross(up, across)
+    return np.stack([across, depth, up])
+
+
+def cameras_figure(centers, forwards, held_out, points, up) -> bytes:
+    """Top-down and side views of camera centres and viewing directions over the sparse points.
+
+    Args:
+        centers, forwards: ``[C, 3]`` world positions and unit viewing directions.
+        held_out: ``[C]`` bool, photos kept for evaluation (drawn orange).
+        points: ``[P, 3]`` sparse SfM points.
+        up: ``[3]`` the world's up direction (mean image-up of the photos).
+    """
+    centers, forwards = np.asarray(centers, float), np.asarray(forwards, float)
+    held_out = np.asarray(held_out, bool)
+    points = np.asarray(points, float).reshape(-1, 3)
+    B = scene_axes(centers, np.asarray(up, float))
+    origin = np.median(points, 0) if len(points) else centers.mean(0)
+    c, f = (centers - origin) @ B.T, forwards @ B.T
+    p = (points - origin) @ B.T
+    if len(p) > 20000:
+        p = p[np.random.default_rng(0).choice(len(p), 20000, replace=False)]
+    # axis limits: all cameras plus the bulk (2-98 %) of the points; outliers are clipped
+    bulk = np.percentile(p, [2, 98], axis=0) if len(p) else np.zeros((2, 3))
+    lo = np.minimum(c.min(0), bulk[0]) if len(c) else bulk[0]
+    hi = np.maximum(c.max(0), bulk[1]) if len(c) else bulk[1]
+    span = float(np.max(hi - lo)) or 1.0
+    arrow = 0.08 * span
+
+    fig, axes = _figure(11, 4.6, 2)
+    for ax, (i, j), title, (xl, yl) in (
+        (axes[0, 0], (0, 1), "From above", ("across", "depth")),
+        (axes[0, 1], (0, 2), "From the side", ("across", "up")),
+    ):
+        if len(p):
+            ax.scatter(p[:, i], p[:, j], s=0.5, c=POINT_COLOR, alpha=0.5, linewidths=0,
+                       rasterized=True, label="sparse points")
+        for mask, color, label in ((~held_out, TRAIN_COLOR, "training photos"),
+                                   (held_out, TEST_COLOR, "held-out photos")):
+            if not mask.any():
+                continue
+            ax.scatter(c[mask, i], c[mask, j], s=14, c=color, zorder=3, label=label)
+            ax.quiver(c[mask, i], c[mask, j], f[mask, i] * arrow, f[mask, j] * arrow,
+                      angles="xy", scale_units="xy", scale=1, color=color, width=0.004, zorder=3)
+        pad = 0.08 * span
+        ax.set_xlim(lo[i] - pad, hi[i] + pad)
+        ax.set_ylim(lo[j] - pad, hi[j] + pad)
+        ax.set_aspect("equal", adjustable="box")
+        ax.set_title(title)
+        ax.set_xlabel(xl)
+        ax.set_ylabel(yl)
+        ax.grid(alpha=0.25)
+    axes[0, 0].legend(loc="upper right", fontsize=8, markerscale=2)
+    return _png(fig)
+
+
+def training_figure(loss_steps, losses, eval_steps, psnrs, final_psnr=None) -> bytes:
+    """Loss (left, log scale) and held-out PSNR (right) against the training step."""
+    fig, axes = _figure(11, 3.8, 2)
+    ax = axes[0, 0]
+    if len(loss_steps):
+        ax.plot(loss_steps, losses, color=TRAIN_COLOR, lw=1, alpha=0.5, label="loss")
+        if len(losses) >= 100:
+            k = len(losses) // 20
+            smooth = np.convolve(losses, np.ones(k) / k, mode="valid")
+            ax.plot(np.asarray(loss_steps)[k - 1:], smooth, color=TRAIN_COLOR, lw=2,
+                    label=f"mean of {k}")
+        if min(losses) > 0:
+            ax.set_yscale("log")
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no training steps recorded", ha="center", transform=ax.transAxes)
+    ax.set_title("Training loss (L1 + D-SSIM; lower is better)")
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.25)
+    ax = axes[0, 1]
+    if len(eval_steps):
+        ax.plot(eval_steps, psnrs, "o-", color=TEST_COLOR, label="held-out PSNR")
+    if final_psnr is not None and len(loss_steps):
+        ax.axhline(final_psnr, color="k", lw=1, ls="--", label=f"final {final_psnr:.2f} dB")
+    if len(eval_steps) or final_psnr is not None:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no evaluations recorded", ha="center", transform=ax.transAxes)
+    ax.set_title("Held-out PSNR (photos never trained on; higher is better)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("dB")
+    ax.grid(alpha=0.25)
+    return _png(fig)
