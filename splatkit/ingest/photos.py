@@ -13,7 +13,6 @@ import dataclasses
 import json
 import os
 import re
-import time
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..config import IngestConfig
 from ..errors import UserError
-from ..events import NULL_BUS, EventBus, Message, StageFinished, StageProgress, StageStarted
+from ..events import NULL_BUS, EventBus, Message, StageProgress
 from ..fileio import atomic_path, write_text_atomic
 
 STAGE = "ingest"
@@ -118,12 +117,19 @@ class PhotoSet:
     image_dir: Path
     photos: list[Photo] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    #: how many working copies were reused from an earlier run (cache hits)
+    reused: int = 0
 
     def __len__(self) -> int:
         return len(self.photos)
 
     def __iter__(self):
         return iter(self.photos)
+
+    @property
+    def images(self) -> list[Photo]:
+        """The usable photos (same as ``photos``)."""
+        return self.photos
 
     @property
     def names(self) -> list[str]:
@@ -147,8 +153,6 @@ def ingest(src: Path, work_dir: Path, cfg: IngestConfig, bus: EventBus = NULL_BU
         )
     if not src.is_dir():
         raise UserError(f"{src} is not a folder.", "Give the folder that holds the photos.")
-    bus.emit(StageStarted(STAGE, detail=str(src)))
-    t0 = time.time()
     work_dir.mkdir(parents=True, exist_ok=True)
     candidates, skipped = _scan(src, work_dir)
     old = _read_manifest(work_dir, cfg)
@@ -182,7 +186,7 @@ def ingest(src: Path, work_dir: Path, cfg: IngestConfig, bus: EventBus = NULL_BU
     photos.sort(key=lambda p: p.name)
     _write_manifest(work_dir, cfg, src, photos, old)
     skipped.sort(key=lambda s: str(s.path))
-    result = PhotoSet(src=src, image_dir=work_dir, photos=photos, skipped=skipped)
+    result = PhotoSet(src=src, image_dir=work_dir, photos=photos, skipped=skipped, reused=reused)
     if len(photos) < MIN_PHOTOS:
         found = (
             ("No usable photos" if not photos else f"Only {len(photos)} usable photo(s)")
@@ -196,10 +200,12 @@ def ingest(src: Path, work_dir: Path, cfg: IngestConfig, bus: EventBus = NULL_BU
             "taken from different viewpoints with plenty of overlap.",
         )
     bus.emit(
-        StageFinished(
+        Message(
             STAGE,
-            time.time() - t0,
-            {"photos": len(photos), "skipped": len(skipped), "reused": reused},
+            f"Using {len(photos)} photos"
+            + (f", {len(skipped)} file(s) skipped" if skipped else "")
+            + (f" ({reused} working copies reused)" if reused else "")
+            + ".",
         )
     )
     return result

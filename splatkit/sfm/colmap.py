@@ -23,7 +23,7 @@ import pycolmap
 
 from ..config import SfmConfig
 from ..errors import UserError
-from ..events import NULL_BUS, EventBus, Message, StageFinished, StageProgress, StageStarted
+from ..events import NULL_BUS, EventBus, Message, StageProgress
 from ..fileio import write_text_atomic
 from ..ingest import PhotoSet
 from ..scene import Scene
@@ -34,6 +34,7 @@ STAGE = "sfm"
 RECIPE_VERSION = 1
 MIN_REGISTERED = 3
 CAMERA_MODELS = ("SIMPLE_RADIAL", "OPENCV")
+REUSED_TEXT = "Reusing the camera poses computed before for the same photos and settings."
 OVERLAP_HINT = (
     "photos need to overlap by about two thirds: walk around the object taking a photo every "
     "few steps"
@@ -67,19 +68,12 @@ def _quiet_colmap():
 def _run_sfm(photos: PhotoSet, out_dir: Path, cfg: SfmConfig, bus: EventBus) -> Scene:
     work = out_dir / "sfm_work"
     work.mkdir(parents=True, exist_ok=True)
-    t_start = time.time()
-    bus.emit(StageStarted(STAGE, detail=f"{len(photos)} photos"))
     key = inputs_key(photos, cfg)
     cached = _cached(out_dir, key)
     if cached is not None:
         scene = load_scene(out_dir, unregistered=cached.get("unregistered", []))
-        bus.emit(Message(STAGE, "Reusing the camera poses computed before for the same photos."))
+        bus.emit(Message(STAGE, REUSED_TEXT))
         _report(scene, len(photos), bus)
-        bus.emit(
-            StageFinished(
-                STAGE, time.time() - t_start, {**_summary(scene, len(photos)), "cached": True}
-            )
-        )
         return scene
     _check_config(cfg)
     timings: dict[str, float] = {}
@@ -203,15 +197,11 @@ def _run_sfm(photos: PhotoSet, out_dir: Path, cfg: SfmConfig, bus: EventBus) -> 
     scene = load_scene(out_dir, unregistered=unregistered)
     _report(scene, len(names), bus)
     bus.emit(
-        StageFinished(
+        Message(
             STAGE,
-            time.time() - t_start,
-            {
-                **_summary(scene, len(names)),
-                "cached": False,
-                "reprojection_error_px": reproj,
-                **{f"seconds_{k}": v for k, v in timings.items()},
-            },
+            f"{best.num_points3D()} points, mean reprojection error {reproj:.2f} px; "
+            + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
+            + ".",
         )
     )
     return scene
@@ -370,12 +360,3 @@ def _report(scene: Scene, total: int, bus: EventBus) -> None:
                 level="warning",
             )
         )
-
-
-def _summary(scene: Scene, total: int) -> dict:
-    return {
-        "registered": len(scene.cameras),
-        "total": total,
-        "unregistered": list(scene.unregistered),
-        "points": int(scene.points.shape[0]),
-    }
