@@ -34,7 +34,7 @@ def _rotmat_to_qvec(R: np.ndarray) -> np.ndarray:
 
 
 def ring_cameras(n: int = N_CAMS, radius: float = 4.0) -> list[np.ndarray]:
-    """World-to-camera (OpenCV) matrices looking at the origin; world up is -y as COLMAP often is."""
+    """World-to-camera (OpenCV) matrices looking at the origin; world up is -y (as in COLMAP)."""
     out = []
     for i in range(n):
         a = 2 * math.pi * i / n
@@ -143,10 +143,36 @@ def make_fake_run(out: Path) -> Path:
                    "num_splats": 400, "eta_seconds": 1.0, "seconds_per_step": 0.2, "time": s})
         if s % 100 == 0:
             ev.append({"kind": "eval", "step": s, "psnr": 14 + s / 50, "ssim": 0.5, "time": s})
-    ev.append({"kind": "message", "stage": "ingest", "text": "skipped blurry.jpg", "level": "warning",
-               "time": 1.0})
+    ev.append({"kind": "message", "stage": "ingest", "text": "skipped blurry.jpg",
+               "level": "warning", "time": 1.0})
     with open(out / "events.jsonl", "w") as f:
         for e in ev:
             f.write(json.dumps(e) + "\n")
         f.write('{"kind": "train_step", "step": 3')  # a truncated last line (crash) is tolerated
+    return out
+
+
+REPO = Path(__file__).resolve().parents[1]
+#: Steps of the real test run: enough for a recognisable fox, short on a laptop CPU.
+REAL_STEPS = 300
+
+
+def real_run(tmp_path_factory) -> Path:
+    """A real ``splatkit train`` of the bundled fox photos (quick preset), made once per session.
+
+    ``SPLATKIT_TEST_RUN=/path/to/OUT`` reuses a finished output folder instead.
+    """
+    import os
+    import subprocess
+    import sys
+
+    env = os.environ.get("SPLATKIT_TEST_RUN")
+    if env:
+        return Path(env)
+    out = tmp_path_factory.getbasetemp() / "fox-run"
+    if not (out / "metrics.json").exists():
+        cmd = [sys.executable, "-m", "splatkit", "train", str(REPO / "samples" / "fox" / "images"),
+               "-o", str(out), "--preset", "quick", "--steps", str(REAL_STEPS), "--quiet"]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}"
     return out

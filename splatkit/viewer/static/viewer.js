@@ -148,6 +148,10 @@ renderer.domElement.addEventListener("pointerup", (e) => {
   const hit = raycaster.intersectObjects(frusta.children.filter((f) => f.visible), false)[0];
   if (hit) jumpTo(frusta.children.indexOf(hit.object));
 });
+window.addEventListener("hashchange", () => {
+  const h = new URLSearchParams(location.hash.slice(1));
+  if (h.has("cam")) jumpTo(Number(h.get("cam")));
+});
 window.addEventListener("keydown", (e) => {
   if (e.key === "]") jumpTo(state.camera + 1);
   if (e.key === "[") jumpTo(state.camera - 1);

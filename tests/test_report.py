@@ -1,0 +1,166 @@
+"""``splatkit report``: one self-contained page; its numbers are metrics.json's."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from browser_util import browser, not_blank, png_to_array
+from fake_run import make_fake_run, real_run
+from PIL import Image
+
+from splatkit.cli import main
+from splatkit.report import build_report
+
+
+class _Page(HTMLParser):
+    """Collects <img> sources, data-key numbers, figures (in order) and external references."""
+
+    def __init__(self):
+        super().__init__()
+        self.imgs, self.keys, self.figures, self.external, self.scripts = [], {}, [], [], 0
+        self._key = None
+        self._fig = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.imgs.append(a.get("src", ""))
+        if tag == "script":
+            self.scripts += 1
+        for attr in ("src", "href"):
+            v = a.get(attr)
+            if v and not v.startswith(("data:", "#")):
+                self.external.append(v)
+        if "data-key" in a:
+            self._key = a["data-key"]
+        if tag == "figure":
+            self._fig = {"name": a.get("data-name"), "cls": a.get("class"), "text": ""}
+            self.figures.append(self._fig)
+
+    def handle_endtag(self, tag):
+        if tag == "figure":
+            self._fig = None
+
+    def handle_data(self, data):
+        if self._key is not None:
+            self.keys[self._key] = data
+            self._key = None
+        if self._fig is not None:
+            self._fig["text"] += data
+
+
+def parse(path: Path) -> _Page:
+    p = _Page()
+    p.feed(path.read_text(encoding="utf-8"))
+    return p
+
+
+def check_self_contained(page: _Page) -> None:
+    assert page.imgs, "no images"
+    for src in page.imgs:
+        assert src.startswith("data:image/png;base64,"), src[:60]
+        im = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
+        im.verify()
+    assert not page.external, page.external  # nothing to fetch: opens offline
+    assert page.scripts == 0
+
+
+def check_numbers(page: _Page, m: dict) -> None:
+    k = page.keys
+    assert k["psnr"] == f"{m['psnr']:.2f}" and k["ssim"] == f"{m['ssim']:.3f}"
+    assert k["num_splats"] == f"{m['num_splats']:,}" and k["steps"] == f"{m['steps']:,}"
+    im = m["images"]
+    for key in ("input", "used", "registered", "train", "test"):
+        assert k[f"images.{key}"] == str(im[key]), key
+    assert k["images.skipped"] == str(len(im["skipped"]))
+    ranked = sorted(m["per_image"], key=lambda r: r["psnr"])
+    assert len(page.figures) == len(ranked)
+    worst = ranked[:3]
+    for fig, r in zip(page.figures, worst + sorted(ranked[3:], key=lambda r: r["name"]),
+                      strict=True):
+        assert fig["name"] == r["name"]
+        assert f"PSNR {r['psnr']:.2f} dB, SSIM {r['ssim']:.3f}" in " ".join(fig["text"].split())
+    assert [f["cls"] for f in page.figures[:len(worst)]] == ["worst"] * len(worst)
+
+
+@pytest.fixture()
+def fake_out(tmp_path):
+    out = make_fake_run(tmp_path / "run")
+    # five held-out photos with PSNRs out of name order: the worst three must come first
+    m = json.loads((out / "metrics.json").read_text())
+    m["per_image"] = [{"name": f"{i:04d}.jpg", "psnr": p, "ssim": 0.5 + p / 100}
+                      for i, p in zip(range(1, 6), (24.5, 19.25, 27.0, 18.125, 22.0), strict=True)]
+    (out / "metrics.json").write_text(json.dumps(m))
+    for i in range(2, 6):
+        shutil.copy(out / "previews" / "0001.png", out / "previews" / f"{i:04d}.png")
+    return out
+
+
+def test_report_is_self_contained_and_matches_metrics(fake_out):
+    path = build_report(fake_out)
+    assert path == fake_out.resolve() / "report.html"
+    page = parse(path)
+    check_self_contained(page)
+    check_numbers(page, json.loads((fake_out / "metrics.json").read_text()))
+    assert [f["name"] for f in page.figures[:3]] == ["0004.jpg", "0002.jpg", "0005.jpg"]
+    text = path.read_text()
+    assert "blurry.jpg" in text and "too small (40x30 px)" in text  # skipped, and why
+    assert "0009.jpg" in text  # not placed by SfM
+    assert f"splatkit export {fake_out.resolve()} --for unreal" in text
+    assert f"splatkit view {fake_out.resolve()}" in text
+    assert len(page.imgs) == 2 + 5  # camera plots, curves, five previews
+
+
+def test_report_of_an_unfinished_run(tmp_path):
+    out = make_fake_run(tmp_path / "run")
+    for name in ("metrics.json", "scene.ply"):
+        (out / name).unlink()
+    shutil.rmtree(out / "previews")
+    page = parse(build_report(out))
+    check_self_contained(page)
+    assert "metrics.json missing" in (out / "report.html").read_text()
+
+
+def test_report_command(tmp_path, capsys):
+    out = make_fake_run(tmp_path / "run")
+    assert main(["report", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out.resolve() / "report.html")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["report", str(empty)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "output folder" in err[0]
+
+
+def test_report_screenshot_is_not_blank(fake_out, tmp_path):
+    path = build_report(fake_out)
+    with browser() as ctx:
+        page = ctx.new_page()
+        page.goto(path.as_uri())
+        assert page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
+        shot = png_to_array(page.screenshot(path=str(tmp_path / "report.png"), full_page=True))
+    assert shot.shape[0] > 1500 and not_blank(shot)
+
+
+@pytest.mark.slow
+def test_report_of_a_real_run(tmp_path_factory):
+    out = real_run(tmp_path_factory)
+    path = build_report(out)
+    page = parse(path)
+    check_self_contained(page)
+    m = json.loads((out / "metrics.json").read_text())
+    check_numbers(page, m)
+    assert len(page.imgs) == 2 + len(m["per_image"])
+    assert re.search(r"\d+ cameras and [\d,]+ sparse points", path.read_text())
+    with browser() as ctx:
+        pg = ctx.new_page()
+        pg.goto(path.as_uri())
+        shot = png_to_array(pg.screenshot(full_page=True))
+    assert not_blank(shot)
