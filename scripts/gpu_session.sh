@@ -2,7 +2,11 @@
 # One GPU session, one device call: install carried wheels, build gsplat's CUDA code (timed),
 # make the golden renders, run the GPU tests, then optional stages. Run from the repo root:
 #
-#   bash scripts/gpu_session.sh            # carry: [".whl", ".device"] (".device" optional)
+#   bash scripts/gpu_session.sh
+#
+# carry: [".whl"] for the core stages; add ".device/gsplat_examples", ".device/whl_examples" and
+# ".device/data" for simple_trainer, and ".device/whl_pycolmap" (38 MB) only if a stage needs
+# pycolmap (64 MiB limit for the whole tree).
 #
 # Environment knobs (all optional):
 #   OUT                    where results go (the device tool sets it; default /tmp/gpu_out)
@@ -33,7 +37,7 @@ python3 -c "import sys, torch; print(sys.version); print('torch', torch.__versio
 which nvcc && nvcc --version | tail -2
 
 stage "install carried wheels into /tmp/site"
-WHEELS=$(ls .whl/*.whl .device/whl_*/*.whl 2>/dev/null)
+WHEELS=$(ls .whl/*.whl .device/whl_examples/*.whl .device/whl_pycolmap/*.whl 2>/dev/null)
 echo "$WHEELS"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site $WHEELS || { echo "wheel install failed"; exit 1; }
