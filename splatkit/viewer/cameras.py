@@ -64,7 +64,7 @@ def has_model(out_dir: Path) -> bool:
 
 
 def read_model(out_dir: Path) -> tuple[list[CameraInfo], np.ndarray, np.ndarray]:
-    """``(cameras sorted by name, points [P, 3] float64, colours [P, 3] uint8)`` of ``OUT/sparse/0``."""
+    """``(cameras by name, points [P, 3] float64, colours [P, 3] uint8)`` of ``OUT/sparse/0``."""
     import pycolmap
 
     d = sparse_dir(out_dir)
