@@ -3,12 +3,14 @@
 Each check gives ``OK``, ``WARN`` (works, but read this) or ``FAIL`` (``splatkit train`` will not
 run until it is fixed), and says what to do. The exit code is 0 when nothing FAILs; a machine
 without a GPU is ready (training runs on the CPU). GPU facts come from :mod:`splatkit.gpu`.
-Runs in a few seconds (it imports torch, pycolmap and numba once).
+Takes a few seconds, most of it importing torch (pycolmap and numba are imported too, since a
+broken binary wheel shows only then; the other packages are only looked up).
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import shutil
 import sys
@@ -90,8 +92,16 @@ def check_module(module: str, what: str, fix: str, required: bool = True) -> Che
     return Check(OK, what, f"{module} {getattr(mod, '__version__', '')}".strip())
 
 
+def _installed(name: str) -> bool:
+    """Found on the path (not imported: torchmetrics and matplotlib take seconds to import)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def check_packages() -> Check:
-    missing = [pip for mod, pip in REQUIRED if _import(mod)[0] is None]
+    missing = [pip for mod, pip in REQUIRED if not _installed(mod)]
     if missing:
         return Check(FAIL, "Packages", f"missing {', '.join(missing)}; "
                      f"`pip install {' '.join(missing)}` (or reinstall splatkit).")
