@@ -141,8 +141,12 @@ def test_recovers_synthetic_scene(tmp_path):
     assert [e.step for e in events if e.kind == "eval"] == [100, 200]
 
 
-THRESH_ABS = 0.0  # set from measurement below
-THRESH_GAIN = 0.0
+# Measured (cpu backend, this seed): held-out PSNR 18.74 dB at the perturbed initialisation,
+# 21.48 dB after 200 steps (the true Gaussians render the test views at 62 dB, so the bound is
+# the short schedule, not the renderer). Thresholds leave ~1 dB for float differences between
+# machines and library versions; a loop that does not learn stays near 18.7 dB.
+THRESH_ABS = 20.5
+THRESH_GAIN = 2.0
 
 
 # (2) resume -----------------------------------------------------------------------------------
