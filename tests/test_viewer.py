@@ -93,6 +93,22 @@ def test_view_command_errors(tmp_path, capsys):
     assert main(["view", str(tmp_path / "missing"), "--no-browser"]) == 2
 
 
+def test_view_command_serves_and_prints_the_url(fake_out):
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "splatkit", "view", str(fake_out), "--port", "0",
+                             "--no-browser"], stdout=subprocess.PIPE, text=True)
+    try:
+        lines = [proc.stdout.readline() for _ in range(2)]
+        url = lines[1].split("open ", 1)[1].strip()
+        assert url.startswith("http://127.0.0.1:")
+        assert _get(url + "cameras.json")[0] == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def _load(page, url: str, timeout_ms: int = 60_000) -> dict:
     page.goto(url)
     page.wait_for_function("window.splatkitViewer && (window.splatkitViewer.ready"
