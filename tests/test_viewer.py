@@ -6,11 +6,13 @@ same camera. Bounds (PSNR of the 8-bit screenshot against splatkit's render):
 * synthetic blobs (tests/fake_run.py), 160x120, off-centre principal point: above 30 dB.
   Spark and splatkit then differ only by Spark's 8-16 bit packing of splat attributes, its
   3-sigma cut-off (splatkit: opacity-aware ~3.33) and 8-bit blending; measured about 48 dB.
-* the real fox run: above 18 dB. A real scene holds large, low-opacity splats and
-  view-dependent colour, where depth sorting per splat (Spark) versus per tile and the
-  cut-offs differ more. 18 dB is far above what a wrong convention gives: a flipped axis, a
-  mirrored image, a principal point off by a few pixels or the neighbouring camera's pose all
-  drop the PSNR well below it (the test checks the neighbour camera is clearly worse).
+* the real fox run (real SfM poses, 320 px): above 18 dB; measured 37 and 44 dB on the fox
+  poses with untrained splats (one per sparse point). A trained scene holds large,
+  low-opacity splats and view-dependent colour, where depth sorting per splat (Spark) versus
+  per tile and the cut-offs differ more. 18 dB is far above what a wrong convention gives: a
+  flipped axis, a mirrored image, a principal point off by a few pixels or the neighbouring
+  camera's pose all drop the PSNR well below it (the synthetic test checks that the
+  neighbouring camera scores at least 6 dB worse).
 """
 
 from __future__ import annotations
@@ -19,12 +21,12 @@ import json
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
 from browser_util import browser, not_blank, png_to_array, psnr
 from fake_run import H, W, intrinsics, make_fake_run, real_run, render_view, ring_cameras
+from PIL import Image
 
 from splatkit.cli import main
 from splatkit.viewer import serve_in_thread
@@ -197,7 +199,7 @@ def test_real_run_view_matches_splatkit_render(tmp_path_factory, tmp_path):
                 with torch.no_grad():
                     img = render(splats, view, RenderSettings(sh_degree=splats.sh_degree)).image
                 ref = (img.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
-                Path(tmp_path / f"cam{i}_splatkit.npy").write_bytes(ref.tobytes())
+                Image.fromarray(ref).save(tmp_path / f"cam{i}_splatkit.png")  # to look at
                 assert not_blank(shot)
                 scores.append(psnr(shot, ref))
     finally:
