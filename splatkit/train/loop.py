@@ -166,6 +166,8 @@ def train(
         k = order.next()
         view, gt = views[k], images[k]
         settings = RenderSettings(sh_degree=sh_degree_at(step, cfg), antialiased=cfg.antialiased)
+        if cfg.absgrad:
+            settings.absgrad = True  # optional switch read by backends that support it
         out = render(params_to_splats(params), view, settings)
         img = out.image
         if cfg.random_background:
@@ -181,6 +183,12 @@ def train(
         if out.means2d.grad is None:
             out.means2d.grad = torch.zeros_like(out.means2d)
         info = strategy_info(out.means2d, out.radii, view.width, view.height)
+        if cfg.absgrad and info["means2d"].absgrad is None:
+            raise UserError(
+                f"absgrad densification needs absolute gradients, which the {backend!r} "
+                "renderer does not compute.",
+                "Turn absgrad off, or train on a GPU (gsplat backend).",
+            )
         if mcmc:
             lr_next = means_lr_at(step + 1, cfg, scene_scale)
             strategy.step_post_backward(params, optimizers, strategy_state, step, info, lr=lr_next)
