@@ -195,3 +195,34 @@ def test_fuzz_only_splats_or_user_error(tmp_path):
         except UserError:
             outcomes["err"] += 1
     assert outcomes["ok"] > 0 and outcomes["err"] > 0
+
+
+@pytest.mark.parametrize("degree,pad", [(0, None), (1, 3), (3, 3), (2, None)])
+def test_plyfile_reads_what_we_write(tmp_path, degree, pad, monkeypatch):
+    """plyfile (independent reader) sees the same header and values; several write blocks."""
+    import plyfile
+
+    from splatkit.export import ply as P
+
+    monkeypatch.setattr(P, "WRITE_BLOCK", 7)  # 50 rows: 8 blocks, the last partial
+    s = random_splats(50, degree, seed=3)
+    p = write_ply(s, tmp_path / "a.ply", pad_sh_to=pad)
+    v = plyfile.PlyData.read(str(p))["vertex"].data
+    deg = degree if pad is None else max(degree, pad)
+    k = (deg + 1) ** 2 - 1
+    assert list(v.dtype.names) == P.ply_property_names(deg)
+    assert all(v.dtype[nm] == np.dtype("<f4") for nm in v.dtype.names)
+
+    def col(*names):
+        return np.stack([v[nm] for nm in names], 1)
+
+    assert np.array_equal(col("x", "y", "z"), s.means.numpy())
+    assert not col("nx", "ny", "nz").any()
+    assert np.array_equal(col("f_dc_0", "f_dc_1", "f_dc_2"), s.sh0[:, 0].numpy())
+    if k:
+        rest = col(*[f"f_rest_{i}" for i in range(3 * k)]).reshape(50, 3, k).transpose(0, 2, 1)
+        kk = s.shN.shape[1]
+        assert np.array_equal(rest[:, :kk], s.shN.numpy()) and not rest[:, kk:].any()
+    assert np.array_equal(v["opacity"], s.opacity_logits.numpy())
+    assert np.array_equal(col("scale_0", "scale_1", "scale_2"), s.log_scales.numpy())
+    assert np.array_equal(col("rot_0", "rot_1", "rot_2", "rot_3"), s.quats.numpy())

@@ -18,9 +18,11 @@ File layout (exactly what graphdeco-inria/gaussian-splatting ``save_ply`` writes
 No ``comment`` / ``obj_info`` lines and a single element: Italink's parser requires line 2 to be
 exactly the format line and line 3 the ``element vertex`` line, and every property ``float``.
 
-Writer: plyfile 1.1 writes exactly this header (no comment or obj_info lines unless asked, one
-``property float`` line per field of an ``<f4`` structured array), so it is used for the write,
-through :func:`splatkit.fileio.atomic_path`. Reader: a small strict parser of its own, because it
+Writer: the header of :func:`ply_header`, then the records, built block by block
+(:data:`WRITE_BLOCK` rows in one reused buffer, so no full-size copy of the splats is made) and
+written through :func:`splatkit.fileio.atomic_path`. plyfile 1.1 (which writes the same bytes)
+took 2.4 s of 4.0 s for 1M splats at SH degree 3, in its structured-array write; it stays
+the independent reader in the tests. Reader: a small strict parser of its own, because it
 must turn every malformed input into a :class:`UserError` (plyfile raises a mix of exception types
 and accepts things the plugins reject, e.g. ``double`` properties).
 """
@@ -31,7 +33,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import plyfile
 import torch
 
 from splatkit.errors import UserError
@@ -67,25 +68,54 @@ def ply_header(n: int, sh_degree: int) -> str:
     return "\n".join(lines + ["end_header"]) + "\n"
 
 
-def splats_to_records(splats: Splats, sh_degree: int) -> np.ndarray:
-    """The splats as ``[N, P]`` float32 in INRIA property order, SH cut/padded to ``sh_degree``."""
+def _columns(splats: Splats, sh_degree: int) -> list[tuple[int, np.ndarray | None]]:
+    """(first record column, ``[N, w]`` float32 source or None for zeros) in property order.
+
+    Zero-copy views of CPU float32 tensors where possible; f_rest is channel-major
+    (``f_rest[c*(K-1)+k] = shN[:, k, c]``), one block of K-1 columns per channel, cut or
+    zero-padded to ``sh_degree``.
+    """
     n = len(splats)
     k = num_sh_bases(sh_degree) - 1
-    shN = splats.shN.detach().float().cpu()
-    if shN.shape[1] >= k:
-        shN = shN[:, :k]
-    else:
-        shN = torch.cat([shN, torch.zeros(n, k - shN.shape[1], 3)], dim=1)
-    cols = [
-        splats.means.detach().float().cpu(),
-        torch.zeros(n, 3),
-        splats.sh0.detach().float().cpu().reshape(n, 3),
-        shN.permute(0, 2, 1).reshape(n, 3 * k),  # channel-major
-        splats.opacity_logits.detach().float().cpu().reshape(n, 1),
-        splats.log_scales.detach().float().cpu(),
-        splats.quats.detach().float().cpu(),
-    ]
-    return torch.cat(cols, dim=1).numpy().astype("<f4", copy=False)
+
+    def a(t: torch.Tensor, w: int) -> np.ndarray:
+        return t.detach().to("cpu", torch.float32).reshape(n, w).numpy()
+
+    sh = splats.shN.detach().to("cpu", torch.float32).numpy()
+    k_have = min(k, sh.shape[1])
+    cols: list[tuple[int, np.ndarray | None]] = [(0, a(splats.means, 3)), (3, None),
+                                                 (6, a(splats.sh0, 3))]  # fmt: skip
+    for c in range(3):
+        if k_have:
+            cols.append((9 + c * k, sh[:, :k_have, c]))
+        if k > k_have:
+            cols.append((9 + c * k + k_have, None))
+    o = 9 + 3 * k
+    cols += [(o, a(splats.opacity_logits, 1)), (o + 1, a(splats.log_scales, 3)),
+             (o + 4, a(splats.quats, 4))]  # fmt: skip
+    return cols
+
+
+def splats_to_records(splats: Splats, sh_degree: int) -> np.ndarray:
+    """The splats as ``[N, P]`` float32 in INRIA property order, SH cut/padded to ``sh_degree``."""
+    rec = np.empty((len(splats), len(ply_property_names(sh_degree))), "<f4")
+    _fill(rec, _columns(splats, sh_degree), 0)
+    return rec
+
+
+def _fill(buf: np.ndarray, cols: list[tuple[int, np.ndarray | None]], start: int) -> None:
+    """Rows ``start : start + len(buf)`` of the records into ``buf`` ``[m, P]``."""
+    m = buf.shape[0]
+    ends = [c for c, _ in cols[1:]] + [buf.shape[1]]
+    for (c0, src), c1 in zip(cols, ends, strict=True):
+        if src is None:
+            buf[:, c0:c1] = 0.0
+        else:
+            buf[:, c0:c1] = src[start : start + m]
+
+
+#: Rows per block written by :func:`write_ply` (about 4 MB of records at SH degree 3).
+WRITE_BLOCK = 1 << 14
 
 
 def write_ply(
@@ -115,13 +145,15 @@ def write_ply(
     deg = min(deg, splats.sh_degree)
     if pad_sh_to is not None:
         deg = max(deg, min(int(pad_sh_to), 3))
-    rec = splats_to_records(splats, deg)
-    names = ply_property_names(deg)
-    arr = np.ascontiguousarray(rec).view([(nm, "<f4") for nm in names]).reshape(-1)
-    el = plyfile.PlyElement.describe(arr, "vertex")
-    data = plyfile.PlyData([el], text=False, byte_order="<")
-    with atomic_path(path) as tmp:
-        data.write(str(tmp))
+    n = len(splats)
+    cols = _columns(splats, deg)
+    buf = np.empty((min(n, WRITE_BLOCK), len(ply_property_names(deg))), "<f4")
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(ply_header(n, deg).encode("ascii"))
+        for i in range(0, n, WRITE_BLOCK):
+            b = buf[: min(WRITE_BLOCK, n - i)]
+            _fill(b, cols, i)
+            f.write(memoryview(b))
     return path
 
 
