@@ -5,7 +5,8 @@
   ``export_splats(format="ply_compressed")`` writes (Morton order, chunks of 256 with min/max
   bounds, 11/10/11-bit positions and log-scales, 8-bit colour+opacity, 2-10-10-10 smallest-three
   rotations, 8-bit SH), written here vectorised: gsplat's writer loops over the chunks in
-  Python (24 s per million splats); its output is the test oracle (byte for byte). Rows
+  Python (24 s per million splats); its output is the test oracle (byte for byte, except at
+  SH degree 0, where gsplat's empty ``element sh`` is left out: splat-transform rejects it). Rows
   with NaN/Inf are dropped first (gsplat's own filter drops *every* row when one opacity is NaN).
 - ``splat``: antimatter15's 32-byte records, written here (vectorised; gsplat's writer loops over
   splats in Python: about 45 s per million on this machine) and sorted by importance as
@@ -220,7 +221,8 @@ def compressed_ply_bytes(s: Splats) -> bytes:
     head = ["ply", "format binary_little_endian 1.0", f"element chunk {nc}"]
     head += [f"property float {p}" for p in _CPLY_CHUNK_PROPS] + [f"element vertex {n}"]
     head += [f"property uint packed_{p}" for p in ("position", "rotation", "scale", "color")]
-    head += [f"element sh {n}"] + [f"property uchar f_rest_{j}" for j in range(k3)]
+    if k3:  # gsplat writes "element sh N" with no properties at degree 0: readers reject it
+        head += [f"element sh {n}"] + [f"property uchar f_rest_{j}" for j in range(k3)]
     head = ("\n".join(head + ["end_header"]) + "\n").encode("ascii")
     out = np.empty(len(head) + bounds.nbytes + packed.nbytes + n * k3, np.uint8)
     out[: len(head)] = np.frombuffer(head, np.uint8)
