@@ -178,7 +178,7 @@ def run_train(
     timings["evaluate"] = t.seconds
 
     with _Timer(bus, "export", "scene.ply") as t:
-        write_ply(result.splats.detach().cpu(), out_dir / "scene.ply")
+        write_ply(result.splats.detach().to("cpu"), out_dir / "scene.ply")
     timings["export"] = t.seconds
     timings["total"] = time.perf_counter() - t_all
 
