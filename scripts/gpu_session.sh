@@ -108,7 +108,7 @@ echo "pytest rc=${PIPESTATUS[0]}"
 
 if [ -f scripts/bench_gpu.py ] && [ "${SKIP_BENCH:-0}" != 1 ]; then
     stage "benchmark: scripts/bench_gpu.py"
-    timeout "${BENCH_TIMEOUT:-240}" python3 scripts/bench_gpu.py 2>&1 | tee "$OUT/bench.log"
+    timeout "${BENCH_TIMEOUT:-240}" python3 scripts/bench_gpu.py ${BENCH_ARGS:-run .device/data/fox_800 --steps 3000 --quick} 2>&1 | tee "$OUT/bench.log"
     echo "bench rc=${PIPESTATUS[0]}"
 fi
 
