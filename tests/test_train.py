@@ -275,15 +275,17 @@ def test_sh_degree_used_by_the_loop(scene, tmp_path, monkeypatch):
 def test_loss_on_known_inputs():
     gt = torch.full((32, 32, 3), 0.6)
     img = torch.full((32, 32, 3), 0.5)
-    assert photometric_loss(gt, gt, 0.2).item() == pytest.approx(0.0, abs=1e-6)
+    # float32 E[x^2] - mx^2 leaves cancellation noise in SSIM's variances: ~1e-5 with
+    # pytorch_msssim, ~4e-4 with the torchmetrics fallback
+    tol = 1e-3
+    assert photometric_loss(gt, gt, 0.2).item() == pytest.approx(0.0, abs=tol)
     assert photometric_loss(img, gt, 0.0).item() == pytest.approx(0.1, abs=1e-6)
     # SSIM of two constant images: (2 mx my + C1) / (mx^2 + my^2 + C1) (variances are 0)
     c1 = 0.01**2
     s = (2 * 0.5 * 0.6 + c1) / (0.25 + 0.36 + c1)
-    # (float32 E[x^2] - mx^2 leaves ~1e-5 of cancellation noise in the variances)
-    assert photometric_loss(img, gt, 1.0).item() == pytest.approx(1 - s, abs=1e-4)
+    assert photometric_loss(img, gt, 1.0).item() == pytest.approx(1 - s, abs=tol)
     expected = 0.8 * 0.1 + 0.2 * (1 - s)
-    assert photometric_loss(img, gt, 0.2).item() == pytest.approx(expected, abs=1e-4)
+    assert photometric_loss(img, gt, 0.2).item() == pytest.approx(expected, abs=tol)
     # differentiable w.r.t. the render
     x = img.clone().requires_grad_(True)
     photometric_loss(x, gt, 0.2).backward()
