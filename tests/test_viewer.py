@@ -6,13 +6,15 @@ same camera. Bounds (PSNR of the 8-bit screenshot against splatkit's render):
 * synthetic blobs (tests/fake_run.py), 160x120, off-centre principal point: above 30 dB.
   Spark and splatkit then differ only by Spark's 8-16 bit packing of splat attributes, its
   3-sigma cut-off (splatkit: opacity-aware ~3.33) and 8-bit blending; measured about 48 dB.
-* the real fox run (real SfM poses, 320 px): above 18 dB; measured 37 and 44 dB on the fox
-  poses with untrained splats (one per sparse point). A trained scene holds large,
-  low-opacity splats and view-dependent colour, where depth sorting per splat (Spark) versus
-  per tile and the cut-offs differ more. 18 dB is far above what a wrong convention gives: a
-  flipped axis, a mirrored image, a principal point off by a few pixels or the neighbouring
-  camera's pose all drop the PSNR well below it (the synthetic test checks that the
-  neighbouring camera scores at least 6 dB worse).
+* the real fox run (real SfM poses, 320 px, 300 steps): above 25 dB; measured 33.7 and
+  39.0 dB (37 and 44 dB with untrained splats). A trained scene holds large, low-opacity
+  splats and view-dependent colour, where depth sorting per splat (Spark) versus per tile and
+  the cut-offs differ more, hence the margin.
+
+What the bounds catch, measured on the synthetic scene with splatkit's renderer alone: the
+principal point off by 1 px gives 31 dB and by 3 px 22.5 dB, a mirrored image 18.8 dB and the
+neighbouring camera 17.7 dB. So the 30 dB bound catches a pixel-level intrinsics error and the
+25 dB bound anything beyond about 2 px, a flipped axis or a wrong pose.
 """
 
 from __future__ import annotations
@@ -205,4 +207,4 @@ def test_real_run_view_matches_splatkit_render(tmp_path_factory, tmp_path):
     finally:
         srv.shutdown()
         srv.server_close()
-    assert min(scores) > 18, scores
+    assert min(scores) > 25, scores

@@ -138,8 +138,13 @@ def _section_cameras(out_dir: Path) -> str:
 def _section_training(events: list[dict], m: dict) -> str:
     from .plots import training_figure
 
-    steps = [e for e in events if e.get("kind") == "train_step" and "loss" in e]
-    evals = [e for e in events if e.get("kind") == "eval" and "psnr" in e]
+    # a resumed run appends to events.jsonl: keep the last record of each step
+    steps = sorted({e["step"]: e for e in events
+                    if e.get("kind") == "train_step" and "loss" in e and "step" in e}.values(),
+                   key=lambda e: e["step"])
+    evals = sorted({e["step"]: e for e in events
+                    if e.get("kind") == "eval" and "psnr" in e and "step" in e}.values(),
+                   key=lambda e: e["step"])
     if not steps and not evals:
         return "<p>No training progress recorded in events.jsonl.</p>"
     png = training_figure([e["step"] for e in steps], [float(e["loss"]) for e in steps],

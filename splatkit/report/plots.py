@@ -125,6 +125,8 @@ def training_figure(loss_steps, losses, eval_steps, psnrs, final_psnr=None) -> b
         ax.legend(fontsize=8)
     else:
         ax.text(0.5, 0.5, "no evaluations recorded", ha="center", transform=ax.transAxes)
+    if len(loss_steps):
+        ax.set_xlim(axes[0, 0].get_xlim())  # same step axis as the loss
     ax.set_title("Held-out PSNR (photos never trained on; higher is better)")
     ax.set_xlabel("step")
     ax.set_ylabel("dB")
