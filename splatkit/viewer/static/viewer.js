@@ -163,7 +163,7 @@ async function main() {
   camera.near = f.radius * 0.005;
   camera.far = f.radius * 200;
   camera.up.set(...f.up);
-  const depth = f.radius * 0.12;
+  const depth = f.radius * 0.07;
   const list = document.getElementById("cams");
   data.cameras.forEach((c, i) => {
     const fr = buildFrustum(c, depth);
