@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import pytest
@@ -50,8 +51,12 @@ def test_probe_on_cpu_machine_reports_no_gpu():
 
 
 def test_probe_never_imports_gsplat_backend():
-    gpu.probe()
-    assert "gsplat.cuda._backend" not in sys.modules
+    """In a fresh interpreter: probing must not import (and so JIT-build) gsplat's CUDA code."""
+    code = (
+        "import sys; from splatkit import gpu; gpu.probe(); "
+        "sys.exit(1 if 'gsplat.cuda._backend' in sys.modules else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 def test_cpu_only_torch_build_is_named():
