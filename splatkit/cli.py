@@ -31,9 +31,10 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("photos", type=Path, help="Folder of photos (JPEG or PNG). It is never written to.")
     p.add_argument("-o", "--out", type=Path, default=None,
                    help="Output folder (default: <photos-folder-name>-splatkit beside the photos).")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="standard",
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="Named settings. quick: minutes on a laptop CPU at low resolution; "
-                        "standard: a good CPU result or a fast GPU run; full: 30k steps, the GPU default.")
+                        "standard: a good CPU result in about an hour (the CPU default); "
+                        "full: 30k steps (the GPU default).")
     p.add_argument("--steps", type=int, default=None, help="Training steps (overrides the preset).")
     p.add_argument("--resolution", type=int, default=None,
                    help="Longest image side, in pixels, used for training (overrides the preset).")
@@ -116,8 +117,16 @@ def _add_export_options(p: argparse.ArgumentParser) -> None:
     add_cli_options(p)
 
 
+def _default_preset(device: str) -> str:
+    """full on a GPU, standard on a CPU."""
+    from .pipeline import resolve_device
+
+    return "full" if resolve_device(device)[0] == "cuda" else "standard"
+
+
 def _config_from_args(args: argparse.Namespace) -> RunConfig:
-    cfg = preset_config(args.preset)
+    preset = args.preset or _default_preset(getattr(args, "device", "auto"))
+    cfg = preset_config(preset)
     cfg.device = getattr(args, "device", "auto")
     t = cfg.train
     for name, attr in (("steps", "steps"), ("resolution", "resolution"), ("sh_degree", "sh_degree"),

@@ -206,5 +206,9 @@ def run_train(
         "versions": versions(),
     }
     write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2))
+    from .report import build_report
+
+    with _Timer(bus, "report", "report.html"):
+        build_report(out_dir)
     bus.emit(Message(stage="done", text=f"held-out PSNR {ev['psnr']:.2f} dB, SSIM {ev['ssim']:.3f}"))
     return RunResult(out_dir=out_dir, metrics=metrics)
