@@ -28,7 +28,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("photos", type=Path, help="Folder of photos (JPEG or PNG). It is never written to.")
+    p.add_argument("photos", type=Path, help="Folder of photos (JPEG or PNG), a video (MP4, MOV), a "
+                   "COLMAP project or a transforms.json. It is never written to.")
     p.add_argument("-o", "--out", type=Path, default=None,
                    help="Output folder (default: <photos-folder-name>-splatkit beside the photos).")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
@@ -47,9 +48,16 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="Where to train: auto uses an NVIDIA GPU when there is one, else the CPU.")
     p.add_argument("--seed", type=int, default=None, help="Random seed (same seed, same result).")
+    _add_mapper_option(p)
     p.add_argument("--resume", action="store_true",
                    help="Continue an interrupted run from its last checkpoint in OUT.")
     p.add_argument("--quiet", action="store_true", help="Print nothing but errors.")
+
+
+def _add_mapper_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mapper", choices=("incremental", "global"), default=None,
+                   help="How cameras are placed: incremental (default, robust) or global "
+                        "(all at once, faster on large photo sets).")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,10 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sfm", help="Camera poses only (OUT/sparse/0), to check before training.",
                        description="Run ingest and structure-from-motion only and write OUT/sparse/0 "
                        "(the same folder `splatkit train` writes and reuses).")
-    p.add_argument("photos", type=Path, help="Folder of photos.")
+    p.add_argument("photos", type=Path,
+                   help="Folder of photos, a video, a COLMAP project or a transforms.json.")
     p.add_argument("-o", "--out", type=Path, default=None, help="Output folder.")
     p.add_argument("--preset", choices=sorted(PRESETS), default="standard",
                    help="Named settings (image size used for matching).")
+    _add_mapper_option(p)
     p.add_argument("--quiet", action="store_true", help="Print nothing but errors.")
 
     p = sub.add_parser("export", help="Write the trained scene in the formats Unreal plugins read.",
@@ -134,6 +144,8 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
         val = getattr(args, name, None)
         if val is not None:
             setattr(t, attr, val)
+    if getattr(args, "mapper", None):
+        cfg.sfm.mapper = args.mapper
     if t.steps <= 0:
         raise UserError(f"--steps must be positive, got {t.steps}.", "Use e.g. --steps 2000.")
     if t.resolution < 32:
@@ -230,6 +242,8 @@ def cmd_sfm(args: argparse.Namespace) -> int:
         _, scene = run_sfm_stage(args.photos, out_dir, cfg, bus, {})
     except KeyboardInterrupt:
         print("\nInterrupted. Run the same command again to continue.", file=sys.stderr)
+    if args.mapper:
+        cfg.sfm.mapper = args.mapper
         return 130
     finally:
         for c in closers:

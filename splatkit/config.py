@@ -27,15 +27,24 @@ class IngestConfig:
     min_image_size: int = opt(
         64, "Photos whose shorter side is below this many pixels are skipped."
     )
+    video_fps: float = opt(
+        2.0, "Frames taken per second of video (blurry and near-duplicate frames are dropped)."
+    )
 
 
 @dataclass
 class SfmConfig:
     matcher: str = opt(
         "auto",
-        "How photos are paired for matching: auto (exhaustive for up to 100 photos, else "
-        "sequential), exhaustive, sequential or spatial.",
+        "How photos are paired for matching: auto (sequential for video, exhaustive for up to "
+        "100 photos, else sequential), exhaustive, sequential or spatial.",
         choices=("auto", "exhaustive", "sequential", "spatial"),
+    )
+    mapper: str = opt(
+        "incremental",
+        "How cameras are placed: incremental (one photo at a time, robust) or global (all at "
+        "once, GLOMAP: faster on large sets).",
+        choices=("incremental", "global"),
     )
     max_features: int = opt(8192, "Most SIFT features kept per photo.")
     single_camera: bool = opt(True, "Assume one camera and lens took every photo.")

@@ -120,12 +120,23 @@ def versions() -> dict:
 
 
 def run_sfm_stage(photos: Path, out_dir: Path, cfg: RunConfig, bus: EventBus, timings: dict):
-    """Ingest + SfM (``splatkit sfm``); returns ``(photo_set, scene)``."""
-    from .ingest import ingest
-    from .sfm import run_sfm
+    """Ingest + SfM (``splatkit sfm``); returns ``(photo_set, scene)``.
 
+    ``photos`` may also be a video, a COLMAP project or a transforms.json (see ``sources.py``).
+    """
+    from .sfm import run_sfm
+    from .sources import detect_source, import_cameras, ingest_source
+
+    kind = detect_source(Path(photos))
+    if kind in ("colmap", "transforms"):  # cameras given: SfM skipped
+        with _Timer(bus, "sfm", f"existing cameras ({kind})") as t:
+            photo_set, scene = import_cameras(Path(photos), kind, out_dir, cfg, bus)
+            t.summary = {"registered": len(scene.cameras), "total": len(photo_set.images),
+                         "points": int(scene.points.shape[0])}
+        timings["sfm"] = t.seconds
+        return photo_set, scene
     with _Timer(bus, "ingest", str(photos)) as t:
-        photo_set = ingest(Path(photos), out_dir / "work" / "images", cfg.ingest, bus)
+        photo_set = ingest_source(Path(photos), kind, out_dir, cfg.ingest, bus)
         t.summary = {"used": len(photo_set.images), "skipped": len(photo_set.skipped)}
     timings["ingest"] = t.seconds
     with _Timer(bus, "sfm", f"{len(photo_set.images)} photos") as t:

@@ -20,6 +20,9 @@ def _photo(path: Path, size=(300, 200), orientation: int | None = None, focal35=
     """A small photo whose left half is red and right half blue (so orientation is visible)."""
     im = Image.new("RGB", size, (0, 0, 255))
     im.paste((255, 0, 0), (0, 0, size[0] // 2, size[1]))
+    # a corner stamp that depends on the name, so that no two test photos are exact duplicates
+    stamp = int(hashlib.sha256(path.name.encode()).hexdigest()[:6], 16)
+    im.paste((stamp & 255, (stamp >> 8) & 255, stamp >> 16), (0, 0, 6, 6))
     exif = Image.Exif()
     if orientation is not None:
         exif[0x0112] = orientation

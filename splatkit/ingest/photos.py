@@ -23,6 +23,7 @@ from ..config import IngestConfig
 from ..errors import UserError
 from ..events import NULL_BUS, EventBus, Message, StageProgress
 from ..fileio import atomic_path, write_text_atomic
+from .checks import check_photos
 
 STAGE = "ingest"
 MANIFEST = "ingest.json"
@@ -43,6 +44,10 @@ OTHER_PHOTO_EXTS = {
 }
 JPEG_QUALITY = 95
 MIN_PHOTOS = 3
+# PIL refuses images over 2 x MAX_IMAGE_PIXELS (default 89.5 MP) as possible "decompression bombs"
+# and warns above it. Phone cameras reach 200 MP (16320 x 12240), and we only read files the user
+# chose, decoded at reduced size where possible (JPEG draft), so allow up to 2 x 250 MP.
+Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, 250_000_000)
 
 # EXIF tags
 _ORIENTATION, _MAKE, _MODEL = 0x0112, 0x010F, 0x0110
@@ -108,6 +113,10 @@ class Skipped:
     path: Path
     reason: str
 
+    @property
+    def name(self) -> str:
+        return self.path.name
+
 
 @dataclass
 class PhotoSet:
@@ -119,6 +128,10 @@ class PhotoSet:
     skipped: list[Skipped] = field(default_factory=list)
     #: how many working copies were reused from an earlier run (cache hits)
     reused: int = 0
+    #: working-copy name -> warning from the checks (blurry, dark, near duplicate, ...)
+    flags: dict[str, str] = field(default_factory=dict)
+    #: "photos", or "video" for frames taken from a video (SfM then matches sequentially)
+    source_kind: str = "photos"
 
     def __len__(self) -> int:
         return len(self.photos)
@@ -185,8 +198,15 @@ def ingest(src: Path, work_dir: Path, cfg: IngestConfig, bus: EventBus = NULL_BU
         bus.emit(StageProgress(STAGE, k + 1, len(candidates), detail=rel))
     photos.sort(key=lambda p: p.name)
     _write_manifest(work_dir, cfg, src, photos, old)
+    # blur, exposure, duplicates: skip what can only hurt, warn about the rest
+    checked = check_photos(photos, bus)
+    skipped += [Skipped(p.source, checked.skip[p.name]) for p in photos if p.name in checked.skip]
+    photos = [p for p in photos if p.name not in checked.skip]
+    flags = checked.warn
     skipped.sort(key=lambda s: str(s.path))
-    result = PhotoSet(src=src, image_dir=work_dir, photos=photos, skipped=skipped, reused=reused)
+    result = PhotoSet(
+        src=src, image_dir=work_dir, photos=photos, skipped=skipped, reused=reused, flags=flags
+    )
     if len(photos) < MIN_PHOTOS:
         found = (
             ("No usable photos" if not photos else f"Only {len(photos)} usable photo(s)")
@@ -272,6 +292,8 @@ def _make_working_copy(
         im = Image.open(f)
     except UnidentifiedImageError:
         raise _Skip("not a readable image (damaged, or not really a JPEG/PNG)") from None
+    except Image.DecompressionBombError:
+        raise _Skip("too large (over 500 megapixels): save a smaller copy") from None
     except OSError as e:
         raise _Skip(f"could not be read ({e})") from None
     with im:

@@ -15,7 +15,9 @@ import dataclasses
 import hashlib
 import json
 import shutil
+import signal
 import statistics
+import threading
 import time
 from pathlib import Path
 
@@ -27,11 +29,12 @@ from ..events import NULL_BUS, EventBus, Message, StageProgress
 from ..fileio import write_text_atomic
 from ..ingest import PhotoSet
 from ..scene import Scene
+from .diagnose import explain, failure, pair_inliers
 from .loaders import load_scene, undistort_model
 
 STAGE = "sfm"
 #: Bump when the recipe changes, so that cached results made by older code are not reused.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 MIN_REGISTERED = 3
 CAMERA_MODELS = ("SIMPLE_RADIAL", "OPENCV")
 REUSED_TEXT = "Reusing the camera poses computed before for the same photos and settings."
@@ -54,11 +57,15 @@ def run_sfm(photos: PhotoSet, out_dir: Path, cfg: SfmConfig, bus: EventBus = NUL
         return _run_sfm(photos, Path(out_dir), cfg, bus)
 
 
-@contextlib.contextmanager
 def _quiet_colmap():
     """COLMAP logs every step at INFO level; keep warnings and errors only (progress is events)."""
+    return _log_level(1)
+
+
+@contextlib.contextmanager
+def _log_level(level: int):
     old = pycolmap.logging.minloglevel
-    pycolmap.logging.minloglevel = 1
+    pycolmap.logging.minloglevel = level
     try:
         yield
     finally:
@@ -73,57 +80,64 @@ def _run_sfm(photos: PhotoSet, out_dir: Path, cfg: SfmConfig, bus: EventBus) -> 
     if cached is not None:
         scene = load_scene(out_dir, unregistered=cached.get("unregistered", []))
         bus.emit(Message(STAGE, REUSED_TEXT))
-        _report(scene, len(photos), bus)
+        _report(scene, len(photos), bus, cached.get("unregistered_reasons", {}))
         return scene
     _check_config(cfg)
     timings: dict[str, float] = {}
     names = photos.names
     db = work / "database.db"
-    for p in (db, work / "database.db-wal", work / "database.db-shm", work / "inputs.json"):
-        p.unlink(missing_ok=True)
+    (work / "inputs.json").unlink(missing_ok=True)
+    reader, camera_mode = _reader_options(photos, cfg, bus)
+    method = _matcher(photos, cfg, bus)
+    _prepare_database(work, photos, cfg, reader, camera_mode, method, bus)
 
-    # 1. features ----------------------------------------------------------------------------
+    # 1. features (images already in the database, from an interrupted run, are skipped) --------
     t = time.time()
     bus.emit(StageProgress(STAGE, 0, 3, detail="finding features"))
-    reader, camera_mode = _reader_options(photos, cfg, bus)
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.max_image_size = cfg.max_image_size
     extraction.num_threads = cfg.num_threads
     extraction.sift.max_num_features = cfg.max_features
-    pycolmap.extract_features(
-        str(db),
-        str(photos.image_dir),
-        image_names=names,
-        camera_mode=camera_mode,
-        reader_options=reader,
-        extraction_options=extraction,
-    )
+    with _interruptible() as token, _log_level(2):  # not one "already extracted" line per photo
+        pycolmap.extract_features(
+            str(db),
+            str(photos.image_dir),
+            image_names=names,
+            camera_mode=camera_mode,
+            reader_options=reader,
+            extraction_options=extraction,
+            cancellation_token=token,
+        )
     timings["extract"] = time.time() - t
 
-    # 2. matching ----------------------------------------------------------------------------
+    # 2. matching (pairs already in the database are skipped by COLMAP) ----------------------
     t = time.time()
-    method = _matcher(photos, cfg, bus)
     bus.emit(StageProgress(STAGE, 1, 3, detail=f"matching ({method})"))
     matching = pycolmap.FeatureMatchingOptions()
     matching.num_threads = cfg.num_threads
-    if method == "exhaustive":
-        pycolmap.match_exhaustive(str(db), matching_options=matching)
-    elif method == "sequential":
-        pairing = pycolmap.SequentialPairingOptions()
-        pairing.overlap = 10
-        pairing.quadratic_overlap = True
-        pairing.loop_detection = False  # needs a vocabulary tree (a download)
-        pycolmap.match_sequential(str(db), matching_options=matching, pairing_options=pairing)
-    else:
-        pairing = pycolmap.SpatialPairingOptions()
-        pairing.ignore_z = True
-        pairing.max_num_neighbors = 50
-        pycolmap.match_spatial(str(db), matching_options=matching, pairing_options=pairing)
+    with _interruptible() as token:
+        if method == "exhaustive":
+            pycolmap.match_exhaustive(str(db), matching_options=matching, cancellation_token=token)
+        elif method == "sequential":
+            pairing = pycolmap.SequentialPairingOptions()
+            pairing.overlap = 10
+            pairing.quadratic_overlap = True
+            pairing.loop_detection = False  # needs a vocabulary tree (a download)
+            pycolmap.match_sequential(
+                str(db), matching_options=matching, pairing_options=pairing, cancellation_token=token
+            )
+        else:
+            pairing = pycolmap.SpatialPairingOptions()
+            pairing.ignore_z = True
+            pairing.max_num_neighbors = 50
+            pycolmap.match_spatial(
+                str(db), matching_options=matching, pairing_options=pairing, cancellation_token=token
+            )
     timings["match"] = time.time() - t
 
     # 3. mapping -----------------------------------------------------------------------------
     t = time.time()
-    bus.emit(StageProgress(STAGE, 2, 3, detail="placing cameras"))
+    bus.emit(StageProgress(STAGE, 2, 3, detail=f"placing cameras ({cfg.mapper})"))
     refine_pp = cfg.refine_principal_point and camera_mode == pycolmap.CameraMode.SINGLE
     maps = _map(db, photos, work / "sparse", cfg, refine_pp, bus)
     if refine_pp and maps and _principal_point_drifted(maps):
@@ -137,31 +151,32 @@ def _run_sfm(photos: PhotoSet, out_dir: Path, cfg: SfmConfig, bus: EventBus) -> 
         )
         maps = _map(db, photos, work / "sparse", cfg, False, bus)
     timings["map"] = time.time() - t
-    if not maps:
-        raise UserError(
-            f"SfM could not place any of the {len(names)} photos.",
-            OVERLAP_HINT[0].upper() + OVERLAP_HINT[1:] + ".",
-        )
-    sizes = sorted(((rec.num_reg_images(), idx) for idx, rec in maps.items()), reverse=True)
-    best_idx = sizes[0][1]
-    best = maps[best_idx]
-    if len(maps) > 1:
+    inliers = pair_inliers(db)
+    models = sorted(
+        ((sorted(rec.images[i].name for i in rec.reg_image_ids()), rec) for rec in maps.values()),
+        key=lambda m: (-len(m[0]), m[0]),
+    )
+    groups = [g for g, _ in models if g]
+    if not groups or len(groups[0]) < MIN_REGISTERED or (
+        len(groups) > 1 and 2 * len(groups[0]) < len(names)
+    ):
+        raise failure(names, len(groups[0]) if groups else 0, groups, inliers, photos.flags)
+    best = models[0][1]
+    registered = set(groups[0])
+    unregistered = [n for n in names if n not in registered]
+    reasons = explain(unregistered, registered, groups[1:], inliers, photos.flags)
+    if len(groups) > 1:
         bus.emit(
             Message(
                 STAGE,
-                f"The photos fell apart into {len(maps)} separate groups of "
-                + ", ".join(str(n) for n, _ in sizes)
-                + " photos; the largest was kept. Take more photos between the groups to "
-                "connect them.",
+                f"The photos fell apart into {len(groups)} separate groups of "
+                + ", ".join(str(len(g)) for g in groups)
+                + " photos; the largest was kept. Left out: "
+                + "; ".join(", ".join(g) for g in groups[1:])
+                + ". Photos of another place or object? Otherwise take more photos between the "
+                "groups to connect them.",
                 level="warning",
             )
-        )
-    registered = {best.images[i].name for i in best.reg_image_ids()}
-    unregistered = [n for n in names if n not in registered]
-    if len(registered) < MIN_REGISTERED:
-        raise UserError(
-            f"SfM could place only {len(registered)} of {len(names)} photos.",
-            OVERLAP_HINT[0].upper() + OVERLAP_HINT[1:] + ".",
         )
     final_model = work / "model"
     if final_model.exists():
@@ -187,15 +202,17 @@ def _run_sfm(photos: PhotoSet, out_dir: Path, cfg: SfmConfig, bus: EventBus) -> 
         "registered": len(registered),
         "total": len(names),
         "unregistered": unregistered,
-        "models": [n for n, _ in sizes],
+        "unregistered_reasons": reasons,
+        "models": [len(g) for g in groups],
         "matcher": method,
+        "mapper": cfg.mapper,
         "mean_reprojection_error_px": reproj,
         "num_points": best.num_points3D(),
         "seconds": timings,
     }
     write_text_atomic(work / "inputs.json", json.dumps(record, indent=1))
     scene = load_scene(out_dir, unregistered=unregistered)
-    _report(scene, len(names), bus)
+    _report(scene, len(names), bus, reasons)
     bus.emit(
         Message(
             STAGE,
@@ -210,6 +227,22 @@ def _run_sfm(photos: PhotoSet, out_dir: Path, cfg: SfmConfig, bus: EventBus) -> 
 def _map(
     db: Path, photos: PhotoSet, model_dir: Path, cfg: SfmConfig, refine_pp: bool, bus: EventBus
 ) -> dict:
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    model_dir.mkdir(parents=True)
+    if cfg.mapper == "global":
+        opts = pycolmap.GlobalPipelineOptions()
+        opts.num_threads = cfg.num_threads
+        opts.random_seed = 0
+        opts.mapper.bundle_adjustment.refine_principal_point = refine_pp
+        opts.mapper.global_positioning.use_gpu = False
+        opts.mapper.bundle_adjustment.ceres.use_gpu = False
+        # no cancellation token here: Ctrl-C takes effect when it returns; its focal-prior
+        # warning is not for our users (the shared camera's focal length is refined)
+        with _interruptible(), _log_level(2):
+            return pycolmap.global_mapping(
+                str(db), str(photos.image_dir), str(model_dir), options=opts
+            )
     mapper = pycolmap.IncrementalPipelineOptions()
     mapper.num_threads = cfg.num_threads
     mapper.random_seed = 0
@@ -221,16 +254,113 @@ def _map(
         placed[0] += 1
         bus.emit(StageProgress(STAGE, min(placed[0], total), total, detail="placing cameras"))
 
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    model_dir.mkdir(parents=True)
-    return pycolmap.incremental_mapping(
-        str(db),
-        str(photos.image_dir),
-        str(model_dir),
-        options=mapper,
-        next_image_callback=next_image,
+    with _interruptible() as token:
+        return pycolmap.incremental_mapping(
+            str(db),
+            str(photos.image_dir),
+            str(model_dir),
+            options=mapper,
+            next_image_callback=next_image,
+            cancellation_token=token,
+        )
+
+
+@contextlib.contextmanager
+def _interruptible():
+    """Ctrl-C during a long pycolmap call cancels it cleanly, then raises KeyboardInterrupt.
+
+    pycolmap holds the interpreter while it runs, so Python's own Ctrl-C handling would only act
+    after the call. Here SIGINT cancels the call's token instead (COLMAP stops between images or
+    image pairs, what is already in the database stays there), and KeyboardInterrupt follows.
+    Outside the main thread nothing changes.
+    """
+    token = pycolmap.CancellationToken()
+    if threading.current_thread() is not threading.main_thread():
+        yield token
+        return
+    hit = [False]
+
+    def on_sigint(signum, frame):
+        hit[0] = True
+        token.cancel()
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield token
+    except InterruptedError:  # raised by pycolmap when the token was cancelled
+        if hit[0]:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if hit[0]:
+        raise KeyboardInterrupt
+
+
+def _db_keys(photos: PhotoSet, cfg: SfmConfig, reader, camera_mode, method: str) -> dict:
+    """What the features (``extract``) and the matches (``match``) in the database depend on."""
+    h = hashlib.sha256()
+    h.update(
+        json.dumps(
+            [
+                pycolmap.__version__,
+                cfg.max_image_size,
+                cfg.max_features,
+                cfg.camera_model,
+                str(camera_mode),
+                reader.camera_params,
+            ]
+        ).encode()
     )
+    for p in photos.photos:
+        st = Path(p.path).stat()
+        h.update(f"{p.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    extract = h.hexdigest()
+    match = hashlib.sha256(f"{extract}\0{method}".encode()).hexdigest()
+    return {"extract": extract, "match": match}
+
+
+def _prepare_database(
+    work: Path, photos: PhotoSet, cfg: SfmConfig, reader, camera_mode, method: str, bus: EventBus
+) -> None:
+    """Keep the database of an earlier (interrupted) run where it fits, so nothing is redone.
+
+    COLMAP skips images whose features are already in the database and image pairs already
+    matched. The database is kept only for the same working copies and feature options
+    (``sfm_work/database.json``); with another matcher its matches are cleared.
+    """
+    db = work / "database.db"
+    keys = _db_keys(photos, cfg, reader, camera_mode, method)
+    rec_path = work / "database.json"
+    try:
+        old = json.loads(rec_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        old = {}
+    if old.get("extract") != keys["extract"] or not db.exists():
+        for p in (db, work / "database.db-wal", work / "database.db-shm"):
+            p.unlink(missing_ok=True)
+    else:
+        d = pycolmap.Database.open(str(db))
+        try:
+            if old.get("match") != keys["match"]:
+                d.clear_matches()
+                d.clear_two_view_geometries()
+            n_img, n_pairs = d.num_images(), d.num_verified_image_pairs()
+            cams = sorted(c.camera_id for c in d.read_all_cameras())
+        finally:
+            d.close()
+        if n_img:
+            bus.emit(
+                Message(
+                    STAGE,
+                    f"Continuing from the earlier run: features of {n_img} photos"
+                    + (f" and matches of {n_pairs} pairs" if n_pairs else "")
+                    + " are reused.",
+                )
+            )
+        if cams and camera_mode == pycolmap.CameraMode.SINGLE:
+            reader.existing_camera_id = cams[0]  # the photos still to do share that camera
+    write_text_atomic(rec_path, json.dumps(keys))
 
 
 def _principal_point_drifted(maps: dict, tol: float = 0.1) -> bool:
@@ -294,6 +424,8 @@ def _check_config(cfg: SfmConfig) -> None:
         raise UserError(
             f"Unknown matcher {cfg.matcher!r}.", "Use auto, exhaustive, sequential or spatial."
         )
+    if cfg.mapper not in ("incremental", "global"):
+        raise UserError(f"Unknown mapper {cfg.mapper!r}.", "Use incremental or global.")
 
 
 def _reader_options(
@@ -343,20 +475,21 @@ def _matcher(photos: PhotoSet, cfg: SfmConfig, bus: EventBus) -> str:
             )
         )
     if m == "auto":
-        m = "exhaustive" if len(photos) <= 100 else "sequential"
+        if photos.source_kind == "video":
+            m = "sequential"  # frames in order: neighbours overlap
+        else:
+            m = "exhaustive" if len(photos) <= 100 else "sequential"
     return m
 
 
-def _report(scene: Scene, total: int, bus: EventBus) -> None:
+def _report(scene: Scene, total: int, bus: EventBus, reasons: dict[str, str]) -> None:
     n = len(scene.cameras)
     bus.emit(Message(STAGE, f"Placed {n} of {total} photos."))
-    if scene.unregistered:
+    for name in scene.unregistered:
         bus.emit(
             Message(
                 STAGE,
-                "Could not place: "
-                + ", ".join(scene.unregistered)
-                + f". They are left out; {OVERLAP_HINT}.",
+                f"Could not place {name}: {reasons.get(name, OVERLAP_HINT)}. It is left out.",
                 level="warning",
             )
         )

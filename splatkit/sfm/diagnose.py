@@ -1,0 +1,123 @@
+"""Why SfM left photos out, in plain words, from the matching database and the ingest checks.
+
+For each photo that was not placed, the likely reason, in order:
+
+1. it belongs to another (smaller) model: a group of photos that share nothing with the kept one,
+   typically another place or object mixed in;
+2. the checks found it blurry (or dark);
+3. its verified matches (two-view geometry inliers in the database) with the other photos:
+   none -> it does not overlap them; few -> too little overlap; enough -> it matched but could
+   not be fixed in place (too little angle, or repetitive texture).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pycolmap
+
+from ..errors import UserError
+
+#: fewer verified matches than this with every other photo counts as "few" (COLMAP needs 15)
+FEW_MATCHES = 40
+OVERLAP_TODO = (
+    "Photos need to overlap by about two thirds: walk around the object taking a photo every few "
+    "steps."
+)
+
+
+def pair_inliers(db_path: Path) -> dict[str, dict[str, int]]:
+    """name -> {other name: verified matches (two-view geometry inliers)} from the database."""
+    db = pycolmap.Database.open(str(db_path))
+    try:
+        names = {im.image_id: im.name for im in db.read_all_images()}
+        pair_ids, counts = db.read_two_view_geometry_num_inliers()
+    finally:
+        db.close()
+    out: dict[str, dict[str, int]] = {n: {} for n in names.values()}
+    for pid, n in zip(pair_ids, counts, strict=True):
+        a, b = pycolmap.pair_id_to_image_pair(pid)
+        if a in names and b in names:
+            out[names[a]][names[b]] = int(n)
+            out[names[b]][names[a]] = int(n)
+    return out
+
+
+def explain(
+    unregistered: list[str],
+    registered: set[str],
+    other_groups: list[list[str]],
+    inliers: dict[str, dict[str, int]],
+    flags: dict[str, str],
+) -> dict[str, str]:
+    """Likely reason, per photo left out (see the module doc)."""
+    group_of = {n: g for g in other_groups for n in g}
+    out = {}
+    for n in unregistered:
+        g = group_of.get(n)
+        if g is not None:
+            others = [m for m in g if m != n]
+            out[n] = (
+                f"it forms a separate group with {_names(others)} that shares nothing with the "
+                "placed photos (another place or object?)"
+            )
+            continue
+        flag = flags.get(n, "")
+        if "blurry" in flag or "black" in flag or "blown out" in flag:
+            out[n] = flag
+            continue
+        m = inliers.get(n, {})
+        best_name, best = max(m.items(), key=lambda kv: kv[1], default=("", 0))
+        best_placed = max((v for k, v in m.items() if k in registered), default=0)
+        if best == 0:
+            out[n] = "no matches with any other photo: it does not overlap them"
+        elif best < FEW_MATCHES or best_placed < FEW_MATCHES:
+            out[n] = (
+                f"few matches with the other photos (at most {max(best, best_placed)}, with "
+                f"{best_name}): too little overlap"
+            )
+        else:
+            out[n] = (
+                f"it matches {best_name} ({best} points) but could not be fixed in place "
+                "(too little change of viewpoint, or repetitive texture)"
+            )
+    return out
+
+
+def failure(
+    names: list[str],
+    registered: int,
+    models: list[list[str]],
+    inliers: dict[str, dict[str, int]],
+    flags: dict[str, str],
+) -> UserError:
+    """The plain two-line error when SfM fails outright."""
+    n = len(names)
+    if len(models) > 1:
+        sizes = ", ".join(str(len(g)) for g in models)
+        return UserError(
+            f"The photos fell apart into {len(models)} groups that share nothing ({sizes} photos); "
+            f"the largest holds only {len(models[0])} of {n}.",
+            "Keep one place or object per folder, and take more photos between the groups to "
+            "connect them.",
+        )
+    what = (
+        f"SfM could not place any of the {n} photos."
+        if registered == 0
+        else f"SfM could place only {registered} of {n} photos."
+    )
+    if not any(inliers.get(k) for k in names):
+        return UserError(
+            what + " No two of them share enough detail.",
+            OVERLAP_TODO + " Avoid plain walls, glass and moving things.",
+        )
+    return UserError(what, OVERLAP_TODO)
+
+
+def _names(names: list[str], most: int = 4) -> str:
+    if len(names) <= most:
+        return ", ".join(names)
+    return ", ".join(names[:most]) + f" and {len(names) - most} more"
+
+
+__all__ = ["pair_inliers", "explain", "failure", "FEW_MATCHES"]

@@ -1,0 +1,231 @@
+"""Existing cameras into the output layout (``OUT/sparse/0`` + ``OUT/images``), SfM skipped.
+
+* a COLMAP project (``sparse/0`` + ``images``): pinhole models are copied, others undistorted;
+* a ``transforms.json``: written as a PINHOLE model (undistorted first when it has distortion).
+
+Training starts the splats from the model's 3D points; a model without any (every
+``transforms.json``, some exported COLMAP models) gets them triangulated from the known poses:
+SIFT features and exhaustive matching as in :func:`run_sfm`, then ``pycolmap.triangulate_points``
+with the poses held fixed. ``OUT/sfm_work/import.json`` records the source so that a second run
+reuses the result.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pycolmap
+
+from ..config import SfmConfig
+from ..errors import UserError
+from ..events import NULL_BUS, EventBus, Message
+from ..fileio import write_text_atomic
+from ..scene import Scene
+from .loaders import (
+    PINHOLE_MODELS,
+    _rotmat_to_qvec,
+    load_colmap_project,
+    load_scene,
+    load_transforms_json,
+)
+
+STAGE = "sfm"
+RECIPE = 1
+
+
+def import_colmap(project: Path, out_dir: Path, cfg: SfmConfig, bus: EventBus = NULL_BUS) -> Scene:
+    project, out_dir = Path(project), Path(out_dir)
+    key = _key(project, cfg)
+    if _cached(out_dir, key):
+        return load_scene(out_dir, unregistered=[])
+    _clear(out_dir)
+    sparse = next(
+        p
+        for p in (project / "sparse" / "0", project / "sparse")
+        if (p / "cameras.bin").exists() or (p / "cameras.txt").exists()
+    )
+    rec = pycolmap.Reconstruction(str(sparse))
+    names = sorted(im.name for im in rec.images.values() if im.has_pose)
+    missing = [n for n in names if not (project / "images" / n).is_file()]
+    if missing:
+        raise UserError(
+            f"{len(missing)} photo(s) of the COLMAP model are not in {project / 'images'}, e.g. "
+            f"{missing[0]}.",
+            "Point to the project folder whose images/ holds the photos the model was made from.",
+        )
+    if all(c.model.name in PINHOLE_MODELS for c in rec.cameras.values()):
+        (out_dir / "sparse" / "0").mkdir(parents=True)
+        rec.write_binary(str(out_dir / "sparse" / "0"))
+        _copy_images(project / "images", out_dir / "images", names)
+    else:
+        load_colmap_project(project, out_dir=out_dir, bus=bus)
+    _triangulate_if_needed(out_dir, cfg, bus)
+    _record(out_dir, key)
+    return load_scene(out_dir, unregistered=[])
+
+
+def import_transforms(path: Path, out_dir: Path, cfg: SfmConfig, bus: EventBus = NULL_BUS) -> Scene:
+    path, out_dir = Path(path), Path(out_dir)
+    key = _key(path, cfg)
+    if _cached(out_dir, key):
+        return load_scene(out_dir, unregistered=[])
+    _clear(out_dir)
+    scene = load_transforms_json(path, out_dir=out_dir, bus=bus, num_threads=cfg.num_threads)
+    if scene.image_dir != out_dir / "images":  # no distortion: nothing was written yet
+        c = scene.cameras
+        _write_pinhole_model(
+            out_dir / "sparse" / "0",
+            c.names,
+            c.K.double().numpy(),
+            c.world_to_cam.double().numpy(),
+            c.width.tolist(),
+            c.height.tolist(),
+        )
+        _copy_images(scene.image_dir, out_dir / "images", c.names)
+    _triangulate_if_needed(out_dir, cfg, bus)
+    _record(out_dir, key)
+    return load_scene(out_dir, unregistered=list(scene.unregistered))
+
+
+def _triangulate_if_needed(out_dir: Path, cfg: SfmConfig, bus: EventBus) -> None:
+    sparse = out_dir / "sparse" / "0"
+    rec = pycolmap.Reconstruction(str(sparse))
+    if rec.num_points3D() > 0:
+        return
+    bus.emit(Message(STAGE, "The cameras have no 3D points: finding them from the known poses."))
+    work = out_dir / "sfm_work" / "triangulate"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    db = work / "database.db"
+    names = sorted(im.name for im in rec.images.values())
+    reader = pycolmap.ImageReaderOptions()
+    reader.camera_model = "PINHOLE"
+    extraction = pycolmap.FeatureExtractionOptions()
+    extraction.max_image_size = cfg.max_image_size
+    extraction.num_threads = cfg.num_threads
+    extraction.sift.max_num_features = cfg.max_features
+    matching = pycolmap.FeatureMatchingOptions()
+    matching.num_threads = cfg.num_threads
+    old = pycolmap.logging.minloglevel
+    pycolmap.logging.minloglevel = 2
+    try:
+        pycolmap.extract_features(
+            str(db),
+            str(out_dir / "images"),
+            image_names=names,
+            camera_mode=pycolmap.CameraMode.PER_IMAGE,
+            reader_options=reader,
+            extraction_options=extraction,
+        )
+        if len(names) <= 100:
+            pycolmap.match_exhaustive(str(db), matching_options=matching)
+        else:
+            pycolmap.match_sequential(str(db), matching_options=matching)
+        d = pycolmap.Database.open(str(db))
+        try:
+            ids = {im.name: (im.image_id, im.camera_id) for im in d.read_all_images()}
+        finally:
+            d.close()
+        # the model must use the database's image and camera ids
+        by_name = {im.name: im for im in rec.images.values()}
+        Ks, w2cs, ws, hs = [], [], [], []
+        for n in names:
+            im = by_name[n]
+            cam = rec.cameras[im.camera_id]
+            Ks.append(np.asarray(cam.calibration_matrix(), np.float64))
+            m = np.eye(4)
+            cfw = im.cam_from_world
+            m[:3, :4] = np.asarray((cfw() if callable(cfw) else cfw).matrix())
+            w2cs.append(m)
+            ws.append(cam.width)
+            hs.append(cam.height)
+        model = work / "model"
+        _write_pinhole_model(model, names, Ks, w2cs, ws, hs, ids=[ids[n] for n in names], text=True)
+        tri = pycolmap.triangulate_points(
+            pycolmap.Reconstruction(str(model)), str(db), str(out_dir / "images"), str(work / "out")
+        )
+    finally:
+        pycolmap.logging.minloglevel = old
+    if tri.num_points3D() == 0:
+        raise UserError(
+            "No 3D points could be found from these cameras (the photos share no detail).",
+            "Check that the camera file belongs to these photos.",
+        )
+    shutil.rmtree(sparse)
+    sparse.mkdir(parents=True)
+    tri.write_binary(str(sparse))
+    bus.emit(
+        Message(
+            STAGE,
+            f"{tri.num_points3D()} points, mean reprojection error "
+            f"{tri.compute_mean_reprojection_error():.2f} px.",
+        )
+    )
+    shutil.rmtree(work)
+
+
+def _write_pinhole_model(d: Path, names, Ks, w2cs, ws, hs, ids=None, text: bool = False) -> None:
+    """A COLMAP model with one PINHOLE camera per image (binary unless ``text``)."""
+    tmp = d.parent / (d.name + ".txt-model") if not text else d
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    cams, imgs = [], []
+    for i, (n, K, w2c, w, h) in enumerate(zip(names, Ks, w2cs, ws, hs, strict=True)):
+        iid, cid = ids[i] if ids else (i + 1, i + 1)
+        k = " ".join(f"{v:.17g}" for v in (K[0, 0], K[1, 1], K[0, 2], K[1, 2]))
+        cams.append(f"{cid} PINHOLE {int(w)} {int(h)} {k}")
+        q, t = _rotmat_to_qvec(np.asarray(w2c)[:3, :3]), np.asarray(w2c)[:3, 3]
+        imgs.append(f"{iid} " + " ".join(f"{v:.17g}" for v in (*q, *t)) + f" {cid} {n}\n")
+    (tmp / "cameras.txt").write_text("\n".join(cams) + "\n")
+    (tmp / "images.txt").write_text("\n".join(imgs) + "\n")
+    (tmp / "points3D.txt").write_text("")
+    if not text:
+        rec = pycolmap.Reconstruction(str(tmp))
+        d.mkdir(parents=True, exist_ok=True)
+        rec.write_binary(str(d))
+        shutil.rmtree(tmp)
+
+
+def _copy_images(src: Path, dst: Path, names: list[str]) -> None:
+    for n in names:
+        out = dst / n
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / n, out)
+
+
+def _key(path: Path, cfg: SfmConfig) -> dict:
+    files = [path] if path.is_file() else sorted(
+        p for p in path.rglob("*") if p.is_file() and (p.suffix in (".bin", ".txt", ".json"))
+    )
+    return {
+        "recipe": RECIPE,
+        "source": str(path.resolve()),
+        "files": [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files[:2000]],
+        "max_image_size": cfg.max_image_size,
+        "max_features": cfg.max_features,
+    }
+
+
+def _cached(out_dir: Path, key: dict) -> bool:
+    try:
+        rec = json.loads((out_dir / "sfm_work" / "import.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return rec == key and (out_dir / "sparse" / "0" / "cameras.bin").exists()
+
+
+def _record(out_dir: Path, key: dict) -> None:
+    (out_dir / "sfm_work").mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_dir / "sfm_work" / "import.json", json.dumps(key))
+
+
+def _clear(out_dir: Path) -> None:
+    (out_dir / "sfm_work" / "import.json").unlink(missing_ok=True)
+    for p in (out_dir / "images", out_dir / "sparse" / "0"):
+        if p.exists():
+            shutil.rmtree(p)

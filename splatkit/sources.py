@@ -1,0 +1,234 @@
+"""What the user gave: a folder of photos, a video, a COLMAP project, or a ``transforms.json``.
+
+:func:`detect_source` names it; :func:`ingest_source` turns photos or a video into a
+:class:`~splatkit.ingest.PhotoSet` for SfM; :func:`import_cameras` loads existing cameras (SfM is
+skipped) into ``OUT/sparse/0`` + ``OUT/images``, the layout that training and the rest read.
+
+Video: frames are taken at ``IngestConfig.video_fps`` with PyAV (ffmpeg ships in its wheel),
+downscaled, and filtered: of near-identical consecutive frames (mean absolute difference of 32 x 32
+grey thumbnails under :data:`VIDEO_NEAR_DUP`) the sharpest is kept, then frames far blurrier than
+the clip's median (variance of the Laplacian under :data:`VIDEO_BLUR_RATIO` of it) are dropped.
+The frames land in ``OUT/work/frames`` and go through the normal ingest.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .config import IngestConfig, RunConfig
+from .errors import UserError
+from .events import NULL_BUS, EventBus, Message, StageProgress
+from .fileio import write_text_atomic
+from .ingest import Photo, PhotoSet, ingest
+from .ingest.checks import laplacian_variance
+
+VIDEO_EXTS = {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mts", ".m2ts", ".3gp", ".mpg", ".mpeg"}
+IMAGE_EXTS = {".jpg", ".jpeg", ".png"}
+#: mean abs difference (0-255) of 32x32 grey thumbnails under which consecutive frames are the same
+VIDEO_NEAR_DUP = 3.0
+#: frames whose sharpness is below this fraction of the clip's median are dropped
+VIDEO_BLUR_RATIO = 0.4
+FRAMES_RECIPE = 1
+STAGE = "ingest"
+
+
+def detect_source(path: Path) -> str:
+    """``"photos"`` (a folder of photos), ``"video"``, ``"colmap"`` or ``"transforms"``.
+
+    Raises:
+        UserError: the path is missing, or is a file of another kind.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path} does not exist.", "Check the path (quote it if it has spaces).")
+    if path.is_file():
+        ext = path.suffix.lower()
+        if ext in VIDEO_EXTS:
+            return "video"
+        if ext == ".json":
+            return "transforms"
+        if ext in IMAGE_EXTS:
+            raise UserError(
+                f"{path} is a single photo.", "Give the folder that holds all the photos."
+            )
+        raise UserError(
+            f"{path} is neither a folder of photos nor a video.",
+            "Give a folder of JPEG/PNG photos, a video (MP4, MOV), a COLMAP project or a "
+            "transforms.json.",
+        )
+    if (path / "transforms.json").is_file():
+        return "transforms"
+    if (path / "images").is_dir() and any(
+        (d / "cameras.bin").exists() or (d / "cameras.txt").exists()
+        for d in (path / "sparse" / "0", path / "sparse")
+    ):
+        return "colmap"
+    return "photos"
+
+
+def ingest_source(
+    path: Path, kind: str, out_dir: Path, cfg: IngestConfig, bus: EventBus = NULL_BUS
+) -> PhotoSet:
+    """Photos or video -> working copies in ``out_dir/work/images`` (see :func:`ingest`)."""
+    path, out_dir = Path(path), Path(out_dir)
+    work = out_dir / "work" / "images"
+    if kind == "video":
+        frames = extract_frames(path, out_dir / "work" / "frames", cfg, bus)
+        photo_set = ingest(frames, work, cfg, bus)
+        photo_set.source_kind = "video"
+        return photo_set
+    return ingest(path, work, cfg, bus)
+
+
+def extract_frames(video: Path, frames_dir: Path, cfg: IngestConfig, bus: EventBus = NULL_BUS) -> Path:
+    """Frames of ``video`` at ``cfg.video_fps``, without blurry or repeated ones, as JPEGs.
+
+    Reuses the frames of an earlier run of the same file with the same settings.
+    """
+    import av
+
+    video, frames_dir = Path(video), Path(frames_dir)
+    if cfg.video_fps <= 0:
+        raise UserError(f"video_fps must be positive, got {cfg.video_fps}.", "Use e.g. 2.")
+    st = video.stat()
+    key = {
+        "recipe": FRAMES_RECIPE,
+        "video": str(video.resolve()),
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "fps": cfg.video_fps,
+        "max_image_size": cfg.max_image_size,
+    }
+    manifest = frames_dir / "frames.json"
+    try:
+        old = json.loads(manifest.read_text(encoding="utf-8"))
+        if old.get("key") == key and all((frames_dir / n).is_file() for n in old["frames"]):
+            bus.emit(Message(STAGE, f"Reusing {len(old['frames'])} frames taken from {video.name}."))
+            return frames_dir
+    except (OSError, ValueError, KeyError):
+        pass
+    if frames_dir.exists():
+        shutil.rmtree(frames_dir)
+    frames_dir.mkdir(parents=True)
+    try:
+        container = av.open(str(video))
+    except (av.error.FFmpegError, OSError) as e:
+        raise UserError(
+            f"Could not read the video {video.name} ({e}).",
+            "Check that it plays; MP4 (H.264/H.265) and MOV work.",
+        ) from None
+    kept: list[tuple[str, float, np.ndarray]] = []  # (file name, sharpness, 32x32 thumbnail)
+    seen = dups = 0
+    step = 1.0 / cfg.video_fps
+    next_t = 0.0
+    with container:
+        if not container.streams.video:
+            raise UserError(f"{video.name} has no video track.", "Give a video file with a picture.")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = float(stream.average_rate or 30)
+        duration = float(stream.duration * stream.time_base) if stream.duration else 0.0
+        try:
+            for k, frame in enumerate(container.decode(stream)):
+                t = frame.time if frame.time is not None else k / rate
+                if t + 1e-6 < next_t:
+                    continue
+                while next_t <= t + 1e-6:
+                    next_t += step
+                seen += 1
+                im = _upright(frame.to_image(), getattr(frame, "rotation", 0) or 0)
+                im.thumbnail((cfg.max_image_size, cfg.max_image_size), Image.Resampling.LANCZOS)
+                sharp, tiny = _frame_stats(im)
+                name = f"frame_{seen:05d}.jpg"
+                if kept and float(np.abs(tiny - kept[-1][2]).mean()) < VIDEO_NEAR_DUP:
+                    dups += 1
+                    if sharp <= kept[-1][1]:
+                        continue
+                    (frames_dir / kept.pop()[0]).unlink()  # the sharper of the two stays
+                im.save(frames_dir / name, "JPEG", quality=95)
+                kept.append((name, sharp, tiny))
+                if duration:
+                    bus.emit(StageProgress(STAGE, min(int(t), int(duration)), int(duration), "video"))
+        except av.error.FFmpegError as e:
+            if not kept:
+                raise UserError(
+                    f"Could not decode the video {video.name} ({e}).",
+                    "Check that it plays; MP4 (H.264/H.265) and MOV work.",
+                ) from None
+            bus.emit(Message(STAGE, f"The video is damaged after {len(kept)} frames; using those.",
+                             level="warning"))
+    blurry = []
+    if len(kept) >= 4:
+        med = statistics.median(s for _, s, _ in kept)
+        blurry = [n for n, s, _ in kept if s < VIDEO_BLUR_RATIO * med]
+        for n in blurry:
+            (frames_dir / n).unlink()
+    names = [n for n, _, _ in kept if n not in blurry]
+    bus.emit(
+        Message(
+            STAGE,
+            f"Took {seen} frames from {video.name} ({cfg.video_fps:g} per second); dropped "
+            f"{len(blurry)} blurry and {dups} nearly identical ones: {len(names)} left.",
+        )
+    )
+    if len(names) < 3:
+        raise UserError(
+            f"Only {len(names)} usable frame(s) in {video.name}.",
+            "Film for longer (10 s or more), moving slowly around the object; or raise video_fps.",
+        )
+    write_text_atomic(manifest, json.dumps({"key": key, "frames": names}, indent=1))
+    return frames_dir
+
+
+def _upright(im: Image.Image, rotation: float) -> Image.Image:
+    """Apply the display rotation of phone videos (degrees counterclockwise)."""
+    r = int(round(rotation / 90.0)) % 4
+    return {1: im.transpose(Image.Transpose.ROTATE_90), 2: im.transpose(Image.Transpose.ROTATE_180),
+            3: im.transpose(Image.Transpose.ROTATE_270)}.get(r, im)
+
+
+def _frame_stats(im: Image.Image) -> tuple[float, np.ndarray]:
+    g = im.convert("L")
+    g.thumbnail((512, 512), Image.Resampling.BILINEAR)
+    a = np.asarray(g, dtype=np.float32)
+    tiny = np.asarray(g.resize((32, 32), Image.Resampling.BOX), dtype=np.float32)
+    return laplacian_variance(a), tiny
+
+
+def import_cameras(path: Path, kind: str, out_dir: Path, cfg: RunConfig, bus: EventBus = NULL_BUS):
+    """Existing cameras (COLMAP project or ``transforms.json``) -> ``out_dir/sparse/0`` + images.
+
+    Returns ``(photo_set, scene)`` like the ingest + SfM stages. Cameras with lens distortion are
+    undistorted; a model without 3D points (``transforms.json``) gets points triangulated from the
+    known poses (features and matches, no pose estimation).
+    """
+    from .sfm.importer import import_colmap, import_transforms
+
+    path, out_dir = Path(path), Path(out_dir)
+    if kind == "colmap":
+        scene = import_colmap(path, out_dir, cfg.sfm, bus)
+    else:
+        scene = import_transforms(path, out_dir, cfg.sfm, bus)
+    photos = []
+    for i, n in enumerate(scene.cameras.names):
+        w, h = int(scene.cameras.width[i]), int(scene.cameras.height[i])
+        f = scene.image_dir / n
+        photos.append(Photo(name=n, source=f, path=f, width=w, height=h, orig_width=w, orig_height=h))
+    photo_set = PhotoSet(src=path, image_dir=scene.image_dir, photos=photos, source_kind=kind)
+    bus.emit(
+        Message(
+            "sfm",
+            f"Using the cameras of {path.name} ({kind}): {len(photos)} photos, "
+            f"{scene.points.shape[0]} points; structure from motion skipped.",
+        )
+    )
+    return photo_set, scene
+
+
+__all__ = ["detect_source", "ingest_source", "extract_frames", "import_cameras", "VIDEO_EXTS"]
