@@ -112,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8765, help="Local port (default 8765; 0: any free).")
     p.add_argument("--no-browser", action="store_true", help="Only print the URL.")
 
+    p = sub.add_parser("serve", help="Classroom server: students upload photos, jobs run on Ray.",
+                       description="Serve the student and teacher pages (see docs/classroom.md).")
+    from .serve import add_cli_options as _add_serve_options
+
+    _add_serve_options(p)
+
     sub.add_parser("doctor", help="Check that this machine can run `splatkit train`.",
                    description="Check Python, PyTorch, GPU and CUDA tools, pycolmap, numba, "
                    "disk, memory and write access; one line per check. Exit code 0 when ready.")
@@ -138,14 +144,14 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
     preset = args.preset or _default_preset(getattr(args, "device", "auto"))
     cfg = preset_config(preset)
     cfg.device = getattr(args, "device", "auto")
+    if getattr(args, "mapper", None):
+        cfg.sfm.mapper = args.mapper
     t = cfg.train
     for name, attr in (("steps", "steps"), ("resolution", "resolution"), ("sh_degree", "sh_degree"),
                        ("strategy", "strategy"), ("max_splats", "max_splats"), ("seed", "seed")):
         val = getattr(args, name, None)
         if val is not None:
             setattr(t, attr, val)
-    if getattr(args, "mapper", None):
-        cfg.sfm.mapper = args.mapper
     if t.steps <= 0:
         raise UserError(f"--steps must be positive, got {t.steps}.", "Use e.g. --steps 2000.")
     if t.resolution < 32:
@@ -236,14 +242,14 @@ def cmd_sfm(args: argparse.Namespace) -> int:
     _check_photos(args.photos)
     out_dir = args.out or default_out_dir(args.photos)
     cfg = preset_config(args.preset)
+    if args.mapper:
+        cfg.sfm.mapper = args.mapper
     check_out_dir(args.photos, out_dir)
     bus, closers = _setup_outputs(out_dir, args.quiet)
     try:
         _, scene = run_sfm_stage(args.photos, out_dir, cfg, bus, {})
     except KeyboardInterrupt:
         print("\nInterrupted. Run the same command again to continue.", file=sys.stderr)
-    if args.mapper:
-        cfg.sfm.mapper = args.mapper
         return 130
     finally:
         for c in closers:
@@ -277,6 +283,12 @@ def cmd_view(args: argparse.Namespace) -> int:
     return view(args.out, port=args.port, open_browser=not args.no_browser)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import cmd_serve as run
+
+    return run(args)
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import doctor
 
@@ -284,7 +296,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "sfm": cmd_sfm, "export": cmd_export, "report": cmd_report,
-            "view": cmd_view, "doctor": cmd_doctor}
+            "view": cmd_view, "doctor": cmd_doctor, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -149,6 +149,13 @@ PRESETS: dict[str, dict] = {
             "checkpoint_every": 250,
         },
     },
+    # Tests and demos: seconds, not a usable scene (the classroom server's test jobs).
+    "tiny": {
+        "ingest": {"max_image_size": 200},
+        "sfm": {"max_image_size": 200, "max_features": 1024},
+        "train": {"steps": 40, "resolution": 96, "sh_degree": 0, "refine_start": 100_000,
+                  "refine_stop": 0, "reset_every": 100_000, "eval_every": 20, "checkpoint_every": 10},
+    },
     # A good CPU result in under an hour, or a fast GPU preview.
     "standard": {
         "train": {

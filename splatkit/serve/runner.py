@@ -1,0 +1,270 @@
+"""Jobs on Ray: the server decides the order, Ray decides where.
+
+:class:`Dispatcher` is one thread of the server. It connects to Ray (an embedded local instance by
+default, or an existing cluster with ``--ray-address``), and in a loop
+
+* submits queued jobs in round-robin order between students (:func:`~.store.fair_order`) while
+  fewer jobs run than the cluster holds (GPUs x jobs per GPU, or CPUs / CPUs per job); each job is
+  one Ray task asking for ``num_gpus`` (a share of one GPU) where the cluster has GPUs, else CPUs;
+* collects finished tasks and records done / failed / cancelled and the node that ran them;
+* passes cancels on: a ``cancel`` file in the job's output folder (the training loop's stop flag
+  reads it and stops at the next step, writing a checkpoint), then ``ray.cancel``.
+
+A job is :func:`run_job` running ``splatkit.pipeline.run_train`` in the job's output folder, with
+``resume=True`` when it was started before (after a server restart, a crash or a lost node): it
+continues from its last checkpoint. The output folder also holds ``attempt``: a task whose attempt
+number is no longer the current one stops (a task orphaned by a killed server never writes over its
+successor).
+
+Test hook: ``job_fn="module:function"`` (the server reads ``$SPLATKIT_SERVE_JOB_FN``) replaces the
+training by ``function(spec, stop_flag) -> "done" | "interrupted"`` inside the same Ray task; the
+load and scale-out tests use :func:`splatkit.serve.testing.stub_job` so that they measure the
+server and Ray, not training. Nothing else changes.
+
+The data folder must be at the same path on every Ray node (one machine, or a shared file system).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import socket
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from .store import Store, fair_order
+
+RETRIES_ON_LOST_WORKER = 3
+
+
+def _stop_flag(out_dir: Path, attempt: int):
+    state = {"t": 0.0, "stop": False}
+
+    def stop() -> bool:
+        now = time.monotonic()
+        if not state["stop"] and now - state["t"] > 0.3:
+            state["t"] = now
+            if (out_dir / "cancel").exists():
+                state["stop"] = True
+            else:
+                try:
+                    state["stop"] = int((out_dir / "attempt").read_text() or 0) != attempt
+                except (OSError, ValueError):
+                    pass
+        return state["stop"]
+
+    return stop
+
+
+def run_job(spec: dict) -> dict:
+    """One job, inside a Ray worker: returns ``{"status", "node_id", "error"}``."""
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id()
+    out_dir = Path(spec["out_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "attempt").write_text(str(spec["attempt"]))
+    (out_dir / "node.json").write_text(json.dumps(
+        {"node_id": node_id, "host": socket.gethostname(), "pid": os.getpid(), "attempt": spec["attempt"]}))
+    stop = _stop_flag(out_dir, spec["attempt"])
+    if spec.get("job_fn"):
+        mod, _, name = spec["job_fn"].partition(":")
+        status = getattr(importlib.import_module(mod), name)(spec, stop)
+        return {"status": status, "node_id": node_id, "error": None}
+    from ..errors import UserError
+
+    try:
+        status = _train(spec, out_dir, stop)
+    except UserError as e:
+        return {"status": "failed", "node_id": node_id, "error": str(e)}
+    return {"status": status, "node_id": node_id, "error": None}
+
+
+def _train(spec: dict, out_dir: Path, stop) -> str:
+    from ..config import RunConfig, preset_config
+    from ..events import EventBus, JsonlWriter, StageStarted
+    from ..pipeline import run_train
+    from ..progress import TextLog
+    from .uploads import extract_frames, find_video
+
+    photos = Path(spec["photos_dir"])
+    bus = EventBus()
+    jsonl = JsonlWriter(out_dir / "events.jsonl")
+    log = TextLog(out_dir / "log.txt")
+    bus.subscribe(jsonl)
+    bus.subscribe(log)
+    try:
+        video = find_video(photos)
+        if video is not None:
+            bus.emit(StageStarted(stage="frames", detail=video.name))
+            photos = extract_frames(video, out_dir.parent / "frames")
+        resume = spec["attempt"] > 1 and (out_dir / "config.json").exists()
+        if resume:
+            cfg = RunConfig.load(out_dir / "config.json")
+        else:
+            cfg = preset_config(spec["preset"])
+            cfg.device = spec.get("device", "auto")
+        result = run_train(photos, out_dir, cfg, bus, resume=resume, stop_flag=stop)
+        return "interrupted" if result.interrupted else "done"
+    finally:
+        jsonl.close()
+        log.close()
+
+
+class Dispatcher(threading.Thread):
+    """Submits queued jobs to Ray in fair order and records what comes back."""
+
+    def __init__(self, store: Store, ray_address: str | None = None, ray_cpus: int | None = None,
+                 job_fn: str | None = None, poll_s: float = 0.2):
+        super().__init__(daemon=True, name="splatkit-dispatcher")
+        self.store, self.ray_address, self.ray_cpus = store, ray_address, ray_cpus
+        self.job_fn = job_fn or os.environ.get("SPLATKIT_SERVE_JOB_FN") or None
+        self.poll_s = poll_s
+        self.inflight: dict = {}  # ObjectRef -> job id
+        self.cancel_sent: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._capacity = (1, {"num_cpus": 1})
+        self._capacity_t = 0.0
+        self.cluster: dict = {}
+        self.error: str | None = None
+
+    # -- Ray --------------------------------------------------------------------------------
+    def connect(self) -> None:
+        import ray
+
+        if self.ray_address:
+            ray.init(address=self.ray_address, namespace="splatkit", log_to_driver=False)
+        else:
+            cpus = self.ray_cpus or max(1, (os.cpu_count() or 2) - 1)
+            ray.init(address=None, include_dashboard=False, num_cpus=cpus, namespace="splatkit",
+                     log_to_driver=False, object_store_memory=200 * 1024 * 1024)
+        self._remote = ray.remote(max_retries=0)(run_job)
+
+    def capacity(self) -> tuple[int, dict]:
+        """How many jobs may run at once on the cluster, and the Ray options of one job."""
+        import ray
+
+        if time.monotonic() - self._capacity_t > 2.0:
+            res = ray.cluster_resources()
+            self.cluster = {"cpus": res.get("CPU", 0), "gpus": res.get("GPU", 0),
+                            "nodes": sum(1 for n in ray.nodes() if n.get("Alive"))}
+            gpus = res.get("GPU", 0)
+            if gpus >= 1:
+                per_gpu = max(1, self.store.int_setting("jobs_per_gpu"))
+                self._capacity = (int(gpus) * per_gpu, {"num_gpus": 1.0 / per_gpu, "num_cpus": 1})
+            else:
+                cpj = max(1, self.store.int_setting("cpus_per_job"))
+                self._capacity = (max(1, int(res.get("CPU", 1) // cpj)), {"num_cpus": cpj})
+            self._capacity_t = time.monotonic()
+        return self._capacity
+
+    # -- loop -------------------------------------------------------------------------------
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def run(self) -> None:
+        try:
+            self.connect()
+        except Exception as e:  # noqa: BLE001 - shown on the teacher page and in the log
+            self.error = f"Ray did not start: {e}"
+            print(f"splatkit serve: {self.error}", flush=True)
+            return
+        while not self._stop.is_set():
+            try:
+                self.collect()
+                self.pass_cancels()
+                self.submit()
+            except Exception:  # noqa: BLE001 - keep dispatching; the trace goes to the log
+                traceback.print_exc()
+            self._wake.wait(self.poll_s)
+            self._wake.clear()
+
+    def submit(self) -> None:
+        if self.store.setting("paused") == "1":
+            return
+        cap, opts = self.capacity()
+        while len(self.inflight) < cap:
+            queued = self.store.jobs(states=("queued",))
+            if not queued:
+                return
+            job_id = fair_order(queued, self.store.last_dispatch())[0]
+            job = self.store.mark_running(job_id)
+            out_dir = Path(job["out_dir"])
+            (out_dir / "cancel").unlink(missing_ok=True)
+            spec = {"job_id": job_id, "preset": job["preset"], "photos_dir": job["photos_dir"],
+                    "out_dir": job["out_dir"], "attempt": job["attempts"], "job_fn": self.job_fn}
+            ref = self._remote.options(**opts).remote(spec)
+            self.inflight[ref] = job_id
+
+    def collect(self) -> None:
+        import ray
+        from ray.exceptions import RayTaskError, TaskCancelledError
+
+        if not self.inflight:
+            return
+        ready, _ = ray.wait(list(self.inflight), num_returns=len(self.inflight), timeout=0)
+        for ref in ready:
+            job_id = self.inflight.pop(ref)
+            self.cancel_sent.pop(job_id, None)
+            job = self.store.job(job_id)
+            cancelled = bool(job["cancel_requested"])
+            try:
+                res = ray.get(ref)
+            except TaskCancelledError:
+                self.store.finish(job_id, "cancelled" if cancelled else "failed", "cancelled by Ray")
+                continue
+            except RayTaskError as e:
+                if cancelled:
+                    self.store.finish(job_id, "cancelled")
+                else:
+                    last = str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
+                    self.store.finish(job_id, "failed", last[:500])
+                continue
+            except Exception as e:  # noqa: BLE001 - worker or node lost: run it again, resuming
+                if cancelled:
+                    self.store.finish(job_id, "cancelled")
+                elif job["attempts"] < RETRIES_ON_LOST_WORKER:
+                    self.store.finish(job_id, "queued", f"retrying after: {type(e).__name__}")
+                else:
+                    self.store.finish(job_id, "failed", f"{type(e).__name__}: {e}"[:500])
+                continue
+            status = res.get("status")
+            if status == "done":
+                self.store.finish(job_id, "done", None, res.get("node_id"))
+            elif status == "interrupted":
+                self.store.finish(job_id, "cancelled" if cancelled else "queued", None, res.get("node_id"))
+            else:
+                self.store.finish(job_id, "failed", res.get("error"), res.get("node_id"))
+
+    def pass_cancels(self) -> None:
+        import ray
+
+        for ref, job_id in list(self.inflight.items()):
+            job = self.store.job(job_id)
+            if not job["cancel_requested"]:
+                continue
+            sent = self.cancel_sent.get(job_id)
+            if sent is None:
+                Path(job["out_dir"]).mkdir(parents=True, exist_ok=True)
+                (Path(job["out_dir"]) / "cancel").write_text("cancelled\n")
+                self.cancel_sent[job_id] = time.monotonic()
+            elif time.monotonic() - sent > 10:  # not stopped by the flag (e.g. inside SfM)
+                ray.cancel(ref, force=True)
+                self.cancel_sent[job_id] = float("inf")
+
+    def shutdown(self) -> None:
+        self.stop()
+        try:
+            import ray
+
+            ray.shutdown()
+        except Exception:  # noqa: BLE001
+            pass

@@ -1,0 +1,52 @@
+"""Test hook of the classroom server: a stand-in for training (see :mod:`splatkit.serve.runner`).
+
+``SPLATKIT_SERVE_JOB_FN=splatkit.serve.testing:stub_job`` makes each Ray task run :func:`stub_job`
+instead of ``run_train``: it writes the same kinds of events to ``OUT/events.jsonl`` (stage, train
+steps, PSNR), a step "checkpoint" it resumes from, a preview PNG and a ``scene.ply`` placeholder,
+and appends one line per finished run to ``DATA/executions.log`` (the tests count them: every job
+must finish exactly once). ``$SPLATKIT_STUB_STEP_S`` (default 0.05) is the time per step,
+``$SPLATKIT_STUB_STEPS`` (default 10) the number of steps. Used by the load, fault and scale-out
+tests; the API and browser tests run the real pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+
+def _emit(out: Path, **event) -> None:
+    event.setdefault("time", time.time())
+    with open(out / "events.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(event) + "\n")
+
+
+def stub_job(spec: dict, stop_flag) -> str:
+    out = Path(spec["out_dir"])
+    step_s = float(os.environ.get("SPLATKIT_STUB_STEP_S", "0.05"))
+    steps = int(os.environ.get("SPLATKIT_STUB_STEPS", "10"))
+    ck = out / "checkpoints" / "step.txt"
+    ck.parent.mkdir(parents=True, exist_ok=True)
+    start = int(ck.read_text()) if ck.exists() else 0
+    _emit(out, kind="stage_started", stage="train", detail=f"stub, from step {start}")
+    for step in range(start + 1, steps + 1):
+        if stop_flag():
+            return "interrupted"
+        time.sleep(step_s)
+        _emit(out, kind="train_step", step=step, total_steps=steps, loss=1.0 / step, num_splats=100,
+              eta_seconds=(steps - step) * step_s, seconds_per_step=step_s)
+        ck.write_text(str(step))
+    _emit(out, kind="eval", step=steps, psnr=20.0, ssim=0.5)
+    from PIL import Image
+
+    (out / "previews").mkdir(exist_ok=True)
+    Image.new("RGB", (32, 16), (40, 120, 200)).save(out / "previews" / "0000.png")
+    (out / "scene.ply").write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 0\nend_header\n")
+    _emit(out, kind="message", stage="done", text="stub finished")
+    line = json.dumps({"job": spec["job_id"], "attempt": spec["attempt"], "pid": os.getpid(),
+                       "resumed_from": start, "t": time.time()})
+    with open(out.parents[2] / "executions.log", "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+    return "done"

@@ -1,0 +1,235 @@
+"""Checks on what students upload: photos (many files or one zip) or one video.
+
+Nothing about a file is trusted but its content: the type is found from its first bytes (and images
+must open with Pillow), names are replaced by safe ones, and a zip is read entry by entry with limits
+on count, total uncompressed size and compression ratio (zip bombs), refusing absolute paths, ``..``
+and symlinks. Every refusal is an :class:`UploadError` with a message a student can act on.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import stat
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+IMAGE_TYPES = {"jpeg": ".jpg", "png": ".png"}
+VIDEO_TYPES = {"mp4": ".mp4", "matroska": ".mkv", "avi": ".avi"}
+
+
+@dataclass
+class UploadLimits:
+    max_request_mb: float = 500.0  # one upload request, all files together
+    max_files: int = 300  # photos per job (files, or image entries of a zip)
+    max_file_mb: float = 50.0  # one photo
+    max_unzipped_mb: float = 1024.0  # all entries of a zip, uncompressed
+    max_zip_ratio: float = 100.0  # uncompressed / compressed size of one entry (photos: about 1)
+    max_zip_entries: int = 2000
+    min_photos: int = 3
+    max_video_frames: int = 120
+
+
+class UploadError(Exception):
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def sniff(head: bytes) -> str | None:
+    """The type of a file from its first bytes: jpeg, png, zip, mp4, matroska, avi or None."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        return "mp4"  # also .mov and .m4v
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "matroska"  # also .webm
+    if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
+        return "avi"
+    return None
+
+
+def _check_image(path: Path, shown: str) -> None:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except Exception:  # noqa: BLE001 - any decoder error means: not a usable photo
+        raise UploadError(f"{shown} looks like a photo but cannot be opened (damaged or cut off). "
+                          "Upload it again, or leave it out.") from None
+
+
+def _safe_stem(name: str) -> str:
+    stem = PurePosixPath(name.replace("\\", "/")).stem
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", stem)[:60] or "photo"
+
+
+def check_client_name(name: str) -> str:
+    """A multipart file name must be a plain file name (browsers send only that)."""
+    name = name or "upload"
+    if "/" in name or "\\" in name or name.startswith(".") or "\x00" in name:
+        raise UploadError(f"The file name {name!r} is not allowed: send files, not paths.")
+    return name
+
+
+def save_upload(files: list[tuple[str, Path]], dest: Path, limits: UploadLimits) -> str:
+    """Check the uploaded files (``(client name, spooled path)``) and put the photos (or the
+    video) into ``dest``. Returns a short note (what was received). Raises :class:`UploadError`."""
+    if not files:
+        raise UploadError("No files were sent. Choose your photos (or one zip, or one video).")
+    dest.mkdir(parents=True, exist_ok=True)
+    kinds = []
+    for name, path in files:
+        check_client_name(name)
+        with open(path, "rb") as f:
+            kinds.append(sniff(f.read(16)))
+    try:
+        if len(files) == 1 and kinds[0] == "zip":
+            n = _extract_zip(files[0][1], files[0][0], dest, limits)
+            return f"{n} photos from {files[0][0]}"
+        if len(files) == 1 and kinds[0] in VIDEO_TYPES:
+            _check_video(files[0][1], files[0][0])
+            shutil.copyfile(files[0][1], dest / ("video" + VIDEO_TYPES[kinds[0]]))
+            return f"video {files[0][0]}"
+        if any(k == "zip" or k in VIDEO_TYPES for k in kinds):
+            raise UploadError("Send either photos, or one zip, or one video, not a mix.")
+        if len(files) > limits.max_files:
+            raise UploadError(f"{len(files)} files is too many: at most {limits.max_files} photos per job.")
+        for i, ((name, path), kind) in enumerate(zip(files, kinds, strict=True)):
+            if kind not in IMAGE_TYPES:
+                raise UploadError(f"{name} is not a JPEG or PNG photo (checked by its content). "
+                                  "Convert it (e.g. HEIC to JPEG) or leave it out.")
+            if path.stat().st_size > limits.max_file_mb * 1e6:
+                raise UploadError(f"{name} is larger than {limits.max_file_mb:g} MB.", 413)
+            _check_image(path, name)
+            shutil.copyfile(path, dest / f"{i:04d}_{_safe_stem(name)}{IMAGE_TYPES[kind]}")
+        if len(files) < limits.min_photos:
+            raise UploadError(f"Only {len(files)} photos: send at least {limits.min_photos} "
+                              "(20-60 photos around the object work best).")
+        return f"{len(files)} photos"
+    except UploadError:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+
+
+def _zip_entry_problem(info: zipfile.ZipInfo) -> str | None:
+    name = info.filename
+    p = PurePosixPath(name.replace("\\", "/"))
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+        return "has an absolute path"
+    if ".." in p.parts:
+        return "points outside the zip (..)"
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return "is a symbolic link"
+    return None
+
+
+def _extract_zip(src: Path, shown: str, dest: Path, limits: UploadLimits) -> int:
+    try:
+        zf = zipfile.ZipFile(src)
+    except zipfile.BadZipFile:
+        raise UploadError(f"{shown} is not a readable zip file.") from None
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > limits.max_zip_entries:
+            raise UploadError(f"{shown} has {len(infos)} entries: at most {limits.max_zip_entries}.")
+        total = 0
+        for info in infos:
+            problem = _zip_entry_problem(info)
+            if problem:
+                raise UploadError(f"{shown} was refused: the entry {info.filename!r} {problem}.")
+            total += info.file_size
+            if info.file_size > 1e6 and info.file_size > limits.max_zip_ratio * max(info.compress_size, 1):
+                raise UploadError(f"{shown} was refused: {info.filename!r} unpacks to "
+                                  f"{info.file_size / max(info.compress_size, 1):.0f} times its size "
+                                  "(a zip bomb?). Zip the photos themselves.", 413)
+        if total > limits.max_unzipped_mb * 1e6:
+            raise UploadError(f"{shown} unpacks to {total / 1e6:.0f} MB: at most "
+                              f"{limits.max_unzipped_mb:g} MB.", 413)
+        photos = [i for i in infos if not i.is_dir() and _wanted(i.filename)]
+        if len(photos) > limits.max_files:
+            raise UploadError(f"{shown} holds {len(photos)} photos: at most {limits.max_files}.")
+        if len(photos) < limits.min_photos:
+            raise UploadError(f"{shown} holds {len(photos)} JPEG/PNG photos: send at least "
+                              f"{limits.min_photos}.")
+        budget = limits.max_unzipped_mb * 1e6
+        for k, info in enumerate(photos):
+            target = dest / f"{k:04d}_{_safe_stem(info.filename)}.tmp"
+            written = 0
+            with zf.open(info) as fin, open(target, "wb") as fout:
+                while chunk := fin.read(1 << 20):
+                    written += len(chunk)
+                    budget -= len(chunk)
+                    # the header's sizes are not trusted: count what really comes out
+                    if written > limits.max_file_mb * 1e6 or budget < 0:
+                        raise UploadError(f"{shown} was refused: {info.filename!r} is too large "
+                                          "when unpacked.", 413)
+                    fout.write(chunk)
+            with open(target, "rb") as f:
+                kind = sniff(f.read(16))
+            if kind not in IMAGE_TYPES:
+                raise UploadError(f"{info.filename} in {shown} is not a JPEG or PNG photo "
+                                  "(checked by its content).")
+            _check_image(target, info.filename)
+            target.rename(target.with_suffix(IMAGE_TYPES[kind]))
+        return len(photos)
+
+
+def _wanted(name: str) -> bool:
+    p = PurePosixPath(name)
+    if any(part.startswith(".") or part == "__MACOSX" for part in p.parts):
+        return False
+    return p.suffix.lower() in (".jpg", ".jpeg", ".png")
+
+
+def _check_video(path: Path, shown: str) -> None:
+    try:
+        import av
+    except ImportError:
+        raise UploadError("This server cannot read videos (PyAV is not installed). "
+                          "Send photos instead, or ask your teacher.") from None
+    try:
+        with av.open(str(path)) as c:
+            if not c.streams.video:
+                raise UploadError(f"{shown} has no video track.")
+    except UploadError:
+        raise
+    except Exception:  # noqa: BLE001
+        raise UploadError(f"{shown} looks like a video but cannot be read.") from None
+
+
+def find_video(photos_dir: Path) -> Path | None:
+    vids = [p for p in Path(photos_dir).glob("video.*")]
+    return vids[0] if vids else None
+
+
+def extract_frames(video: Path, dest: Path, max_frames: int = 120) -> Path:
+    """Evenly spaced frames of ``video`` as JPEGs in ``dest`` (kept: a second call reuses them)."""
+    import av
+
+    if dest.is_dir() and any(dest.glob("*.jpg")):
+        return dest
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with av.open(str(video)) as c:
+        s = c.streams.video[0]
+        seconds = float(s.duration * s.time_base) if s.duration else 60.0
+        n = s.frames or int(seconds * float(s.average_rate or 30))
+        every = max(1, math.ceil(n / max_frames))
+        k = 0
+        for i, frame in enumerate(c.decode(s)):
+            if i % every == 0 and k < max_frames:
+                frame.to_image().save(tmp / f"frame_{k:04d}.jpg", quality=92)
+                k += 1
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return dest
