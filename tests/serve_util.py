@@ -43,9 +43,26 @@ class Server:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0", **self.env}
         self.log = open(self.data.parent / f"server-{self.port}-{time.time():.0f}.log", "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "splatkit", "serve", "--port", str(self.port), "--data", str(self.data),
-             "--teacher-token", TEACHER, "--class-code", CODE, *self.args],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "splatkit",
+                "serve",
+                "--port",
+                str(self.port),
+                "--data",
+                str(self.data),
+                "--teacher-token",
+                TEACHER,
+                "--class-code",
+                CODE,
+                *self.args,
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
         t0 = time.time()
         while time.time() - t0 < timeout:
             if self.proc.poll() is not None:

@@ -1,0 +1,229 @@
+"""The classroom server's API against a real ``splatkit serve`` on loopback (embedded Ray, the real
+pipeline with the ``tiny`` preset): upload, queue, progress, downloads; isolation between students;
+refused uploads (paths, links, zip bombs, oversized, not images)."""
+
+from __future__ import annotations
+
+import io
+import stat
+import time
+import zipfile
+
+import pytest
+from serve_util import CODE, Server, jpeg_bytes, need_serve_deps, small_photos
+
+from splatkit.serve.store import fair_order
+from splatkit.serve.uploads import sniff
+
+
+def test_fair_order_round_robin():
+    # student 1 queued 4 jobs before students 2 and 3 queued one each
+    q = [{"id": i, "student_id": 1} for i in (1, 2, 3, 4)] + [
+        {"id": 5, "student_id": 2},
+        {"id": 6, "student_id": 3},
+    ]
+    assert fair_order(q, {}) == [1, 5, 6, 2, 3, 4]
+    # student 1 was just served: the others go first
+    assert fair_order(q, {1: 100.0, 2: None, 3: 50.0}) == [5, 6, 1, 2, 3, 4]
+
+
+def test_sniff():
+    assert sniff(jpeg_bytes()[:16]) == "jpeg"
+    assert sniff(b"\x89PNG\r\n\x1a\n" + b"\0" * 8) == "png"
+    assert sniff(b"PK\x03\x04" + b"\0" * 12) == "zip"
+    assert sniff(b"\0\0\0\x18ftypmp42" + b"\0" * 4) == "mp4"
+    assert sniff(b"GIF89a" + b"\0" * 10) is None
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    need_serve_deps()
+    srv = Server(tmp_path_factory.mktemp("serve-api") / "data", args=["--max-upload-mb", "2"])
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def photos(shared_datasets):
+    src = shared_datasets / "strecha_fountain_p11" / "images"
+    if not src.is_dir():
+        pytest.skip(f"{src} not found")
+    return small_photos(src, 8, 300)
+
+
+def _zip(entries) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for info, data in entries:
+            zf.writestr(info, data)
+    return buf.getvalue()
+
+
+def test_join_and_auth(server):
+    import requests
+
+    r = requests.post(server.url + "/api/join", json={"class_code": "WRONG", "name": "eve"}, timeout=10)
+    assert r.status_code == 403 and "class code" in r.json()["detail"]
+    assert requests.get(server.url + "/api/me", timeout=10).status_code == 401
+    assert requests.get(server.url + "/api/teacher/overview", timeout=10).status_code == 403
+    s = server.student("dana")
+    assert s.get(server.url + "/api/me", timeout=10).json()["name"] == "dana"
+    assert s.get(server.url + "/api/teacher/overview", timeout=10).status_code == 403
+    assert s.get(server.url + "/", timeout=10).status_code == 200
+    assert "teacher" in s.get(server.url + "/teacher", timeout=10).text
+
+
+def test_upload_progress_download_and_isolation(server, photos):
+    t0 = time.time()
+    alice, bob = server.student("alice"), server.student("bob")
+    r = alice.post(
+        server.url + "/api/jobs",
+        data={"preset": "tiny"},
+        files=[("files", (n, b, "image/jpeg")) for n, b in photos],
+        timeout=30,
+    )
+    assert r.status_code == 201, r.text
+    job = r.json()
+    jid = job["id"]
+    assert job["state"] in ("queued", "running") and job["note"] == "8 photos"
+    assert "out_dir" not in job and "photos_dir" not in job  # no server paths leak
+    # live progress comes from events.jsonl
+    seen_stages, first_progress = set(), None
+    while time.time() - t0 < 150:
+        j = alice.get(f"{server.url}/api/jobs/{jid}", timeout=10).json()
+        if j["progress"].get("stage"):
+            seen_stages.add(j["progress"]["stage"])
+            first_progress = first_progress or time.time() - t0
+        if j["state"] in ("done", "failed", "cancelled"):
+            break
+        time.sleep(0.5)
+    assert j["state"] == "done", j
+    assert j["progress"]["step"] == 40 and "psnr" in j["progress"]
+    assert seen_stages & {"ingest", "sfm", "train"}
+    print(f"upload to first progress event {first_progress:.1f}s, job done {time.time() - t0:.1f}s")
+    base = f"{server.url}/api/jobs/{jid}"
+    rep = alice.get(base + "/report.html", timeout=30)
+    assert rep.status_code == 200 and "<html" in rep.text.lower()
+    ply = alice.get(base + "/scene.ply", timeout=30)
+    assert ply.status_code == 200 and ply.content.startswith(b"ply")
+    pv = alice.get(f"{base}/previews/{j['previews'][0]}", timeout=30)
+    assert pv.status_code == 200 and pv.content.startswith(b"\x89PNG")
+    z = alice.get(base + "/unreal/nanogs.zip", timeout=120)
+    assert z.status_code == 200, z.text
+    names = zipfile.ZipFile(io.BytesIO(z.content)).namelist()
+    assert any(n.endswith(".ply") for n in names) and any(n.endswith(".unreal.json") for n in names)
+    assert alice.get(base + "/unreal/nosuch.zip", timeout=30).status_code == 400
+    assert alice.get(f"{server.url}/jobs/{jid}/view/", timeout=10).status_code == 200
+    assert alice.get(f"{server.url}/jobs/{jid}/view/cameras.json", timeout=10).status_code == 200
+    # another student sees none of it
+    for path in ("", "/report.html", "/scene.ply", f"/previews/{j['previews'][0]}", "/unreal/nanogs.zip"):
+        assert bob.get(base + path, timeout=10).status_code == 404, path
+    assert bob.post(base + "/cancel", timeout=10).status_code == 404
+    assert bob.get(f"{server.url}/jobs/{jid}/view/scene.ply", timeout=10).status_code == 404
+    assert bob.get(server.url + "/api/me", timeout=10).json()["jobs"] == []
+    # traversal in names of previews and the viewer's static files
+    for path in (
+        f"{base}/previews/..%2F..%2Fsplatkit.db",
+        f"{base}/previews/%2E%2E%2Freport.html",
+        f"{server.url}/jobs/{jid}/view/static/..%2F..%2F__init__.py",
+    ):
+        assert alice.get(path, timeout=10).status_code == 404, path
+    # the teacher sees it, with the node that ran it
+    t = server.teacher().get(server.url + "/api/teacher/overview", timeout=10).json()
+    mine = [x for x in t["jobs"] if x["id"] == jid][0]
+    assert mine["student"] == "alice" and mine["node_id"]
+    assert t["class_code"] == CODE
+
+
+def _post(sess, server, files, preset="tiny"):
+    return sess.post(server.url + "/api/jobs", data={"preset": preset}, files=files, timeout=30)
+
+
+def test_bad_uploads_refused(server):
+    s = server.student("mallory")
+    jpg = jpeg_bytes()
+    cases = {}
+    link = zipfile.ZipInfo("photos/link.jpg")
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    cases["dotdot"] = [
+        ("files", ("p.zip", _zip([("../evil.jpg", jpg)] + [(f"{i}.jpg", jpg) for i in range(3)])))
+    ]
+    cases["absolute"] = [
+        ("files", ("p.zip", _zip([("/etc/evil.jpg", jpg)] + [(f"{i}.jpg", jpg) for i in range(3)])))
+    ]
+    cases["symlink"] = [
+        ("files", ("p.zip", _zip([(link, "/etc/passwd")] + [(f"{i}.jpg", jpg) for i in range(3)])))
+    ]
+    cases["bomb"] = [
+        ("files", ("p.zip", _zip([("big.jpg", b"\0" * 5_000_000)] + [(f"{i}.jpg", jpg) for i in range(3)])))
+    ]
+    cases["path name"] = [("files", ("../../x.jpg", jpg))] * 3
+    cases["not image"] = [("files", (f"{i}.jpg", b"hello, not a photo at all")) for i in range(3)]
+    cases["cut off"] = [("files", (f"{i}.jpg", jpg[:60])) for i in range(3)]
+    cases["too few"] = [("files", ("a.jpg", jpg))]
+    cases["mix"] = [("files", ("a.jpg", jpg)), ("files", ("b.zip", _zip([("x.jpg", jpg)])))]
+    expect = {
+        "dotdot": "..",
+        "absolute": "absolute",
+        "symlink": "symbolic link",
+        "bomb": "zip bomb",
+        "path name": "not allowed",
+        "not image": "not a JPEG",
+        "cut off": "cannot be opened",
+        "too few": "at least",
+        "mix": "not a mix",
+    }
+    for name, files in cases.items():
+        r = _post(s, server, files)
+        assert r.status_code in (400, 413), (name, r.status_code, r.text)
+        assert expect[name] in r.json()["detail"], (name, r.json())
+    big = [("files", (f"{i}.jpg", jpg + b"\0" * 600_000)) for i in range(4)]  # 2.4 MB > 2 MB
+    r = _post(s, server, big)
+    assert r.status_code == 413 and "larger than 2 MB" in r.json()["detail"]
+    r = _post(s, server, [("files", (f"{i}.jpg", jpg)) for i in range(3)], preset="nosuch")
+    assert r.status_code == 400 and "preset" in r.json()["detail"]
+    assert s.get(server.url + "/api/me", timeout=10).json()["jobs"] == []  # nothing was queued
+    assert not list((server.data / "tmp").glob("*"))  # nothing left behind
+
+
+def test_limits_cancel_and_rerun(server):
+    teacher = server.teacher()
+    r = teacher.post(
+        server.url + "/api/teacher/settings", json={"paused": 1, "jobs_per_student": 2}, timeout=10
+    )
+    assert r.status_code == 200 and r.json()["settings"]["paused"] == 1
+    try:
+        s = server.student("carol")
+        three = [("files", (f"{i}.png", _png(i))) for i in range(3)]
+        ids = [_post(s, server, three).json()["id"] for _ in range(2)]
+        r = _post(s, server, three)
+        assert r.status_code == 429 and "2 jobs" in r.json()["detail"]
+        assert [j["queue_position"] for j in s.get(server.url + "/api/me", timeout=10).json()["jobs"]] == [
+            2,
+            1,
+        ]
+        assert s.post(f"{server.url}/api/jobs/{ids[0]}/cancel", timeout=10).json()["state"] == "cancelled"
+        assert (
+            teacher.post(f"{server.url}/api/teacher/jobs/{ids[1]}/cancel", timeout=10).json()["state"]
+            == "cancelled"
+        )
+        r = teacher.post(
+            f"{server.url}/api/teacher/jobs/{ids[1]}/rerun", json={"preset": "quick"}, timeout=10
+        )
+        assert r.status_code == 200 and r.json()["preset"] == "quick" and r.json()["rerun_of"] == ids[1]
+        teacher.post(f"{server.url}/api/teacher/jobs/{r.json()['id']}/cancel", timeout=10)
+        states = {j["id"]: j["state"] for j in s.get(server.url + "/api/me", timeout=10).json()["jobs"]}
+        assert set(states.values()) == {"cancelled"} and len(states) == 3
+    finally:
+        teacher.post(
+            server.url + "/api/teacher/settings", json={"paused": 0, "jobs_per_student": 3}, timeout=10
+        )
+
+
+def _png(i: int) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (80, 60), (i * 40, 100, 100)).save(buf, "PNG")
+    return buf.getvalue()
