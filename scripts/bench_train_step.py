@@ -11,12 +11,12 @@ expensive setting; no densification, which OpenSplat also ran only between steps
 A step is exactly the training loop's: ``render`` -> ``photometric_loss`` (L1 + 0.2 D-SSIM) ->
 ``backward`` -> one Adam step per parameter group -> ``zero_grad``.
 
-``--compare FILE`` loads another copy of ``splatkit/render/cpu.py`` (e.g. ``git show
-HEAD~1:splatkit/render/cpu.py > /tmp/cpu_old.py``) and interleaves its steps with the current
-one's (same views, same parameters), so that both see the same machine load.
+``--compare REV`` loads ``splatkit/render/{cpu,projection,sh}.py`` as they are at git revision
+REV and interleaves its steps with the working tree's (same views, same initial parameters), so
+that both see the same machine load.
 
 Usage: python scripts/bench_train_step.py [--data .device/data/fox_800] [--steps 30]
-       [--resolutions 239 479] [--compare /tmp/cpu_old.py]
+       [--resolutions 239 479] [--compare HEAD~1]
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ import importlib.util
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -65,12 +67,23 @@ def grown_points(points: torch.Tensor, colors: torch.Tensor, n: int, seed: int =
     return pts, torch.cat([colors, colors[src]])
 
 
-def load_renderer(path: Path):
-    spec = importlib.util.spec_from_file_location("splatkit.render._bench_compare", path)
+def load_renderer(rev: str):
+    """``render`` of the CPU backend at git revision ``rev`` (as package ``splatkit.render_cmp``)."""
+    import splatkit.render
+
+    d = Path(tempfile.mkdtemp(prefix="bench_render_")) / "render_cmp"
+    d.mkdir()
+    (d / "__init__.py").write_text(Path(splatkit.render.__file__).read_text())
+    for f in ("cpu.py", "projection.py", "sh.py"):
+        src = subprocess.check_output(["git", "show", f"{rev}:splatkit/render/{f}"], text=True)
+        (d / f).write_text(src)
+    name = "splatkit.render_cmp"
+    spec = importlib.util.spec_from_file_location(name, d / "__init__.py",
+                                                  submodule_search_locations=[str(d)])  # fmt: skip
     mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
+    sys.modules[name] = mod
     spec.loader.exec_module(mod)
-    return mod.render
+    return importlib.import_module(name + ".cpu").render
 
 
 class Trainer:
@@ -108,9 +121,13 @@ def main() -> int:
     ap.add_argument("--splats", type=int, default=0, help="0: the anchor's count per resolution")
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--compare", type=Path, help="another cpu.py, interleaved step by step")
+    ap.add_argument("--threads", type=int, default=0, help="torch and numba threads (0: default)")
+    ap.add_argument("--compare", help="git revision of splatkit/render to interleave with")
     a = ap.parse_args()
 
+    if a.threads:
+        torch.set_num_threads(a.threads)
+        numba.set_num_threads(a.threads)
     from splatkit.render.cpu import render
     from splatkit.splats import Splats
     from splatkit.train.data import WorldNorm, load_images, make_view, scaled_cameras
@@ -125,7 +142,7 @@ def main() -> int:
     scene_scale = scene.extent * norm.scale
     variants = {"current": render}
     if a.compare:
-        variants = {"compare": load_renderer(a.compare), "current": render}
+        variants = {a.compare: load_renderer(a.compare), "current": render}
     print(f"{'resolution':>10} {'splats':>7} {'variant':>8} | {'s/step med':>10} {'min':>7} "
           f"{'OpenSplat':>9} {'ratio':>6} | load avg")  # fmt: skip
     for res in a.resolutions:

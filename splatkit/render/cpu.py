@@ -502,6 +502,11 @@ def rasterize_tiles(
     )  # fmt: skip
 
 
+def _sh(sp: Splats, degree: int) -> Tensor:
+    """The first ``(degree + 1)^2`` SH coefficients ``[N, K, 3]`` (no copy of unused bands)."""
+    return torch.cat([sp.sh0, sp.shN[:, : (degree + 1) ** 2 - 1]], dim=1)
+
+
 def render(
     splats: Splats, view: View, settings: RenderSettings, absgrad: bool = False
 ) -> RenderOutput:
@@ -520,7 +525,15 @@ def render(
     if comp is not None:
         opacities = opacities * comp
     degree = min(settings.sh_degree, sp.sh_degree)
-    colors = sh_to_color(degree, sp.means - camera_centre(w2c), sp.sh)
+    # Colours only for the Gaussians the rasterizer reads (radii > 0); the others get 0, and so
+    # do their colour gradients, exactly as when the rasterizer ignores them.
+    vis = torch.nonzero((radii > 0).all(dim=-1)).squeeze(-1)
+    if vis.numel() == radii.shape[0]:
+        colors = sh_to_color(degree, sp.means - camera_centre(w2c), _sh(sp, degree))
+    else:
+        sh = torch.cat([sp.sh0[vis], sp.shN[vis, : (degree + 1) ** 2 - 1]], dim=1)
+        colors_vis = sh_to_color(degree, sp.means[vis] - camera_centre(w2c), sh)
+        colors = colors_vis.new_zeros(radii.shape[0], 3).index_copy(0, vis, colors_vis)
     image, alpha = rasterize_tiles(
         means2d, conics, colors, opacities, radii, depths, view.width, view.height,
         background=settings.background, max_alpha=settings.max_alpha, absgrad=absgrad,

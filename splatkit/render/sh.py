@@ -60,7 +60,9 @@ def eval_sh(degree: int, dirs: Tensor, coeffs: Tensor) -> Tensor:
     if coeffs.shape[-2] < n:
         raise ValueError(f"degree {degree} needs {n} coefficients, got {coeffs.shape[-2]}")
     bases = sh_bases(degree, F.normalize(dirs, p=2, dim=-1))
-    return (bases[..., :, None] * coeffs[..., :n, :]).sum(dim=-2)
+    # [..., 1, n] @ [..., n, 3]: one batched matmul (forward and backward) instead of a
+    # [..., n, 3] product and a reduction (~3x less memory traffic on the CPU).
+    return torch.matmul(bases[..., None, :], coeffs[..., :n, :]).squeeze(-2)
 
 
 def sh_to_color(degree: int, dirs: Tensor, coeffs: Tensor) -> Tensor:
