@@ -168,6 +168,8 @@ def ingest(src: Path, work_dir: Path, cfg: IngestConfig, bus: EventBus = NULL_BU
         raise UserError(f"{src} is not a folder.", "Give the folder that holds the photos.")
     work_dir.mkdir(parents=True, exist_ok=True)
     candidates, skipped = _scan(src, work_dir)
+    for s in skipped:
+        bus.emit(Message(STAGE, f"Skipped {s.path.relative_to(src).as_posix()}: {s.reason}.", "warning"))
     old = _read_manifest(work_dir, cfg)
     photos: list[Photo] = []
     used_names: set[str] = set()

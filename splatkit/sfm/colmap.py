@@ -29,7 +29,7 @@ from ..events import NULL_BUS, EventBus, Message, StageProgress
 from ..fileio import write_text_atomic
 from ..ingest import PhotoSet
 from ..scene import Scene
-from .diagnose import explain, failure, pair_inliers
+from .diagnose import clusters, explain, failure, pair_inliers
 from .loaders import load_scene, undistort_model
 
 STAGE = "sfm"
@@ -98,15 +98,15 @@ def _run_sfm(photos: PhotoSet, out_dir: Path, cfg: SfmConfig, bus: EventBus) -> 
     extraction.max_image_size = cfg.max_image_size
     extraction.num_threads = cfg.num_threads
     extraction.sift.max_num_features = cfg.max_features
-    with _interruptible() as token, _log_level(2):  # not one "already extracted" line per photo
-        pycolmap.extract_features(
+    with _log_level(2):  # not one "already extracted" line per photo
+        _interruptible_call(
+            pycolmap.extract_features,
             str(db),
             str(photos.image_dir),
             image_names=names,
             camera_mode=camera_mode,
             reader_options=reader,
             extraction_options=extraction,
-            cancellation_token=token,
         )
     timings["extract"] = time.time() - t
 
@@ -115,24 +115,23 @@ def _run_sfm(photos: PhotoSet, out_dir: Path, cfg: SfmConfig, bus: EventBus) -> 
     bus.emit(StageProgress(STAGE, 1, 3, detail=f"matching ({method})"))
     matching = pycolmap.FeatureMatchingOptions()
     matching.num_threads = cfg.num_threads
-    with _interruptible() as token:
-        if method == "exhaustive":
-            pycolmap.match_exhaustive(str(db), matching_options=matching, cancellation_token=token)
-        elif method == "sequential":
-            pairing = pycolmap.SequentialPairingOptions()
-            pairing.overlap = 10
-            pairing.quadratic_overlap = True
-            pairing.loop_detection = False  # needs a vocabulary tree (a download)
-            pycolmap.match_sequential(
-                str(db), matching_options=matching, pairing_options=pairing, cancellation_token=token
-            )
-        else:
-            pairing = pycolmap.SpatialPairingOptions()
-            pairing.ignore_z = True
-            pairing.max_num_neighbors = 50
-            pycolmap.match_spatial(
-                str(db), matching_options=matching, pairing_options=pairing, cancellation_token=token
-            )
+    if method == "exhaustive":
+        _interruptible_call(pycolmap.match_exhaustive, str(db), matching_options=matching)
+    elif method == "sequential":
+        pairing = pycolmap.SequentialPairingOptions()
+        pairing.overlap = 10
+        pairing.quadratic_overlap = True
+        pairing.loop_detection = False  # needs a vocabulary tree (a download)
+        _interruptible_call(
+            pycolmap.match_sequential, str(db), matching_options=matching, pairing_options=pairing
+        )
+    else:
+        pairing = pycolmap.SpatialPairingOptions()
+        pairing.ignore_z = True
+        pairing.max_num_neighbors = 50
+        _interruptible_call(
+            pycolmap.match_spatial, str(db), matching_options=matching, pairing_options=pairing
+        )
     timings["match"] = time.time() - t
 
     # 3. mapping -----------------------------------------------------------------------------
@@ -157,10 +156,16 @@ def _run_sfm(photos: PhotoSet, out_dir: Path, cfg: SfmConfig, bus: EventBus) -> 
         key=lambda m: (-len(m[0]), m[0]),
     )
     groups = [g for g, _ in models if g]
-    if not groups or len(groups[0]) < MIN_REGISTERED or (
-        len(groups) > 1 and 2 * len(groups[0]) < len(names)
+    if not groups:
+        raise failure(names, 0, [], inliers, photos.flags)
+    placed = {n for g in groups for n in g}
+    # photos left out that match each other: another scene mixed in (COLMAP drops small models)
+    groups += clusters([n for n in names if n not in placed], inliers)
+    if (
+        len(groups[0]) < MIN_REGISTERED
+        or (len(groups) > 1 and max(len(g) for g in groups[1:]) >= len(groups[0]))
     ):
-        raise failure(names, len(groups[0]) if groups else 0, groups, inliers, photos.flags)
+        raise failure(names, len(groups[0]), groups, inliers, photos.flags)
     best = models[0][1]
     registered = set(groups[0])
     unregistered = [n for n in names if n not in registered]
@@ -239,9 +244,14 @@ def _map(
         opts.mapper.bundle_adjustment.ceres.use_gpu = False
         # no cancellation token here: Ctrl-C takes effect when it returns; its focal-prior
         # warning is not for our users (the shared camera's focal length is refined)
-        with _interruptible(), _log_level(2):
-            return pycolmap.global_mapping(
-                str(db), str(photos.image_dir), str(model_dir), options=opts
+        with _log_level(2):
+            return _interruptible_call(
+                pycolmap.global_mapping,
+                str(db),
+                str(photos.image_dir),
+                str(model_dir),
+                options=opts,
+                token=False,
             )
     mapper = pycolmap.IncrementalPipelineOptions()
     mapper.num_threads = cfg.num_threads
@@ -254,47 +264,57 @@ def _map(
         placed[0] += 1
         bus.emit(StageProgress(STAGE, min(placed[0], total), total, detail="placing cameras"))
 
-    with _interruptible() as token:
-        return pycolmap.incremental_mapping(
-            str(db),
-            str(photos.image_dir),
-            str(model_dir),
-            options=mapper,
-            next_image_callback=next_image,
-            cancellation_token=token,
-        )
+    return _interruptible_call(
+        pycolmap.incremental_mapping,
+        str(db),
+        str(photos.image_dir),
+        str(model_dir),
+        options=mapper,
+        next_image_callback=next_image,
+    )
 
 
-@contextlib.contextmanager
-def _interruptible():
-    """Ctrl-C during a long pycolmap call cancels it cleanly, then raises KeyboardInterrupt.
+def _interruptible_call(fn, *args, token: bool = True, **kw):
+    """Run a long pycolmap call so that Ctrl-C stops it cleanly, then raise KeyboardInterrupt.
 
-    pycolmap holds the interpreter while it runs, so Python's own Ctrl-C handling would only act
-    after the call. Here SIGINT cancels the call's token instead (COLMAP stops between images or
-    image pairs, what is already in the database stays there), and KeyboardInterrupt follows.
-    Outside the main thread nothing changes.
+    Python runs signal handlers in the main thread between bytecodes, never inside a C++ call.
+    So the call runs in a worker thread while the main thread waits; Ctrl-C cancels the call's
+    token (COLMAP stops between images or image pairs; what is already in the database stays).
+    Calls without a token (global mapping) finish first. Outside the main thread (a server's job
+    thread) the call simply runs.
     """
-    token = pycolmap.CancellationToken()
+    tok = pycolmap.CancellationToken() if token else None
+    if tok is not None:
+        kw["cancellation_token"] = tok
     if threading.current_thread() is not threading.main_thread():
-        yield token
-        return
+        return fn(*args, **kw)
     hit = [False]
+    box: dict = {}
 
     def on_sigint(signum, frame):
         hit[0] = True
-        token.cancel()
+        if tok is not None:
+            tok.cancel()
+
+    def work():
+        try:
+            box["value"] = fn(*args, **kw)
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            box["error"] = e
 
     old = signal.signal(signal.SIGINT, on_sigint)
     try:
-        yield token
-    except InterruptedError:  # raised by pycolmap when the token was cancelled
-        if hit[0]:
-            raise KeyboardInterrupt from None
-        raise
+        th = threading.Thread(target=work, name="pycolmap", daemon=True)
+        th.start()
+        while th.is_alive():
+            th.join(0.2)
     finally:
         signal.signal(signal.SIGINT, old)
     if hit[0]:
         raise KeyboardInterrupt
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def _db_keys(photos: PhotoSet, cfg: SfmConfig, reader, camera_mode, method: str) -> dict:

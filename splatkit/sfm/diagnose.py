@@ -43,6 +43,31 @@ def pair_inliers(db_path: Path) -> dict[str, dict[str, int]]:
     return out
 
 
+def clusters(names: list[str], inliers: dict[str, dict[str, int]]) -> list[list[str]]:
+    """Groups (2 photos or more) of ``names`` connected by enough matches among themselves.
+
+    COLMAP drops models of fewer than 10 photos when there is a bigger one, so a second scene
+    mixed into the folder shows up here rather than as a model.
+    """
+    left = set(names)
+    out = []
+    for n in names:
+        if n not in left:
+            continue
+        group, todo = [], [n]
+        left.discard(n)
+        while todo:
+            a = todo.pop()
+            group.append(a)
+            for b, k in inliers.get(a, {}).items():
+                if b in left and k >= FEW_MATCHES:
+                    left.discard(b)
+                    todo.append(b)
+        if len(group) > 1:
+            out.append(sorted(group))
+    return sorted(out, key=lambda g: (-len(g), g))
+
+
 def explain(
     unregistered: list[str],
     registered: set[str],
@@ -71,10 +96,15 @@ def explain(
         best_placed = max((v for k, v in m.items() if k in registered), default=0)
         if best == 0:
             out[n] = "no matches with any other photo: it does not overlap them"
-        elif best < FEW_MATCHES or best_placed < FEW_MATCHES:
+        elif best < FEW_MATCHES:
             out[n] = (
-                f"few matches with the other photos (at most {max(best, best_placed)}, with "
-                f"{best_name}): too little overlap"
+                f"few matches with the other photos (at most {best}, with {best_name}): too "
+                "little overlap"
+            )
+        elif best_placed < FEW_MATCHES:
+            out[n] = (
+                f"it matches {best_name} (also left out) but hardly any placed photo (at most "
+                f"{best_placed} matches): another place or object, or a gap in the photos"
             )
         else:
             out[n] = (
