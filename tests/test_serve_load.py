@@ -25,13 +25,17 @@ GREEDY_JOBS = 5
 
 def test_thirty_students(tmp_path):
     need_serve_deps()
-    env = {"SPLATKIT_SERVE_JOB_FN": "splatkit.serve.testing:stub_job", "SPLATKIT_STUB_STEP_S": "0.05",
-           "SPLATKIT_STUB_STEPS": "10"}
+    env = {
+        "SPLATKIT_SERVE_JOB_FN": "splatkit.serve.testing:stub_job",
+        "SPLATKIT_STUB_STEP_S": "0.05",
+        "SPLATKIT_STUB_STEPS": "10",
+    }
     srv = Server(tmp_path / "data", env=env, args=["--ray-cpus", "4"]).start()
     try:
         teacher = srv.teacher()
-        teacher.post(srv.url + "/api/teacher/settings", json={"paused": 1, "jobs_per_student": GREEDY_JOBS},
-                     timeout=10).raise_for_status()
+        teacher.post(
+            srv.url + "/api/teacher/settings", json={"paused": 1, "jobs_per_student": GREEDY_JOBS}, timeout=10
+        ).raise_for_status()
         photos = [("files", (f"{i}.jpg", jpeg_bytes(color=(i * 60, 80, 80)))) for i in range(3)]
         sessions = [srv.student(f"student{i:02d}") for i in range(STUDENTS)]
 
@@ -81,12 +85,14 @@ def test_thirty_students(tmp_path):
         # round robin: everybody's first job before student00's second
         order = sorted(all_ids, key=lambda i: jobs[i]["dispatch_seq"])
         greedy_extra = ids_per_student[0][1:]
-        assert set(order[-(GREEDY_JOBS - 1):]) == set(greedy_extra), order
+        assert set(order[-(GREEDY_JOBS - 1) :]) == set(greedy_extra), order
         lat.sort()
         p50, p95 = statistics.median(lat), lat[int(0.95 * (len(lat) - 1))]
-        print(f"\n{len(all_ids)} jobs from {STUDENTS} students: submit {submit_s:.1f}s, run {run_s:.1f}s "
-              f"({len(all_ids) / run_s * 3600:.0f} jobs/h with stub jobs); page latency under load "
-              f"p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms (n={len(lat)})")
+        print(
+            f"\n{len(all_ids)} jobs from {STUDENTS} students: submit {submit_s:.1f}s, run {run_s:.1f}s "
+            f"({len(all_ids) / run_s * 3600:.0f} jobs/h with stub jobs); page latency under load "
+            f"p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms (n={len(lat)})"
+        )
         assert p95 < 2.0
     finally:
         srv.stop()
