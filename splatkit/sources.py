@@ -208,13 +208,20 @@ def import_cameras(path: Path, kind: str, out_dir: Path, cfg: RunConfig, bus: Ev
     undistorted; a model without 3D points (``transforms.json``) gets points triangulated from the
     known poses (features and matches, no pose estimation).
     """
+    import pycolmap
+
     from .sfm.importer import import_colmap, import_transforms
 
     path, out_dir = Path(path), Path(out_dir)
-    if kind == "colmap":
-        scene = import_colmap(path, out_dir, cfg.sfm, bus)
-    else:
-        scene = import_transforms(path, out_dir, cfg.sfm, bus)
+    old = pycolmap.logging.minloglevel
+    pycolmap.logging.minloglevel = 1  # COLMAP's step-by-step INFO lines are not for users
+    try:
+        if kind == "colmap":
+            scene = import_colmap(path, out_dir, cfg.sfm, bus)
+        else:
+            scene = import_transforms(path, out_dir, cfg.sfm, bus)
+    finally:
+        pycolmap.logging.minloglevel = old
     photos = []
     for i, n in enumerate(scene.cameras.names):
         w, h = int(scene.cameras.width[i]), int(scene.cameras.height[i])

@@ -69,6 +69,8 @@ def import_colmap(project: Path, out_dir: Path, cfg: SfmConfig, bus: EventBus = 
 
 def import_transforms(path: Path, out_dir: Path, cfg: SfmConfig, bus: EventBus = NULL_BUS) -> Scene:
     path, out_dir = Path(path), Path(out_dir)
+    if path.is_dir():
+        path = path / "transforms.json"
     key = _key(path, cfg)
     if _cached(out_dir, key):
         return load_scene(out_dir, unregistered=[])

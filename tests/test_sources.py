@@ -1,0 +1,108 @@
+"""Existing cameras as input: a COLMAP project and a transforms.json, SfM skipped.
+
+Both end as ``OUT/sparse/0`` (PINHOLE, with 3D points) + ``OUT/images``, what training reads.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pycolmap
+import pytest
+import torch
+from PIL import Image
+
+from splatkit.cli import main
+from splatkit.sfm import load_scene, load_transforms_json
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets"
+FOX = DATA / "fox"
+FOUNTAIN = DATA / "strecha_fountain_p11" / "images"
+
+
+def _fox_small(d: Path, k: int = 8, scale: float = 0.25) -> Path:
+    """The first ``k`` fox frames at a quarter size, intrinsics scaled alike."""
+    meta = json.loads((FOX / "transforms.json").read_text())
+    meta["frames"] = meta["frames"][:k]
+    for key in ("fl_x", "fl_y", "cx", "cy", "w", "h"):
+        meta[key] = meta[key] * scale
+    (d / "images").mkdir(parents=True)
+    for fr in meta["frames"]:
+        with Image.open(FOX / fr["file_path"]) as im:
+            im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.LANCZOS).save(
+                d / fr["file_path"], quality=92
+            )
+    (d / "transforms.json").write_text(json.dumps(meta))
+    return d
+
+
+@pytest.mark.skipif(not FOX.is_dir(), reason="no fox dataset")
+def test_transforms_json_input(tmp_path, capsys):
+    src = _fox_small(tmp_path / "fox")
+    out = tmp_path / "out"
+    rc = main(["sfm", str(src / "transforms.json"), "-o", str(out)])
+    text = "".join(capsys.readouterr())
+    assert rc == 0, text
+    assert "structure from motion skipped" in text
+    scene = load_scene(out)
+    rec = pycolmap.Reconstruction(str(out / "sparse" / "0"))
+    assert {c.model.name for c in rec.cameras.values()} == {"PINHOLE"}
+    assert len(scene.cameras) == 8 and scene.points.shape[0] > 200
+    assert rec.compute_mean_reprojection_error() < 2.0
+    # poses are the file's (OpenGL c2w -> OpenCV w2c); undistortion never changes them
+    plain = load_transforms_json(src)
+    assert scene.cameras.names == plain.cameras.names
+    assert torch.allclose(scene.cameras.world_to_cam, plain.cameras.world_to_cam, atol=1e-4)
+    for i, n in enumerate(scene.cameras.names):
+        with Image.open(out / "images" / n) as im:
+            assert im.size == (int(scene.cameras.width[i]), int(scene.cameras.height[i]))
+    # a second run reuses the import
+    rc = main(["sfm", str(src), "-o", str(out)])
+    text = "".join(capsys.readouterr())
+    assert rc == 0 and "finding them from the known poses" not in text
+
+
+@pytest.mark.skipif(not FOUNTAIN.is_dir(), reason="no fountain dataset")
+def test_colmap_project_input(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for f in sorted(FOUNTAIN.glob("*.jpg"))[:6]:
+        with Image.open(f) as im:
+            im.draft("RGB", (600, 600))
+            im = im.convert("RGB")
+            im.thumbnail((300, 300))
+            im.save(photos / f.name, quality=92)
+    first = tmp_path / "first"
+    assert main(["sfm", str(photos), "-o", str(first)]) == 0
+    # a COLMAP project: the distorted model + the working copies, as COLMAP's GUI would leave it
+    proj = tmp_path / "project"
+    shutil.copytree(first / "sfm_work" / "model", proj / "sparse" / "0")
+    shutil.copytree(first / "work" / "images", proj / "images")
+    capsys.readouterr()
+    out = tmp_path / "out"
+    rc = main(["sfm", str(proj), "-o", str(out)])
+    text = "".join(capsys.readouterr())
+    assert rc == 0, text
+    assert "Using the cameras of project (colmap)" in text
+    a, b = load_scene(first), load_scene(out)
+    assert a.cameras.names == b.cameras.names
+    assert torch.allclose(a.cameras.world_to_cam, b.cameras.world_to_cam, atol=1e-5)
+    assert b.points.shape[0] == a.points.shape[0]
+    # a pinhole project without points (e.g. exported) gets points triangulated
+    bare = tmp_path / "bare"
+    shutil.copytree(first / "images", bare / "images")
+    rec = pycolmap.Reconstruction(str(first / "sparse" / "0"))
+    for pid in list(rec.points3D):
+        rec.delete_point3D(pid)
+    (bare / "sparse" / "0").mkdir(parents=True)
+    rec.write_binary(str(bare / "sparse" / "0"))
+    out2 = tmp_path / "out2"
+    rc = main(["sfm", str(bare), "-o", str(out2)])
+    text = "".join(capsys.readouterr())
+    assert rc == 0, text
+    c = load_scene(out2)
+    assert c.points.shape[0] > 0.5 * a.points.shape[0]
+    assert np.allclose(c.cameras.world_to_cam.numpy(), a.cameras.world_to_cam.numpy(), atol=1e-5)
