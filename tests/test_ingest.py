@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -169,3 +170,53 @@ def test_exif_metadata_and_cache_reuse(tmp_path):
     assert ps3.names == ["p0.jpg", "p1.jpg", "p3.jpg"]
     assert (ps3.photos[1].width, ps3.photos[1].height) == (200, 100)
     assert not (tmp_path / "work" / "p2.jpg").exists()
+
+
+def test_checks_flag_blur_exposure_duplicates(tmp_path):
+    """Blurry, dark, blown-out and near-duplicate photos are named with a reason; all-black and
+    exact copies are skipped."""
+    from PIL import ImageFilter
+
+    rng = np.random.default_rng(0)
+    src = tmp_path / "src"
+    src.mkdir()
+    for k in range(6):  # textured photos (sharp)
+        a = rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)
+        Image.fromarray(a).resize((400, 300), Image.Resampling.BICUBIC).save(src / f"p{k}.png")
+    with Image.open(src / "p0.png") as im:
+        im.filter(ImageFilter.GaussianBlur(6)).save(src / "q_blurry.png")
+        im.save(src / "p0_again.jpg", quality=95)  # near duplicate (re-encoded)
+    (src / "p1_copy.png").write_bytes((src / "p1.png").read_bytes())  # exact duplicate
+    Image.new("RGB", (400, 300), (1, 1, 1)).save(src / "r_black.png")
+    dark = rng.integers(0, 12, (300, 400, 3), dtype=np.uint8)
+    dark[:20] = 200
+    Image.fromarray(dark).save(src / "s_dark.png")
+    Image.new("RGB", (400, 300), (255, 255, 255)).save(src / "t_white.png")
+    bus = EventBus()
+    seen = _events(bus)
+    ps = ingest(src, tmp_path / "work", CFG, bus)
+    skipped = {s.name: s.reason for s in ps.skipped}
+    assert skipped == {"p1_copy.png": "an exact copy of p1.png", "r_black.png": skipped["r_black.png"]}
+    assert "all black" in skipped["r_black.png"]
+    assert "blurry" in ps.flags["q_blurry.png"]
+    assert "mostly black" in ps.flags["s_dark.png"]
+    assert "blown out" in ps.flags["t_white.png"]
+    assert "nearly the same as p0.png" in ps.flags["p0_again.jpg"]
+    for k in range(2, 6):  # sharp, well exposed, distinct: only the low-resolution note
+        assert ps.flags[f"p{k}.png"] == "low resolution (300 pixels)"
+    warned = " ".join(e.text for e in seen if isinstance(e, Message) and e.level == "warning")
+    for name in ("q_blurry.png", "s_dark.png", "t_white.png", "p0_again.jpg", "p1_copy.png"):
+        assert name in warned
+
+
+def test_fifty_megapixel_png_is_read(tmp_path):
+    """PIL's decompression-bomb limit is raised: a 50 MP PNG becomes a working copy."""
+    src = tmp_path / "src"
+    src.mkdir()
+    big = Image.linear_gradient("L").resize((8660, 5773)).convert("RGB")
+    big.save(src / "big.png", compress_level=1)
+    for k in range(2):
+        _photo(src / f"p{k}.jpg")
+    ps = ingest(src, tmp_path / "work", CFG)
+    p = next(p for p in ps if p.name == "big.png")
+    assert (p.orig_width, p.orig_height) == (8660, 5773) and max(p.width, p.height) == 200
