@@ -125,7 +125,7 @@ class Dispatcher(threading.Thread):
         self.poll_s = poll_s
         self.inflight: dict = {}  # ObjectRef -> job id
         self.cancel_sent: dict[int, float] = {}
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._wake = threading.Event()
         self._capacity = (1, {"num_cpus": 1})
         self._capacity_t = 0.0
@@ -167,7 +167,7 @@ class Dispatcher(threading.Thread):
         self._wake.set()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self._wake.set()
 
     def run(self) -> None:
@@ -177,7 +177,7 @@ class Dispatcher(threading.Thread):
             self.error = f"Ray did not start: {e}"
             print(f"splatkit serve: {self.error}", flush=True)
             return
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 self.collect()
                 self.pass_cancels()
