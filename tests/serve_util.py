@@ -41,6 +41,7 @@ class Server:
         import requests
 
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0", **self.env}
+        self.data.parent.mkdir(parents=True, exist_ok=True)
         self.log = open(self.data.parent / f"server-{self.port}-{time.time():.0f}.log", "w")
         self.proc = subprocess.Popen(
             [
