@@ -153,14 +153,37 @@ def make_fake_run(out: Path) -> Path:
 
 
 REPO = Path(__file__).resolve().parents[1]
-#: Steps of the real test run: enough for a recognisable fox, short on a laptop CPU.
+#: Steps of the real test run: enough for a recognisable scene, short on a 2-core CPU.
 REAL_STEPS = 300
+#: Longest side of the photos copied for the real run (small: the run is part of CI).
+REAL_PHOTO_SIZE = 480
+
+
+def real_photos(tmp_path_factory) -> Path:
+    """strecha_fountain_p11's 11 photos downscaled to 480 px, in a session temp folder."""
+    from PIL import Image
+
+    src = REPO.parent / "shared" / "datasets" / "strecha_fountain_p11" / "images"
+    dst = tmp_path_factory.getbasetemp() / "fountain photos"
+    if not dst.exists():
+        if not src.is_dir():
+            import pytest
+
+            pytest.skip(f"shared datasets not found at {src}")
+        dst.mkdir()
+        for f in sorted(src.glob("*.jpg")):
+            im = Image.open(f)
+            im.thumbnail((REAL_PHOTO_SIZE, REAL_PHOTO_SIZE), Image.LANCZOS)
+            im.save(dst / f.name, quality=95)
+    return dst
 
 
 def real_run(tmp_path_factory) -> Path:
-    """A real ``splatkit train`` of the bundled fox photos (quick preset), made once per session.
+    """A real ``splatkit train`` (quick preset, 300 steps) of a real photo set, once per session.
 
-    ``SPLATKIT_TEST_RUN=/path/to/OUT`` reuses a finished output folder instead.
+    The photos are strecha_fountain_p11 from ``../shared/datasets`` at 480 px, run through the
+    CLI exactly as a user would. ``SPLATKIT_TEST_RUN=/path/to/OUT`` reuses a finished output
+    folder instead.
     """
     import os
     import subprocess
@@ -169,9 +192,10 @@ def real_run(tmp_path_factory) -> Path:
     env = os.environ.get("SPLATKIT_TEST_RUN")
     if env:
         return Path(env)
-    out = tmp_path_factory.getbasetemp() / "fox-run"
+    photos = real_photos(tmp_path_factory)
+    out = tmp_path_factory.getbasetemp() / "fountain-run"
     if not (out / "metrics.json").exists():
-        cmd = [sys.executable, "-m", "splatkit", "train", str(REPO / "samples" / "fox" / "images"),
+        cmd = [sys.executable, "-m", "splatkit", "train", str(photos),
                "-o", str(out), "--preset", "quick", "--steps", str(REAL_STEPS), "--quiet"]
         res = subprocess.run(cmd, capture_output=True, text=True)
         assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}"
