@@ -71,12 +71,14 @@ class Server:
             try:
                 h = requests.get(self.url + "/api/health", timeout=2).json()
                 if h.get("ray_error"):
+                    self.stop()
                     raise RuntimeError(h["ray_error"])
                 if h.get("cluster"):
                     return self
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or busy starting Ray
                 pass
             time.sleep(0.3)
+        self.stop()
         raise RuntimeError(f"server did not start: {Path(self.log.name).read_text()[-3000:]}")
 
     def kill(self) -> None:
