@@ -116,7 +116,12 @@ def _run_sfm(photos: PhotoSet, out_dir: Path, cfg: SfmConfig, bus: EventBus) -> 
     matching = pycolmap.FeatureMatchingOptions()
     matching.num_threads = cfg.num_threads
     if method == "exhaustive":
-        _interruptible_call(pycolmap.match_exhaustive, str(db), matching_options=matching)
+        pairing = pycolmap.ExhaustivePairingOptions()
+        # blocks of 10 x 10 photos (default 50 x 50): Ctrl-C is honoured between blocks
+        pairing.block_size = 10
+        _interruptible_call(
+            pycolmap.match_exhaustive, str(db), matching_options=matching, pairing_options=pairing
+        )
     elif method == "sequential":
         pairing = pycolmap.SequentialPairingOptions()
         pairing.overlap = 10
