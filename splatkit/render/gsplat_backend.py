@@ -10,8 +10,9 @@ Differences from splatkit's own backends (``reference``/``cpu``):
   (``min(0.999f, opac * __expf(-sigma))`` in ``RasterizeToPixels3DGSFwd.cu``/``Bwd.cu``);
   :func:`gsplat.rasterization` takes no argument for it. splatkit's default
   ``RenderSettings.max_alpha`` is INRIA's 0.99, so the images differ slightly where opaque
-  splats overlap. This backend ignores ``settings.max_alpha`` and warns once when it is not
-  0.999; to compare backends, render the CPU ones with ``max_alpha=0.999``.
+  splats overlap. This backend ignores ``settings.max_alpha`` (a warning on every GPU training
+  run would only confuse users); to compare backends, render the CPU ones with
+  ``max_alpha=0.999``.
 - **Screen-space gradients (densification).** gsplat's ``info["means2d"]`` is ``[C, N, 2]``
   (here C = 1), and that tensor is what its rasterizer consumed; a view of it taken afterwards
   gets no gradient from autograd. So :attr:`RenderOutput.means2d` is ``info["means2d"][0]``
@@ -35,7 +36,6 @@ Differences from splatkit's own backends (``reference``/``cpu``):
 
 from __future__ import annotations
 
-import warnings
 import weakref
 
 import torch
@@ -46,8 +46,6 @@ from . import TILE_SIZE, RenderOutput, RenderSettings, View
 
 #: The alpha clamp compiled into gsplat 1.5.3's kernels.
 GSPLAT_MAX_ALPHA = 0.999
-
-_warned_max_alpha = False
 
 
 def _check_cuda(splats: Splats) -> torch.device:
@@ -63,17 +61,6 @@ def _check_cuda(splats: Splats) -> torch.device:
             f"gsplat backend: splats are on {dev}; move them to CUDA first (splats.to('cuda'))"
         )
     return dev
-
-
-def _maybe_warn_max_alpha(settings: RenderSettings) -> None:
-    global _warned_max_alpha
-    if not _warned_max_alpha and abs(settings.max_alpha - GSPLAT_MAX_ALPHA) > 1e-9:
-        _warned_max_alpha = True
-        warnings.warn(
-            f"gsplat clamps alpha at {GSPLAT_MAX_ALPHA} (compiled in); "
-            f"settings.max_alpha={settings.max_alpha} is ignored by the gsplat backend",
-            stacklevel=3,
-        )
 
 
 def mirror_grad(batched: torch.Tensor, view: torch.Tensor, absgrad: bool = False) -> None:
@@ -108,7 +95,6 @@ def mirror_grad(batched: torch.Tensor, view: torch.Tensor, absgrad: bool = False
 def render(splats: Splats, view: View, settings: RenderSettings) -> RenderOutput:
     """Render one view with :func:`gsplat.rasterization` (float32, CUDA)."""
     device = _check_cuda(splats)
-    _maybe_warn_max_alpha(settings)
     from gsplat import rasterization  # lazy: may JIT-compile gsplat's CUDA code on first use
 
     sh_degree = max(0, min(int(settings.sh_degree), splats.sh_degree))
