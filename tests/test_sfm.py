@@ -249,3 +249,24 @@ def test_umeyama_recovers_a_similarity():
     y = 2.5 * x @ R.T + np.array([1.0, -2.0, 3.0])
     s, R2, t = umeyama(x, y)
     assert s == pytest.approx(2.5) and np.allclose(R2, R) and np.allclose(t, [1, -2, 3])
+
+
+@needs_fountain
+def test_global_mapper_through_the_cli(tmp_path, capsys):
+    """``splatkit sfm --mapper global`` (GLOMAP in pycolmap) on fountain at 400 px."""
+    from splatkit.cli import main
+
+    src = tmp_path / "photos"
+    src.mkdir()
+    for f in sorted((FOUNTAIN / "images").glob("*.jpg")):
+        with Image.open(f) as im:
+            im.draft("RGB", (800, 800))
+            im = im.convert("RGB")
+            im.thumbnail((400, 400))
+            im.save(src / f.name, quality=92)
+    rc = main(["sfm", str(src), "-o", str(tmp_path / "out"), "--mapper", "global"])
+    assert rc == 0, capsys.readouterr()
+    rec = read_sfm_record(tmp_path / "out")
+    assert rec["mapper"] == "global" and rec["registered"] == 11
+    err = scene_errors(load_scene(tmp_path / "out"), read_strecha_cameras(FOUNTAIN / "gt_dense_cameras"))
+    assert err.median_rot_deg < 0.5 and err.median_center_frac < 0.01, (err.rot_deg, err.center)
