@@ -8,7 +8,8 @@ Video: frames are taken at ``IngestConfig.video_fps`` with PyAV (ffmpeg ships in
 downscaled, and filtered: of near-identical consecutive frames (mean absolute difference of 32 x 32
 grey thumbnails under :data:`VIDEO_NEAR_DUP`) the sharpest is kept, then frames far blurrier than
 the clip's median (variance of the Laplacian under :data:`VIDEO_BLUR_RATIO` of it) are dropped.
-The frames land in ``OUT/work/frames`` and go through the normal ingest.
+The frames land in ``OUT/work/frames`` (listed in ``OUT/work/frames.json``, which lets a second
+run reuse them) and go through the normal ingest.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def extract_frames(video: Path, frames_dir: Path, cfg: IngestConfig, bus: EventB
         "fps": cfg.video_fps,
         "max_image_size": cfg.max_image_size,
     }
-    manifest = frames_dir / "frames.json"
+    manifest = frames_dir.parent / (frames_dir.name + ".json")  # beside: ingest reads the folder
     try:
         old = json.loads(manifest.read_text(encoding="utf-8"))
         if old.get("key") == key and all((frames_dir / n).is_file() for n in old["frames"]):

@@ -108,6 +108,7 @@ def test_video_through_sfm(tmp_path, clip, capsys):
     cap = capsys.readouterr()
     assert rc == 0, cap.out + cap.err
     assert "Took 12 frames" in cap.out + cap.err and ": 11 left" in cap.out + cap.err
+    assert "Skipped" not in cap.out + cap.err  # nothing but frames in the frames folder
     rec = json.loads((out / "sfm_work" / "inputs.json").read_text())
     assert rec["matcher"] == "sequential"
     assert rec["registered"] >= 9 and rec["total"] == 11, rec
