@@ -34,6 +34,8 @@ from torch import Tensor
 
 from splatkit.splats import Splats
 
+from ..render.sh import sh_bases
+
 # --------------------------------------------------------------------------------------------
 # Plugin mappings PLY -> UE (unit-less; every plugin also multiplies positions by 100).
 # Sources: /work/shared/notes/unreal-plugins.md (plugins' PLY readers).
@@ -179,37 +181,14 @@ def quat_multiply(a: Tensor, b: Tensor) -> Tensor:
 
 
 # --------------------------------------------------------------------------------------------
-# Real SH rotation (gsplat's basis and signs, as splatkit/render/sh.py)
-
-_C1 = 0.4886025119029199
-_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792,
-       0.5462742152960396)  # fmt: skip
-_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
-       -0.4570457994644658, 1.445305721320277, -0.5900435899266435)  # fmt: skip
-
+# Real SH rotation (in the basis of splatkit/render/sh.py)
 
 def sh_band(degree: int, d: Tensor) -> Tensor:
-    """Basis functions of band ``degree`` (1-3) at unit directions ``d [..., 3]``."""
-    x, y, z = d.unbind(-1)
-    if degree == 1:
-        out = [-_C1 * y, _C1 * z, -_C1 * x]
-    elif degree == 2:
-        out = [_C2[0] * x * y, _C2[1] * y * z, _C2[2] * (2 * z * z - x * x - y * y),
-               _C2[3] * x * z, _C2[4] * (x * x - y * y)]  # fmt: skip
-    elif degree == 3:
-        xx, yy, zz = x * x, y * y, z * z
-        out = [
-            _C3[0] * y * (3 * xx - yy),
-            _C3[1] * x * y * z,
-            _C3[2] * y * (4 * zz - xx - yy),
-            _C3[3] * z * (2 * zz - 3 * xx - 3 * yy),
-            _C3[4] * x * (4 * zz - xx - yy),
-            _C3[5] * z * (xx - yy),
-            _C3[6] * x * (xx - 3 * yy),
-        ]
-    else:
+    """Basis functions of band ``degree`` (1-3) at unit directions ``d [..., 3]``: the renderer's
+    own basis (:func:`splatkit.render.sh.sh_bases`), so rotation and rendering cannot disagree."""
+    if not 1 <= degree <= 3:
         raise ValueError(degree)
-    return torch.stack(out, dim=-1)
+    return sh_bases(degree, d)[..., degree * degree : (degree + 1) ** 2]
 
 
 def _fibonacci_sphere(n: int) -> Tensor:
