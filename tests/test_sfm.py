@@ -270,3 +270,34 @@ def test_global_mapper_through_the_cli(tmp_path, capsys):
     assert rec["mapper"] == "global" and rec["registered"] == 11
     err = scene_errors(load_scene(tmp_path / "out"), read_strecha_cameras(FOUNTAIN / "gt_dense_cameras"))
     assert err.median_rot_deg < 0.5 and err.median_center_frac < 0.01, (err.rot_deg, err.center)
+
+
+def test_reasons_for_photos_left_out():
+    from splatkit.sfm.diagnose import clusters, explain, failure
+
+    placed = {"a.jpg", "b.jpg", "c.jpg"}
+    inliers = {
+        "a.jpg": {"b.jpg": 500, "c.jpg": 400, "d.jpg": 12},
+        "b.jpg": {"a.jpg": 500, "c.jpg": 300},
+        "c.jpg": {"a.jpg": 400, "b.jpg": 300, "f.jpg": 90},
+        "d.jpg": {"a.jpg": 12},
+        "e.jpg": {},
+        "f.jpg": {"c.jpg": 90},
+        "g.jpg": {"h.jpg": 200},
+        "h.jpg": {"g.jpg": 200},
+        "z.jpg": {"a.jpg": 300},
+    }
+    left = ["d.jpg", "e.jpg", "f.jpg", "g.jpg", "h.jpg", "z.jpg"]
+    groups = clusters(left, inliers)
+    assert groups == [["g.jpg", "h.jpg"]]
+    flags = {"z.jpg": "blurry (sharpness 12% of the typical photo here)"}
+    why = explain(left, placed, groups, inliers, flags)
+    assert why["d.jpg"].startswith("few matches") and "12" in why["d.jpg"]
+    assert why["e.jpg"].startswith("no matches")
+    assert "could not be fixed in place" in why["f.jpg"]
+    assert "separate group with h.jpg" in why["g.jpg"]
+    assert why["z.jpg"].startswith("blurry")
+    err = failure(list(inliers), 3, [sorted(placed), ["g.jpg", "h.jpg", "x.jpg"]], inliers, {})
+    assert "fell apart into 2 groups" in err.what and "one place or object per folder" in err.todo
+    err = failure(["p.jpg", "q.jpg", "r.jpg"], 0, [], {}, {})
+    assert "could not place any of the 3" in err.what and "share enough detail" in err.what
