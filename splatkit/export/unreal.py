@@ -20,6 +20,7 @@ import dataclasses
 import json
 import math
 import re
+import shlex
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,9 +118,10 @@ class UnrealExportOptions:
         choices=UP_CHOICES,
     )
     scale: str = _help(
-        "1",
-        "Metres per scene unit: a number, or 'eye' (assume cameras were held 1.6 m above the "
-        "floor). Ignored when known_distance is given.",
+        "auto",
+        "Metres per scene unit: a number, 'eye' (assume the photos were taken 1.6 m above the "
+        "floor), or auto ('eye' when there are camera poses, else 1). Ignored when known_distance "
+        "is given.",
     )
     known_distance: str | None = _help(
         None,
@@ -329,7 +331,11 @@ def estimate_upright(
         if d < 1e-9:
             raise UserError(f"Cameras {a} and {b} are at the same place.", "Pick two others.")
         s, info["scale"] = metres / d, f"known-distance {a}-{b} = {metres} m"
-    elif options.scale.strip().lower() == "eye":
+    elif options.scale.strip().lower() == "auto" and (
+        cams is None or float(((cams.centers.double() - origin) @ R[2]).median()) <= 1e-9
+    ):
+        s, info["scale"] = 1.0, "factor 1.0 (auto: no camera height to go by)"
+    elif options.scale.strip().lower() in ("eye", "auto"):
         if cams is None:
             raise UserError("scale=eye needs camera poses.", "Give a number instead.")
         h = float(((cams.centers.double() - origin) @ R[2]).median())
@@ -492,4 +498,11 @@ def run_export_cli(out_dir: Path, args: argparse.Namespace) -> list[Path]:
         scene = load_scene(out_dir)
     paths = export_unreal(splats, scene, out_dir / "unreal", options_from_args(args))
     print("Unreal export:\n" + "\n".join(f"  {p}" for p in paths))
+    manifest = next((p for p in paths if p.name.endswith(".unreal.json")), None)
+    if manifest is not None:
+        frame = json.loads(manifest.read_text()).get("frame", {})
+        q = shlex.quote(str(out_dir))
+        print(f"  up: {frame.get('up')} (to override: splatkit export {q} --up -y, or +z, ...)")
+        print(f"  scale: {frame.get('scale')}, {frame.get('metres_per_unit', 1.0):.4g} m per unit "
+              f"(to override: splatkit export {q} --scale 0.5, or --known-distance A.jpg,B.jpg,METRES)")
     return paths
