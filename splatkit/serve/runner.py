@@ -85,10 +85,10 @@ def run_job(spec: dict) -> dict:
 
 def _train(spec: dict, out_dir: Path, stop) -> str:
     from ..config import RunConfig, preset_config
-    from ..events import EventBus, JsonlWriter, StageStarted
+    from ..events import EventBus, JsonlWriter
     from ..pipeline import run_train
     from ..progress import TextLog
-    from .uploads import extract_frames, find_video
+    from .uploads import find_video
 
     photos = Path(spec["photos_dir"])
     bus = EventBus()
@@ -97,10 +97,11 @@ def _train(spec: dict, out_dir: Path, stop) -> str:
     bus.subscribe(jsonl)
     bus.subscribe(log)
     try:
+        # A video goes to the pipeline as it is: splatkit.sources extracts, de-duplicates and
+        # de-blurs its frames and picks sequential matching, as for `splatkit train clip.mp4`.
         video = find_video(photos)
         if video is not None:
-            bus.emit(StageStarted(stage="frames", detail=video.name))
-            photos = extract_frames(video, out_dir.parent / "frames")
+            photos = video
         resume = spec["attempt"] > 1 and (out_dir / "config.json").exists()
         if resume:
             cfg = RunConfig.load(out_dir / "config.json")

@@ -8,7 +8,6 @@ and symlinks. Every refusal is an :class:`UploadError` with a message a student 
 
 from __future__ import annotations
 
-import math
 import re
 import shutil
 import stat
@@ -209,27 +208,3 @@ def _check_video(path: Path, shown: str) -> None:
 def find_video(photos_dir: Path) -> Path | None:
     vids = [p for p in Path(photos_dir).glob("video.*")]
     return vids[0] if vids else None
-
-
-def extract_frames(video: Path, dest: Path, max_frames: int = 120) -> Path:
-    """Evenly spaced frames of ``video`` as JPEGs in ``dest`` (kept: a second call reuses them)."""
-    import av
-
-    if dest.is_dir() and any(dest.glob("*.jpg")):
-        return dest
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    with av.open(str(video)) as c:
-        s = c.streams.video[0]
-        seconds = float(s.duration * s.time_base) if s.duration else 60.0
-        n = s.frames or int(seconds * float(s.average_rate or 30))
-        every = max(1, math.ceil(n / max_frames))
-        k = 0
-        for i, frame in enumerate(c.decode(s)):
-            if i % every == 0 and k < max_frames:
-                frame.to_image().save(tmp / f"frame_{k:04d}.jpg", quality=92)
-                k += 1
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
-    return dest
