@@ -111,6 +111,13 @@ def train(
     norm = WorldNorm.from_scene(scene)
     scene_scale = scene.extent * norm.scale
     cams = scaled_cameras(scene.cameras, cfg.resolution)
+    if str(device).startswith("cuda"):
+        from .memory import check_fits
+
+        pixels = [int(cams.width[i]) * int(cams.height[i]) for i in scene.train_idx]
+        expected = cfg.max_splats if cfg.strategy == "mcmc" else max(scene.points.shape[0] * 10, 100_000)
+        check_fits(pixels, min(expected, cfg.max_splats), cfg.resolution,
+                   torch.cuda.mem_get_info(torch.device(device))[0])
     images = load_images(scene, scene.train_idx, cams, device)
     views = [make_view(cams, i, norm, device) for i in scene.train_idx]
 
@@ -168,7 +175,12 @@ def train(
         settings = RenderSettings(sh_degree=sh_degree_at(step, cfg), antialiased=cfg.antialiased)
         if cfg.absgrad:
             settings.absgrad = True  # optional switch read by backends that support it
-        out = render(params_to_splats(params), view, settings)
+        try:
+            out = render(params_to_splats(params), view, settings)
+        except torch.cuda.OutOfMemoryError:
+            from .memory import out_of_memory_error
+
+            raise out_of_memory_error(step, len(params["means"]), cfg.resolution) from None
         img = out.image
         if cfg.random_background:
             img = img + torch.rand(3, device=device) * (1.0 - out.alpha)
@@ -176,7 +188,12 @@ def train(
             out.means2d.retain_grad()
         loss = photometric_loss(img, gt, cfg.ssim_lambda)
         loss = loss + regularisers(params, opacity_reg, scale_reg)
-        loss.backward()
+        try:
+            loss.backward()
+        except torch.cuda.OutOfMemoryError:
+            from .memory import out_of_memory_error
+
+            raise out_of_memory_error(step, len(params["means"]), cfg.resolution) from None
         for opt in optimizers.values():
             opt.step()
             opt.zero_grad(set_to_none=True)
