@@ -101,6 +101,20 @@ class Splats:
         return Splats(**{k: v[idx] for k, v in self.as_dict().items()})
 
     @classmethod
+    def random(cls, n: int, sh_degree: int = 3, seed: int = 0) -> Splats:
+        """``n`` seeded random splats (unit-normal means, small scales, faint SH): for tests and
+        benchmarks."""
+        g = torch.Generator().manual_seed(seed)
+        return cls(
+            means=torch.randn(n, 3, generator=g),
+            log_scales=torch.randn(n, 3, generator=g) - 3,
+            quats=torch.randn(n, 4, generator=g),
+            opacity_logits=torch.randn(n, generator=g),
+            sh0=torch.randn(n, 1, 3, generator=g),
+            shN=torch.randn(n, num_sh_bases(sh_degree) - 1, 3, generator=g) * 0.2,
+        )
+
+    @classmethod
     def from_points(
         cls,
         points: Tensor,

@@ -11,15 +11,7 @@ from splatkit.splats import SH_C0, Splats
 
 
 def random_splats(n: int, degree: int, seed: int = 0) -> Splats:
-    g = torch.Generator().manual_seed(seed)
-    return Splats(
-        means=torch.randn(n, 3, generator=g),
-        log_scales=torch.randn(n, 3, generator=g) - 3,
-        quats=torch.randn(n, 4, generator=g),
-        opacity_logits=torch.randn(n, generator=g),
-        sh0=torch.randn(n, 1, 3, generator=g),
-        shN=torch.randn(n, (degree + 1) ** 2 - 1, 3, generator=g) * 0.2,
-    )
+    return Splats.random(n, degree, seed)
 
 
 def test_splat_format(tmp_path):
