@@ -40,7 +40,7 @@ from . import (
     RenderSettings,
     View,
 )
-from .projection import camera_centre, project, quat_scale_to_covar
+from .projection import camera_centre, project_splats
 from .sh import sh_to_color
 
 #: Columns of the per-intersection gradient buffer.
@@ -513,17 +513,7 @@ def render(
     """Render in float32 on the CPU. ``RenderOutput.means2d`` is part of the autograd graph
     (call ``.retain_grad()`` on it before backward to read its gradient)."""
     sp = splats.to(torch.float32) if splats.means.dtype != torch.float32 else splats
-    w2c = view.world_to_cam.to(torch.float32)
-    K = view.K.to(torch.float32)
-    covars = quat_scale_to_covar(sp.quats, sp.scales)
-    opacities = sp.opacities
-    means2d, conics, depths, radii, comp = project(
-        sp.means, covars, w2c, K, view.width, view.height,
-        eps2d=settings.eps2d, near=settings.near_plane, far=settings.far_plane,
-        opacities=opacities, antialiased=settings.antialiased,
-    )  # fmt: skip
-    if comp is not None:
-        opacities = opacities * comp
+    means2d, conics, depths, radii, opacities, w2c = project_splats(sp, view, settings)
     degree = min(settings.sh_degree, sp.sh_degree)
     # Colours only for the Gaussians the rasterizer reads (radii > 0); the others get 0, and so
     # do their colour gradients, exactly as when the rasterizer ignores them.

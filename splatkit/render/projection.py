@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import ALPHA_THRESHOLD
+from ..splats import Splats
+from . import ALPHA_THRESHOLD, RenderSettings, View
 
 #: Gaussian extent in standard deviations when the opacity is unknown (gsplat's 3.33).
 MAX_EXTENT = 3.33
@@ -142,3 +143,24 @@ def project(
     means2d = torch.where(valid[:, None], means2d, torch.zeros_like(means2d))
     conics = torch.where(valid[:, None], conics, torch.zeros_like(conics))
     return means2d, conics, depths, radii, compensations
+
+
+def project_splats(splats: Splats, view: View, settings: RenderSettings):
+    """Project activated splats into ``view``, in the dtype of ``splats.means``.
+
+    Returns ``(means2d [N,2], conics [N,3], depths [N], radii [N,2], opacities [N], w2c [4,4])``
+    with the antialiasing compensation already applied to ``opacities``: the part every
+    rasterizing backend shares.
+    """
+    dtype = splats.means.dtype
+    w2c = view.world_to_cam.to(dtype)
+    covars = quat_scale_to_covar(splats.quats, splats.scales)
+    opacities = splats.opacities
+    means2d, conics, depths, radii, comp = project(
+        splats.means, covars, w2c, view.K.to(dtype), view.width, view.height,
+        eps2d=settings.eps2d, near=settings.near_plane, far=settings.far_plane,
+        opacities=opacities, antialiased=settings.antialiased,
+    )  # fmt: skip
+    if comp is not None:
+        opacities = opacities * comp
+    return means2d, conics, depths, radii, opacities, w2c

@@ -34,7 +34,7 @@ from . import (
     RenderSettings,
     View,
 )
-from .projection import camera_centre, project, quat_scale_to_covar
+from .projection import camera_centre, project_splats
 from .sh import sh_to_color
 
 
@@ -124,17 +124,7 @@ def rasterize_dense(
 def render(splats: Splats, view: View, settings: RenderSettings) -> RenderOutput:
     """Render ``splats`` from ``view`` in the dtype of ``splats`` (use float64 for an oracle)."""
     dtype = splats.means.dtype
-    w2c = view.world_to_cam.to(dtype)
-    K = view.K.to(dtype)
-    covars = quat_scale_to_covar(splats.quats, splats.scales)
-    opacities = splats.opacities
-    means2d, conics, depths, radii, comp = project(
-        splats.means, covars, w2c, K, view.width, view.height,
-        eps2d=settings.eps2d, near=settings.near_plane, far=settings.far_plane,
-        opacities=opacities, antialiased=settings.antialiased,
-    )  # fmt: skip
-    if comp is not None:
-        opacities = opacities * comp
+    means2d, conics, depths, radii, opacities, w2c = project_splats(splats, view, settings)
     degree = min(settings.sh_degree, splats.sh_degree)
     dirs = splats.means - camera_centre(w2c)
     colors = sh_to_color(degree, dirs, splats.sh)
