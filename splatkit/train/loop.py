@@ -175,20 +175,15 @@ def train(
         settings = RenderSettings(sh_degree=sh_degree_at(step, cfg), antialiased=cfg.antialiased)
         if cfg.absgrad:
             settings.absgrad = True  # optional switch read by backends that support it
-        try:
+        try:  # render, loss and backward: where a GPU runs out of memory
             out = render(params_to_splats(params), view, settings)
-        except torch.cuda.OutOfMemoryError:
-            from .memory import out_of_memory_error
-
-            raise out_of_memory_error(step, len(params["means"]), cfg.resolution) from None
-        img = out.image
-        if cfg.random_background:
-            img = img + torch.rand(3, device=device) * (1.0 - out.alpha)
-        if out.means2d.requires_grad:
-            out.means2d.retain_grad()
-        loss = photometric_loss(img, gt, cfg.ssim_lambda)
-        loss = loss + regularisers(params, opacity_reg, scale_reg)
-        try:
+            img = out.image
+            if cfg.random_background:
+                img = img + torch.rand(3, device=device) * (1.0 - out.alpha)
+            if out.means2d.requires_grad:
+                out.means2d.retain_grad()
+            loss = photometric_loss(img, gt, cfg.ssim_lambda)
+            loss = loss + regularisers(params, opacity_reg, scale_reg)
             loss.backward()
         except torch.cuda.OutOfMemoryError:
             from .memory import out_of_memory_error
