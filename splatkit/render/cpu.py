@@ -40,6 +40,7 @@ from . import (
     RenderSettings,
     View,
 )
+from .fused import project_and_shade
 from .projection import camera_centre, project_splats
 from .sh import sh_to_color
 
@@ -508,13 +509,34 @@ def _sh(sp: Splats, degree: int) -> Tensor:
 
 
 def render(
-    splats: Splats, view: View, settings: RenderSettings, absgrad: bool = False
+    splats: Splats, view: View, settings: RenderSettings, absgrad: bool = False,
+    fused: bool = True,
 ) -> RenderOutput:
     """Render in float32 on the CPU. ``RenderOutput.means2d`` is part of the autograd graph
-    (call ``.retain_grad()`` on it before backward to read its gradient)."""
+    (call ``.retain_grad()`` on it before backward to read its gradient).
+
+    ``fused`` (the default) projects and shades in one numba pass per splat
+    (:mod:`.fused`); ``fused=False`` uses the PyTorch twin (:mod:`.projection`, :mod:`.sh`)
+    for callers that need autograd through it, e.g. gradients w.r.t. the camera.
+    """
     sp = splats.to(torch.float32) if splats.means.dtype != torch.float32 else splats
-    means2d, conics, depths, radii, opacities, w2c = project_splats(sp, view, settings)
     degree = min(settings.sh_degree, sp.sh_degree)
+    if fused:
+        means2d, conics, colors, opacities, depths, radii = project_and_shade(
+            sp, view, settings, degree
+        )
+    else:
+        means2d, conics, depths, radii, opacities, colors = _project_torch(sp, view, settings, degree)
+    image, alpha = rasterize_tiles(
+        means2d, conics, colors, opacities, radii, depths, view.width, view.height,
+        background=settings.background, max_alpha=settings.max_alpha, absgrad=absgrad,
+    )  # fmt: skip
+    return RenderOutput(image=image, alpha=alpha, means2d=means2d, radii=radii, depths=depths)
+
+
+def _project_torch(sp: Splats, view: View, settings: RenderSettings, degree: int):
+    """Projection and SH colours with PyTorch ops (autograd through every step)."""
+    means2d, conics, depths, radii, opacities, w2c = project_splats(sp, view, settings)
     # Colours only for the Gaussians the rasterizer reads (radii > 0); the others get 0, and so
     # do their colour gradients, exactly as when the rasterizer ignores them.
     vis = torch.nonzero((radii > 0).all(dim=-1)).squeeze(-1)
@@ -524,8 +546,4 @@ def render(
         sh = torch.cat([sp.sh0[vis], sp.shN[vis, : (degree + 1) ** 2 - 1]], dim=1)
         colors_vis = sh_to_color(degree, sp.means[vis] - camera_centre(w2c), sh)
         colors = colors_vis.new_zeros(radii.shape[0], 3).index_copy(0, vis, colors_vis)
-    image, alpha = rasterize_tiles(
-        means2d, conics, colors, opacities, radii, depths, view.width, view.height,
-        background=settings.background, max_alpha=settings.max_alpha, absgrad=absgrad,
-    )  # fmt: skip
-    return RenderOutput(image=image, alpha=alpha, means2d=means2d, radii=radii, depths=depths)
+    return means2d, conics, depths, radii, opacities, colors
