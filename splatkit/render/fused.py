@@ -26,13 +26,16 @@ from .projection import MAX_EXTENT
 from .sh import SH_C0, SH_C1, SH_C2, SH_C3
 
 _NORM_EPS = 1e-12  # F.normalize's eps
+#: Splats per parallel task: the per-splat code is inlined into a plain loop over a chunk (a
+#: call per splat with ~20 array arguments cost more than the maths).
+_CHUNK = 256
 
 
 # ----------------------------------------------------------------------------- 3x3 helpers
 # Matrices are row-major 9-tuples.
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _rotmat(w, x, y, z):
     return (
         1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y - w * z), 2.0 * (x * z + w * y),
@@ -41,7 +44,7 @@ def _rotmat(w, x, y, z):
     )  # fmt: skip
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _mm(a, b):
     """a @ b."""
     return (
@@ -54,12 +57,12 @@ def _mm(a, b):
     )  # fmt: skip
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _t(a):
     return (a[0], a[3], a[6], a[1], a[4], a[7], a[2], a[5], a[8])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _splat_cov(quats, log_scales, g):
     """Normalised quaternion, its norm, rotation R, scales s, ``M = R diag(s)`` and ``M M^T``."""
     w = np.float64(quats[g, 0])
@@ -79,7 +82,7 @@ def _splat_cov(quats, log_scales, g):
 # ----------------------------------------------------------------------------- SH
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _sh_basis(x, y, z):
     """The 16 basis values at the unit direction (x, y, z) (callers use the first (d + 1)^2)."""
     xx, yy, zz = x * x, y * y, z * z
@@ -94,7 +97,7 @@ def _sh_basis(x, y, z):
     )  # fmt: skip
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _sh_dir_grad(degree, x, y, z, v):
     """``sum_k v[k] * d basis_k / d (x, y, z)`` for the per-basis weights ``v`` (16)."""
     gx = gy = gz = 0.0
@@ -123,7 +126,7 @@ def _sh_dir_grad(degree, x, y, z, v):
     return gx, gy, gz
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _unit(dx, dy, dz):
     n = math.sqrt(dx * dx + dy * dy + dz * dz)
     inv = 1.0 / max(n, _NORM_EPS)
@@ -133,7 +136,7 @@ def _unit(dx, dy, dz):
 # ----------------------------------------------------------------------------- camera
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _camera(means, cov, g, cam):
     """Camera-space mean and covariance. ``cam``: R (9), t (3), fx, fy, cx, cy, lims (4)."""
     Rw = (cam[0], cam[1], cam[2], cam[3], cam[4], cam[5], cam[6], cam[7], cam[8])
@@ -146,7 +149,7 @@ def _camera(means, cov, g, cam):
     return Rw, px, py, pz, _mm(_mm(Rw, cov), _t(Rw))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _jacobian(px, py, pz, cam):
     fx, fy = cam[12], cam[13]
     rz = 1.0 / pz
@@ -159,7 +162,7 @@ def _jacobian(px, py, pz, cam):
     return rz, u, v, uc, vc, tx, ty, fx * rz, -fx * tx * rz * rz, fy * rz, -fy * ty * rz * rz
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _cov2d(S, J00, J02, J11, J12):
     """``J S J^T`` with ``J = [[J00, 0, J02], [0, J11, J12]]``; S symmetric."""
     c00 = J00 * J00 * S[0] + 2.0 * J00 * J02 * S[2] + J02 * J02 * S[8]
@@ -174,13 +177,24 @@ def _cov2d(S, J00, J02, J11, J12):
 @njit(parallel=True, cache=True)
 def _forward(means, log_scales, quats, logits, sh0, shN, degree, cam, width, height, eps2d,
              near, far, antialiased, means2d, conics, colors, opac, depths, radii):  # fmt: skip
-    for g in prange(means.shape[0]):
+    n = means.shape[0]
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        _forward_chunk(c * _CHUNK, min(n, (c + 1) * _CHUNK), means, log_scales, quats, logits,
+                       sh0, shN, degree, cam, width, height, eps2d, near, far, antialiased,
+                       means2d, conics, colors, opac, depths, radii)  # fmt: skip
+
+
+@njit(cache=True)
+def _forward_chunk(g0, g1, means, log_scales, quats, logits, sh0, shN, degree, cam, width,
+                   height, eps2d, near, far, antialiased, means2d, conics, colors, opac, depths,
+                   radii):  # fmt: skip
+    for g in range(g0, g1):
         _forward_splat(g, means, log_scales, quats, logits, sh0, shN, degree, cam, width, height,
                        eps2d, near, far, antialiased, means2d, conics, colors, opac, depths,
                        radii)  # fmt: skip
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _forward_splat(g, means, log_scales, quats, logits, sh0, shN, degree, cam, width, height,
                    eps2d, near, far, antialiased, means2d, conics, colors, opac, depths,
                    radii):  # fmt: skip
@@ -223,12 +237,11 @@ def _forward_splat(g, means, log_scales, quats, logits, sh0, shN, degree, cam, w
     radii[g, 1] = np.int32(ry)
     dx, dy, dz, _ = _unit(means[g, 0] - cam[20], means[g, 1] - cam[21], means[g, 2] - cam[22])
     b = _sh_basis(dx, dy, dz)
-    nb = (degree + 1) * (degree + 1)
     for ch in range(3):
-        colors[g, ch] = max(_sh_eval(b, sh0, shN, g, nb, ch) + 0.5, 0.0)
+        colors[g, ch] = max(_sh_eval(b, sh0, shN, g, degree, ch) + 0.5, 0.0)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _w(shN, g, k, nb, vr0, vr1, vr2):
     """Weight of basis ``k`` in the colour gradient: ``sum_c v_c * coeff[k, c]``."""
     if k >= nb:
@@ -236,7 +249,7 @@ def _w(shN, g, k, nb, vr0, vr1, vr2):
     return vr0 * shN[g, k - 1, 0] + vr1 * shN[g, k - 1, 1] + vr2 * shN[g, k - 1, 2]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _quat_grad(q, nq, G):
     """Gradient w.r.t. the raw quaternion from ``G = dL/dR`` (through the normalisation)."""
     w, x, y, z = q
@@ -254,7 +267,7 @@ def _quat_grad(q, nq, G):
     return (vw - w * dot) * inv, (vx - x * dot) * inv, (vy - y * dot) * inv, (vz - z * dot) * inv
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _conic_grad(g, c00, c01, c11, eps2d, antialiased, sig, v_con, v_op):
     """``dL/d cov2d`` (V00, V01, V11; V01 is each off-diagonal entry's share) and the opacity
     logit's gradient, through the conic inverse and the antialiasing compensation."""
@@ -288,34 +301,61 @@ def _conic_grad(g, c00, c01, c11, eps2d, antialiased, sig, v_con, v_op):
     return v_a + v00, 0.5 * v_b, v_c + v11, vop * comp * sig * (1.0 - sig)
 
 
-@njit(cache=True)
-def _sh_eval(b, sh0, shN, g, nb, ch):
+@njit(cache=True, inline="always")
+def _sh_eval(b, sh0, shN, g, degree, ch):
+    """Channel ``ch`` of ``sum_k b[k] coeff[k]`` over the first ``(degree + 1)^2`` bases."""
     acc = b[0] * sh0[g, 0, ch]
-    for k in range(1, nb):
-        acc += b[k] * shN[g, k - 1, ch]
+    if degree >= 1:
+        acc += b[1] * shN[g, 0, ch] + b[2] * shN[g, 1, ch] + b[3] * shN[g, 2, ch]
+    if degree >= 2:
+        acc += (b[4] * shN[g, 3, ch] + b[5] * shN[g, 4, ch] + b[6] * shN[g, 5, ch]
+                + b[7] * shN[g, 6, ch] + b[8] * shN[g, 7, ch])  # fmt: skip
+    if degree >= 3:
+        acc += (b[9] * shN[g, 8, ch] + b[10] * shN[g, 9, ch] + b[11] * shN[g, 10, ch]
+                + b[12] * shN[g, 11, ch] + b[13] * shN[g, 12, ch] + b[14] * shN[g, 13, ch]
+                + b[15] * shN[g, 14, ch])  # fmt: skip
     return acc
 
 
-@njit(cache=True)
-def _colour_channel_grad(b, sh0, shN, g, nb, ch, v_col, g_sh0, g_shN):
+@njit(cache=True, inline="always")
+def _colour_channel_grad(b, sh0, shN, g, degree, ch, v_col, g_sh0, g_shN):
     """Writes channel ``ch``'s coefficient gradients; returns the gradient at the raw value."""
-    vr = np.float64(v_col[g, ch]) if _sh_eval(b, sh0, shN, g, nb, ch) + 0.5 >= 0.0 else 0.0
+    vr = np.float64(v_col[g, ch]) if _sh_eval(b, sh0, shN, g, degree, ch) + 0.5 >= 0.0 else 0.0
     g_sh0[g, 0, ch] = b[0] * vr
-    for k in range(1, shN.shape[1] + 1):
-        g_shN[g, k - 1, ch] = b[k] * vr if k < nb else 0.0
+    nb = (degree + 1) * (degree + 1)
+    for k in range(nb - 1, shN.shape[1]):
+        g_shN[g, k, ch] = 0.0
+    if degree >= 1:
+        g_shN[g, 0, ch] = b[1] * vr
+        g_shN[g, 1, ch] = b[2] * vr
+        g_shN[g, 2, ch] = b[3] * vr
+    if degree >= 2:
+        g_shN[g, 3, ch] = b[4] * vr
+        g_shN[g, 4, ch] = b[5] * vr
+        g_shN[g, 5, ch] = b[6] * vr
+        g_shN[g, 6, ch] = b[7] * vr
+        g_shN[g, 7, ch] = b[8] * vr
+    if degree >= 3:
+        g_shN[g, 8, ch] = b[9] * vr
+        g_shN[g, 9, ch] = b[10] * vr
+        g_shN[g, 10, ch] = b[11] * vr
+        g_shN[g, 11, ch] = b[12] * vr
+        g_shN[g, 12, ch] = b[13] * vr
+        g_shN[g, 13, ch] = b[14] * vr
+        g_shN[g, 14, ch] = b[15] * vr
     return vr
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _colour_grad(means, sh0, shN, degree, cam, g, v_col, g_sh0, g_shN):
     """Writes the SH coefficients' gradients; returns the means' gradient through the
     view direction."""
     dx, dy, dz, n = _unit(means[g, 0] - cam[20], means[g, 1] - cam[21], means[g, 2] - cam[22])
     b = _sh_basis(dx, dy, dz)
     nb = (degree + 1) * (degree + 1)
-    r0 = _colour_channel_grad(b, sh0, shN, g, nb, 0, v_col, g_sh0, g_shN)
-    r1 = _colour_channel_grad(b, sh0, shN, g, nb, 1, v_col, g_sh0, g_shN)
-    r2 = _colour_channel_grad(b, sh0, shN, g, nb, 2, v_col, g_sh0, g_shN)
+    r0 = _colour_channel_grad(b, sh0, shN, g, degree, 0, v_col, g_sh0, g_shN)
+    r1 = _colour_channel_grad(b, sh0, shN, g, degree, 1, v_col, g_sh0, g_shN)
+    r2 = _colour_channel_grad(b, sh0, shN, g, degree, 2, v_col, g_sh0, g_shN)
     w = (0.0, _w(shN, g, 1, nb, r0, r1, r2), _w(shN, g, 2, nb, r0, r1, r2),
          _w(shN, g, 3, nb, r0, r1, r2), _w(shN, g, 4, nb, r0, r1, r2),
          _w(shN, g, 5, nb, r0, r1, r2), _w(shN, g, 6, nb, r0, r1, r2),
@@ -336,13 +376,24 @@ def _colour_grad(means, sh0, shN, degree, cam, g, v_col, g_sh0, g_shN):
 def _backward(means, log_scales, quats, logits, sh0, shN, degree, cam, eps2d, antialiased,
               radii, v_m2d, v_con, v_col, v_op,
               g_means, g_ls, g_quats, g_logits, g_sh0, g_shN):  # fmt: skip
-    for g in prange(means.shape[0]):
+    n = means.shape[0]
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        _backward_chunk(c * _CHUNK, min(n, (c + 1) * _CHUNK), means, log_scales, quats, logits,
+                        sh0, shN, degree, cam, eps2d, antialiased, radii, v_m2d, v_con, v_col,
+                        v_op, g_means, g_ls, g_quats, g_logits, g_sh0, g_shN)  # fmt: skip
+
+
+@njit(cache=True)
+def _backward_chunk(g0, g1, means, log_scales, quats, logits, sh0, shN, degree, cam, eps2d,
+                    antialiased, radii, v_m2d, v_con, v_col, v_op, g_means, g_ls, g_quats,
+                    g_logits, g_sh0, g_shN):  # fmt: skip
+    for g in range(g0, g1):
         _backward_splat(g, means, log_scales, quats, logits, sh0, shN, degree, cam, eps2d,
                         antialiased, radii, v_m2d, v_con, v_col, v_op, g_means, g_ls, g_quats,
                         g_logits, g_sh0, g_shN)  # fmt: skip
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _backward_splat(g, means, log_scales, quats, logits, sh0, shN, degree, cam, eps2d,
                     antialiased, radii, v_m2d, v_con, v_col, v_op, g_means, g_ls, g_quats,
                     g_logits, g_sh0, g_shN):  # fmt: skip
