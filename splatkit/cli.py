@@ -7,14 +7,14 @@ traceback. Ctrl-C during training writes a checkpoint and prints the command tha
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import shlex
 import sys
 from pathlib import Path
 
-from .config import PRESETS, RunConfig, TrainConfig, check_value, field_range, preset_config
+from .config import PRESETS, RunConfig, TrainConfig, preset_config
 from .errors import UserError
+from .options import input_path, number, port_number
 
 PROG = "splatkit"
 
@@ -26,50 +26,6 @@ class _Parser(argparse.ArgumentParser):
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         sys.stderr.write(f"Run `{self.prog} --help` to see the options.\n")
         raise SystemExit(2)
-
-
-def number(section: type, name: str):
-    """An argparse type for a config field: a number in the field's range (``1e5`` is accepted
-    for whole numbers); out of range is a usage error naming the range."""
-    f = next(f for f in dataclasses.fields(section) if f.name == name)
-    is_int = f.type in (int, "int")
-    rng = field_range(f)
-
-    def parse(text: str):
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if is_int:
-            if not v.is_integer():
-                raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
-            v = int(v)
-        why = check_value("it", v, rng, shown=text) if rng else None
-        if why:
-            raise argparse.ArgumentTypeError(why.replace("it must", "must", 1))
-        return v
-
-    parse.__name__ = "int" if is_int else "number"
-    return parse
-
-
-def input_path(text: str) -> Path:
-    """An argparse type for the input: an empty argument (``""``) is refused, not read as ``.``."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError(
-            "is empty: give the folder that holds your photos, e.g. splatkit train photos/")
-    return Path(text)
-
-
-def port_number(text: str) -> int:
-    """An argparse type for a TCP port (0: any free port)."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= v <= 65535:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, not {v}")
-    return v
 
 
 #: Command-line option -> the config setting it sets (flattened key, see splatkit.run.flatten).

@@ -232,6 +232,12 @@ def _section_outputs(out_dir: Path, m: dict) -> str:
     if "steps" in m:
         device = html.escape(str(m.get("device", "?")))
         facts.append(_num("steps", f"{m['steps']:,}") + f" steps on {device}")
+    res = m.get("resolution_detail") or {}
+    if res.get("trained"):
+        note = (f" (asked for {res['requested']:,}: the photos are smaller)"
+                if res.get("requested", 0) > res["trained"] else "")
+        facts.append("trained and evaluated at " + _num("resolution", f"{res['trained']:,}")
+                     + f" px on the longest side{note}")
     secs = m.get("seconds") or {}
     if "total" in secs:
         stages = ", ".join(f"{html.escape(k)} {_fmt_time(v)}" for k, v in secs.items()
