@@ -529,7 +529,8 @@ def render(
         means2d, conics, depths, radii, opacities, colors = _project_torch(sp, view, settings, degree)
     image, alpha = rasterize_tiles(
         means2d, conics, colors, opacities, radii, depths, view.width, view.height,
-        background=settings.background, max_alpha=settings.max_alpha, absgrad=absgrad,
+        background=settings.background, max_alpha=settings.max_alpha,
+        absgrad=absgrad or settings.absgrad,
     )  # fmt: skip
     return RenderOutput(image=image, alpha=alpha, means2d=means2d, radii=radii, depths=depths)
 
