@@ -105,6 +105,11 @@ class TrainConfig:
     antialiased: bool = opt(False, "Antialiased rasterization (Mip-Splatting opacity compensation).")
     packed: bool = opt(False, "gsplat packed mode (less GPU memory for large scenes).")
     random_background: bool = opt(False, "Random background colour each step (fewer floaters).")
+    sparse_adam: bool = opt(
+        True,
+        "On the CPU, Adam updates only the splats seen in each step's view (sparse Adam, Taming "
+        "3DGS): faster; the others keep their values and moments.",
+    )
     eval_every: int = opt(1000, "Steps between held-out PSNR evaluations (0: only at the end).",
                           min=0)
     checkpoint_every: int = opt(1000, "Steps between checkpoints (0: only at the end).", min=0)

@@ -132,3 +132,22 @@ def test_bitwise_across_thread_counts():
     finally:
         numba.set_num_threads(old)
     assert all(torch.equal(results[0][k], results[1][k]) for k in SHAPES)
+
+
+def test_optimizer_step_and_make_optimizers_follow_the_config():
+    from splatkit.config import TrainConfig
+    from splatkit.train.optim import make_optimizers, optimizer_step
+
+    params, _ = make(n=50)
+    opts = make_optimizers(params, TrainConfig(), 1.0)
+    assert all(isinstance(o, SelectiveAdam) for o in opts.values())
+    dense = make_optimizers(params, TrainConfig(sparse_adam=False), 1.0)
+    assert not any(isinstance(o, SelectiveAdam) for o in dense.values())
+    before = {k: p.detach().clone() for k, p in params.items()}
+    radii = torch.ones(50, 2, dtype=torch.int32)
+    radii[::3] = 0  # culled in this view
+    set_grads(params, 5)
+    optimizer_step(opts, radii)
+    for k, p in params.items():
+        assert torch.equal(p[::3], before[k][::3]) and not torch.equal(p[1::3], before[k][1::3])
+        assert p.grad is None
