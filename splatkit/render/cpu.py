@@ -106,7 +106,8 @@ class _RasterizeTiles(torch.autograd.Function):
         recs, rec_off, rec_n = ctx.recs
         vi = _np(v_image.float())
         va = _np(v_alpha.float())[..., 0]
-        grads = _with_dynamic_schedule(R._backward, *ctx.args, *recs, rec_off, rec_n, vi, va)
+        grads = _with_dynamic_schedule(R._backward, *ctx.args, *recs, rec_off, rec_n, vi, va,
+                                       ctx.means2d is not None)  # fmt: skip
         _POOL.give(recs)
         ctx.recs = None
         out = torch.from_numpy(R._reduce(order, g_offsets, perm, grads, N).astype(np.float32))

@@ -7,13 +7,16 @@
 2. forward: one task per tile (longest lists first); each pixel composites its tile's list front
    to back (the rules of ``reference.py``). The walk is Gaussian-outer: each Gaussian visits
    only the pixels of its conservative sigma box (:func:`_prepare`), which skips most
-   pixel-Gaussian pairs without changing any result. Every pair that contributes is recorded
-   (pixel, ``exp(-sigma)``, the transmittance in front of it) in the tile's slice of a record
-   buffer, Gaussian after Gaussian;
+   pixel-Gaussian pairs without changing any result. Per Gaussian the pixels that pass the
+   sigma test are first compacted (branch-free), their ``exp(-sigma)`` taken in one batch
+   (an inlined, vectorizable exp; libm's is a call), then composited in row-major order. Every
+   pair that contributes is recorded (pixel, ``exp(-sigma)``, the transmittance in front of it)
+   in the tile's slice of a record buffer, Gaussian after Gaussian;
 3. backward: each tile replays its records back to front. With the stored transmittance the
-   gradient needs no division and no exp: ``dC/d alpha_k = T_k (c_k - S_k) + T_k P_k v_alpha``
-   where ``S_k`` is the colour composited behind k (background included) and ``P_k`` the
-   transmittance behind k, both built back to front per pixel. A Gaussian's contributions are
+   gradient needs no division and no exp: ``dL/d alpha_k = T_k (c_k . v - D)`` with ``v`` the
+   pixel's colour gradient and ``D = S . v - P v_alpha`` (``S``: colour composited behind k,
+   background included; ``P``: transmittance behind k), one number per pixel updated back to
+   front as ``D <- alpha_k c_k . v + (1 - alpha_k) D``. A Gaussian's contributions are
    summed in registers in record order and written once to a per-*intersection* buffer (a tile
    is one task: no races); per-Gaussian gradients are then summed over that Gaussian's
    intersections in a fixed order. Results are bitwise the same whatever the thread count.
@@ -169,9 +172,32 @@ def _span(centre, extent, origin, size):
     return lo, hi
 
 
+#: exp(-s) = 2^(-n/32) exp(-f) with n = floor(32 s / ln 2) and 0 <= f < ln 2 / 32: a table of
+#: 2^(-n/32) for 0 <= s <= 8 (sigma never exceeds log(255) + 1e-6 where exp is taken).
+_EXP_STEP = math.log(2.0) / 32.0
+_EXP_TABLE = np.exp2(-np.arange(int(8.0 / _EXP_STEP) + 2) / 32.0)
+
+
+@njit(cache=True, inline="always")
+def _exp_neg(s):
+    """``exp(-s)`` for ``0 <= s <= 8`` within 1e-15 relative: a table step and a degree-6
+    Taylor polynomial (error below f^7 / 7! = 5e-16). Inlined (no call: libm's exp is a call
+    that spills every register) and branch-free, so a batch of them vectorizes."""
+    n = int(s * (1.0 / _EXP_STEP))
+    f = s - n * _EXP_STEP
+    p = 1.0 - f * (1.0 - f * (0.5 - f * (1.0 / 6.0 - f * (1.0 / 24.0 - f * (1.0 / 120.0
+                                                                         - f * (1.0 / 720.0))))))  # fmt: skip
+    return _EXP_TABLE[n] * p
+
+
 @njit(cache=True)
 def _tile_state(rows, cols):
     return np.empty((rows, cols), dtype=np.float64), np.empty(rows, dtype=np.int32)
+
+
+@njit(cache=True)
+def _batch(n):
+    return np.empty(n, dtype=np.int64), np.empty(n, dtype=np.float64), np.empty(n, dtype=np.float64)
 
 
 @njit(parallel=True, cache=True)
@@ -228,6 +254,7 @@ def _forward(tile_order, tile_offsets, tile_gauss, p, background, width, height,
         hh = min(TILE_SIZE, height - i0)
         ww = min(TILE_SIZE, width - j0)
         st, _ = _tile_state(npix, 5)  # T, r, g, b, done
+        qs, ss, vs = _batch(npix)
         for q in range(npix):
             st[q, 0] = 1.0
             st[q, 1] = 0.0
@@ -257,36 +284,42 @@ def _forward(tile_order, tile_offsets, tile_gauss, p, background, width, height,
             cg = p[g, _P_RGB + 1]
             cbl = p[g, _P_RGB + 2]
             r0 = r
+            # 1. the box's pixels that pass the sigma test, compacted branch-free
+            n = 0
             for li in range(ia, ib):
                 dy = my - (i0 + li + 0.5)
                 for lj in range(ja, jb):
                     q = li * TILE_SIZE + lj
-                    if st[q, 4] != 0.0:
-                        continue
                     dx = mx - (j0 + lj + 0.5)
                     sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                    if sigma < 0.0 or sigma > smax:
-                        continue
-                    vis = math.exp(-sigma)
-                    alpha = min(max_alpha, op * vis)
-                    if alpha < ALPHA_THRESHOLD:
-                        continue
-                    T = st[q, 0]
-                    next_t = T * (1.0 - alpha)
-                    if next_t <= TRANSMITTANCE_THRESHOLD:
-                        st[q, 4] = 1.0
-                        active -= 1
-                        continue
-                    w = alpha * T
-                    st[q, 1] += w * cr
-                    st[q, 2] += w * cg
-                    st[q, 3] += w * cbl
-                    st[q, 0] = next_t
-                    if record:
-                        rec_q[r] = q
-                        rec_vis[r] = vis
-                        rec_t[r] = T
-                        r += 1
+                    qs[n] = q
+                    ss[n] = sigma
+                    n += (sigma >= 0.0) & (sigma <= smax) & (st[q, 4] == 0.0)
+            # 2. their exp(-sigma), one batch; 3. compositing in the same (row-major) order
+            for i in range(n):
+                vs[i] = _exp_neg(ss[i])
+            for i in range(n):
+                q = qs[i]
+                vis = vs[i]
+                alpha = min(max_alpha, op * vis)
+                if alpha < ALPHA_THRESHOLD:
+                    continue
+                T = st[q, 0]
+                next_t = T * (1.0 - alpha)
+                if next_t <= TRANSMITTANCE_THRESHOLD:
+                    st[q, 4] = 1.0
+                    active -= 1
+                    continue
+                w = alpha * T
+                st[q, 1] += w * cr
+                st[q, 2] += w * cg
+                st[q, 3] += w * cbl
+                st[q, 0] = next_t
+                if record:
+                    rec_q[r] = q
+                    rec_vis[r] = vis
+                    rec_t[r] = T
+                    r += 1
             rec_n[start + k] = r - r0
         for li in range(hh):
             for lj in range(ww):
@@ -301,9 +334,10 @@ def _forward(tile_order, tile_offsets, tile_gauss, p, background, width, height,
 
 @njit(parallel=True, cache=True)
 def _backward(tile_order, tile_offsets, tile_gauss, p, background, width, height, tiles_w,
-              max_alpha, rec_q, rec_vis, rec_t, rec_off, rec_n, v_image, v_alpha):  # fmt: skip
+              max_alpha, rec_q, rec_vis, rec_t, rec_off, rec_n, v_image, v_alpha, absgrad):  # fmt: skip
     """Per-intersection gradients ``[n_isects, 11]`` (tile-major order) from the forward's
-    records, each tile back to front (see the module docstring); ``p`` as in :func:`_forward`."""
+    records, each tile back to front (see the module docstring); ``p`` as in :func:`_forward`.
+    The absolute-gradient columns are summed only when ``absgrad`` (0 otherwise)."""
     grads = np.empty((tile_gauss.shape[0], _G_COLS), dtype=np.float64)
     npix = TILE_SIZE * TILE_SIZE
     for ti in prange(tile_order.shape[0]):
@@ -316,19 +350,22 @@ def _backward(tile_order, tile_offsets, tile_gauss, p, background, width, height
         j0 = (t % tiles_w) * TILE_SIZE
         hh = min(TILE_SIZE, height - i0)
         ww = min(TILE_SIZE, width - j0)
-        # S r/g/b (colour behind, background included), P (transmittance behind), v r/g/b, v_alpha
-        st, _ = _tile_state(npix, 8)
+        # Per pixel: d loss / d colour (r, g, b) and D = S . v_colour - P v_alpha, with S the colour
+        # composited behind the current Gaussian (background included) and P the transmittance
+        # behind it: then d loss / d alpha_k = T_k (c_k . v_colour - D), and D follows
+        # D <- alpha_k c_k . v_colour + (1 - alpha_k) D back to front.
+        st, _ = _tile_state(npix, 4)
         for li in range(hh):
             for lj in range(ww):
                 q = li * TILE_SIZE + lj
-                st[q, 0] = background[0]
-                st[q, 1] = background[1]
-                st[q, 2] = background[2]
-                st[q, 3] = 1.0
-                st[q, 4] = v_image[i0 + li, j0 + lj, 0]
-                st[q, 5] = v_image[i0 + li, j0 + lj, 1]
-                st[q, 6] = v_image[i0 + li, j0 + lj, 2]
-                st[q, 7] = v_alpha[i0 + li, j0 + lj]
+                vr = np.float64(v_image[i0 + li, j0 + lj, 0])
+                vg = np.float64(v_image[i0 + li, j0 + lj, 1])
+                vb = np.float64(v_image[i0 + li, j0 + lj, 2])
+                st[q, 0] = vr
+                st[q, 1] = vg
+                st[q, 2] = vb
+                st[q, 3] = (background[0] * vr + background[1] * vg + background[2] * vb
+                            - v_alpha[i0 + li, j0 + lj])  # fmt: skip
         for k in range(m - 1, -1, -1):
             row = grads[start + k]
             g = start + k
@@ -341,7 +378,9 @@ def _backward(tile_order, tile_offsets, tile_gauss, p, background, width, height
             cr = p[g, _P_RGB]
             cg = p[g, _P_RGB + 1]
             cbl = p[g, _P_RGB + 2]
-            g_x = g_y = g_a = g_b = g_c = g_r = g_g = g_bl = g_op = g_ax = g_ay = 0.0
+            # Sums over the records of v_sigma * (dx, dy, dx^2, dx dy, dy^2): the conic and mean
+            # gradients follow after the loop (fewer live values in it than summing them there).
+            s_x = s_y = s_xx = s_xy = s_yy = g_r = g_g = g_bl = g_op = g_ax = g_ay = 0.0
             r0 = rec_off[start + k]
             for r in range(r0, r0 + rec_n[start + k]):
                 q = np.int64(rec_q[r])
@@ -352,36 +391,35 @@ def _backward(tile_order, tile_offsets, tile_gauss, p, background, width, height
                 raw = op * vis
                 alpha = min(max_alpha, raw)
                 fac = alpha * T
-                vr = st[q, 4]
-                vg = st[q, 5]
-                vb = st[q, 6]
+                vr = st[q, 0]
+                vg = st[q, 1]
+                vb = st[q, 2]
                 g_r += fac * vr
                 g_g += fac * vg
                 g_bl += fac * vb
-                v_a = T * ((cr - st[q, 0]) * vr + (cg - st[q, 1]) * vg + (cbl - st[q, 2]) * vb
-                           + st[q, 3] * st[q, 7])  # fmt: skip
-                if raw <= max_alpha:
-                    v_sigma = -raw * v_a
-                    g_a += 0.5 * v_sigma * dx * dx
-                    g_b += v_sigma * dx * dy
-                    g_c += 0.5 * v_sigma * dy * dy
-                    gx = v_sigma * (ca * dx + cb * dy)
-                    gy = v_sigma * (cb * dx + cc * dy)
-                    g_x += gx
-                    g_y += gy
-                    g_ax += abs(gx)
-                    g_ay += abs(gy)
-                    g_op += vis * v_a
-                om = 1.0 - alpha
-                st[q, 0] = cr * alpha + om * st[q, 0]
-                st[q, 1] = cg * alpha + om * st[q, 1]
-                st[q, 2] = cbl * alpha + om * st[q, 2]
-                st[q, 3] = om * st[q, 3]
-            row[_G_XY] = g_x
-            row[_G_XY + 1] = g_y
-            row[_G_CONIC] = g_a
-            row[_G_CONIC + 1] = g_b
-            row[_G_CONIC + 2] = g_c
+                cv = cr * vr + cg * vg + cbl * vb
+                d = st[q, 3]
+                v_a = T * (cv - d)
+                # No gradient through alpha where it is clamped at max_alpha.
+                unclamped = raw <= max_alpha
+                v_sigma = -raw * v_a if unclamped else 0.0
+                g_op += vis * v_a if unclamped else 0.0
+                a_x = v_sigma * dx
+                a_y = v_sigma * dy
+                s_x += a_x
+                s_y += a_y
+                s_xx += a_x * dx
+                s_xy += a_x * dy
+                s_yy += a_y * dy
+                if absgrad:
+                    g_ax += abs(ca * a_x + cb * a_y)
+                    g_ay += abs(cb * a_x + cc * a_y)
+                st[q, 3] = alpha * cv + (1.0 - alpha) * d
+            row[_G_XY] = ca * s_x + cb * s_y
+            row[_G_XY + 1] = cb * s_x + cc * s_y
+            row[_G_CONIC] = 0.5 * s_xx
+            row[_G_CONIC + 1] = s_xy
+            row[_G_CONIC + 2] = 0.5 * s_yy
             row[_G_RGB] = g_r
             row[_G_RGB + 1] = g_g
             row[_G_RGB + 2] = g_bl
