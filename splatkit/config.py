@@ -101,10 +101,26 @@ class TrainConfig:
                              min_exclusive=0.0)
     max_splats: int = opt(1_000_000, "Cap on the number of splats (mcmc; default stops growing).",
                           min=1, max=100_000_000)
+    budget_growth: bool = opt(
+        False,
+        "Default strategy: grow the splat count steadily to --max-splats by the last "
+        "densification, cloning/splitting first the splats with the largest screen-space "
+        "gradients (where the image error is), instead of all above the threshold until the cap.",
+    )
     absgrad: bool = opt(False, "Use absolute gradients for densification (AbsGS).")
     antialiased: bool = opt(False, "Antialiased rasterization (Mip-Splatting opacity compensation).")
     packed: bool = opt(False, "gsplat packed mode (less GPU memory for large scenes).")
     random_background: bool = opt(False, "Random background colour each step (fewer floaters).")
+    coarse_to_fine: float = opt(
+        0.0,
+        "Fraction of the steps trained on smaller images, growing to --resolution "
+        "(coarse to fine, DashGaussian): early steps cost less; 0 turns it off.",
+        min=0.0, max=1.0,
+    )
+    coarse_start_scale: float = opt(
+        0.25, "Image side at the first step, as a fraction of --resolution, when coarse_to_fine > 0.",
+        min_exclusive=0.0, max=1.0,
+    )
     sparse_adam: bool = opt(
         True,
         "On the CPU, Adam updates only the splats seen in each step's view (sparse Adam, Taming "

@@ -43,6 +43,7 @@ from .optim import (
     splats_to_params,
     strategy_info,
 )
+from .schedule import view_at_step
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +266,7 @@ def _train_step(state: TrainState, data: TrainData, cfg: TrainConfig, renderer: 
     params, optimizers = state.params, state.optimizers
     set_means_lr(optimizers, means_lr_at(step, cfg, data.scene_scale))
     k = state.order.next()
-    view, gt = data.views[k], data.images[k]
+    view, gt = view_at_step(cfg, step, data.views[k], data.images[k])
     settings = RenderSettings(sh_degree=sh_degree_at(step, cfg), antialiased=cfg.antialiased,
                               absgrad=cfg.absgrad)
     mcmc = isinstance(state.strategy, SplatMCMCStrategy)
