@@ -63,3 +63,21 @@ def test_fused_ssim_is_bitwise_deterministic_across_threads():
 def test_other_dtypes_use_pytorch_msssim():
     img, gt = images(30, 30, seed=1)
     assert float(ssim(img.double(), gt)) == pytest.approx(float(ssim(img, gt)), abs=1e-6)
+
+
+def test_fused_photometric_loss_matches_l1_plus_ssim_in_torch():
+    from splatkit.train.ssim import fused_photometric_loss
+
+    img, gt = images(40, 52, seed=2)
+    ref_x = img.double().clone().requires_grad_(True)
+    size = window_size(40, 52)
+    ref = 0.8 * (ref_x - gt.double()).abs().mean() + 0.2 * (1 - ms_ssim(
+        ref_x.permute(2, 0, 1)[None], gt.double().permute(2, 0, 1)[None], data_range=1.0,
+        win_size=size, win_sigma=1.5))  # fmt: skip
+    ref.backward()
+    x = img.clone().requires_grad_(True)
+    loss = fused_photometric_loss(x, gt, 0.2)
+    loss.backward()
+    assert float(loss.detach()) == pytest.approx(float(ref.detach()), abs=1e-6)
+    torch.testing.assert_close(x.grad.double(), ref_x.grad, rtol=0, atol=1e-6 * float(ref_x.grad.abs().max()))
+    assert fused_photometric_loss(img.double(), gt, 0.2) is None

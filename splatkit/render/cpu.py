@@ -70,13 +70,13 @@ class _RasterizeTiles(torch.autograd.Function):
         tiles_h = (height + TILE_SIZE - 1) // TILE_SIZE
         m2d, con, col, op = (_np(x.float()) for x in (means2d, conics, colors, opacities))
         rad = _np(radii.to(torch.int32))
-        visible = np.nonzero((rad > 0).all(axis=1))[0]
-        order = visible[np.argsort(_np(depths.float())[visible], kind="stable")].astype(np.int64)
+        order = np.nonzero((rad > 0).all(axis=1))[0].astype(np.int64)  # visible
         bg = np.asarray(background, dtype=np.float64)
         boxes, counts = R._tile_boxes(order, m2d, rad, tiles_w, tiles_h, TILE_SIZE)
         tile_offsets, tile_gauss, g_offsets, perm = R._bin(
             order, boxes, counts, tiles_w * tiles_h, tiles_w
         )
+        R._sort_tiles(tile_offsets, tile_gauss, perm, _np(depths.float()))
         p = R._prepare(order, m2d, con, col, op)
         table, rec_base = R._tile_table(tile_offsets, tile_gauss, p, width, height, tiles_w)
         # Longest lists first: with one-tile chunks, threads finish together.

@@ -41,33 +41,52 @@ def gaussian_window(size: int, sigma: float = SIGMA) -> np.ndarray:
     return g / g.sum()
 
 
-@njit(parallel=True, cache=True)
 def _forward(x, y, w):
     """x, y ``[H, W, C]`` float32. Returns (sum of the SSIM map, the three derivative maps
     ``[C, 3, Hv, Wv]``: d SSIM / d mean_x, d / d E[x^2], d / d E[xy])."""
+    h, _ = _horizontal(x, y, w)
+    sums, maps = _vertical(h, w)
+    return sums.sum(), maps
+
+
+@njit(parallel=True, cache=True)
+def _horizontal(x, y, w):
+    """Windowed row sums ``[C, 5, H, Wv]`` of x, y, x^2, y^2, xy, and the sums of ``|x - y|``
+    per channel row ``[C * H]``."""
     H, W, nc = x.shape
-    r = w.shape[0]
-    hv, wv = H - r + 1, W - r + 1
+    wv = W - w.shape[0] + 1
     h = np.empty((nc, 5, H, wv))
+    l1 = np.empty(nc * H)
     for task in prange(nc * H):
         c, i = task // H, task % H
         f = np.empty((5, W))
+        total = 0.0
         for j in range(W):
             a = np.float64(x[i, j, c])
             b = np.float64(y[i, j, c])
+            total += abs(a - b)
             f[0, j] = a
             f[1, j] = b
             f[2, j] = a * a
             f[3, j] = b * b
             f[4, j] = a * b
+        l1[task] = total
         for k in range(5):
             _conv_valid(h[c, k, i], f[k], w)
+    return h, l1
+
+
+@njit(parallel=True, cache=True)
+def _vertical(h, w):
+    """Per output row: the vertical pass, SSIM and its derivative maps."""
+    nc, H, wv = h.shape[0], h.shape[2], h.shape[3]
+    hv = H - w.shape[0] + 1
     maps = np.empty((nc, 3, hv, wv))
     sums = np.empty(nc * hv)
     for task in prange(nc * hv):
         c, i = task // hv, task % hv
         sums[task] = _ssim_row(h[c], w, i, maps[c])
-    return sums.sum(), maps
+    return sums, maps
 
 
 @njit(cache=True)
@@ -113,8 +132,8 @@ def _ssim_row(h, w, i, maps):
 
 
 @njit(parallel=True, cache=True)
-def _backward(x, y, w, maps, scale):
-    """``d (scale * sum SSIM) / d x`` ``[H, W, C]`` float32."""
+def _backward(x, y, w, maps, scale, l1_scale):
+    """``d (scale * sum SSIM + l1_scale * sum |x - y|) / d x`` ``[H, W, C]`` float32."""
     H, W, nc = x.shape
     r = w.shape[0]
     hv, wv = maps.shape[2], maps.shape[3]
@@ -140,7 +159,8 @@ def _backward(x, y, w, maps, scale):
         for j in range(W):
             a = np.float64(x[i, j, c])
             b = np.float64(y[i, j, c])
-            grad[i, j, c] = scale * (v[0, j] + 2.0 * a * v[1, j] + b * v[2, j])
+            sign = 1.0 if a > b else (-1.0 if a < b else 0.0)
+            grad[i, j, c] = scale * (v[0, j] + 2.0 * a * v[1, j] + b * v[2, j]) + l1_scale * sign
     return grad
 
 
@@ -159,8 +179,38 @@ class _SSIM(torch.autograd.Function):
     @staticmethod
     def backward(ctx, v: Tensor):
         x, y, w, maps, count = ctx.saved
-        grad = _backward(x, y, w, maps, float(v) / count)
+        grad = _backward(x, y, w, maps, float(v) / count, 0.0)
         return torch.from_numpy(grad), None
+
+
+class _Photometric(torch.autograd.Function):
+    """``(1 - lam) * mean |x - y| + lam * (1 - SSIM)`` in one pass (the L1 term rides along)."""
+
+    @staticmethod
+    def forward(ctx, img: Tensor, gt: Tensor, lam: float) -> Tensor:
+        H, W, nc = img.shape
+        w = gaussian_window(window_size(H, W))
+        x = img.detach().contiguous().numpy()
+        y = gt.detach().float().contiguous().numpy()
+        h, l1 = _horizontal(x, y, w)
+        sums, maps = _vertical(h, w)
+        count = nc * (H - w.shape[0] + 1) * (W - w.shape[0] + 1)
+        ctx.saved = (x, y, w, maps, count, lam)
+        loss = (1.0 - lam) * l1.sum() / x.size + lam * (1.0 - sums.sum() / count)
+        return torch.tensor(loss, dtype=img.dtype)
+
+    @staticmethod
+    def backward(ctx, v: Tensor):
+        x, y, w, maps, count, lam = ctx.saved
+        grad = _backward(x, y, w, maps, -float(v) * lam / count, float(v) * (1.0 - lam) / x.size)
+        return torch.from_numpy(grad), None, None
+
+
+def fused_photometric_loss(img: Tensor, gt: Tensor, lam: float) -> Tensor | None:
+    """The fused CPU loss, or None where it does not apply (other devices/dtypes)."""
+    if img.device.type == "cpu" and img.dtype == torch.float32 and lam > 0:
+        return _Photometric.apply(img, gt, float(lam))
+    return None
 
 
 def ssim(img: Tensor, gt: Tensor) -> Tensor:
