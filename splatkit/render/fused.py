@@ -325,24 +325,8 @@ def _colour_channel_grad(b, sh0, shN, g, degree, ch, v_col, g_sh0, g_shN):
     nb = (degree + 1) * (degree + 1)
     for k in range(nb - 1, shN.shape[1]):
         g_shN[g, k, ch] = 0.0
-    if degree >= 1:
-        g_shN[g, 0, ch] = b[1] * vr
-        g_shN[g, 1, ch] = b[2] * vr
-        g_shN[g, 2, ch] = b[3] * vr
-    if degree >= 2:
-        g_shN[g, 3, ch] = b[4] * vr
-        g_shN[g, 4, ch] = b[5] * vr
-        g_shN[g, 5, ch] = b[6] * vr
-        g_shN[g, 6, ch] = b[7] * vr
-        g_shN[g, 7, ch] = b[8] * vr
-    if degree >= 3:
-        g_shN[g, 8, ch] = b[9] * vr
-        g_shN[g, 9, ch] = b[10] * vr
-        g_shN[g, 10, ch] = b[11] * vr
-        g_shN[g, 11, ch] = b[12] * vr
-        g_shN[g, 12, ch] = b[13] * vr
-        g_shN[g, 13, ch] = b[14] * vr
-        g_shN[g, 14, ch] = b[15] * vr
+    for k in range(1, nb):
+        g_shN[g, k - 1, ch] = b[k] * vr
     return vr
 
 

@@ -216,6 +216,13 @@ def _exp_neg(s):
     return _EXP_TABLE[n] * p
 
 
+@njit(cache=True, inline="always")
+def _gaussian(p, g):
+    """Conic (a, b, c), opacity and colour of row ``g`` of a table."""
+    return (p[g, _P_A], p[g, _P_B], p[g, _P_C], p[g, _P_OP], p[g, _P_RGB], p[g, _P_RGB + 1],
+            p[g, _P_RGB + 2])  # fmt: skip
+
+
 @njit(cache=True)
 def _tile_state(rows, cols):
     return np.empty((rows, cols), dtype=np.float64), np.empty(rows, dtype=np.int32)
@@ -301,14 +308,8 @@ def _forward(tile_order, tile_offsets, tile_gauss, p, background, width, height,
             ia, ib = _span(my, p[g, _P_EY], i0, hh)
             if ja >= jb or ia >= ib:
                 continue
-            ca = p[g, _P_A]
-            cb = p[g, _P_B]
-            cc = p[g, _P_C]
-            op = p[g, _P_OP]
+            ca, cb, cc, op, cr, cg, cbl = _gaussian(p, g)
             smax = p[g, _P_SMAX]
-            cr = p[g, _P_RGB]
-            cg = p[g, _P_RGB + 1]
-            cbl = p[g, _P_RGB + 2]
             r0 = r
             # 1. the box's pixels that pass the sigma test, compacted branch-free
             n = 0
@@ -397,13 +398,7 @@ def _backward(tile_order, tile_offsets, tile_gauss, p, background, width, height
             g = start + k
             mx = p[g, _P_X] - (j0 + 0.5)
             my = p[g, _P_Y] - (i0 + 0.5)
-            ca = p[g, _P_A]
-            cb = p[g, _P_B]
-            cc = p[g, _P_C]
-            op = p[g, _P_OP]
-            cr = p[g, _P_RGB]
-            cg = p[g, _P_RGB + 1]
-            cbl = p[g, _P_RGB + 2]
+            ca, cb, cc, op, cr, cg, cbl = _gaussian(p, g)
             # Sums over the records of v_sigma * (dx, dy, dx^2, dx dy, dy^2): the conic and mean
             # gradients follow after the loop (fewer live values in it than summing them there).
             s_x = s_y = s_xx = s_xy = s_yy = g_r = g_g = g_bl = g_op = g_ax = g_ay = 0.0
