@@ -28,7 +28,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("photos", type=Path, help="Folder of photos (JPEG or PNG), a video (MP4, MOV), a "
+    p.add_argument("photos", type=_photos_path,
+                   help="Folder of photos (JPEG or PNG), a video (MP4, MOV), a "
                    "COLMAP project or a transforms.json. It is never written to.")
     p.add_argument("-o", "--out", type=Path, default=None,
                    help="Output folder (default: <photos-folder-name>-splatkit beside the photos).")
@@ -83,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sfm", help="Camera poses only (OUT/sparse/0), to check before training.",
                        description="Run ingest and structure-from-motion only and write OUT/sparse/0 "
                        "(the same folder `splatkit train` writes and reuses).")
-    p.add_argument("photos", type=Path,
+    p.add_argument("photos", type=_photos_path,
                    help="Folder of photos, a video, a COLMAP project or a transforms.json.")
     p.add_argument("-o", "--out", type=Path, default=None, help="Output folder.")
     p.add_argument("--preset", choices=sorted(PRESETS), default="standard",
@@ -159,9 +160,19 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
     return cfg
 
 
+def _photos_path(text: str) -> Path:
+    """The photos argument; an empty one (``""``, e.g. an unset shell variable) is not ``.``."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            f"the photos path is empty ({text!r}): give the folder that holds your photos "
+            "(write . for the current folder)")
+    return Path(text)
+
+
 def _check_photos(path: Path) -> None:
-    if not path.exists():
-        raise UserError(f"{path} does not exist.", "Give the folder that holds your photos.")
+    from .sources import detect_source
+
+    detect_source(path)  # a plain UserError if it is missing, a broken link, or not an input
 
 
 def _setup_outputs(out_dir: Path, quiet: bool):

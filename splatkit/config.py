@@ -30,6 +30,10 @@ class IngestConfig:
     video_fps: float = opt(
         2.0, "Frames taken per second of video (blurry and near-duplicate frames are dropped)."
     )
+    max_aspect_ratio: float = opt(
+        3.0, "Photos more than this many times as wide as tall (or as tall as wide) are skipped "
+        "as panoramas or strips: structure from motion needs ordinary photos."
+    )
 
 
 @dataclass

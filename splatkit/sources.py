@@ -15,6 +15,7 @@ run reuse them) and go through the normal ingest.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
 from pathlib import Path
@@ -28,6 +29,7 @@ from .events import NULL_BUS, EventBus, Message, StageProgress
 from .fileio import write_text_atomic
 from .ingest import Photo, PhotoSet, ingest
 from .ingest.checks import laplacian_variance
+from .ingest.names import shown
 
 VIDEO_EXTS = {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mts", ".m2ts", ".3gp", ".mpg", ".mpeg"}
 IMAGE_EXTS = {".jpg", ".jpeg", ".png"}
@@ -43,34 +45,64 @@ def detect_source(path: Path) -> str:
     """``"photos"`` (a folder of photos), ``"video"``, ``"colmap"`` or ``"transforms"``.
 
     Raises:
-        UserError: the path is missing, or is a file of another kind.
+        UserError: the path is missing, a broken link or unreachable, or is a file of another
+            kind, or a COLMAP model without its images.
     """
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path} does not exist.", "Check the path (quote it if it has spaces).")
-    if path.is_file():
-        ext = path.suffix.lower()
-        if ext in VIDEO_EXTS:
-            return "video"
-        if ext == ".json":
-            return "transforms"
-        if ext in IMAGE_EXTS:
+    try:
+        os.stat(path)
+    except PermissionError:
+        raise UserError(f"{shown(path)} cannot be reached (permission denied).",
+                        "Check the permissions of the folders above it.") from None
+    except OSError:
+        if path.is_symlink():
             raise UserError(
-                f"{path} is a single photo.", "Give the folder that holds all the photos."
-            )
-        raise UserError(
-            f"{path} is neither a folder of photos nor a video.",
-            "Give a folder of JPEG/PNG photos, a video (MP4, MOV), a COLMAP project or a "
-            "transforms.json.",
-        )
+                f"{shown(path)} is a link to {shown(os.readlink(path))}, which does not exist (or "
+                "which leads round in a loop).",
+                "Give the folder that holds the photos themselves.",
+            ) from None
+        raise UserError(f"{shown(path)} does not exist.",
+                        "Check the path (quote it if it has spaces).") from None
+    if path.is_file():
+        return _file_kind(path)
+    if not path.is_dir():
+        raise UserError(f"{shown(path)} is neither a folder nor a file (a pipe or a device?).",
+                        "Give a folder of photos, a video, a COLMAP project or a transforms.json.")
     if (path / "transforms.json").is_file():
         return "transforms"
-    if (path / "images").is_dir() and any(
-        (d / "cameras.bin").exists() or (d / "cameras.txt").exists()
-        for d in (path / "sparse" / "0", path / "sparse")
-    ):
+    if any((path / f"cameras{e}").is_file() and (path / f"images{e}").is_file() for e in (".bin", ".txt")):
+        raise UserError(
+            f"{shown(path)} is a COLMAP model folder (cameras, images, points3D), not a project.",
+            f"Give the project folder that holds sparse/ and images/ (probably "
+            f"{shown(path.parent.parent if path.parent.name == 'sparse' else path.parent)}).",
+        )
+    if any(_has_model(d) for d in (path / "sparse" / "0", path / "sparse")):
+        if not (path / "images").is_dir():
+            raise UserError(
+                f"{shown(path)} holds a COLMAP model (sparse/) but no images folder beside it.",
+                f"Put the photos the model was made from in {shown(path / 'images')}.",
+            )
         return "colmap"
     return "photos"
+
+
+def _has_model(d: Path) -> bool:
+    return (d / "cameras.bin").exists() or (d / "cameras.txt").exists()
+
+
+def _file_kind(path: Path) -> str:
+    ext = path.suffix.lower()
+    if ext in VIDEO_EXTS:
+        return "video"
+    if ext == ".json":
+        return "transforms"
+    if ext in IMAGE_EXTS:
+        raise UserError(f"{shown(path)} is a single photo.", "Give the folder that holds all the photos.")
+    raise UserError(
+        f"{shown(path)} is neither a folder of photos nor a video.",
+        "Give a folder of JPEG/PNG photos, a video (MP4, MOV), a COLMAP project or a "
+        "transforms.json.",
+    )
 
 
 def ingest_source(
