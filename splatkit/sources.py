@@ -68,7 +68,7 @@ def detect_source(path: Path) -> str:
     if not path.is_dir():
         raise UserError(f"{shown(path)} is neither a folder nor a file (a pipe or a device?).",
                         "Give a folder of photos, a video, a COLMAP project or a transforms.json.")
-    if (path / "transforms.json").is_file():
+    if any((path / n).is_file() for n in ("transforms.json", "transforms_train.json")):
         return "transforms"
     if any((path / f"cameras{e}").is_file() and (path / f"images{e}").is_file() for e in (".bin", ".txt")):
         raise UserError(
@@ -237,13 +237,16 @@ def _frame_stats(im: Image.Image) -> tuple[float, np.ndarray]:
 def import_cameras(path: Path, kind: str, out_dir: Path, cfg: RunConfig, bus: EventBus = NULL_BUS):
     """Existing cameras (COLMAP project or ``transforms.json``) -> ``out_dir/sparse/0`` + images.
 
-    Returns ``(photo_set, scene)`` like the ingest + SfM stages. Cameras with lens distortion are
-    undistorted; a model without 3D points (``transforms.json``) gets points triangulated from the
-    known poses (features and matches, no pose estimation).
+    Returns ``(photo_set, scene)`` like the ingest + SfM stages. The camera files are checked
+    before anything is written, and the resulting scene before it is returned (a two-line
+    UserError naming the file and the field when they cannot be used). Cameras with lens
+    distortion are undistorted; a model without 3D points (``transforms.json``) gets points
+    triangulated from the known poses (features and matches, no pose estimation).
     """
     import pycolmap
 
     from .sfm.importer import import_colmap, import_transforms
+    from .sfm.validate import validate_cameras
 
     path, out_dir = Path(path), Path(out_dir)
     old = pycolmap.logging.minloglevel
@@ -255,6 +258,7 @@ def import_cameras(path: Path, kind: str, out_dir: Path, cfg: RunConfig, bus: Ev
             scene = import_transforms(path, out_dir, cfg.sfm, bus)
     finally:
         pycolmap.logging.minloglevel = old
+    validate_cameras(scene, path)  # what training gets: never garbage
     photos = []
     for i, n in enumerate(scene.cameras.names):
         w, h = int(scene.cameras.width[i]), int(scene.cameras.height[i])
@@ -264,7 +268,7 @@ def import_cameras(path: Path, kind: str, out_dir: Path, cfg: RunConfig, bus: Ev
     bus.emit(
         Message(
             "sfm",
-            f"Using the cameras of {path.name} ({kind}): {len(photos)} photos, "
+            f"Using the cameras of {shown(path.name)} ({kind}): {len(photos)} photos, "
             f"{scene.points.shape[0]} points; structure from motion skipped.",
         )
     )

@@ -25,12 +25,14 @@ from ..events import NULL_BUS, EventBus, Message
 from ..fileio import write_text_atomic
 from ..scene import Scene
 from .loaders import (
-    PINHOLE_MODELS,
     _rotmat_to_qvec,
-    load_colmap_project,
+    is_pinhole,
     load_scene,
-    load_transforms_json,
+    read_colmap_project,
+    scene_from_transforms,
+    undistort_reconstruction,
 )
+from .transforms import read_transforms, transforms_file
 
 STAGE = "sfm"
 RECIPE = 1
@@ -41,27 +43,14 @@ def import_colmap(project: Path, out_dir: Path, cfg: SfmConfig, bus: EventBus = 
     key = _key(project, cfg)
     if _cached(out_dir, key):
         return load_scene(out_dir, unregistered=[])
+    rec, image_dir, names = read_colmap_project(project, bus)  # checked before anything is written
     _clear(out_dir)
-    sparse = next(
-        p
-        for p in (project / "sparse" / "0", project / "sparse")
-        if (p / "cameras.bin").exists() or (p / "cameras.txt").exists()
-    )
-    rec = pycolmap.Reconstruction(str(sparse))
-    names = sorted(im.name for im in rec.images.values() if im.has_pose)
-    missing = [n for n in names if not (project / "images" / n).is_file()]
-    if missing:
-        raise UserError(
-            f"{len(missing)} photo(s) of the COLMAP model are not in {project / 'images'}, e.g. "
-            f"{missing[0]}.",
-            "Point to the project folder whose images/ holds the photos the model was made from.",
-        )
-    if all(c.model.name in PINHOLE_MODELS for c in rec.cameras.values()):
+    if is_pinhole(rec):
         (out_dir / "sparse" / "0").mkdir(parents=True)
         rec.write_binary(str(out_dir / "sparse" / "0"))
-        _copy_images(project / "images", out_dir / "images", names)
+        _copy_images(image_dir, out_dir / "images", names)
     else:
-        load_colmap_project(project, out_dir=out_dir, bus=bus)
+        undistort_reconstruction(rec, image_dir, out_dir, names, num_threads=cfg.num_threads, bus=bus)
     _triangulate_if_needed(out_dir, cfg, bus)
     _record(out_dir, key)
     return load_scene(out_dir, unregistered=[])
@@ -69,13 +58,13 @@ def import_colmap(project: Path, out_dir: Path, cfg: SfmConfig, bus: EventBus = 
 
 def import_transforms(path: Path, out_dir: Path, cfg: SfmConfig, bus: EventBus = NULL_BUS) -> Scene:
     path, out_dir = Path(path), Path(out_dir)
-    if path.is_dir():
-        path = path / "transforms.json"
+    path = transforms_file(path) or path / "transforms.json"
     key = _key(path, cfg)
     if _cached(out_dir, key):
         return load_scene(out_dir, unregistered=[])
+    cams = read_transforms(path, bus)  # checked before anything is written
     _clear(out_dir)
-    scene = load_transforms_json(path, out_dir=out_dir, bus=bus, num_threads=cfg.num_threads)
+    scene = scene_from_transforms(cams, out_dir=out_dir, bus=bus, num_threads=cfg.num_threads)
     if scene.image_dir != out_dir / "images":  # no distortion: nothing was written yet
         c = scene.cameras
         _write_pinhole_model(
