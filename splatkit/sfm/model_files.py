@@ -42,7 +42,7 @@ class _Damaged(Exception):
     pass
 
 
-def model_format(sparse: Path) -> str:
+def model_format(sparse: Path, photos: Path | None = None) -> str:
     """``".bin"`` or ``".txt"``: the set that pycolmap reads (binary first), or a UserError."""
     for ext in (".bin", ".txt"):
         if all((sparse / f"{n}{ext}").is_file() for n in FILES):
@@ -51,7 +51,9 @@ def model_format(sparse: Path) -> str:
     missing = [f"{n}{ext}" for n in FILES if not (sparse / f"{n}{ext}").is_file()]
     raise UserError(
         f"The COLMAP model in {shown(sparse)} is incomplete: no {' and no '.join(missing)}.",
-        "Copy the whole model folder (cameras, images and points3D files together).",
+        "Copy the whole model folder (cameras, images and points3D files together)"
+        + (f", or give the photos alone to compute new cameras: splatkit train {shown(photos)}"
+           if photos is not None else "."),
     )
 
 
@@ -65,7 +67,7 @@ def read_model(sparse: Path, photos: Path | None = None) -> pycolmap.Reconstruct
         f", or give the photos alone to compute new cameras: splatkit train {shown(photos)}"
         if photos is not None else "."
     )
-    ext = model_format(sparse)
+    ext = model_format(sparse, photos)
     for n in (*FILES, *OPTIONAL):
         f = sparse / f"{n}{ext}"
         if not f.is_file():

@@ -260,6 +260,7 @@ def _drop_unusable(rec, posed: list, status: dict, image_dir: Path, sparse: Path
 def _rescale_cameras(rec, posed: list, status: dict, ext: str, bus: EventBus) -> list[Problem]:
     """Cameras whose images are a uniform scale of the camera size are rescaled (and said)."""
     problems: list[Problem] = []
+    scaled: list[tuple] = []
     by_camera: dict[int, dict] = {}  # camera id -> image size -> first image name of that size
     for im in posed:
         by_camera.setdefault(im.camera_id, {}).setdefault(status[im.name], im.name)
@@ -278,9 +279,13 @@ def _rescale_cameras(rec, posed: list, status: dict, ext: str, bus: EventBus) ->
             problems.append(size_problem(f"image {shown(name)}", label, given, size))
         elif s != 1.0:
             cam.rescale(size[0], size[1])
-            bus.emit(Message(STAGE, f"The images of camera {cid} are {s:.3g} times its size in "
-                                    f"cameras{ext} ({given[0]}x{given[1]} -> {size[0]}x{size[1]} pixels): "
-                                    "the camera is scaled to match.", "warning"))
+            scaled.append((s, given, size))
+    if scaled:
+        s, given, size = scaled[0]
+        bus.emit(Message(STAGE, f"The images are {s:.2g} times the size of their camera in cameras{ext} "
+                                f"({given[0]}x{given[1]} -> {size[0]}x{size[1]} pixels"
+                                + (f"; {len(scaled)} cameras" if len(scaled) > 1 else "")
+                                + "): the cameras are scaled to match.", "warning"))
     return problems
 
 
