@@ -68,6 +68,16 @@ def detect_source(path: Path) -> str:
     if not path.is_dir():
         raise UserError(f"{shown(path)} is neither a folder nor a file (a pipe or a device?).",
                         "Give a folder of photos, a video, a COLMAP project or a transforms.json.")
+    try:
+        with os.scandir(path):
+            pass
+        return _folder_kind(path)
+    except PermissionError:
+        raise UserError(f"The photo folder {shown(path)} cannot be read (permission denied).",
+                        "Check its permissions, or copy the photos into a folder of your own.") from None
+
+
+def _folder_kind(path: Path) -> str:
     if any((path / n).is_file() for n in ("transforms.json", "transforms_train.json")):
         return "transforms"
     if any((path / f"cameras{e}").is_file() and (path / f"images{e}").is_file() for e in (".bin", ".txt")):

@@ -23,7 +23,7 @@ from ..events import NULL_BUS, EventBus, Message, StageProgress
 from ..fileio import atomic_path, write_text_atomic
 from .checks import check_photos
 from .names import safe_name, shown, unique_name
-from .scan import Found, Skipped, scan
+from .scan import Found, Skipped, os_reason, scan
 
 STAGE = "ingest"
 MANIFEST = "ingest.json"
@@ -206,7 +206,7 @@ def _check_folder(src: Path) -> None:
             pass
     except OSError as e:
         raise UserError(
-            f"The photo folder {shown(src)} cannot be read ({e.strerror or e}).",
+            f"The photo folder {shown(src)} {os_reason(e)}.",
             "Check its permissions, or copy the photos into a folder of your own.",
         ) from None
 

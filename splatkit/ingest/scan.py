@@ -74,7 +74,7 @@ def scan(src: Path, exclude: Path | None = None) -> tuple[list[Found], list[Skip
 
     def unreadable(e: OSError) -> None:
         where = Path(e.filename) if e.filename else src
-        skipped.append(Skipped(where, f"this folder {_why(e)}: its photos were not used", "folder"))
+        skipped.append(Skipped(where, f"this folder {os_reason(e)}: its photos were not used", "folder"))
 
     for root, dirs, files in os.walk(src, onerror=unreadable, followlinks=True):
         rootp = Path(root)
@@ -140,10 +140,10 @@ def _stat_reason(f: Path, e: OSError) -> str:
             return f"a link that goes round in a loop (it points to {target})"
         if e.errno in (errno.ENOENT, errno.ENOTDIR):
             return f"a broken link: it points to {target}, which does not exist"
-    return _why(e)
+    return os_reason(e)
 
 
-def _why(e: OSError) -> str:
+def os_reason(e: OSError) -> str:
     """What an OSError means for a file, in plain words."""
     if e.errno == errno.ENOENT:
         return "disappeared while the folder was being read"
@@ -169,4 +169,4 @@ def _contains(outer: str, inner: str) -> bool:
     return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
 
 
-__all__ = ["scan", "Found", "Skipped", "IMAGE_EXTS", "OTHER_PHOTO_EXTS"]
+__all__ = ["scan", "os_reason", "Found", "Skipped", "IMAGE_EXTS", "OTHER_PHOTO_EXTS"]
