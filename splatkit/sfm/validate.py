@@ -30,6 +30,9 @@ STAGE = "sfm"
 MIN_IMAGES = 3
 #: a principal point may lie this fraction of the image size outside the image, no further
 PP_MARGIN = 0.25
+#: plausible focal lengths, as a multiple of the image's longer side (fields of view from about
+#: 168 down to about 1 degree)
+FOCAL_RANGE = (0.05, 50.0)
 #: largest |R^T R - I| entry of a rotation (larger: scaled or skewed, not rigid)
 ROTATION_TOL = 1e-3
 #: an image is a uniform scale of the given size if both sides agree within this many pixels
@@ -83,6 +86,11 @@ def camera_problems(where: str, K: np.ndarray, w2c: np.ndarray, w: int, h: int,
         if not (math.isfinite(v) and v > 0):
             out.append(Problem(where, name, f"is {v:g}: a focal length is a positive number of pixels"))
             break
+        if not FOCAL_RANGE[0] <= v / max(w, h) <= FOCAL_RANGE[1]:
+            fov = math.degrees(2 * math.atan(0.5 * max(w, h) / v))
+            out.append(Problem(where, name, f"is {v:g} pixels: for a {w}x{h} image that is a field of view "
+                                            f"of {fov:.3g} degrees, not a camera's"))
+            break
     for name, v, size in ((labels.cx, K[0, 2], w), (labels.cy, K[1, 2], h)):
         if not (math.isfinite(v) and -PP_MARGIN * size <= v <= (1 + PP_MARGIN) * size):
             out.append(Problem(where, name, f"is {v:g}, far outside the {w}x{h} image (the optical "
@@ -95,8 +103,8 @@ def camera_problems(where: str, K: np.ndarray, w2c: np.ndarray, w: int, h: int,
 def pose_problems(where: str, m: np.ndarray, label: str) -> list[Problem]:
     """A 4x4 camera pose that is not finite, not a rotation and translation, or not 4x4-affine."""
     m = np.asarray(m, dtype=np.float64)
-    if not np.isfinite(m).all():
-        return [Problem(where, label, "holds NaN or infinite numbers")]
+    if not np.isfinite(m).all() or np.abs(m).max() > 1e150:
+        return [Problem(where, label, "holds NaN, infinite or absurdly large numbers")]
     if np.abs(m[3] - (0, 0, 0, 1)).max() > 1e-6:
         return [Problem(where, label, f"has the last row {np.round(m[3], 4).tolist()}, not [0, 0, 0, 1]")]
     R = m[:3, :3]
