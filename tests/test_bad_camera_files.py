@@ -224,7 +224,7 @@ COLMAP_CASES = {
     "NaN pose": (lambda p: _patch(_legacy(p), 44, "<d", math.nan), ["its pose in images.bin holds NaN"]),
     "infinite pose": (
         lambda p: _patch(_legacy(p), 52, "<d", math.inf),
-        ["its pose in images.bin holds NaN or inf"],
+        ["its pose in images.bin holds NaN, infinite or absurdly large numbers"],
     ),
     "non-rigid pose": (
         lambda p: _patch(_legacy(p), 12, "<4d", 2.0, 0.0, 0.0, 0.0),
