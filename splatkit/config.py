@@ -34,7 +34,7 @@ class IngestConfig:
     )
     max_aspect_ratio: float = opt(
         3.0, "Photos more than this many times as wide as tall (or as tall as wide) are skipped "
-        "as panoramas or strips: structure from motion needs ordinary photos."
+        "as panoramas or strips: structure from motion needs ordinary photos.", min=1.0, max=100.0,
     )
 
 

@@ -20,14 +20,13 @@ from pathlib import Path
 import numpy as np
 import pycolmap
 import pytest
-from input_util import error_lines, outputs_left, run_cli
+from input_util import FOX, cut_in_line, error_lines, fox_subset, outputs_left, run_cli
 from PIL import Image
 
 from splatkit.cli import main
 from splatkit.sfm import load_scene, load_transforms_json
 from splatkit.sfm.transforms import MAX_BYTES
 
-FOX = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "fox"
 SCALE, FRAMES = 0.1, 8
 W, H = 108, 192
 pytestmark = pytest.mark.skipif(not FOX.is_dir(), reason="no fox dataset")
@@ -36,18 +35,7 @@ pytestmark = pytest.mark.skipif(not FOX.is_dir(), reason="no fox dataset")
 @pytest.fixture(scope="module")
 def fox(tmp_path_factory) -> Path:
     """``fox/transforms.json`` + ``fox/images``: 8 frames at 108 x 192, intrinsics scaled alike."""
-    d = tmp_path_factory.mktemp("fox") / "fox"
-    meta = json.loads((FOX / "transforms.json").read_text())
-    meta["frames"] = meta["frames"][:FRAMES]
-    for key in ("fl_x", "fl_y", "cx", "cy", "w", "h"):
-        meta[key] = meta[key] * SCALE
-    (d / "images").mkdir(parents=True)
-    for fr in meta["frames"]:
-        with Image.open(FOX / fr["file_path"]) as im:
-            im.draft("RGB", (2 * W, 2 * H))
-            im.convert("RGB").resize((W, H), Image.Resampling.LANCZOS).save(d / fr["file_path"], quality=92)
-    (d / "transforms.json").write_text(json.dumps(meta))
-    return d
+    return fox_subset(tmp_path_factory.mktemp("fox") / "fox", FRAMES, SCALE)
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +120,10 @@ def _cut(f: Path, size: int | float) -> None:
     f.write_bytes(f.read_bytes()[:keep])
 
 
+def _cut_text(f: Path) -> None:
+    f.write_bytes(cut_in_line(f.read_bytes(), 0.5, keep_fields=4))  # too few for a header or a triple
+
+
 def _garbage(f: Path) -> None:
     f.write_bytes(np.random.default_rng(1).integers(0, 256, f.stat().st_size, dtype=np.uint8).tobytes())
 
@@ -195,7 +187,10 @@ COLMAP_CASES = {
         lambda p: _first_data_token(_text(p) / "cameras.txt", 2, "2l2"),
         ["cameras.txt is damaged: line 4: the width is '2l2', not a whole number"],
     ),
-    "images.txt cut short": (lambda p: _cut(_text(p) / "images.txt", 0.5), ["images.txt is damaged: line"]),
+    "images.txt cut short": (
+        lambda p: _cut_text(_text(p) / "images.txt"),
+        ["images.txt is damaged: line"],
+    ),
     "points3D.txt with text": (
         lambda p: _first_data_token(_text(p) / "points3D.txt", 2, "abc"),
         ["points3D.txt is damaged: line 4: Y is 'abc', not a number"],
@@ -401,6 +396,12 @@ TRANSFORMS_CASES = {
         ["Only 3 of the 8 images listed in", "(images/0004.jpg is missing, and 4 more)"],
     ),
     "huge file": (_huge, ["transforms.json is 100 MB: far larger than any camera file"]),
+    "NaN focal length after a UTF-8 byte-order mark": (
+        lambda d: (d / "transforms.json").write_bytes(
+            b"\xef\xbb\xbf" + json.dumps({**_meta(d), "fl_x": float("nan")}).encode()
+        ),
+        ["frame 1 (images/0001.jpg): fl_x is nan: a focal length is a positive number"],
+    ),
 }
 
 
@@ -439,15 +440,15 @@ def _nerf_synthetic(d: Path) -> None:
 
 
 def _windows(d: Path) -> None:
-    """As Windows tools may write it: a byte-order mark, backslashes, an absolute path inside the
-    folder, numbers as text."""
+    """As Windows tools may write it: UTF-16 (PowerShell's default), backslashes, an absolute path
+    inside the folder, numbers as text."""
     m = _meta(d)
     for k, fr in enumerate(m["frames"]):
         fr["file_path"] = fr["file_path"].replace("/", "\\")
         if k == 0:
             fr["file_path"] = str(d / "images" / "0001.jpg")
     m["fl_x"] = str(m["fl_x"])
-    (d / "transforms.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(m).encode())
+    (d / "transforms.json").write_bytes(json.dumps(m).encode("utf-16"))  # with its byte-order mark
 
 
 def _downscaled(d: Path) -> None:

@@ -93,49 +93,13 @@ def _triangulate_if_needed(out_dir: Path, cfg: SfmConfig, bus: EventBus) -> None
     work.mkdir(parents=True)
     db = work / "database.db"
     names = sorted(im.name for im in rec.images.values())
-    reader = pycolmap.ImageReaderOptions()
-    reader.camera_model = "PINHOLE"
-    extraction = pycolmap.FeatureExtractionOptions()
-    extraction.max_image_size = cfg.max_image_size
-    extraction.num_threads = cfg.num_threads
-    extraction.sift.max_num_features = cfg.max_features
-    matching = pycolmap.FeatureMatchingOptions()
-    matching.num_threads = cfg.num_threads
     old = pycolmap.logging.minloglevel
     pycolmap.logging.minloglevel = 2
     try:
-        pycolmap.extract_features(
-            str(db),
-            str(out_dir / "images"),
-            image_names=names,
-            camera_mode=pycolmap.CameraMode.PER_IMAGE,
-            reader_options=reader,
-            extraction_options=extraction,
-        )
-        if len(names) <= 100:
-            pycolmap.match_exhaustive(str(db), matching_options=matching)
-        else:
-            pycolmap.match_sequential(str(db), matching_options=matching)
-        d = pycolmap.Database.open(str(db))
-        try:
-            ids = {im.name: (im.image_id, im.camera_id) for im in d.read_all_images()}
-        finally:
-            d.close()
-        # the model must use the database's image and camera ids
-        by_name = {im.name: im for im in rec.images.values()}
-        Ks, w2cs, ws, hs = [], [], [], []
-        for n in names:
-            im = by_name[n]
-            cam = rec.cameras[im.camera_id]
-            Ks.append(np.asarray(cam.calibration_matrix(), np.float64))
-            m = np.eye(4)
-            cfw = im.cam_from_world
-            m[:3, :4] = np.asarray((cfw() if callable(cfw) else cfw).matrix())
-            w2cs.append(m)
-            ws.append(cam.width)
-            hs.append(cam.height)
+        ids = _features_and_matches(db, out_dir / "images", names, cfg)
         model = work / "model"
-        _write_pinhole_model(model, names, Ks, w2cs, ws, hs, ids=[ids[n] for n in names], text=True)
+        _write_pinhole_model(model, names, *_pinhole_rows(rec, names), ids=[ids[n] for n in names],
+                             text=True)
         tri = pycolmap.triangulate_points(
             pycolmap.Reconstruction(str(model)), str(db), str(out_dir / "images"), str(work / "out")
         )
@@ -157,6 +121,52 @@ def _triangulate_if_needed(out_dir: Path, cfg: SfmConfig, bus: EventBus) -> None
         )
     )
     shutil.rmtree(work)
+
+
+def _features_and_matches(db: Path, image_dir: Path, names: list[str], cfg: SfmConfig) -> dict:
+    """SIFT features and matches of ``names`` into ``db``; image name -> (image id, camera id)."""
+    reader = pycolmap.ImageReaderOptions()
+    reader.camera_model = "PINHOLE"
+    extraction = pycolmap.FeatureExtractionOptions()
+    extraction.max_image_size = cfg.max_image_size
+    extraction.num_threads = cfg.num_threads
+    extraction.sift.max_num_features = cfg.max_features
+    matching = pycolmap.FeatureMatchingOptions()
+    matching.num_threads = cfg.num_threads
+    pycolmap.extract_features(
+        str(db),
+        str(image_dir),
+        image_names=names,
+        camera_mode=pycolmap.CameraMode.PER_IMAGE,
+        reader_options=reader,
+        extraction_options=extraction,
+    )
+    if len(names) <= 100:
+        pycolmap.match_exhaustive(str(db), matching_options=matching)
+    else:
+        pycolmap.match_sequential(str(db), matching_options=matching)
+    d = pycolmap.Database.open(str(db))
+    try:
+        return {im.name: (im.image_id, im.camera_id) for im in d.read_all_images()}
+    finally:
+        d.close()
+
+
+def _pinhole_rows(rec: pycolmap.Reconstruction, names: list[str]) -> tuple[list, list, list, list]:
+    """K, world-to-camera 4x4, width and height of each image of ``names`` (in that order)."""
+    by_name = {im.name: im for im in rec.images.values()}
+    Ks, w2cs, ws, hs = [], [], [], []
+    for n in names:
+        im = by_name[n]
+        cam = rec.cameras[im.camera_id]
+        Ks.append(np.asarray(cam.calibration_matrix(), np.float64))
+        m = np.eye(4)
+        cfw = im.cam_from_world
+        m[:3, :4] = np.asarray((cfw() if callable(cfw) else cfw).matrix())
+        w2cs.append(m)
+        ws.append(cam.width)
+        hs.append(cam.height)
+    return Ks, w2cs, ws, hs
 
 
 def _write_pinhole_model(d: Path, names, Ks, w2cs, ws, hs, ids=None, text: bool = False) -> None:
