@@ -30,9 +30,9 @@ from .fileio import write_text_atomic
 from .ingest import Photo, PhotoSet, ingest
 from .ingest.checks import laplacian_variance
 from .ingest.names import shown
+from .ingest.scan import IMAGE_EXTS
 
 VIDEO_EXTS = {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mts", ".m2ts", ".3gp", ".mpg", ".mpeg"}
-IMAGE_EXTS = {".jpg", ".jpeg", ".png"}
 #: mean abs difference (0-255) of 32x32 grey thumbnails under which consecutive frames are the same
 VIDEO_NEAR_DUP = 3.0
 #: frames whose sharpness is below this fraction of the clip's median are dropped
