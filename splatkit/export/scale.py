@@ -203,10 +203,9 @@ def _end_point(scene: Scene, i: int, px: float, py: float) -> tuple[Tensor, floa
                         f"{cams.names[i]} to place that end.",
                         "Pick object ends on textured surfaces, or use --known-distance.")  # fmt: skip
     z = pc[near, 2]
-    k = min(8, len(z))
-    z = z[dist[near].argsort()[:k]]
+    z = z[dist[near].argsort()[: min(6, len(z))]]
     depth = float(z.median())
-    spread = float(1.4826 * (z - depth).abs().median()) / depth / math.sqrt(k)
+    spread = float(1.4826 * (z - depth).abs().median()) / depth  # a depth edge shows here
     ray = torch.tensor([(px - K[0, 2]) / K[0, 0], (py - K[1, 2]) / K[1, 1], 1.0], dtype=torch.float64)
     p_cam = ray * depth
     return w2c[:3, :3].T @ (p_cam - w2c[:3, 3]), spread

@@ -37,7 +37,7 @@ GROUND_MAX_TILT_DEG = {"nadir-cameras": 10.0, "level-cameras": 10.0, "level-walk
 #: Camera methods trusted over a ground plane (which may slope); the others defer to it.
 STRONG_CAMERA_METHODS = ("nadir-cameras", "level-cameras", "level-walk")
 #: Bootstrap resamples for the uncertainties.
-BOOTSTRAP = 24
+BOOTSTRAP = 16
 
 
 @dataclass
@@ -231,18 +231,18 @@ def ground_plane(
     return best
 
 
-def _plane_uncertainty(points: Tensor, plane: Plane, seed: int = 0) -> float:
+def _plane_uncertainty(points: Tensor, plane: Plane) -> float:
+    """1-sigma angle (degrees) of a least-squares plane normal: residual rms / (in-plane spread
+    x sqrt(inliers)), about each in-plane axis, combined."""
     pts = points.double()
-    h = (pts @ plane.normal - plane.offset).abs()
-    inl = pts[h < 3 * max(plane.inlier_rms, 1e-12)]
+    inl = pts[plane.height(pts).abs() < 3 * max(plane.inlier_rms, 1e-12)]
     if len(inl) < 10:
         return float("nan")
-    g = torch.Generator().manual_seed(seed)
-    angles = []
-    for _ in range(BOOTSTRAP):
-        n, _ = _fit_plane(inl[torch.randint(0, len(inl), (len(inl),), generator=g)])
-        angles.append(min(angle_deg(n, plane.normal), angle_deg(-n, plane.normal)))
-    return float(torch.tensor(angles).square().mean().sqrt())
+    S, _ = _spread(inl)
+    n = len(inl)
+    sig = S[:2] / math.sqrt(n)  # in-plane standard deviations
+    rms = float(S[2]) / math.sqrt(n)
+    return math.degrees(math.sqrt(rms**2 / n * float((1 / sig.clamp(min=1e-12) ** 2).sum())))
 
 
 def estimate_up(w2c: Tensor, centers: Tensor, points: Tensor | None = None) -> UpEstimate:
