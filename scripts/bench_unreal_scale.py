@@ -55,8 +55,16 @@ def sfm_scene(name: str, work: Path) -> Scene:
 
     out = work / f"sfm_{name}"
     if not (out / "sparse" / "0").is_dir():
-        cmd = ["splatkit", "sfm", str(DATASETS / name / "images"), "-o", str(out), "--preset", "quick",
-               "--quiet"]  # fmt: skip
+        cmd = [
+            "splatkit",
+            "sfm",
+            str(DATASETS / name / "images"),
+            "-o",
+            str(out),
+            "--preset",
+            "quick",
+            "--quiet",
+        ]
         print(f"running: {shlex.join(cmd)}", flush=True)
         subprocess.run(cmd, check=True)
     return load_scene(out)
@@ -93,8 +101,9 @@ def fake_gps(gt_centres: np.ndarray, sigma: float, model: str, rng) -> np.ndarra
     else:
         noise = rng.normal(0, sigma / math.sqrt(2), (1, 2)) + rng.normal(0, 0.5 / math.sqrt(2), (n, 2))
         dz = rng.normal(0, 2 * sigma) + rng.normal(0, 1.0, n)
-    lat, lon, alt = pymap3d.enu2geodetic(east + noise[:, 0], north + noise[:, 1], h + dz + 400,
-                                         46.52, 6.56, 0.0)  # fmt: skip
+    lat, lon, alt = pymap3d.enu2geodetic(
+        east + noise[:, 0], north + noise[:, 1], h + dz + 400, 46.52, 6.56, 0.0
+    )
     return np.stack([lat, lon, alt], 1)
 
 
@@ -103,8 +112,9 @@ def row(name: str, source: str, est: list[float], true: float, unc: list[float |
     u = [x for x in unc if x is not None]
     unc_s = f"{100 * np.mean(u):.1f}%" if u else "-"
     p95 = f"{np.percentile(err, 95):.2f}%" if len(err) > 1 else "-"
-    return (f"| {name} | {source} | {np.median(est):.4g} | {true:.4g} | {np.median(err):.2f}% | {p95} | "
-            f"{unc_s} |")  # fmt: skip
+    return (
+        f"| {name} | {source} | {np.median(est):.4g} | {true:.4g} | {np.median(err):.2f}% | {p95} | {unc_s} |"
+    )
 
 
 def bench_gps(name, scene, gt, s_true, R, up_sfm, trials, rng) -> list[str]:
@@ -162,7 +172,10 @@ def _known_size_case(scene: Scene, k: int, s_true: float, rng) -> str | None:
     if not 0.3 * W < px < 0.7 * W:
         return None
     metres = float((scene.points[a].double() - scene.points[b].double()).norm()) * s_true
-    (x1, y1), (x2, y2) = (uv[a] + torch.tensor(rng.normal(0, 2, 2))).tolist(), (uv[b] + torch.tensor(rng.normal(0, 2, 2))).tolist()
+    (x1, y1), (x2, y2) = (
+        (uv[a] + torch.tensor(rng.normal(0, 2, 2))).tolist(),
+        (uv[b] + torch.tensor(rng.normal(0, 2, 2))).tolist(),
+    )
     return f"{cams.names[k]},{x1:.1f},{y1:.1f},{x2:.1f},{y2:.1f},{metres:.4f}"
 
 
@@ -172,14 +185,20 @@ def bench_set(name: str, work: Path, trials: int, rng) -> tuple[list[str], list[
     s_true, R, _ = alignment(scene, gt)
     up_true = R.T @ GT_UP  # the true up in the SfM frame
     T, info = estimate_upright(scene, UnrealExportOptions(scale="eye"))
-    up_rows = [f"| {name} | export (auto) | {info['up']} | {U.angle_deg(T.R[2], torch.tensor(up_true)):.2f} | "
-               f"{info['up_uncertainty_deg']:.2f} |"]  # fmt: skip
+    up_rows = [
+        f"| {name} | export (auto) | {info['up']} | {U.angle_deg(T.R[2], torch.tensor(up_true)):.2f} | "
+        f"{info['up_uncertainty_deg']:.2f} |"
+    ]
     cam = U.camera_up(scene.cameras.world_to_cam, scene.cameras.centers)
-    up_rows.append(f"| {name} | cameras only | {cam.method} | {U.angle_deg(cam.vector, torch.tensor(up_true)):.2f} | "
-                   f"{cam.uncertainty_deg:.2f} |")  # fmt: skip
+    up_rows.append(
+        f"| {name} | cameras only | {cam.method} | {U.angle_deg(cam.vector, torch.tensor(up_true)):.2f} | "
+        f"{cam.uncertainty_deg:.2f} |"
+    )
     rows = bench_gps(name, scene, gt, s_true, R, T.R[2].numpy(), trials, rng)
     rows += bench_known(name, scene, gt, s_true, trials, rng)
-    rows.append(row(name, "eye-height (heuristic)", [info["metres_per_unit"]], s_true, [info["scale_uncertainty"]]))
+    rows.append(
+        row(name, "eye-height (heuristic)", [info["metres_per_unit"]], s_true, [info["scale_uncertainty"]])
+    )
     return rows, up_rows
 
 
@@ -226,17 +245,26 @@ def synthetic_sets(rng) -> dict[str, tuple[Cameras, np.ndarray, np.ndarray]]:
         T[:3, :3] = Rw
         w2c = np.array(w) @ np.linalg.inv(T)
         K = torch.tensor([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]]).repeat(len(w2c), 1, 1)
-        cams = Cameras([f"{i:03d}.jpg" for i in range(len(w2c))], K, torch.tensor(w2c).float(),
-                       torch.full((len(w2c),), 640), torch.full((len(w2c),), 480))  # fmt: skip
+        cams = Cameras(
+            [f"{i:03d}.jpg" for i in range(len(w2c))],
+            K,
+            torch.tensor(w2c).float(),
+            torch.full((len(w2c),), 640),
+            torch.full((len(w2c),), 480),
+        )
         result[name] = (cams, p @ Rw.T, Rw @ np.array([0, 0, 1.0]))
     return result
 
 
 def _qmat(q):
     w, x, y, z = q
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])  # fmt: skip
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -257,11 +285,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, (cams, pts, up_true) in synthetic_sets(rng).items():
         est = U.estimate_up(cams.world_to_cam, cams.centers, torch.tensor(pts))
         cam = U.camera_up(cams.world_to_cam, cams.centers)
-        up_rows.append(f"| {name} | export (auto) | {est.method} | {U.angle_deg(est.vector, torch.tensor(up_true)):.2f} | "
-                       f"{est.uncertainty_deg:.2f} |")  # fmt: skip
-        up_rows.append(f"| {name} | cameras only | {cam.method} | {U.angle_deg(cam.vector, torch.tensor(up_true)):.2f} | "
-                       f"{cam.uncertainty_deg:.2f} |")  # fmt: skip
-    print("| set | source | metres/unit (median) | true | median error | 95th pct error | reported +- (mean) |")
+        truth = torch.tensor(up_true)
+        for label, e in (("export (auto)", est), ("cameras only", cam)):
+            err = U.angle_deg(e.vector, truth)
+            up_rows.append(f"| {name} | {label} | {e.method} | {err:.2f} | {e.uncertainty_deg:.2f} |")
+    print(
+        "| set | source | metres/unit (median) | true | median error | 95th pct error | reported +- (mean) |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|")
     print("\n".join(scale_rows))
     print("\n| set | estimate | method | up error (deg) | reported +- (deg) |")

@@ -43,11 +43,14 @@ def picosplat_positions_cm(path) -> np.ndarray:
 
 
 def _quat_matrix(x, y, z, w):
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-    ], -2)  # fmt: skip
+    return np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+            np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+            np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        -2,
+    )
 
 
 def _to_float(f: np.ndarray, signed: bool, e_bits: int, m_bits: int) -> np.ndarray:
@@ -74,8 +77,14 @@ def picosplat_covariances_cm2(path) -> np.ndarray:
     R = _quat_matrix(qx / n, qy / n, qz / n, qw / n)
     s = 100.0 * np.exp(np.stack([v["scale_2"], v["scale_0"], v["scale_1"]], 1))
     cov = (R * s[:, None, :] ** 2) @ np.swapaxes(R, 1, 2)  # R diag(s^2) R^T
-    spec = {(0, 0): (0, 5, 5), (0, 1): (1, 5, 5), (0, 2): (1, 5, 5), (1, 1): (0, 5, 5),
-            (1, 2): (1, 5, 5), (2, 2): (0, 5, 6)}  # fmt: skip
+    spec = {
+        (0, 0): (0, 5, 5),
+        (0, 1): (1, 5, 5),
+        (0, 2): (1, 5, 5),
+        (1, 1): (0, 5, 5),
+        (1, 2): (1, 5, 5),
+        (2, 2): (0, 5, 6),
+    }
     out = np.zeros_like(cov, dtype=np.float32)
     for (i, j), (sg, e, m) in spec.items():
         dec = _unpack_f16(_to_float(cov[:, i, j], bool(sg), e, m), sg, e, m)

@@ -50,23 +50,34 @@ def test_attributes_follow_the_extension():
     doc, a = parse_glb(glb_bytes(s, 3))
     prim = doc["meshes"][0]["primitives"][0]
     assert prim["mode"] == 0 and doc["extensionsUsed"] == [EXTENSION]
-    assert prim["extensions"][EXTENSION] == {"kernel": "ellipse", "colorSpace": "srgb_rec709_display",
-                                             "projection": "perspective", "sortingMethod": "cameraDistance"}  # fmt: skip
+    assert prim["extensions"][EXTENSION] == {
+        "kernel": "ellipse",
+        "colorSpace": "srgb_rec709_display",
+        "projection": "perspective",
+        "sortingMethod": "cameraDistance",
+    }
     assert len([k for k in a if k.startswith(EXTENSION + ":SH_DEGREE_")]) == 1 + 3 + 5 + 7
     q = s.quats.double() / s.quats.double().norm(dim=1, keepdim=True)
     assert np.allclose(a[EXTENSION + ":ROTATION"], q[:, [1, 2, 3, 0]].numpy(), atol=1e-6)  # x, y, z, w
     assert np.allclose(a[EXTENSION + ":SCALE"], s.scales.numpy(), rtol=1e-6)
     assert np.allclose(a[EXTENSION + ":OPACITY"], s.opacities.numpy(), atol=1e-6)
     acc = doc["accessors"][prim["attributes"]["POSITION"]]
-    assert np.allclose(acc["min"], s.means.min(0).values.numpy()) and np.allclose(acc["max"], s.means.max(0).values.numpy())
+    assert np.allclose(acc["min"], s.means.min(0).values.numpy()) and np.allclose(
+        acc["max"], s.means.max(0).values.numpy()
+    )
     # the colour the spec's formulas give (its SH basis, coefficient order m = -l..l) equals
     # splatkit's renderer's, for a direction
     d = torch.tensor([[0.3, -0.5, 0.81]], dtype=torch.float64)
     d = d / d.norm()
     x, y, z = d[0].tolist()
     spec1 = [-0.4886025119029199 * y, 0.4886025119029199 * z, -0.4886025119029199 * x]
-    spec2 = [1.092548430592079 * x * y, -1.092548430592079 * y * z, 0.31539156525252 * (2 * z * z - x * x - y * y),
-             -1.092548430592079 * x * z, 0.5462742152960395 * (x * x - y * y)]  # fmt: skip
+    spec2 = [
+        1.092548430592079 * x * y,
+        -1.092548430592079 * y * z,
+        0.31539156525252 * (2 * z * z - x * x - y * y),
+        -1.092548430592079 * x * z,
+        0.5462742152960395 * (x * x - y * y),
+    ]
     col = 0.5 + SH_C0 * a[EXTENSION + ":SH_DEGREE_0_COEF_0"][0]
     for n, b in enumerate(spec1):
         col = col + b * a[f"{EXTENSION}:SH_DEGREE_1_COEF_{n}"][0]
@@ -96,21 +107,33 @@ def test_gltf_frame_lands_like_the_splats_in_unreal():
     via_gltf = F.gltf_to_ue(p @ F.upright_to_gltf().T)
     assert torch.allclose(via_gltf, F.upright_to_ue(p))
     assert abs(float(torch.linalg.det(F.upright_to_gltf())) - 1) < 1e-12
-    assert torch.allclose(F.upright_to_gltf() @ torch.tensor([0, 0, 1.0]).double(), torch.tensor([0, 1.0, 0]).double())
+    assert torch.allclose(
+        F.upright_to_gltf() @ torch.tensor([0, 0, 1.0]).double(), torch.tensor([0, 1.0, 0]).double()
+    )
 
 
-@pytest.mark.skipif(not (VALIDATOR.is_dir() and shutil.which("node")), reason="gltf-validator not installed "
-                    "(scripts/install_node_tools.sh)")  # fmt: skip
+@pytest.mark.skipif(
+    not (VALIDATOR.is_dir() and shutil.which("node")),
+    reason="gltf-validator not installed (scripts/install_node_tools.sh)",
+)
 def test_khronos_validator(tmp_path):
     path = tmp_path / "a.glb"
     path.write_bytes(glb_bytes(Splats.random(40, 3, seed=3), 3))
-    js = ("const v=require(process.argv[1]);const fs=require('fs');"
-          "v.validateBytes(new Uint8Array(fs.readFileSync(process.argv[2]))).then(r=>console.log(JSON.stringify(r)))")
-    out = subprocess.run(["node", "-e", js, str(VALIDATOR), str(path)], capture_output=True, text=True, check=True)
+    js = (
+        "const v=require(process.argv[1]);const fs=require('fs');"
+        "v.validateBytes(new Uint8Array(fs.readFileSync(process.argv[2])))"
+        ".then(r=>console.log(JSON.stringify(r)))"
+    )
+    out = subprocess.run(
+        ["node", "-e", js, str(VALIDATOR), str(path)], capture_output=True, text=True, check=True
+    )
     issues = json.loads(out.stdout)["issues"]["messages"]
     # The validator predates KHR_gaussian_splatting: it flags each of the extension's attribute
     # semantics (and nothing else) as unknown; every other check (accessors, bounds, buffers) passes.
     errors = [m for m in issues if m["severity"] == 0]
-    assert errors and all(m["code"] == "MESH_PRIMITIVE_INVALID_ATTRIBUTE" and
-                          m["pointer"].split("/")[-1].startswith(EXTENSION + ":") for m in errors), errors
+    assert errors and all(
+        m["code"] == "MESH_PRIMITIVE_INVALID_ATTRIBUTE"
+        and m["pointer"].split("/")[-1].startswith(EXTENSION + ":")
+        for m in errors
+    ), errors
     assert {m["code"] for m in issues if m["severity"] == 1} == set()  # no warnings

@@ -21,8 +21,14 @@ def facade_with_background(n: int = 2000, seed: int = 0) -> Splats:
     """A 1 m facade patch of 2 cm splats (z up, metres) and 20 big splats 40 m away."""
     g = torch.Generator().manual_seed(seed)
     s = Splats.random(n + 20, 0, seed)
-    patch = torch.stack([torch.rand(n, generator=g) - 0.5, 0.01 * torch.randn(n, generator=g),
-                         torch.rand(n, generator=g) + 0.5], 1)  # fmt: skip
+    patch = torch.stack(
+        [
+            torch.rand(n, generator=g) - 0.5,
+            0.01 * torch.randn(n, generator=g),
+            torch.rand(n, generator=g) + 0.5,
+        ],
+        1,
+    )
     far = torch.stack([torch.full((20,), 40.0), torch.full((20,), 30.0), torch.rand(20, generator=g) * 10], 1)
     s.means[:] = torch.cat([patch, far])
     s.log_scales[:n] = math.log(0.02)
@@ -79,8 +85,12 @@ def _patch_psnr(s: Splats, exact_ue: np.ndarray, stored_ue: np.ndarray) -> float
     exact = to_ply(exact_ue)
     centre = exact[patch].mean(0)
     n, top = R_p @ torch.tensor([0, 1.0, 0]).double(), R_p @ torch.tensor([0, 0, 1.0]).double()
-    view = View(look_dir(centre - 1.5 * n, n, top).float(), torch.tensor([[60.0, 0, 40], [0, 60.0, 40], [0, 0, 1]]),
-                80, 80)  # fmt: skip
+    view = View(
+        look_dir(centre - 1.5 * n, n, top).float(),
+        torch.tensor([[60.0, 0, 40], [0, 60.0, 40], [0, 0, 1]]),
+        80,
+        80,
+    )
     imgs = []
     for means in (exact, to_ply(stored_ue)):
         sp = Splats(**{**s.as_dict(), "means": means.float()}).index(torch.where(patch)[0])
@@ -99,7 +109,9 @@ def test_picosplat_sigma_limit(tmp_path):
     true_cm2 = (100 * s.scales.double()) ** 2  # axis-aligned: the diagonal, PLY axes
     ue_diag = raw[:, [0, 1, 2], [0, 1, 2]]  # UE axes (z, x, -y) of PLY
     assert abs(ue_diag[0, 1] / true_cm2[0, 0].item() - 1) > 0.4  # 4 m wraps to a wrong size
-    fixed = P.picosplat_covariances_cm2(write_ply(L.apply(s, "picosplat"), tmp_path / "fixed.ply", sh_degree=0))
+    fixed = P.picosplat_covariances_cm2(
+        write_ply(L.apply(s, "picosplat"), tmp_path / "fixed.ply", sh_degree=0)
+    )
     limit_cm2 = (100 * L.STORAGE["picosplat"]["max_sigma_m"]) ** 2
     assert abs(fixed[0, 1, 1] / limit_cm2 - 1) < 0.04  # shrunk to the limit, stored right
     assert abs(fixed[1, 1, 1] / true_cm2[1, 0].item() - 1) < 0.04  # a normal splat untouched
@@ -108,7 +120,9 @@ def test_picosplat_sigma_limit(tmp_path):
 def test_nanogs_float16_range_and_precision(tmp_path):
     s = facade_with_background(500)
     s.means[500:, 0] = 900.0  # background beyond float16 centimetres (655 m)
-    chk = L.check(Splats(**{**s.as_dict(), "means": s.means @ F.upright_to_ply("nanogs").float().T}), "nanogs")
+    chk = L.check(
+        Splats(**{**s.as_dict(), "means": s.means @ F.upright_to_ply("nanogs").float().T}), "nanogs"
+    )
     assert chk.out_of_range == 20 and chk.costs_quality
     m = _export(s, tmp_path / "one", "nanogs", "none")
     assert m["num_splats"]["written"] == 500 and any("beyond nanogs" in x for x in m["messages"])

@@ -48,8 +48,11 @@ def test_unfinished_runs_say_why(tmp_path):
 def test_cli_unfinished_run_is_two_lines(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "step_000010.pt").write_bytes(b"x")
-    r = subprocess.run([sys.executable, "-m", "splatkit", "export", str(tmp_path), "--for", "unreal"],
-                       capture_output=True, text=True)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "splatkit", "export", str(tmp_path), "--for", "unreal"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "training has not finished" in r.stderr and "--resume" in r.stderr
     assert len([ln for ln in r.stderr.splitlines() if ln.strip()]) <= 2

@@ -76,9 +76,11 @@ def test_gps_is_robust_to_a_wild_fix(shared_datasets):
 def test_read_photo_gps(tmp_path):
     d = tmp_path / "work" / "images"
     d.mkdir(parents=True)
-    photos = {"a.jpg": {"photo": {"name": "a.jpg", "gps": [46.5, 6.6, 400.0]}},
-              "b.jpg": {"photo": {"name": "b.jpg", "gps": None}},
-              "c.jpg": {"photo": {"name": "c.jpg", "gps": [float("nan"), 6.6, 400.0]}}}  # fmt: skip
+    photos = {
+        "a.jpg": {"photo": {"name": "a.jpg", "gps": [46.5, 6.6, 400.0]}},
+        "b.jpg": {"photo": {"name": "b.jpg", "gps": None}},
+        "c.jpg": {"photo": {"name": "c.jpg", "gps": [float("nan"), 6.6, 400.0]}},
+    }
     (d / "ingest.json").write_text(json.dumps({"src": "x", "photos": photos}))
     assert S.read_photo_gps(tmp_path) == {"a.jpg": (46.5, 6.6, 400.0)}
     assert S.read_photo_gps(tmp_path / "nowhere") == {}
@@ -87,8 +89,14 @@ def test_read_photo_gps(tmp_path):
 def _line_scene(n: int = 5, spacing: float = 2.0) -> Scene:
     w2c = torch.stack([look_dir([i * spacing, 0, 1.5], [0, 1.0, 0], [0, 0, 1.0]) for i in range(n)])
     g = torch.Generator().manual_seed(0)
-    wall = torch.cat([torch.rand(4000, 1, generator=g) * 12 - 2, torch.full((4000, 1), 5.0),
-                      torch.rand(4000, 1, generator=g) * 4], 1).double()  # fmt: skip
+    wall = torch.cat(
+        [
+            torch.rand(4000, 1, generator=g) * 12 - 2,
+            torch.full((4000, 1), 5.0),
+            torch.rand(4000, 1, generator=g) * 4,
+        ],
+        1,
+    ).double()
     return Scene(cameras_from_w2c(w2c), None, wall.float(), wall.float())
 
 

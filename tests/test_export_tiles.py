@@ -35,8 +35,9 @@ def test_tiled_export_reassembles_to_the_untiled_one(tmp_path, plugin):
     s = random_splats(500, 3, seed=4).to(torch.float32)
     s.means[:] = scene.points[:500] * 3
     base = dict(plugin=plugin, format="ply", crop="none", name="env")
-    one = json.loads(export_unreal(s, scene, tmp_path / "one", UnrealExportOptions(**base, tiles="none"))[-1]
-                     .read_text())  # fmt: skip
+    one = json.loads(
+        export_unreal(s, scene, tmp_path / "one", UnrealExportOptions(**base, tiles="none"))[-1].read_text()
+    )
     paths = export_unreal(s, scene, tmp_path / "tiled", UnrealExportOptions(**base, tiles="1.5"))
     m = json.loads(paths[-1].read_text())
     assert len(m["tiles"]) > 4

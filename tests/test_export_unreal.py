@@ -61,12 +61,24 @@ def test_export_unreal_files(tmp_path):
     s.means[:] = scene.points[:300]
     s.means[0] = float("nan")
     s.opacity_logits[2] = -20.0  # invisible
-    opts = UnrealExportOptions(plugin="uefn", format="ply,spz,splat,compressed-ply,glb", max_splats=200,
-                               name="Café scène", tiles="none")  # fmt: skip
+    opts = UnrealExportOptions(
+        plugin="uefn",
+        format="ply,spz,splat,compressed-ply,glb",
+        max_splats=200,
+        name="Café scène",
+        tiles="none",
+    )
     paths = export_unreal(s, scene, tmp_path, opts)
     names = [p.name for p in paths]
-    assert names == ["Cafe_scene.ply", "Cafe_scene.spz", "Cafe_scene.splat", "Cafe_scene.compressed.ply",
-                     "Cafe_scene.glb", "import_splat.py", "Cafe_scene.unreal.json"]  # fmt: skip
+    assert names == [
+        "Cafe_scene.ply",
+        "Cafe_scene.spz",
+        "Cafe_scene.splat",
+        "Cafe_scene.compressed.ply",
+        "Cafe_scene.glb",
+        "import_splat.py",
+        "Cafe_scene.unreal.json",
+    ]
     m = json.loads(paths[-1].read_text())
     assert m["num_splats"] == {"input": 300, "after_crop": 298, "written": 200}
     assert m["crop"] == {"invalid": 2, "not_seen": 0}
@@ -113,8 +125,12 @@ def test_bad_options_are_user_errors(tmp_path):
     scene, _ = synthetic_scene(random_rotation(1), seed=1)
     s = random_splats(20, 0).to(torch.float32)
     s.means[:] = scene.points[:20]
-    for opts in (UnrealExportOptions(tiles="-3"), UnrealExportOptions(max_splats=0),
-                 UnrealExportOptions(known_size="000.jpg,1,2,3"), UnrealExportOptions(scale="big")):  # fmt: skip
+    for opts in (
+        UnrealExportOptions(tiles="-3"),
+        UnrealExportOptions(max_splats=0),
+        UnrealExportOptions(known_size="000.jpg,1,2,3"),
+        UnrealExportOptions(scale="big"),
+    ):
         with pytest.raises(UserError):
             export_unreal(s, scene, tmp_path, opts)
 

@@ -22,8 +22,15 @@ class Recorder:
     def __init__(self, import_works=True, spawn_works=True, classes=None, command_line="UnrealEditor.exe P"):
         self.calls = []
         self.import_works, self.spawn_works = import_works, spawn_works
-        self.classes = {"/Script/NanoGSEditor.GaussianSplatAssetFactory", "/Script/PICOSplatEditor.SplatAssetFactory",
-                        "/Script/GaussianSplattingEditor.GaussianSplattingPointCloudAssetFactory"} if classes is None else classes  # fmt: skip
+        self.classes = (
+            {
+                "/Script/NanoGSEditor.GaussianSplatAssetFactory",
+                "/Script/PICOSplatEditor.SplatAssetFactory",
+                "/Script/GaussianSplattingEditor.GaussianSplattingPointCloudAssetFactory",
+            }
+            if classes is None
+            else classes
+        )
         self.command_line = command_line
 
     def of(self, kind):
@@ -54,7 +61,9 @@ class Recorder:
                 for t in tasks:
                     rec.calls.append(("import", dict(t.props)))
                     if rec.import_works:
-                        t.props["imported_object_paths"] = [t.props["destination_path"] + "/" + t.props["destination_name"]]
+                        t.props["imported_object_paths"] = [
+                            t.props["destination_path"] + "/" + t.props["destination_name"]
+                        ]
 
         class Actor(Obj):
             def get_name(self):
@@ -134,8 +143,10 @@ def test_import_pins_the_factory_and_places_every_tile(script, tmp_path, monkeyp
     imports = [c[1] for c in rec.of("import")]
     assert [os.path.basename(i["filename"]) for i in imports] == [t["files"][0]["path"] for t in m["tiles"]]
     assert all(i["factory"].args == ("/Script/NanoGSEditor.GaussianSplatAssetFactory",) for i in imports)
-    assert all(i["automated"] and i["replace_existing"] and i["destination_path"] == "/Game/Splats/garden"
-               for i in imports)  # fmt: skip
+    assert all(
+        i["automated"] and i["replace_existing"] and i["destination_path"] == "/Game/Splats/garden"
+        for i in imports
+    )
     spawns = rec.of("spawn")
     assert [s[2] for s in spawns] == [tuple(t["location_cm"]) for t in m["tiles"]]
     assert len({s[2] for s in spawns}) == len(spawns)  # each tile at its own place
@@ -153,7 +164,9 @@ def test_italink_file_checked_before_its_importer_sees_it(script, tmp_path, monk
     manifest = _export(tmp_path, plugin="italink")
     ply = tmp_path / json.loads(manifest.read_text())["files"][0]["path"]
     data = ply.read_bytes()
-    ply.write_bytes(data.replace(b"format binary_little_endian 1.0\n", b"format binary_little_endian 1.0\ncomment x\n"))
+    ply.write_bytes(
+        data.replace(b"format binary_little_endian 1.0\n", b"format binary_little_endian 1.0\ncomment x\n")
+    )
     rec = Recorder()
     report = run(script, monkeypatch, rec, [str(manifest)])
     assert not report["ok"] and "strict PLY reader" in report["tiles"][0]["error"]
@@ -199,8 +212,13 @@ def test_the_copy_beside_the_manifest_finds_it_by_itself(tmp_path, monkeypatch):
 def test_headless_run_saves_the_level_and_places_the_collision(script, tmp_path, monkeypatch):
     manifest = _export(tmp_path, n=400)
     m = json.loads(manifest.read_text())
-    m["collision"] = {"path": "garden_collision.glb", "format": "glb", "location_cm": [0.0, 0.0, 0.0],
-                      "rotation_deg": [0.0, 0.0, 0.0], "scale": [1.0, 1.0, 1.0]}  # fmt: skip
+    m["collision"] = {
+        "path": "garden_collision.glb",
+        "format": "glb",
+        "location_cm": [0.0, 0.0, 0.0],
+        "rotation_deg": [0.0, 0.0, 0.0],
+        "scale": [1.0, 1.0, 1.0],
+    }
     (tmp_path / "garden_collision.glb").write_bytes(b"glTF")
     manifest.write_text(json.dumps(m))
     rec = Recorder(command_line="UnrealEditor-Cmd.exe P.uproject -run=pythonscript -script=x")

@@ -49,8 +49,13 @@ def synthetic_scene(R_world: torch.Tensor, n_cams: int = 12, seed: int = 0, roll
     T[:3, :3] = R_world
     w2c = w2c @ torch.linalg.inv(T)  # world' = R_world @ world
     K = torch.tensor([[100.0, 0, 64], [0, 100.0, 48], [0, 0, 1]]).repeat(n_cams, 1, 1)
-    cams = Cameras([f"{i:03d}.jpg" for i in range(n_cams)], K, w2c.float(),
-                   torch.full((n_cams,), 128), torch.full((n_cams,), 96))  # fmt: skip
+    cams = Cameras(
+        [f"{i:03d}.jpg" for i in range(n_cams)],
+        K,
+        w2c.float(),
+        torch.full((n_cams,), 128),
+        torch.full((n_cams,), 96),
+    )
     pts = torch.randn(500, 3, generator=g, dtype=torch.float64) * torch.tensor([1.0, 1.0, 0.3])
     pts[:, 2] = pts[:, 2].abs()  # on and above the floor z = 0
     pts[:150, 2] = 0.005 * torch.randn(150, generator=g, dtype=torch.float64)  # the floor itself
@@ -87,8 +92,6 @@ def random_splats(n: int, degree: int, seed: int = 0) -> Splats:
     )
 
 
-
-
 def fox_w2c() -> torch.Tensor:
     meta = json.loads((DATASETS / "fox" / "transforms.json").read_text())
     c2w = torch.tensor([f["transform_matrix"] for f in meta["frames"]], dtype=torch.float64)
@@ -118,7 +121,9 @@ def centers(w2c: torch.Tensor) -> torch.Tensor:
 def cameras_from_w2c(w2c: torch.Tensor, f: float = 500.0, w: int = 640, h: int = 480) -> Cameras:
     n = len(w2c)
     K = torch.tensor([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1.0]]).repeat(n, 1, 1)
-    return Cameras([f"{i:03d}.jpg" for i in range(n)], K, w2c.float(), torch.full((n,), w), torch.full((n,), h))
+    return Cameras(
+        [f"{i:03d}.jpg" for i in range(n)], K, w2c.float(), torch.full((n,), w), torch.full((n,), h)
+    )
 
 
 def look_dir(c, fwd, top) -> torch.Tensor:
@@ -143,8 +148,13 @@ def nadir_grid(seed: int = 0, serpentine: bool = True) -> tuple[torch.Tensor, to
             tilt = torch.randn(2, generator=g, dtype=torch.float64) * math.radians(1)
             top = [1.0 if (i % 2 == 0 or not serpentine) else -1.0, 0, 0]
             w2c.append(look_dir([x, y, 60.0], [float(tilt[0]), float(tilt[1]), -1.0], top))
-    pts = torch.cat([torch.rand(3000, 2, generator=g, dtype=torch.float64) * 160 - 80,
-                     torch.randn(3000, 1, generator=g, dtype=torch.float64) * 0.3], 1)  # fmt: skip
+    pts = torch.cat(
+        [
+            torch.rand(3000, 2, generator=g, dtype=torch.float64) * 160 - 80,
+            torch.randn(3000, 1, generator=g, dtype=torch.float64) * 0.3,
+        ],
+        1,
+    )
     return torch.stack(w2c), pts
 
 
@@ -159,10 +169,22 @@ def walk(seed: int = 0, pitch_deg: float = -15.0) -> tuple[torch.Tensor, torch.T
         top = torch.tensor([-math.sin(p), 0, math.cos(p)], dtype=torch.float64)
         top = math.cos(roll) * top + math.sin(roll) * torch.linalg.cross(fwd, top)
         w2c.append(look_dir([t, 0.1 * float(torch.randn(1, generator=g)), 1.6], fwd, top))
-    ground = torch.cat([torch.rand(2000, 1, generator=g) * 42 - 2, torch.rand(2000, 1, generator=g) * 10 - 5,
-                        torch.randn(2000, 1, generator=g) * 0.02], 1)  # fmt: skip
-    wall = torch.cat([torch.rand(1000, 1, generator=g) * 42 - 2, torch.full((1000, 1), 6.0),
-                      torch.rand(1000, 1, generator=g) * 8], 1)  # fmt: skip
+    ground = torch.cat(
+        [
+            torch.rand(2000, 1, generator=g) * 42 - 2,
+            torch.rand(2000, 1, generator=g) * 10 - 5,
+            torch.randn(2000, 1, generator=g) * 0.02,
+        ],
+        1,
+    )
+    wall = torch.cat(
+        [
+            torch.rand(1000, 1, generator=g) * 42 - 2,
+            torch.full((1000, 1), 6.0),
+            torch.rand(1000, 1, generator=g) * 8,
+        ],
+        1,
+    )
     return torch.stack(w2c), torch.cat([ground, wall]).double()
 
 

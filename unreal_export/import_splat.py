@@ -27,7 +27,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import struct
 import sys
 
 IMPORTABLE = (".ply", ".spz")
@@ -49,8 +48,10 @@ def find_manifest(arg):
         return os.path.abspath(arg)
     folder = arg or os.environ.get(ENV_FOLDER) or _script_folder()
     if not folder or not os.path.isdir(folder):
-        raise ImportProblem(f"no manifest: {arg or folder!r} is neither a manifest nor a folder; "
-                            "give OUT/unreal or OUT/unreal/<name>.unreal.json")  # fmt: skip
+        raise ImportProblem(
+            f"no manifest: {arg or folder!r} is neither a manifest nor a folder; "
+            "give OUT/unreal or OUT/unreal/<name>.unreal.json"
+        )
     found = glob.glob(os.path.join(folder, "*.unreal.json"))
     if not found:
         raise ImportProblem(f"no *.unreal.json in {folder}; run `splatkit export OUT --for unreal` first")
@@ -118,8 +119,10 @@ def check_file(path, plugin):
     if plugin == "italink":
         ok = lines[2].startswith("element vertex ") and all(p[1] == "float" for p in props)
         if not ok or not 0 < n <= ITALINK_MAX_SPLATS:
-            raise ImportProblem(f"{os.path.basename(path)}: Italink's strict PLY reader would fail "
-                                "on it (and crash the editor); re-export with --plugin italink")  # fmt: skip
+            raise ImportProblem(
+                f"{os.path.basename(path)}: Italink's strict PLY reader would fail "
+                "on it (and crash the editor); re-export with --plugin italink"
+            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -132,16 +135,23 @@ def make_factory(unreal, class_path):
         return None
     cls = unreal.load_class(None, class_path)
     if cls is None:
-        raise ImportProblem(f"import factory {class_path} not found: is the plugin enabled "
-                            "(Edit > Plugins)? Nothing was imported.")  # fmt: skip
+        raise ImportProblem(
+            f"import factory {class_path} not found: is the plugin enabled "
+            "(Edit > Plugins)? Nothing was imported."
+        )
     return unreal.new_object(cls)
 
 
 def import_file(unreal, filename, destination_path, name, factory=None):
     task = unreal.AssetImportTask()
-    for k, v in (("filename", filename), ("destination_path", destination_path),
-                 ("destination_name", name), ("automated", True), ("replace_existing", True),
-                 ("save", True)):  # fmt: skip
+    for k, v in (
+        ("filename", filename),
+        ("destination_path", destination_path),
+        ("destination_name", name),
+        ("automated", True),
+        ("replace_existing", True),
+        ("save", True),
+    ):
         task.set_editor_property(k, v)
     if factory is not None:
         task.set_editor_property("factory", factory)
@@ -158,8 +168,10 @@ def spawn(unreal, asset, place, label):
     subsystem = unreal.get_editor_subsystem(unreal.EditorActorSubsystem)
     actor = subsystem.spawn_actor_from_object(asset, loc, unreal.Rotator(roll, pitch, yaw))
     if actor is None:
-        raise ImportProblem(f"imported {label}, but no actor could be spawned from it; drag it "
-                            "from the Content Browser into the level")  # fmt: skip
+        raise ImportProblem(
+            f"imported {label}, but no actor could be spawned from it; drag it "
+            "from the Content Browser into the level"
+        )
     actor.set_actor_scale3d(unreal.Vector(*place["scale"]))
     actor.set_actor_label(label)
     return actor
@@ -191,7 +203,9 @@ def import_collision(unreal, m, folder):
         asset, paths = import_file(unreal, path, m["destination_path"], m["name"] + "_collision")
         body = asset.get_editor_property("body_setup")
         if body is not None:
-            body.set_editor_property("collision_trace_flag", unreal.CollisionTraceFlag.CTF_USE_COMPLEX_AS_SIMPLE)
+            body.set_editor_property(
+                "collision_trace_flag", unreal.CollisionTraceFlag.CTF_USE_COMPLEX_AS_SIMPLE
+            )
         actor = spawn(unreal, asset, c, m["name"] + "_collision")
         actor.set_actor_hidden_in_game(True)
         out.update(imported=paths, actor=actor.get_name(), ok=True)

@@ -54,8 +54,14 @@ def _depth_view(splats: Splats, w2c: torch.Tensor, K: torch.Tensor, w: int, h: i
     z = splats.means.double() @ w2c[2, :3].double() + float(w2c[2, 3])
     zmax = float(z.max().clamp(min=1e-6))
     sh0 = ((z / zmax - 0.5) / SH_C0).float()[:, None, None].expand(-1, 1, 3).contiguous()
-    s = Splats(splats.means.float(), splats.log_scales.float(), splats.quats.float(),
-               splats.opacity_logits.float(), sh0, splats.shN[:, :0].float())  # fmt: skip
+    s = Splats(
+        splats.means.float(),
+        splats.log_scales.float(),
+        splats.quats.float(),
+        splats.opacity_logits.float(),
+        sh0,
+        splats.shN[:, :0].float(),
+    )
     with torch.no_grad():
         out = render(s, View(w2c.float(), K.float(), w, h), RenderSettings(sh_degree=0))
     a = out.alpha[..., 0].numpy()
@@ -113,7 +119,9 @@ def fuse(maps: list[tuple], lo: np.ndarray, voxel: float, shape: tuple) -> tuple
     return tsdf.reshape(shape), weight.reshape(shape)
 
 
-def build(splats_upright: Splats, cams_upright: Cameras, opts: CollisionOptions | None = None) -> CollisionMesh:
+def build(
+    splats_upright: Splats, cams_upright: Cameras, opts: CollisionOptions | None = None
+) -> CollisionMesh:
     """The collision mesh of splats (upright frame) seen by the cameras (same frame)."""
     from skimage.measure import marching_cubes
 
@@ -126,8 +134,7 @@ def build(splats_upright: Splats, cams_upright: Cameras, opts: CollisionOptions 
         return CollisionMesh(np.zeros((0, 3)), np.zeros((0, 3), np.int64), time.perf_counter() - t0, voxel)
     verts, faces, _, _ = marching_cubes(tsdf, level=0.0, mask=mask, allow_degenerate=False)
     mesh = _simplify(lo + verts * voxel, faces, opts.max_triangles)
-    return CollisionMesh(np.asarray(mesh.vertices), np.asarray(mesh.faces),
-                         time.perf_counter() - t0, voxel)  # fmt: skip
+    return CollisionMesh(np.asarray(mesh.vertices), np.asarray(mesh.faces), time.perf_counter() - t0, voxel)
 
 
 def _simplify(verts: np.ndarray, faces: np.ndarray, max_triangles: int):

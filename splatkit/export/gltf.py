@@ -29,8 +29,12 @@ from splatkit.fileio import write_bytes_atomic
 from splatkit.splats import SH_C0, Splats
 
 EXTENSION = "KHR_gaussian_splatting"
-EXTENSION_OBJECT = {"kernel": "ellipse", "colorSpace": "srgb_rec709_display",
-                    "projection": "perspective", "sortingMethod": "cameraDistance"}  # fmt: skip
+EXTENSION_OBJECT = {
+    "kernel": "ellipse",
+    "colorSpace": "srgb_rec709_display",
+    "projection": "perspective",
+    "sortingMethod": "cameraDistance",
+}
 
 
 def srgb_to_linear(c: np.ndarray) -> np.ndarray:
@@ -70,26 +74,32 @@ def glb_bytes(s: Splats, sh_degree: int = 3) -> bytes:
     types = {1: "SCALAR", 3: "VEC3", 4: "VEC4"}
     for i, (name, a) in enumerate(attrs.items()):
         width = 1 if a.ndim == 1 else a.shape[1]
-        views.append(G.BufferView(buffer=0, byteOffset=len(blob), byteLength=a.nbytes,
-                                  target=G.ARRAY_BUFFER))  # fmt: skip
+        views.append(G.BufferView(buffer=0, byteOffset=len(blob), byteLength=a.nbytes, target=G.ARRAY_BUFFER))
         acc = G.Accessor(bufferView=i, componentType=G.FLOAT, count=len(a), type=types[width])
         if name == "POSITION":
             acc.min, acc.max = a.min(0).tolist(), a.max(0).tolist()
         accessors.append(acc)
         blob += a.tobytes()
         names[name] = i
-    prim = G.Primitive(attributes=G.Attributes(**{k: v for k, v in names.items() if k in ("POSITION", "COLOR_0")}),
-                       mode=G.POINTS, extensions={EXTENSION: dict(EXTENSION_OBJECT)})  # fmt: skip
+    prim = G.Primitive(
+        attributes=G.Attributes(**{k: v for k, v in names.items() if k in ("POSITION", "COLOR_0")}),
+        mode=G.POINTS,
+        extensions={EXTENSION: dict(EXTENSION_OBJECT)},
+    )
     for k, v in names.items():  # custom semantics: pygltflib keeps them as extra attributes
         if k not in ("POSITION", "COLOR_0"):
             setattr(prim.attributes, k, v)
     gltf = G.GLTF2(
         asset=G.Asset(version="2.0", generator="splatkit"),
         extensionsUsed=[EXTENSION],
-        scene=0, scenes=[G.Scene(nodes=[0])], nodes=[G.Node(mesh=0, name="splats")],
+        scene=0,
+        scenes=[G.Scene(nodes=[0])],
+        nodes=[G.Node(mesh=0, name="splats")],
         meshes=[G.Mesh(primitives=[prim], name="splats")],
-        buffers=[G.Buffer(byteLength=len(blob))], bufferViews=views, accessors=accessors,
-    )  # fmt: skip
+        buffers=[G.Buffer(byteLength=len(blob))],
+        bufferViews=views,
+        accessors=accessors,
+    )
     gltf.set_binary_blob(bytes(blob))
     return b"".join(gltf.save_to_bytes())
 

@@ -32,13 +32,20 @@ from splatkit.splats import Splats
 
 #: Plugin storage, as data (units: metres unless named).
 STORAGE: dict[str, dict] = {
-    "picosplat": {"position": "unorm-box", "bits": (11, 11, 10),
-                  "max_sigma_m": math.sqrt(2.0**15 * (1 + 31 / 32)) / 100.0},
-    "nanogs": {"position": "float16-cm", "max_abs_m": 65504.0 / 100.0,
-               "log_scale_cm": (-8.0, 14.0)},
-    "italink": {"position": "fixed", "max_abs_m": 2.0**23 / 4096.0, "step_m": 1.0 / 4096.0,
-                "log_scale_m": (-10.0, 255.0 / 16.0 - 10.0), "max_splats": 10 * 1024 * 1024},
-}  # fmt: skip
+    "picosplat": {
+        "position": "unorm-box",
+        "bits": (11, 11, 10),
+        "max_sigma_m": math.sqrt(2.0**15 * (1 + 31 / 32)) / 100.0,
+    },
+    "nanogs": {"position": "float16-cm", "max_abs_m": 65504.0 / 100.0, "log_scale_cm": (-8.0, 14.0)},
+    "italink": {
+        "position": "fixed",
+        "max_abs_m": 2.0**23 / 4096.0,
+        "step_m": 1.0 / 4096.0,
+        "log_scale_m": (-10.0, 255.0 / 16.0 - 10.0),
+        "max_splats": 10 * 1024 * 1024,
+    },
+}
 
 #: Rounding of positions costs quality when the largest error exceeds this fraction of the
 #: typical splat's size (median of the geometric mean of its three scales).
@@ -58,9 +65,14 @@ class LimitCheck:
     lines: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"plugin": self.plugin, "position_error_m": self.position_error_m,
-                "typical_size_m": self.typical_size_m, "out_of_range": self.out_of_range,
-                "oversized": self.oversized, "costs_quality": self.costs_quality}  # fmt: skip
+        return {
+            "plugin": self.plugin,
+            "position_error_m": self.position_error_m,
+            "typical_size_m": self.typical_size_m,
+            "out_of_range": self.out_of_range,
+            "oversized": self.oversized,
+            "costs_quality": self.costs_quality,
+        }
 
 
 def typical_size(s: Splats) -> float:
@@ -121,15 +133,21 @@ def check(s: Splats, plugin: str, where: str = "") -> LimitCheck:
     tag = f"{where}: " if where else ""
     if err > QUALITY_FRACTION * typ:
         tile = max_tile_size(plugin, typ)
-        out.lines.append(f"{tag}{plugin} rounds positions by up to {100 * err:.2g} cm; the typical "
-                         f"splat is {100 * typ:.2g} cm: expect blur. Use --tiles auto (tiles of at "
-                         f"most {tile:.0f} m) or --drop-background / --crop.")  # fmt: skip
+        out.lines.append(
+            f"{tag}{plugin} rounds positions by up to {100 * err:.2g} cm; the typical "
+            f"splat is {100 * typ:.2g} cm: expect blur. Use --tiles auto (tiles of at "
+            f"most {tile:.0f} m) or --drop-background / --crop."
+        )
     if out.out_of_range:
-        out.lines.append(f"{tag}{out.out_of_range:,} splats lie beyond {plugin}'s +-{st['max_abs_m']:.0f} m "
-                         "range and are dropped; use --tiles auto to keep them.")  # fmt: skip
+        out.lines.append(
+            f"{tag}{out.out_of_range:,} splats lie beyond {plugin}'s +-{st['max_abs_m']:.0f} m "
+            "range and are dropped; use --tiles auto to keep them."
+        )
     if out.oversized:
-        out.lines.append(f"{tag}{out.oversized:,} splats are larger than {plugin}'s "
-                         f"{st['max_sigma_m']:.2f} m limit and are shrunk to it.")  # fmt: skip
+        out.lines.append(
+            f"{tag}{out.oversized:,} splats are larger than {plugin}'s "
+            f"{st['max_sigma_m']:.2f} m limit and are shrunk to it."
+        )
     return out
 
 

@@ -53,11 +53,16 @@ class ExportJob:
 
 def _placement(origin_upright: torch.Tensor) -> dict:
     loc = F.upright_to_ue(origin_upright[None].double())[0]
-    return {"location_cm": [round(float(v), 4) for v in loc], "rotation_deg": [0.0, 0.0, 0.0],
-            "scale": [1.0, 1.0, 1.0]}  # fmt: skip
+    return {
+        "location_cm": [round(float(v), 4) for v in loc],
+        "rotation_deg": [0.0, 0.0, 0.0],
+        "scale": [1.0, 1.0, 1.0],
+    }
 
 
-def _write_tile(job: ExportJob, s_up: Splats, ply_all: Splats, tile: T.Tile, name: str) -> tuple[dict, list[Path]]:
+def _write_tile(
+    job: ExportJob, s_up: Splats, ply_all: Splats, tile: T.Tile, name: str
+) -> tuple[dict, list[Path]]:
     from splatkit.export.formats import write_format
     from splatkit.export.gltf import write_glb
 
@@ -70,15 +75,24 @@ def _write_tile(job: ExportJob, s_up: Splats, ply_all: Splats, tile: T.Tile, nam
     for fmt in job.formats:
         if fmt == "glb":
             up_local = s_up.index(tile.index)
-            up_local = Splats(**{**up_local.as_dict(), "means": up_local.means - tile.origin.to(up_local.means.dtype)})
-            g = F.transform_splats(up_local, F.Similarity(F.upright_to_gltf(), torch.zeros(3, dtype=torch.float64)))
+            up_local = Splats(
+                **{**up_local.as_dict(), "means": up_local.means - tile.origin.to(up_local.means.dtype)}
+            )
+            g = F.transform_splats(
+                up_local, F.Similarity(F.upright_to_gltf(), torch.zeros(3, dtype=torch.float64))
+            )
             p = write_glb(g, job.out_dir / f"{name}.glb", sh_degree=job.sh_degree)
         else:
             p = write_format(local, job.out_dir, name, fmt, sh_degree=job.sh_degree)
         paths.append(p)
         files.append({"path": p.name, "format": fmt, "bytes": p.stat().st_size})
-    entry = {"name": name, "files": files, "num_splats": len(local), **_placement(tile.origin),
-             "limits": chk.as_dict()}  # fmt: skip
+    entry = {
+        "name": name,
+        "files": files,
+        "num_splats": len(local),
+        **_placement(tile.origin),
+        "limits": chk.as_dict(),
+    }
     return entry, paths
 
 
@@ -95,10 +109,15 @@ def _write_collision(job: ExportJob, s_up: Splats, cams_up) -> tuple[dict | None
         job.messages.append("no collision mesh: the depth maps gave no surface")
         return None, []
     path = K.write(mesh, job.out_dir / f"{job.name}_collision.{job.options.collision}")
-    entry = {"path": path.name, "format": job.options.collision, "triangles": int(len(mesh.faces)),
-             "voxel_m": mesh.voxel_m, "seconds": round(mesh.seconds, 2),
-             "axes": "glTF: +Y up, metres; Unreal's glTF/OBJ import maps (x, y, z) to (x, z, y) x 100",
-             **_placement(torch.zeros(3, dtype=torch.float64))}  # fmt: skip
+    entry = {
+        "path": path.name,
+        "format": job.options.collision,
+        "triangles": int(len(mesh.faces)),
+        "voxel_m": mesh.voxel_m,
+        "seconds": round(mesh.seconds, 2),
+        "axes": "glTF: +Y up, metres; Unreal's glTF/OBJ import maps (x, y, z) to (x, z, y) x 100",
+        **_placement(torch.zeros(3, dtype=torch.float64)),
+    }
     return entry, [path]
 
 
@@ -148,8 +167,11 @@ def manifest(job: ExportJob, tiles: list[dict], collision: dict | None) -> dict:
         "num_splats": job.counts,
         "crop": job.crop.counts,
         "sh_degree": job.sh_degree,
-        "frame": {**fr, "ply_to_ue": F.PLY_TO_UE[o.plugin],
-                  "ply_units": "metres (the plugin multiplies by 100)"},  # fmt: skip
+        "frame": {
+            **fr,
+            "ply_to_ue": F.PLY_TO_UE[o.plugin],
+            "ply_units": "metres (the plugin multiplies by 100)",
+        },
         "messages": job.crop.lines + job.messages,
         "options": dataclasses.asdict(o),
         "note": p["note"],

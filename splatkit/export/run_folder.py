@@ -48,19 +48,27 @@ def check_finished(out_dir: Path) -> None:
     """Raise a two-line UserError saying why ``out_dir`` has nothing to export yet."""
     q = shlex.quote(str(out_dir))
     if not out_dir.is_dir():
-        raise UserError(f"There is no folder {out_dir}.", "Give the output folder that `splatkit train` wrote.")
+        raise UserError(
+            f"There is no folder {out_dir}.", "Give the output folder that `splatkit train` wrote."
+        )
     if (out_dir / SCENE_PLY).is_file():
         return
     src = _photos_source(out_dir)
     ckpt = out_dir / CHECKPOINTS
     if ckpt.is_dir() and any(ckpt.glob("*.pt")):
-        raise UserError(f"training has not finished: {out_dir} has checkpoints but no {SCENE_PLY} yet.",
-                        f"resume with `splatkit train {src} -o {q} --resume`")  # fmt: skip
+        raise UserError(
+            f"training has not finished: {out_dir} has checkpoints but no {SCENE_PLY} yet.",
+            f"resume with `splatkit train {src} -o {q} --resume`",
+        )
     if (out_dir / SPARSE).is_dir():
-        raise UserError(f"{out_dir} holds camera poses only (no {SCENE_PLY}): nothing is trained yet.",
-                        f"train with `splatkit train {src} -o {q}`")  # fmt: skip
-    raise UserError(f"{out_dir} is not a splatkit output folder (no {SCENE_PLY}).",
-                    "Give the folder `splatkit train` wrote, or run `splatkit train PHOTOS -o OUT` first.")  # fmt: skip
+        raise UserError(
+            f"{out_dir} holds camera poses only (no {SCENE_PLY}): nothing is trained yet.",
+            f"train with `splatkit train {src} -o {q}`",
+        )
+    raise UserError(
+        f"{out_dir} is not a splatkit output folder (no {SCENE_PLY}).",
+        "Give the folder `splatkit train` wrote, or run `splatkit train PHOTOS -o OUT` first.",
+    )
 
 
 def export_run(
@@ -79,8 +87,9 @@ def export_run(
         from splatkit.sfm.loaders import load_scene
 
         scene = load_scene(out_dir)
-    paths = export_unreal(splats, scene, Path(dest) if dest else out_dir / "unreal", options,
-                          gps=read_photo_gps(out_dir))  # fmt: skip
+    paths = export_unreal(
+        splats, scene, Path(dest) if dest else out_dir / "unreal", options, gps=read_photo_gps(out_dir)
+    )
     return ExportResult(paths, json.loads(paths[-1].read_text(encoding="utf-8")))
 
 
@@ -91,9 +100,13 @@ def summary_lines(result: ExportResult) -> list[str]:
     out.append(f"  up: {m['up']} (to override: --up -y, or +z, ...)")
     for c in m["frame"].get("scale_candidates", []):
         unc = "?" if c["uncertainty"] is None else f"{100 * c['uncertainty']:.1f}%"
-        out.append(f"  scale candidate {c['source']}: {c['metres_per_unit']:.4g} m/unit +-{unc} ({c['detail']})")
-    out.append(f"  scale used: {m['frame']['scale']} "
-               "(to override: --known-distance A.jpg,B.jpg,METRES, --known-size, --scale N)")  # fmt: skip
+        out.append(
+            f"  scale candidate {c['source']}: {c['metres_per_unit']:.4g} m/unit +-{unc} ({c['detail']})"
+        )
+    out.append(
+        f"  scale used: {m['frame']['scale']} "
+        "(to override: --known-distance A.jpg,B.jpg,METRES, --known-size, --scale N)"
+    )
     if m["scale_source"] == "eye-height":
         out.append("  note: eye height is a heuristic; measure one distance for true scale")
     out += [f"  {line}" for line in m.get("messages", [])]

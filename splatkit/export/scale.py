@@ -57,8 +57,12 @@ class ScaleEstimate:
         return f"{self.source}: {self.metres_per_unit:.4g} m per unit ({unc}; {self.detail})"
 
     def as_dict(self) -> dict:
-        return {"source": self.source, "metres_per_unit": self.metres_per_unit,
-                "uncertainty": self.uncertainty, "detail": self.detail}  # fmt: skip
+        return {
+            "source": self.source,
+            "metres_per_unit": self.metres_per_unit,
+            "uncertainty": self.uncertainty,
+            "detail": self.detail,
+        }
 
 
 # --------------------------------------------------------------------------------------------
@@ -100,7 +104,9 @@ def _horizontal_basis(up: np.ndarray) -> np.ndarray:
     return np.stack([e1, np.cross(up, e1)])
 
 
-def fit_similarity_2d(src: np.ndarray, dst: np.ndarray, iters: int = 20) -> tuple[complex, complex, np.ndarray]:
+def fit_similarity_2d(
+    src: np.ndarray, dst: np.ndarray, iters: int = 20
+) -> tuple[complex, complex, np.ndarray]:
     """Robust ``dst ~ a * src + b`` for 2D points as complex numbers (a: scale and rotation).
 
     Iteratively reweighted least squares with Huber weights (k = 1.345 x the residuals' MAD
@@ -133,8 +139,9 @@ def scale_from_gps(scene: Scene, gps: dict, up: Tensor) -> ScaleEstimate | None:
     dst = enu[:, :2]
     a, _, wts = fit_similarity_2d(src, dst)
     s = abs(a)
-    res = dst - np.stack([(a * (src[:, 0] + 1j * src[:, 1])).real,
-                          (a * (src[:, 0] + 1j * src[:, 1])).imag], 1)  # fmt: skip
+    res = dst - np.stack(
+        [(a * (src[:, 0] + 1j * src[:, 1])).real, (a * (src[:, 0] + 1j * src[:, 1])).imag], 1
+    )
     res -= np.average(res, axis=0, weights=wts)
     n_eff = float(wts.sum())
     if n_eff <= 2.5 or s <= 0:
@@ -142,9 +149,13 @@ def scale_from_gps(scene: Scene, gps: dict, up: Tensor) -> ScaleEstimate | None:
     sigma = math.sqrt(float(np.sum(wts[:, None] * res**2)) / (2 * n_eff - 4))  # per axis
     spread = math.sqrt(float(np.sum(wts[:, None] * (dst - np.average(dst, 0, wts)) ** 2)))
     unc = sigma / max(spread, 1e-12)
-    return ScaleEstimate(float(s), "gps", unc,
-                         f"{len(names)} photos with GPS, residual {sigma:.1f} m, "
-                         f"spread {spread / math.sqrt(len(names)):.0f} m")  # fmt: skip
+    return ScaleEstimate(
+        float(s),
+        "gps",
+        unc,
+        f"{len(names)} photos with GPS, residual {sigma:.1f} m, "
+        f"spread {spread / math.sqrt(len(names)):.0f} m",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,8 +176,10 @@ def _camera_index(scene: Scene | None, name: str, what: str) -> int:
     if scene is None or not len(scene.cameras):
         raise UserError(f"{what} needs the camera poses.", "Export from a training folder.")
     if name not in scene.cameras.names:
-        raise UserError(f"{what}: no photo named {name!r} among the cameras.",
-                        f"Use names like {scene.cameras.names[0]!r} (see OUT/images/).")  # fmt: skip
+        raise UserError(
+            f"{what}: no photo named {name!r} among the cameras.",
+            f"Use names like {scene.cameras.names[0]!r} (see OUT/images/).",
+        )
     return scene.cameras.names.index(name)
 
 
@@ -183,8 +196,9 @@ def scale_from_known_distance(spec: str, scene: Scene | None) -> ScaleEstimate:
     d = float((c[ia] - c[ib]).norm())
     if d < 1e-9:
         raise UserError(f"Cameras {parts[0]} and {parts[1]} are at the same place.", "Pick two others.")
-    return ScaleEstimate(metres / d, "known-distance", tol / metres,
-                         f"{parts[0]} to {parts[1]} = {metres} m +- {tol} m")  # fmt: skip
+    return ScaleEstimate(
+        metres / d, "known-distance", tol / metres, f"{parts[0]} to {parts[1]} = {metres} m +- {tol} m"
+    )
 
 
 def _end_point(scene: Scene, i: int, px: float, py: float) -> tuple[Tensor, float]:
@@ -199,9 +213,11 @@ def _end_point(scene: Scene, i: int, px: float, py: float) -> tuple[Tensor, floa
     radius = KNOWN_SIZE_RADIUS * float(cams.width[i])
     near = front & (dist < radius)
     if int(near.sum()) < 3:
-        raise UserError(f"known_size: too few 3D points near pixel ({px:.0f}, {py:.0f}) of "
-                        f"{cams.names[i]} to place that end.",
-                        "Pick object ends on textured surfaces, or use --known-distance.")  # fmt: skip
+        raise UserError(
+            f"known_size: too few 3D points near pixel ({px:.0f}, {py:.0f}) of "
+            f"{cams.names[i]} to place that end.",
+            "Pick object ends on textured surfaces, or use --known-distance.",
+        )
     z = pc[near, 2]
     z = z[dist[near].argsort()[: min(6, len(z))]]
     depth = float(z.median())
@@ -230,8 +246,9 @@ def scale_from_known_size(spec: str, scene: Scene | None) -> ScaleEstimate:
         raise UserError("known_size: the two ends are at the same place.", "Check the pixel positions.")
     px_len = math.hypot(x2 - x1, y2 - y1)
     unc = math.sqrt(ua**2 + ub**2 + (1.4 / max(px_len, 1.0)) ** 2)
-    return ScaleEstimate(metres / d, "known-size", unc,
-                         f"{metres} m between two points of {parts[0]} ({px_len:.0f} px apart)")  # fmt: skip
+    return ScaleEstimate(
+        metres / d, "known-size", unc, f"{metres} m between two points of {parts[0]} ({px_len:.0f} px apart)"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,8 +260,12 @@ def scale_from_eye_height(centers: Tensor, ground: Plane) -> ScaleEstimate | Non
     h = float(ground.height(centers).median())
     if not h > 1e-9:
         return None
-    return ScaleEstimate(EYE_HEIGHT_M / h, "eye-height", EYE_HEIGHT_SPREAD_M / EYE_HEIGHT_M,
-                         f"heuristic: cameras assumed {EYE_HEIGHT_M} m above the detected ground")  # fmt: skip
+    return ScaleEstimate(
+        EYE_HEIGHT_M / h,
+        "eye-height",
+        EYE_HEIGHT_SPREAD_M / EYE_HEIGHT_M,
+        f"heuristic: cameras assumed {EYE_HEIGHT_M} m above the detected ground",
+    )
 
 
 # --------------------------------------------------------------------------------------------

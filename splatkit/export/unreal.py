@@ -47,44 +47,76 @@ from splatkit.splats import Splats
 #: import factory that ``import_splat.py`` pins (None: let Unreal pick by extension).
 PLUGINS: dict[str, dict] = {
     "nanogs": dict(
-        title="NanoGS (TimChen1383/NanoGaussianSplatting)", verified=True,
-        formats=["ply"], sh_degree=3, max_splats=None, factory_import=True,
+        title="NanoGS (TimChen1383/NanoGaussianSplatting)",
+        verified=True,
+        formats=["ply"],
+        sh_degree=3,
+        max_splats=None,
+        factory_import=True,
         factory_class="/Script/NanoGSEditor.GaussianSplatAssetFactory",
         note="Nanite-style LOD, handles millions; prune near-transparent splats (TSR ghosting).",
     ),
     "italink": dict(
-        title="Italink GaussianSplattingForUnrealEngine", verified=True,
-        formats=["ply"], sh_degree=0, max_splats=10 * 1024 * 1024, factory_import=True,
+        title="Italink GaussianSplattingForUnrealEngine",
+        verified=True,
+        formats=["ply"],
+        sh_degree=0,
+        max_splats=10 * 1024 * 1024,
+        factory_import=True,
         factory_class="/Script/GaussianSplattingEditor.GaussianSplattingPointCloudAssetFactory",
         note="Strict PLY header; uses only the DC colour; hard cap 10,485,760 splats per file.",
     ),
     "picosplat": dict(
-        title="PICOSplat (Pico-Developer/splat_unreal)", verified=True,
-        formats=["ply"], sh_degree=0, max_splats=1_000_000, factory_import=True,
+        title="PICOSplat (Pico-Developer/splat_unreal)",
+        verified=True,
+        formats=["ply"],
+        sh_degree=0,
+        max_splats=1_000_000,
+        factory_import=True,
         factory_class="/Script/PICOSplatEditor.SplatAssetFactory",
         note="DC colour only; positions quantised over the file's box (tiles help).",
     ),
     "xv3dgs": dict(
-        title="XVERSE XV3DGS / XScene (assumed: binary-only importer)", verified=False,
-        formats=["ply"], sh_degree=3, max_splats=2_000_000, factory_import=True, factory_class=None,
+        title="XVERSE XV3DGS / XScene (assumed: binary-only importer)",
+        verified=False,
+        formats=["ply"],
+        sh_degree=3,
+        max_splats=2_000_000,
+        factory_import=True,
+        factory_class=None,
         note="Assumed COLMAP axes (not verifiable: no importer source); Niagara; Win64 only.",
     ),
     "luma": dict(
-        title="Luma AI (assumed: binary-only importer)", verified=False,
-        formats=["ply"], sh_degree=3, max_splats=2_000_000, factory_import=False, factory_class=None,
+        title="Luma AI (assumed: binary-only importer)",
+        verified=False,
+        formats=["ply"],
+        sh_degree=3,
+        max_splats=2_000_000,
+        factory_import=False,
+        factory_class=None,
         note="Assumed COLMAP axes (not verifiable); drag the .ply into the editor.",
     ),
     "uefn": dict(
-        title="UEFN / Unreal native Gaussian splats (assumed: binary-only importer)", verified=False,
-        formats=["ply", "spz"], sh_degree=3, max_splats=None, factory_import=True, factory_class=None,
+        title="UEFN / Unreal native Gaussian splats (assumed: binary-only importer)",
+        verified=False,
+        formats=["ply", "spz"],
+        sh_degree=3,
+        max_splats=None,
+        factory_import=True,
+        factory_class=None,
         note="Imports binary PLY and SPZ (Epic's documentation); axes assumed (not verifiable).",
     ),
     "generic": dict(
-        title="Any INRIA-PLY reader", verified=False,
-        formats=["ply"], sh_degree=3, max_splats=None, factory_import=True, factory_class=None,
+        title="Any INRIA-PLY reader",
+        verified=False,
+        formats=["ply"],
+        sh_degree=3,
+        max_splats=None,
+        factory_import=True,
+        factory_class=None,
         note="INRIA 3DGS PLY, COLMAP 'RDF' axes (-Y up, +Z forward).",
     ),
-}  # fmt: skip
+}
 
 UP_CHOICES = ("auto", "keep", "+x", "-x", "+y", "-y", "+z", "-z")
 FORMATS = ("ply", "spz", "splat", "compressed-ply", "glb")
@@ -100,41 +132,64 @@ class UnrealExportOptions:
     """Options of the Unreal export (the CLI builds its flags from the ``help`` metadata)."""
 
     plugin: str = _help(
-        "nanogs", "Unreal plugin to export for: nanogs, italink, picosplat (verified from their "
+        "nanogs",
+        "Unreal plugin to export for: nanogs, italink, picosplat (verified from their "
         "source); xv3dgs, luma, uefn (assumed: binary-only importers); generic.",
-        choices=tuple(PLUGINS))  # fmt: skip
+        choices=tuple(PLUGINS),
+    )
     up: str = _help(
-        "auto", "Which way is up: auto (the ground plane of the SfM points, else the cameras), "
+        "auto",
+        "Which way is up: auto (the ground plane of the SfM points, else the cameras), "
         "keep (leave the frame as it is), or the input axis that points up (+x ... -z).",
-        choices=UP_CHOICES)  # fmt: skip
+        choices=UP_CHOICES,
+    )
     scale: str = _help(
-        "auto", "Metres per scene unit: auto (the photos' GPS, else the eye-height heuristic, "
-        "whichever is surer), gps, eye, or a number.")  # fmt: skip
+        "auto",
+        "Metres per scene unit: auto (the photos' GPS, else the eye-height heuristic, "
+        "whichever is surer), gps, eye, or a number.",
+    )
     known_distance: str | None = _help(
-        None, "'PHOTO_A,PHOTO_B,METRES[,TOLERANCE]': the measured distance between where two "
-        "photos were taken; sets the scale.")  # fmt: skip
+        None,
+        "'PHOTO_A,PHOTO_B,METRES[,TOLERANCE]': the measured distance between where two "
+        "photos were taken; sets the scale.",
+    )
     known_size: str | None = _help(
-        None, "'PHOTO,X1,Y1,X2,Y2,METRES': the two ends of an object of known length, in pixels "
-        "of OUT/images/PHOTO; sets the scale.")  # fmt: skip
+        None,
+        "'PHOTO,X1,Y1,X2,Y2,METRES': the two ends of an object of known length, in pixels "
+        "of OUT/images/PHOTO; sets the scale.",
+    )
     crop: str = _help(
-        "visible", "visible: keep the splats some training camera sees; none: keep all. NaN, "
-        "infinite and near-invisible splats are always dropped.", choices=("visible", "none"))  # fmt: skip
+        "visible",
+        "visible: keep the splats some training camera sees; none: keep all. NaN, "
+        "infinite and near-invisible splats are always dropped.",
+        choices=("visible", "none"),
+    )
     drop_background: float = _help(
-        0.0, "Drop splats farther than this many metres from every training camera (sky, far "
-        "background); 0 keeps them. The export says how many it dropped.")  # fmt: skip
+        0.0,
+        "Drop splats farther than this many metres from every training camera (sky, far "
+        "background); 0 keeps them. The export says how many it dropped.",
+    )
     tiles: str = _help(
-        "auto", "Cut the scene into square tiles of the ground, one file and actor each: auto "
-        "(when the plugin's storage would cost quality or range), none, or a size in metres.")  # fmt: skip
+        "auto",
+        "Cut the scene into square tiles of the ground, one file and actor each: auto "
+        "(when the plugin's storage would cost quality or range), none, or a size in metres.",
+    )
     max_splats: int | None = _help(
-        None, "Keep at most this many splats, the most visible ones (default: the plugin's limit).")
+        None, "Keep at most this many splats, the most visible ones (default: the plugin's limit)."
+    )
     sh_degree: int | None = _help(
-        None, "Spherical-harmonics degree to write, 0-3 (default: what the plugin uses).")
+        None, "Spherical-harmonics degree to write, 0-3 (default: what the plugin uses)."
+    )
     format: str = _help(
-        "auto", "Comma-separated formats: ply, spz, splat, compressed-ply, glb (glTF with "
-        "KHR_gaussian_splatting), or auto (the plugin's own).")  # fmt: skip
+        "auto",
+        "Comma-separated formats: ply, spz, splat, compressed-ply, glb (glTF with "
+        "KHR_gaussian_splatting), or auto (the plugin's own).",
+    )
     collision: str = _help(
-        "none", "Also write a collision mesh built from the splats: glb or obj (none: no mesh).",
-        choices=COLLISION_CHOICES)  # fmt: skip
+        "none",
+        "Also write a collision mesh built from the splats: glb or obj (none: no mesh).",
+        choices=COLLISION_CHOICES,
+    )
     name: str = _help("scene", "Base name of the files and of the Unreal asset (ASCII).")
 
 
@@ -199,17 +254,22 @@ def _floor_plane(pts: Tensor, up: Tensor) -> U.Plane:
 
 
 def estimate_upright(
-    scene: Scene | None, options: UnrealExportOptions, splats: Splats | None = None,
+    scene: Scene | None,
+    options: UnrealExportOptions,
+    splats: Splats | None = None,
     gps: dict | None = None,
-) -> tuple[F.Similarity, dict]:  # fmt: skip
+) -> tuple[F.Similarity, dict]:
     """The similarity from the SfM world to the upright frame, and what decided it (manifest)."""
     est = estimate_up_from(scene, options)
     cams = _cams(scene)
     R = torch.eye(3, dtype=torch.float64)
     if options.up != "keep":
         up = est.vector
-        fwd = estimate_forward(cams.world_to_cam, up) if cams is not None else estimate_forward(
-            torch.eye(4, dtype=torch.float64)[None], up)  # fmt: skip
+        fwd = (
+            estimate_forward(cams.world_to_cam, up)
+            if cams is not None
+            else estimate_forward(torch.eye(4, dtype=torch.float64)[None], up)
+        )
         R = basis_from_up_forward(up, fwd)
     pts = None
     if scene is not None and scene.points.shape[0] >= 10:
@@ -219,21 +279,33 @@ def estimate_upright(
     ground = est.ground if est.ground is not None and options.up == "auto" else None
     if ground is None and pts is not None and len(pts):
         ground = _floor_plane(pts, R[2])
-    info = {"up": est.method, "up_vector": R[2].tolist(), "up_uncertainty_deg": est.uncertainty_deg,
-            "up_candidates": est.candidates}  # fmt: skip
+    info = {
+        "up": est.method,
+        "up_vector": R[2].tolist(),
+        "up_uncertainty_deg": est.uncertainty_deg,
+        "up_candidates": est.candidates,
+    }
     if pts is not None and len(pts):
         centre = (pts @ R.T).median(0).values
         origin = R.T @ torch.stack([centre[0], centre[1], torch.tensor(ground.offset, dtype=torch.float64)])
-        info["origin"] = "ground-below-points-median" if est.ground is not None else "floor-below-points-median"
+        info["origin"] = (
+            "ground-below-points-median" if est.ground is not None else "floor-below-points-median"
+        )
     elif cams is not None:
         origin, info["origin"] = cams.centers.double().mean(0), "cameras-centre"
     else:
         origin, info["origin"] = torch.zeros(3, dtype=torch.float64), "none"
     ground_for_scale = U.Plane(R[2], float(R[2] @ origin)) if ground is not None else None
-    scale, cands = S.choose_scale(options.scale, scene, ground_for_scale, R[2], gps,
-                                  options.known_distance, options.known_size)  # fmt: skip
-    info.update(scale=scale.describe(), scale_source=scale.source, metres_per_unit=scale.metres_per_unit,
-                scale_uncertainty=scale.uncertainty, scale_candidates=[c.as_dict() for c in cands])  # fmt: skip
+    scale, cands = S.choose_scale(
+        options.scale, scene, ground_for_scale, R[2], gps, options.known_distance, options.known_size
+    )
+    info.update(
+        scale=scale.describe(),
+        scale_source=scale.source,
+        metres_per_unit=scale.metres_per_unit,
+        scale_uncertainty=scale.uncertainty,
+        scale_candidates=[c.as_dict() for c in cands],
+    )
     return F.Similarity(R, origin, scale.metres_per_unit), info
 
 
@@ -264,8 +336,9 @@ def resolve_formats(options: UnrealExportOptions) -> list[str]:
     out = [f.strip() for f in options.format.split(",") if f.strip()]
     bad = [f for f in out if f not in FORMATS]
     if bad or not out:
-        raise UserError(f"Unknown format {', '.join(bad) or options.format!r}.",
-                        f"Use {', '.join(FORMATS)} or auto.")  # fmt: skip
+        raise UserError(
+            f"Unknown format {', '.join(bad) or options.format!r}.", f"Use {', '.join(FORMATS)} or auto."
+        )
     return out
 
 
@@ -284,8 +357,10 @@ def _check_options(options: UnrealExportOptions) -> tuple[dict, int, int | None]
     if options.collision not in COLLISION_CHOICES:
         raise UserError(f"Unknown collision {options.collision!r}.", "Use none, glb or obj.")
     if not (math.isfinite(float(options.drop_background)) and float(options.drop_background) >= 0):
-        raise UserError(f"drop_background {options.drop_background} is not a distance.",
-                        "Give metres, e.g. 200, or 0 to keep the background.")  # fmt: skip
+        raise UserError(
+            f"drop_background {options.drop_background} is not a distance.",
+            "Give metres, e.g. 200, or 0 to keep the background.",
+        )
     return preset, sh_degree, max_splats
 
 
@@ -304,8 +379,12 @@ def crop_upright(s: Splats, cams: Cameras | None, options: UnrealExportOptions, 
     d = float(options.drop_background)
     if cams is not None and d > 0:
         keep = C.background_mask(s.means, cams.centers, d)
-        rep.add("background", int((~keep).sum()), len(s),
-                f"farther than {d:g} m from every training camera (sky, far background)")  # fmt: skip
+        rep.add(
+            "background",
+            int((~keep).sum()),
+            len(s),
+            f"farther than {d:g} m from every training camera (sky, far background)",
+        )
         s = s.index(torch.where(keep)[0])
     return s
 
@@ -332,9 +411,12 @@ def choose_tiles(s_up: Splats, R_p: Tensor, options: UnrealExportOptions, cap: i
 
 
 def export_unreal(
-    splats: Splats, scene: Scene | None, out_dir: Path, options: UnrealExportOptions,
+    splats: Splats,
+    scene: Scene | None,
+    out_dir: Path,
+    options: UnrealExportOptions,
     gps: dict | None = None,
-) -> list[Path]:  # fmt: skip
+) -> list[Path]:
     """Write ``splats`` for ``options.plugin`` into ``out_dir``; returns the files written
     (the manifest ``<name>.unreal.json`` last). ``gps``: ``{photo name: (lat, lon, alt)}``.
 
@@ -366,10 +448,21 @@ def export_unreal(
     s_up = C.budget(s_up, max_splats)
     R_p = F.upright_to_ply(options.plugin)
     info["sfm_to_upright_4x4"] = T_up.matrix().tolist()
-    info["sfm_to_ply_4x4"] = T_up.then(F.Similarity(R_p, torch.zeros(3, dtype=torch.float64))).matrix().tolist()
+    info["sfm_to_ply_4x4"] = (
+        T_up.then(F.Similarity(R_p, torch.zeros(3, dtype=torch.float64))).matrix().tolist()
+    )
     tiles = choose_tiles(s_up, R_p, options, preset["max_splats"] if options.plugin == "italink" else None)
-    job = M.ExportJob(options, preset, formats, sh_degree, Path(out_dir), ascii_name(options.name),
-                      info, rep, {"input": n_in, "after_crop": n_crop, "written": 0})  # fmt: skip
+    job = M.ExportJob(
+        options,
+        preset,
+        formats,
+        sh_degree,
+        Path(out_dir),
+        ascii_name(options.name),
+        info,
+        rep,
+        {"input": n_in, "after_crop": n_crop, "written": 0},
+    )
     return M.write_all(job, s_up, tiles, cams_up)
 
 

@@ -32,8 +32,13 @@ from torch import Tensor
 #: How far (degrees) a ground plane may tilt from each camera method's up and still count:
 #: the camera methods' own systematic error (level cameras: the photographers' roll; the
 #: average up: the cameras' pitch).
-GROUND_MAX_TILT_DEG = {"nadir-cameras": 10.0, "level-cameras": 10.0, "level-walk": 10.0,
-                       "camera-plane": 20.0, "camera-up-average": 30.0}  # fmt: skip
+GROUND_MAX_TILT_DEG = {
+    "nadir-cameras": 10.0,
+    "level-cameras": 10.0,
+    "level-walk": 10.0,
+    "camera-plane": 20.0,
+    "camera-up-average": 30.0,
+}
 #: Camera methods trusted over a ground plane (which may slope); the others defer to it.
 STRONG_CAMERA_METHODS = ("nadir-cameras", "level-cameras", "level-walk")
 #: Bootstrap resamples for the uncertainties.
@@ -148,9 +153,11 @@ def _camera_up_once(w2c: Tensor, centers: Tensor) -> tuple[Tensor, str]:
     up = nadir_up(w2c, centers)
     if up is not None:
         return up, "nadir-cameras"
-    for method, fn in (("level-cameras", lambda: _level_up(right, mean_up)),
-                       ("level-walk", lambda: _walk_up(right, centers, mean_up)),
-                       ("camera-plane", lambda: _plane_up(centers, mean_up))):  # fmt: skip
+    for method, fn in (
+        ("level-cameras", lambda: _level_up(right, mean_up)),
+        ("level-walk", lambda: _walk_up(right, centers, mean_up)),
+        ("camera-plane", lambda: _plane_up(centers, mean_up)),
+    ):
         up = fn()
         if up is not None:
             return up, method
