@@ -45,7 +45,7 @@ def parse_glb(data: bytes) -> tuple[dict, dict[str, np.ndarray]]:
     return doc, out
 
 
-def test_attributes_follow_the_extension():
+def test_convention_khr_gaussian_splatting_attributes():
     s = Splats.random(50, 3, seed=1)
     doc, a = parse_glb(glb_bytes(s, 3))
     prim = doc["meshes"][0]["primitives"][0]
@@ -102,7 +102,7 @@ def test_lower_degree_and_trimesh_reads_the_points():
     assert np.allclose(alpha, s.opacities.numpy(), atol=1 / 255 + 1e-6)
 
 
-def test_gltf_frame_lands_like_the_splats_in_unreal():
+def test_convention_gltf_frame_lands_like_the_splats_in_unreal():
     p = torch.randn(20, 3, dtype=torch.float64)
     via_gltf = F.gltf_to_ue(p @ F.upright_to_gltf().T)
     assert torch.allclose(via_gltf, F.upright_to_ue(p))
