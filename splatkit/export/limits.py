@@ -16,7 +16,8 @@ Read in each plugin's source (docs/unreal.md cites the files):
 
 :func:`check` measures the rounding a file would get against the typical splat size and says
 when it costs quality (then tiles or a crop help: :func:`max_tile_size`); :func:`apply` clamps
-what cannot be stored (sizes) and drops what cannot be placed (positions out of range).
+what cannot be stored (sizes), opens a PICOSplat box that is flat along an axis (it divides by
+the box size) and drops what cannot be placed (positions out of range).
 """
 
 from __future__ import annotations
@@ -165,8 +166,27 @@ def apply(s: Splats, plugin: str) -> Splats:
     if "log_scale_m" in st:
         log_s = log_s.clamp(*st["log_scale_m"])
     out = Splats(**{**s.as_dict(), "log_scales": log_s})
+    if st["position"] == "unorm-box":
+        out = _open_flat_box(out, plugin)
     if "max_abs_m" in st:
         keep = (_ue_metres(s, plugin).abs() <= st["max_abs_m"]).all(1)
         if not bool(keep.all()):
             out = out.index(torch.where(keep)[0])
     return out
+
+
+#: PICOSplat divides by the box size per axis: a file flat along an axis (one splat, or all at
+#: one height) would get NaN positions; one splat is moved by this much (metres) to open it.
+FLAT_BOX_NUDGE_M = 1e-4
+
+
+def _open_flat_box(s: Splats, plugin: str) -> Splats:
+    ue = _ue_metres(s, plugin)
+    flat = (ue.max(0).values - ue.min(0).values) <= 0
+    if not bool(flat.any()):
+        return s
+    means = s.means.clone()
+    M = F.ply_to_ue_matrix(plugin)
+    nudge = M.T @ (flat.double() * FLAT_BOX_NUDGE_M)  # UE axes -> PLY (M^-1 = M^T)
+    means[0] += nudge.to(means.dtype)
+    return Splats(**{**s.as_dict(), "means": means})
