@@ -87,22 +87,39 @@ def _ue_metres(s: Splats, plugin: str) -> Tensor:
     return F.ply_to_ue(s.means, plugin) / 100.0
 
 
-def position_error(s: Splats, plugin: str) -> float:
-    """Largest rounding (metres) of a coordinate of these PLY-frame splats in ``plugin``."""
-    st = STORAGE.get(plugin)
-    if st is None or len(s) == 0:
-        return 0.0
+def _axis_errors(s: Splats, plugin: str) -> Tensor:
+    """Largest rounding (metres) along each UE axis (X, Y horizontal; Z up) in ``plugin``."""
+    st = STORAGE[plugin]
     ue = _ue_metres(s, plugin)
     if st["position"] == "unorm-box":
         extent = (ue.max(0).values - ue.min(0).values).clamp(min=0)
         steps = torch.tensor([2.0**b - 1 for b in st["bits"]], dtype=torch.float64)
-        return float((extent / steps).max() / 2)
+        return extent / steps / 2
     if st["position"] == "float16-cm":
-        m = float(ue.abs().max()) * 100.0
-        if m < 2.0**-14:
-            return 0.0
-        return 2.0 ** (math.floor(math.log2(m)) - 10) / 2 / 100.0
-    return st["step_m"] / 2
+        m = (ue.abs().max(0).values * 100.0).clamp(min=2.0**-14)
+        return 2.0 ** (torch.floor(torch.log2(m)) - 10) / 2 / 100.0
+    return torch.full((3,), st["step_m"] / 2, dtype=torch.float64)
+
+
+def position_error(s: Splats, plugin: str) -> float:
+    """Largest rounding (metres) of a coordinate of these PLY-frame splats in ``plugin``."""
+    if plugin not in STORAGE or len(s) == 0:
+        return 0.0
+    return float(_axis_errors(s, plugin).max())
+
+
+def ground_error(s: Splats, plugin: str) -> float:
+    """The rounding along the ground (UE X, Y): what tiles of the ground reduce."""
+    if plugin not in STORAGE or len(s) == 0:
+        return 0.0
+    return float(_axis_errors(s, plugin)[:2].max())
+
+
+def height_error(s: Splats, plugin: str) -> float:
+    """The rounding that comes from the heights alone (tiles of the ground cannot reduce it)."""
+    if plugin not in STORAGE or len(s) == 0:
+        return 0.0
+    return float(_axis_errors(s, plugin)[2])
 
 
 def max_tile_size(plugin: str, typical_m: float) -> float | None:
@@ -133,12 +150,14 @@ def check(s: Splats, plugin: str, where: str = "") -> LimitCheck:
     out.costs_quality = err > QUALITY_FRACTION * typ or out.out_of_range > 0
     tag = f"{where}: " if where else ""
     if err > QUALITY_FRACTION * typ:
-        tile = max_tile_size(plugin, typ)
-        out.lines.append(
-            f"{tag}{plugin} rounds positions by up to {100 * err:.2g} cm; the typical "
-            f"splat is {100 * typ:.2g} cm: expect blur. Use --tiles auto (tiles of at "
-            f"most {tile:.0f} m) or --drop-background / --crop."
-        )
+        what = (f"{tag}{plugin} rounds positions by up to {100 * err:.2g} cm; the typical splat is "
+                f"{100 * typ:.2g} cm: expect blur.")  # fmt: skip
+        if ground_error(s, plugin) > QUALITY_FRACTION * typ:
+            tile = max_tile_size(plugin, typ)
+            what += f" Use --tiles auto (tiles of at most {tile:.0f} m) or --drop-background."
+        if height_error(s, plugin) > QUALITY_FRACTION * typ:
+            what += " The scene's height alone costs this; tiles cannot reduce it: --drop-background or --crop."
+        out.lines.append(what)
     if out.out_of_range:
         out.lines.append(
             f"{tag}{out.out_of_range:,} splats lie beyond {plugin}'s +-{st['max_abs_m']:.0f} m "

@@ -49,6 +49,7 @@ class ExportJob:
     crop: C.CropReport
     counts: dict
     messages: list[str] = field(default_factory=list)
+    checks: list = field(default_factory=list)
 
 
 def _placement(origin_upright: torch.Tensor) -> dict:
@@ -69,7 +70,7 @@ def _write_tile(
     R_p = F.upright_to_ply(job.options.plugin)
     local = T.local_splats(ply_all, tile, R_p)
     chk = L.check(local, job.options.plugin, where=name)
-    job.messages += chk.lines
+    job.checks.append(chk)
     local = L.apply(local, job.options.plugin)
     paths, files = [], []
     for fmt in job.formats:
@@ -133,6 +134,7 @@ def write_all(job: ExportJob, s_up: Splats, tiles: list[T.Tile], cams_up) -> lis
         entries.append(entry)
         paths += p
     job.counts["written"] = sum(e["num_splats"] for e in entries)
+    job.messages += limit_lines(job.checks)
     collision, p = _write_collision(job, s_up, cams_up)
     paths += p
     script = job.out_dir / EDITOR_SCRIPT.name
@@ -142,6 +144,29 @@ def write_all(job: ExportJob, s_up: Splats, tiles: list[T.Tile], cams_up) -> lis
     mpath = job.out_dir / f"{job.name}.unreal.json"
     write_text_atomic(mpath, json.dumps(manifest(job, entries, collision), indent=2))
     return paths + [mpath]
+
+
+def limit_lines(checks: list) -> list[str]:
+    """What the plugin's limits cost, said once: a single file's own lines, or for tiles one
+    line for those that still round too much (and the totals shrunk or out of range)."""
+    if len(checks) == 1:
+        return checks[0].lines
+    out = []
+    bad = [c for c in checks if c.position_error_m > L.QUALITY_FRACTION * c.typical_size_m]
+    if bad:
+        worst = max(bad, key=lambda c: c.position_error_m / max(c.typical_size_m, 1e-12))
+        err, typ = 100 * worst.position_error_m, 100 * worst.typical_size_m
+        out.append(f"{len(bad)} of {len(checks)} tiles: {worst.plugin} still rounds positions by up to "
+                   f"{err:.2g} cm (typical splat {typ:.2g} cm), mostly from the scene's height: "
+                   "--drop-background or --crop help there.")  # fmt: skip
+    for key, what in (
+        ("oversized", "shrunk to the plugin's largest size"),
+        ("out_of_range", "out of range, dropped"),
+    ):
+        n = sum(getattr(c, key) for c in checks)
+        if n:
+            out.append(f"{n:,} splats {what}")
+    return out
 
 
 def manifest(job: ExportJob, tiles: list[dict], collision: dict | None) -> dict:

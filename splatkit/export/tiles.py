@@ -3,7 +3,7 @@
 NanoGS recommends slicing large scenes into tiles (its ``TileSlicer/tile_slicer.py`` cuts a PLY
 into a grid in the ground plane); tiles also keep each file within a plugin's storage limits
 (:mod:`splatkit.export.limits`): a tile's splats are stored relative to its own origin (the
-tile's centre on the floor), and the manifest places each tile's actor at that origin.
+tile's centre, at mid-height), and the manifest places each tile's actor at that origin.
 
 Reassembling the tiles (local positions + origin) gives back the untiled export splat for
 splat (``tests/test_export_tiles.py``).
@@ -22,7 +22,7 @@ from splatkit.splats import Splats
 
 @dataclass
 class Tile:
-    """One tile: grid cell ``(ix, iy)``, ``origin`` in the upright frame (metres, z = 0), and the
+    """One tile: grid cell ``(ix, iy)``, ``origin`` in the upright frame (metres), and the
     indices of its splats in the untiled set."""
 
     ix: int
@@ -37,7 +37,9 @@ class Tile:
 
 def grid(means_upright: Tensor, size: float) -> list[Tile]:
     """Squares of side ``size`` (metres) on the upright XY plane, aligned so that the origin of
-    the frame is a cell centre; empty cells are left out. Every splat is in exactly one tile."""
+    the frame is a cell centre; empty cells are left out. Every splat is in exactly one tile.
+    A tile's origin is its cell centre at the middle of its heights (to the centimetre), which
+    halves the heights its file stores."""
     if not size > 0 or not math.isfinite(size):
         raise ValueError(f"tile size must be positive, not {size}")
     cell = torch.floor(means_upright[:, :2].double() / size + 0.5).long()
@@ -45,8 +47,11 @@ def grid(means_upright: Tensor, size: float) -> list[Tile]:
     tiles = []
     for k in range(len(keys)):
         ix, iy = int(keys[k, 0]), int(keys[k, 1])
-        origin = torch.tensor([ix * size, iy * size, 0.0], dtype=torch.float64)
-        tiles.append(Tile(ix, iy, origin, torch.where(inverse == k)[0]))
+        idx = torch.where(inverse == k)[0]
+        z = means_upright[idx, 2].double()
+        mid = round(float(z.min() + z.max()) / 2, 2)
+        origin = torch.tensor([ix * size, iy * size, mid], dtype=torch.float64)
+        tiles.append(Tile(ix, iy, origin, idx))
     return tiles
 
 

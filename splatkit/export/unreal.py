@@ -401,7 +401,7 @@ def choose_tiles(s_up: Splats, R_p: Tensor, options: UnrealExportOptions, cap: i
     ply = Splats(**{**s_up.as_dict(), "means": (s_up.means.double() @ R_p.T).to(s_up.means.dtype)})
     chk = L.check(ply, options.plugin)
     size = None
-    if chk.costs_quality:
+    if chk.out_of_range or L.ground_error(ply, options.plugin) > L.QUALITY_FRACTION * chk.typical_size_m:
         size = L.max_tile_size(options.plugin, chk.typical_size_m)
     if cap is not None and len(s_up) > cap:
         ext = (s_up.means[:, :2].max(0).values - s_up.means[:, :2].min(0).values).double()
