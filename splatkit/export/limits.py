@@ -156,7 +156,7 @@ def check(s: Splats, plugin: str, where: str = "") -> LimitCheck:
             tile = max_tile_size(plugin, typ)
             what += f" Use --tiles auto (tiles of at most {tile:.0f} m) or --drop-background."
         if height_error(s, plugin) > QUALITY_FRACTION * typ:
-            what += " The scene's height alone costs this; tiles cannot reduce it: --drop-background or --crop."
+            what += " The scene's height alone costs this (tiles cannot reduce it): --drop-background."
         out.lines.append(what)
     if out.out_of_range:
         out.lines.append(
