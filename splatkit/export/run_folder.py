@@ -15,10 +15,7 @@ from pathlib import Path
 
 from splatkit.errors import UserError
 from splatkit.export.unreal import UnrealExportOptions, export_unreal
-
-SCENE_PLY = "scene.ply"
-SPARSE = Path("sparse") / "0"
-CHECKPOINTS = "checkpoints"
+from splatkit.rundir import RunDir
 
 
 @dataclass
@@ -33,40 +30,42 @@ class ExportResult:
         return self.paths[-1]
 
 
-def _photos_source(out_dir: Path) -> str:
-    """The photos the run was started on (ingest's record), for the command we suggest."""
+def _photos_source(rd: RunDir) -> str:
+    """The photos the run was started on (the run's record, else ingest's), for our commands."""
     from splatkit.ingest.photos import MANIFEST
 
+    rec = rd.read_record()
+    if rec is not None and rec.source:
+        return shlex.quote(rec.source)
     try:
-        src = json.loads((out_dir / "work" / "images" / MANIFEST).read_text(encoding="utf-8"))["src"]
-        return shlex.quote(str(src))
+        return shlex.quote(str(json.loads((rd.work_images / MANIFEST).read_text(encoding="utf-8"))["src"]))
     except (OSError, ValueError, KeyError, TypeError):
         return "PHOTOS"
 
 
 def check_finished(out_dir: Path) -> None:
     """Raise a two-line UserError saying why ``out_dir`` has nothing to export yet."""
-    q = shlex.quote(str(out_dir))
-    if not out_dir.is_dir():
+    rd = RunDir(Path(out_dir))
+    q = shlex.quote(str(rd.root))
+    if not rd.root.is_dir():
         raise UserError(
-            f"There is no folder {out_dir}.", "Give the output folder that `splatkit train` wrote."
+            f"There is no folder {rd.root}.", "Give the output folder that `splatkit train` wrote."
         )
-    if (out_dir / SCENE_PLY).is_file():
+    if rd.scene_ply.is_file():
         return
-    src = _photos_source(out_dir)
-    ckpt = out_dir / CHECKPOINTS
-    if ckpt.is_dir() and any(ckpt.glob("*.pt")):
+    src = _photos_source(rd)
+    if rd.checkpoints.is_dir() and any(rd.checkpoints.glob("*.pt")):
         raise UserError(
-            f"training has not finished: {out_dir} has checkpoints but no {SCENE_PLY} yet.",
+            f"training has not finished: {rd.root} has checkpoints but no {rd.scene_ply.name} yet.",
             f"resume with `splatkit train {src} -o {q} --resume`",
         )
-    if (out_dir / SPARSE).is_dir():
+    if rd.sparse.is_dir():
         raise UserError(
-            f"{out_dir} holds camera poses only (no {SCENE_PLY}): nothing is trained yet.",
+            f"{rd.root} holds camera poses only (no {rd.scene_ply.name}): nothing is trained yet.",
             f"train with `splatkit train {src} -o {q}`",
         )
     raise UserError(
-        f"{out_dir} is not a splatkit output folder (no {SCENE_PLY}).",
+        f"{rd.root} is not a splatkit output folder (no {rd.scene_ply.name}).",
         "Give the folder `splatkit train` wrote, or run `splatkit train PHOTOS -o OUT` first.",
     )
 
@@ -78,17 +77,17 @@ def export_run(
     from splatkit.export.ply import read_ply
     from splatkit.export.scale import read_photo_gps
 
-    out_dir = Path(out_dir)
-    check_finished(out_dir)
+    rd = RunDir(Path(out_dir))
+    check_finished(rd.root)
     options = options or UnrealExportOptions()
-    splats = read_ply(out_dir / SCENE_PLY)
+    splats = read_ply(rd.scene_ply)
     scene = None
-    if (out_dir / SPARSE).is_dir():
+    if rd.sparse.is_dir():
         from splatkit.sfm.loaders import load_scene
 
-        scene = load_scene(out_dir)
+        scene = load_scene(rd.root)
     paths = export_unreal(
-        splats, scene, Path(dest) if dest else out_dir / "unreal", options, gps=read_photo_gps(out_dir)
+        splats, scene, Path(dest) if dest else rd.unreal, options, gps=read_photo_gps(rd.root)
     )
     return ExportResult(paths, json.loads(paths[-1].read_text(encoding="utf-8")))
 

@@ -72,8 +72,9 @@ class ScaleEstimate:
 def read_photo_gps(out_dir: Path) -> dict[str, tuple[float, float, float]]:
     """``{working-copy name: (lat, lon, alt)}`` from ingest's record in ``out_dir`` (empty if none)."""
     from splatkit.ingest.photos import MANIFEST
+    from splatkit.rundir import RunDir
 
-    path = Path(out_dir) / "work" / "images" / MANIFEST
+    path = RunDir(Path(out_dir)).work_images / MANIFEST
     try:
         photos = json.loads(path.read_text(encoding="utf-8")).get("photos", {})
     except (OSError, ValueError):
