@@ -139,8 +139,9 @@ class UnrealExportOptions:
     )
     up: str = _help(
         "auto",
-        "Which way is up: auto (the ground plane of the SfM points, else the cameras), "
-        "keep (leave the frame as it is), or the input axis that points up (+x ... -z).",
+        "Which way is up: auto (from the cameras, or the ground plane of the SfM points where the "
+        "cameras cannot tell), keep (leave the frame as it is), or the input axis that points up "
+        "(+x ... -z).",
         choices=UP_CHOICES,
     )
     scale: str = _help(
@@ -478,6 +479,8 @@ def add_cli_options(p: argparse.ArgumentParser) -> None:
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
         kw["type"] = types.get(f.name, str)
+        if "choices" not in f.metadata:
+            kw["metavar"] = f.name.upper()
         p.add_argument("--" + f.name.replace("_", "-"), **kw)
 
 
