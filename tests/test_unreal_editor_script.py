@@ -237,3 +237,9 @@ def test_bad_manifest(script, tmp_path, monkeypatch):
     assert "not a splatkit" in run(script, monkeypatch, Recorder(), [str(p)])["error"]
     p.write_text("{")
     assert "cannot read" in run(script, monkeypatch, Recorder(), [str(p)])["error"]
+
+
+def test_multi_asset_import_spawns_the_splat_asset(script):
+    paths = ["/Game/Splats/garden/M_garden", "/Game/Splats/garden/garden.garden", "/Game/Splats/garden/T_x"]
+    assert script.main_asset(paths, "garden") == "/Game/Splats/garden/garden.garden"
+    assert script.main_asset(["/Game/a/other"], "garden") == "/Game/a/other"

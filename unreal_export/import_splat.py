@@ -159,7 +159,17 @@ def import_file(unreal, filename, destination_path, name, factory=None):
     paths = list(task.get_editor_property("imported_object_paths") or [])
     if not paths:
         raise ImportProblem(f"nothing was imported from {os.path.basename(filename)}")
-    return unreal.EditorAssetLibrary.load_asset(paths[0]), paths
+    return unreal.EditorAssetLibrary.load_asset(main_asset(paths, name)), paths
+
+
+def main_asset(paths, name):
+    """Of the objects an import made (some importers add materials, textures, Niagara systems),
+    the one named after the file, else the first."""
+    for p in paths:
+        leaf = p.rsplit("/", 1)[-1]
+        if leaf == name or leaf == f"{name}.{name}":
+            return p
+    return paths[0]
 
 
 def spawn(unreal, asset, place, label):
