@@ -169,6 +169,7 @@ class UnrealExportOptions:
         0.0,
         "Drop splats farther than this many metres from every training camera (sky, far "
         "background); 0 keeps them. The export says how many it dropped.",
+        min=0.0, max=1e7,
     )
     tiles: str = _help(
         "auto",
@@ -176,10 +177,11 @@ class UnrealExportOptions:
         "(when the plugin's storage would cost quality or range), none, or a size in metres.",
     )
     max_splats: int | None = _help(
-        None, "Keep at most this many splats, the most visible ones (default: the plugin's limit)."
+        None, "Keep at most this many splats, the most visible ones (default: the plugin's limit).",
+        min=1, max=100_000_000,
     )
     sh_degree: int | None = _help(
-        None, "Spherical-harmonics degree to write, 0-3 (default: what the plugin uses)."
+        None, "Spherical-harmonics degree to write, 0-3 (default: what the plugin uses).", min=0, max=3
     )
     format: str = _help(
         "auto",
@@ -473,12 +475,14 @@ def export_unreal(
 
 def add_cli_options(p: argparse.ArgumentParser) -> None:
     """One ``--flag`` per :class:`UnrealExportOptions` field, from its help metadata."""
-    types = {"drop_background": float, "max_splats": int, "sh_degree": int}
+    from splatkit.options import number
+
     for f in dataclasses.fields(UnrealExportOptions):
         kw = {"help": f.metadata["help"], "default": None, "dest": f"unreal_{f.name}"}
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
-        kw["type"] = types.get(f.name, str)
+        numeric = "min" in f.metadata or "max" in f.metadata
+        kw["type"] = number(UnrealExportOptions, f.name) if numeric else str
         if "choices" not in f.metadata:
             kw["metavar"] = f.name.upper()
         p.add_argument("--" + f.name.replace("_", "-"), **kw)
