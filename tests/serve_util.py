@@ -69,7 +69,8 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {Path(self.log.name).read_text()[-3000:]}")
             try:
-                h = requests.get(self.url + "/api/health", timeout=2).json()
+                h = requests.get(self.url + "/api/health", headers={"X-Teacher-Token": TEACHER},
+                                 timeout=2).json()
                 if h.get("ray_error"):
                     self.stop()
                     raise RuntimeError(h["ray_error"])
