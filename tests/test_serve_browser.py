@@ -34,9 +34,9 @@ def test_student_uploads_and_downloads(tmp_path, shared_datasets):
             page.set_input_files("#files", files)
             page.select_option("#preset", "tiny")
             page.click("#upload-btn")
-            page.wait_for_selector("#msg.ok >> text=queued", timeout=30_000)
+            page.wait_for_selector("#msg.ok >> text=in the line", timeout=30_000)
             page.wait_for_selector(".job[data-state=done]", timeout=150_000)
-            assert "PSNR" in page.inner_text(".job .progress")
+            assert "likeness" in page.inner_text(".job .progress")
             assert page.locator(".job .previews img").count() >= 1
             with page.expect_download(timeout=120_000) as dl:
                 page.click(".job a.dl-unreal")

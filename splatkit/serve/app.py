@@ -47,7 +47,7 @@ def create_app(data_dir: Path, teacher_token: str | None = None, ray_address: st
         data.mkdir(parents=True, mode=0o700)
     store = Store(data / "splatkit.db")
     if class_code:
-        store.set_setting("class_code", class_code.strip().upper())
+        store.set_class_code(class_code.strip().upper())
     requeued = store.requeue_running()
     sweep_orphans(data, store)
     token = secret_file(data / "teacher_token", teacher_token)

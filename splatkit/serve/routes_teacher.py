@@ -154,7 +154,7 @@ async def teacher_settings(request: Request):
         code = str(body["class_code"]).strip().upper()
         if not re.fullmatch(r"[A-Z0-9]{4,20}", code):
             raise HTTPException(400, "A class code is 4 to 20 letters and digits.")
-        c.store.set_setting("class_code", code)  # every seat of the old code is signed out
+        c.store.set_class_code(code)  # every seat of the old code is signed out
     c.dispatcher.refresh()
     return overview(request)
 

@@ -185,6 +185,17 @@ class Store:
                 return self.student(row["id"]), new
             raise SeatTaken(row["name"])
 
+    def set_class_code(self, code: str) -> None:
+        """A new class code: the seats of the old one are retired (signed out for good, even if
+        the old code comes back); their jobs stay."""
+        with self._lock:
+            old = self.setting("class_code")
+            if code == old:
+                return
+            self._db.execute("UPDATE students SET class_code = class_code || '~' || ? WHERE class_code = ?",
+                             (f"{time.time():.6f}", old))
+            self.set_setting("class_code", code)
+
     def allow_rejoin(self, sid: int) -> bool:
         with self._lock:
             return self._db.execute("UPDATE students SET rejoin_ok=1 WHERE id=?", (sid,)).rowcount == 1
