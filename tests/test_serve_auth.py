@@ -62,7 +62,7 @@ def test_body_limits_hold_memory(stub_server):
     finally:
         stop.set()
         th.join()
-    for status, sent in results:
+    for status, _ in results:
         assert b" 413 " in status, results
     growth_mib = (max(peak) - base) / 1024
     print(f"\nserver RSS {base / 1024:.0f} MiB before, +{growth_mib:.1f} MiB at most while 4 requests "
@@ -82,7 +82,8 @@ def test_cross_origin_requests_refused(stub_server):
     assert s.get(url + "/api/me", timeout=10).json()["jobs"] == []
     before = t.get(url + "/api/teacher/overview", timeout=10).json()["settings"]
     for hdr in ({"Origin": evil}, {"Referer": evil + "/attack.html"}, {"Origin": "null"}):
-        for path, body in (("/api/teacher/settings", {"paused": 1 - before["paused"], "class_code": "EVIL99"}),
+        change = {"paused": 1 - before["paused"], "class_code": "EVIL99"}
+        for path, body in (("/api/teacher/settings", change),
                            ("/api/join", {"class_code": CODE, "name": "csrf"}),
                            ("/api/teacher/login", {"token": TEACHER}), ("/api/jobs/1/cancel", {})):
             r = t.post(url + path, json=body, headers=hdr, timeout=10)
@@ -152,9 +153,11 @@ def test_class_code_change_signs_students_out(stub_server):
         assert old.get(url + "/api/me", timeout=10).status_code == 401
         assert requests.post(url + "/api/join", json={"class_code": CODE, "name": "x"},
                              timeout=10).status_code == 403
-        r = requests.post(url + "/api/join", json={"class_code": "NEW42", "name": "before-change"}, timeout=10)
+        r = requests.post(url + "/api/join", json={"class_code": "NEW42", "name": "before-change"},
+                          timeout=10)
         assert r.status_code == 200  # a new class: the name is free again
-        assert t.post(url + "/api/teacher/settings", json={"class_code": "no!"}, timeout=10).status_code == 400
+        r = t.post(url + "/api/teacher/settings", json={"class_code": "no!"}, timeout=10)
+        assert r.status_code == 400
     finally:
         t.post(url + "/api/teacher/settings", json={"class_code": CODE}, timeout=10)
     assert old.get(url + "/api/me", timeout=10).status_code == 401  # the old code back: still out
@@ -188,8 +191,8 @@ def test_join_attempts_rate_limited_and_token_not_printed(tmp_path):
         r = requests.post(srv.url + "/api/join", json={"class_code": CODE, "name": "late"}, timeout=10)
         assert r.status_code == 429 and "wait" in r.json()["detail"]  # even the right code waits
         token = (srv.data / "teacher_token").read_text().strip()
-        logins = [requests.post(srv.url + "/api/teacher/login", json={"token": "nope"}, timeout=10).status_code
-                  for _ in range(6)]
+        logins = [requests.post(srv.url + "/api/teacher/login", json={"token": "nope"},
+                                timeout=10).status_code for _ in range(6)]
         assert logins == [403] * 5 + [429]
     finally:
         srv.stop()

@@ -16,7 +16,8 @@ PHOTOS = [("files", (f"{i}.jpg", jpeg_bytes(color=(i * 60, 80, 80)))) for i in r
 
 def test_parallel_uploads_cannot_pass_the_limit(stub_server):
     url, t = stub_server.url, stub_server.teacher()
-    t.post(url + "/api/teacher/settings", json={"paused": 1, "jobs_per_student": 3}, timeout=10).raise_for_status()
+    r = t.post(url + "/api/teacher/settings", json={"paused": 1, "jobs_per_student": 3}, timeout=10)
+    r.raise_for_status()
     try:
         s = stub_server.student("eight-tabs")
         cookie = s.cookies.get("splatkit_student")
@@ -60,7 +61,8 @@ def test_presets_offered_by_hardware(stub_server):
 def test_default_time_limits():
     cpu, gpu = {"gpus": 0, "cpus": 8}, {"gpus": 2, "cpus": 8}
     assert job_time_limit_s("full", cpu, 0) > job_time_limit_s("full", gpu, 0)
-    assert job_time_limit_s("tiny", cpu, 0) < job_time_limit_s("quick", cpu, 0) < job_time_limit_s("standard", cpu, 0)
+    tiny, quick, std = (job_time_limit_s(p, cpu, 0) for p in ("tiny", "quick", "standard"))
+    assert tiny < quick < std
     assert job_time_limit_s("full", gpu, 2.5) == 150.0  # the teacher's setting wins
     assert "full" in offered_presets(gpu, False) and "full" not in offered_presets(cpu, False)
     assert "full" in offered_presets(cpu, True)
