@@ -71,7 +71,8 @@ def overview(request: Request, page: int = 1, per_page: int = PER_PAGE):
             "students": _students(c), "cluster": d.cluster, "hardware": hardware(d.cluster),
             "presets": sorted(PRESETS),
             "offered": offered_presets(d.cluster, _settings(c)["allow_full_on_cpu"] == 1),
-            "time_limits_min": {p: round(job_time_limit_s(p, d.cluster, minutes) / 60, 2) for p in PRESETS},
+            "time_limits_min": {p: round(job_time_limit_s(p, d.cluster, minutes) / 60, 2)
+                                for p in offered_presets(d.cluster, True)},
             "ray_error": d.error, "running": len(d.inflight)}
 
 
