@@ -23,12 +23,14 @@ def opt(default: Any, help: str, **kw: Any) -> Any:
 
 @dataclass
 class IngestConfig:
-    max_image_size: int = opt(1600, "Longest side, in pixels, of the working copies of the photos.")
+    max_image_size: int = opt(1600, "Longest side, in pixels, of the working copies of the photos.",
+                              min=64, max=20_000)
     min_image_size: int = opt(
-        64, "Photos whose shorter side is below this many pixels are skipped."
+        64, "Photos whose shorter side is below this many pixels are skipped.", min=16, max=4096
     )
     video_fps: float = opt(
-        2.0, "Frames taken per second of video (blurry and near-duplicate frames are dropped)."
+        2.0, "Frames taken per second of video (blurry and near-duplicate frames are dropped).",
+        min_exclusive=0.0, max=60.0,
     )
 
 
@@ -46,7 +48,7 @@ class SfmConfig:
         "once, GLOMAP: faster on large sets).",
         choices=("incremental", "global"),
     )
-    max_features: int = opt(8192, "Most SIFT features kept per photo.")
+    max_features: int = opt(8192, "Most SIFT features kept per photo.", min=256, max=65_536)
     single_camera: bool = opt(True, "Assume one camera and lens took every photo.")
     camera_model: str = opt(
         "SIMPLE_RADIAL",
@@ -58,44 +60,55 @@ class SfmConfig:
         True,
         "Refine the lens centre too (only with one shared camera; more accurate rotations).",
     )
-    max_image_size: int = opt(1600, "Longest side, in pixels, of the images SfM works on.")
-    num_threads: int = opt(-1, "CPU threads for SfM (-1: all).")
+    max_image_size: int = opt(1600, "Longest side, in pixels, of the images SfM works on.",
+                              min=100, max=20_000)
+    num_threads: int = opt(-1, "CPU threads for SfM (-1: all).", min=-1, max=1024)
 
 
 @dataclass
 class TrainConfig:
-    steps: int = opt(30_000, "Training steps.")
+    steps: int = opt(30_000, "Training steps.", min=1, max=10_000_000)
     resolution: int = opt(
-        1600, "Longest side, in pixels, of the images trained on (smaller is faster)."
+        1600, "Longest side, in pixels, of the images trained on (smaller is faster).",
+        min=32, max=16_384,
     )
-    sh_degree: int = opt(3, "Highest spherical-harmonics degree (0-3): view-dependent colour.")
-    sh_degree_interval: int = opt(1000, "Steps between raising the SH degree by one.")
-    ssim_lambda: float = opt(0.2, "Weight of the D-SSIM term in the loss (L1 gets the rest).")
-    init_opacity: float = opt(0.1, "Opacity of the initial splats.")
-    init_scale: float = opt(1.0, "Initial splat size, times the mean distance to 3 neighbours.")
-    means_lr: float = opt(1.6e-4, "Learning rate of positions, times the scene extent.")
-    means_lr_final_factor: float = opt(0.01, "Position learning rate at the end, as a fraction.")
-    scales_lr: float = opt(5e-3, "Learning rate of log-scales.")
-    quats_lr: float = opt(1e-3, "Learning rate of rotations.")
-    opacities_lr: float = opt(5e-2, "Learning rate of opacity logits.")
-    sh0_lr: float = opt(2.5e-3, "Learning rate of base colour.")
-    shN_lr: float = opt(2.5e-3 / 20, "Learning rate of view-dependent colour.")
+    sh_degree: int = opt(3, "Highest spherical-harmonics degree (0-3): view-dependent colour.",
+                         min=0, max=3)
+    sh_degree_interval: int = opt(1000, "Steps between raising the SH degree by one.", min=0)
+    ssim_lambda: float = opt(0.2, "Weight of the D-SSIM term in the loss (L1 gets the rest).",
+                             min=0.0, max=1.0)
+    init_opacity: float = opt(0.1, "Opacity of the initial splats.", min_exclusive=0.0,
+                              max_exclusive=1.0)
+    init_scale: float = opt(1.0, "Initial splat size, times the mean distance to 3 neighbours.",
+                            min_exclusive=0.0, max=100.0)
+    means_lr: float = opt(1.6e-4, "Learning rate of positions, times the scene extent.", min=0.0,
+                          max=1.0)
+    means_lr_final_factor: float = opt(0.01, "Position learning rate at the end, as a fraction.",
+                                       min_exclusive=0.0, max=1.0)
+    scales_lr: float = opt(5e-3, "Learning rate of log-scales.", min=0.0, max=1.0)
+    quats_lr: float = opt(1e-3, "Learning rate of rotations.", min=0.0, max=1.0)
+    opacities_lr: float = opt(5e-2, "Learning rate of opacity logits.", min=0.0, max=1.0)
+    sh0_lr: float = opt(2.5e-3, "Learning rate of base colour.", min=0.0, max=1.0)
+    shN_lr: float = opt(2.5e-3 / 20, "Learning rate of view-dependent colour.", min=0.0, max=1.0)
     strategy: str = opt(
         "default", "Densification: default (clone/split/prune) or mcmc.", choices=("default", "mcmc")
     )
-    refine_start: int = opt(500, "First step of densification.")
-    refine_stop: int = opt(15_000, "Last step of densification.")
-    refine_every: int = opt(100, "Steps between densifications.")
-    reset_every: int = opt(3000, "Steps between opacity resets.")
-    grow_grad2d: float = opt(2e-4, "Screen-space gradient above which a splat is cloned/split.")
-    max_splats: int = opt(1_000_000, "Cap on the number of splats (mcmc; default stops growing).")
+    refine_start: int = opt(500, "First step of densification.", min=0)
+    refine_stop: int = opt(15_000, "Last step of densification.", min=0)
+    refine_every: int = opt(100, "Steps between densifications.", min=1)
+    reset_every: int = opt(3000, "Steps between opacity resets.", min=1)
+    grow_grad2d: float = opt(2e-4, "Screen-space gradient above which a splat is cloned/split.",
+                             min_exclusive=0.0)
+    max_splats: int = opt(1_000_000, "Cap on the number of splats (mcmc; default stops growing).",
+                          min=1, max=100_000_000)
     absgrad: bool = opt(False, "Use absolute gradients for densification (AbsGS).")
     antialiased: bool = opt(False, "Antialiased rasterization (Mip-Splatting opacity compensation).")
     packed: bool = opt(False, "gsplat packed mode (less GPU memory for large scenes).")
     random_background: bool = opt(False, "Random background colour each step (fewer floaters).")
-    eval_every: int = opt(1000, "Steps between held-out PSNR evaluations (0: only at the end).")
-    checkpoint_every: int = opt(1000, "Steps between checkpoints.")
-    seed: int = opt(42, "Random seed (same seed, same result).")
+    eval_every: int = opt(1000, "Steps between held-out PSNR evaluations (0: only at the end).",
+                          min=0)
+    checkpoint_every: int = opt(1000, "Steps between checkpoints (0: only at the end).", min=0)
+    seed: int = opt(42, "Random seed (same seed, same result).", min=0, max=2**32 - 1)
 
 
 @dataclass
@@ -124,6 +137,68 @@ class RunConfig:
     @classmethod
     def load(cls, path: Path) -> RunConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+#: Settings that may change when a run is resumed (flattened keys): they change how long it trains
+#: or how often it reports, never what the splats are fitted to. Every other setting is fixed by
+#: the checkpoint (see ``splatkit/run.py``).
+SAFE_ON_RESUME = {
+    "train.steps": "train longer (or stop earlier)",
+    "train.eval_every": "how often held-out photos are scored",
+    "train.checkpoint_every": "how often checkpoints are written",
+    "train.refine_stop": "when densification stops",
+    "device": "where the remaining steps run",
+}
+
+
+def field_range(f: dataclasses.Field) -> tuple[str, Any, Any] | None:
+    """``(kind, low, high)`` of a numeric field from its metadata, or None; ``kind`` tells
+    whether the bounds are inclusive (``"[]"``, ``"(]"``, ``"[)"``, ``"()"``)."""
+    m = f.metadata
+    lo_ex, hi_ex = "min_exclusive" in m, "max_exclusive" in m
+    lo = m.get("min_exclusive", m.get("min"))
+    hi = m.get("max_exclusive", m.get("max"))
+    if lo is None and hi is None:
+        return None
+    return ("(" if lo_ex else "[") + (")" if hi_ex else "]"), lo, hi
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:,}" if isinstance(v, int) else f"{v:g}"
+
+
+def check_value(name: str, value: Any, rng: tuple[str, Any, Any]) -> str | None:
+    """Why ``value`` is out of ``rng`` (plain words), or None when it is fine."""
+    kind, lo, hi = rng
+    low_bad = lo is not None and (value <= lo if kind[0] == "(" else value < lo)
+    high_bad = hi is not None and (value >= hi if kind[1] == ")" else value > hi)
+    if value == value and not low_bad and not high_bad:  # value != value: NaN
+        return None
+    parts = []
+    if lo is not None:
+        parts.append(("above " if kind[0] == "(" else "at least ") + _fmt(lo))
+    if hi is not None:
+        parts.append(("below " if kind[1] == ")" else "at most ") + _fmt(hi))
+    return f"{name} must be {' and '.join(parts)}, not {_fmt(value)}"
+
+
+def validate(cfg: RunConfig) -> None:
+    """Every numeric setting inside its range, with the option's name in the message.
+
+    Raises:
+        UserError: the first setting out of range.
+    """
+    from .errors import UserError
+
+    for section in (cfg.ingest, cfg.sfm, cfg.train):
+        for f in dataclasses.fields(section):
+            rng = field_range(f)
+            value = getattr(section, f.name)
+            if rng is None or isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            why = check_value("--" + f.name.replace("_", "-"), value, rng)
+            if why:
+                raise UserError(why + ".", "`splatkit train --help` explains each option.")
 
 
 def _build(klass, d: dict):

@@ -103,7 +103,7 @@ def render(splats: Splats, view: View, settings: RenderSettings) -> RenderOutput
     viewmats = view.world_to_cam.to(device=device, dtype=torch.float32)[None]
     Ks = view.K.to(device=device, dtype=torch.float32)[None]
     backgrounds = torch.tensor([settings.background], dtype=torch.float32, device=device)
-    absgrad = bool(getattr(settings, "absgrad", False))
+    absgrad = bool(settings.absgrad)
 
     image, alpha, info = rasterization(
         means=splats.means,

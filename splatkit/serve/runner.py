@@ -103,37 +103,29 @@ def run_job(spec: dict) -> dict:
 
 
 def _train(spec: dict, out_dir: Path, stop) -> str:
-    from ..config import RunConfig, preset_config
-    from ..events import EventBus, JsonlWriter
-    from ..pipeline import run_train
-    from ..progress import TextLog
+    from ..config import preset_config
+    from ..events import EventBus
+    from ..job import JobRequest, run_job
+    from ..rundir import RunDir
     from .uploads import find_video
 
     photos = Path(spec["photos_dir"])
-    bus = EventBus()
-    jsonl = JsonlWriter(out_dir / "events.jsonl")
-    log = TextLog(out_dir / "log.txt")
-    bus.subscribe(jsonl)
-    bus.subscribe(log)
-    try:
-        # A video goes to the pipeline as it is: splatkit.sources extracts, de-duplicates and
-        # de-blurs its frames and picks sequential matching, as for `splatkit train clip.mp4`.
-        video = find_video(photos)
-        if video is not None:
-            photos = video
-        resume = spec["attempt"] > 1 and (out_dir / "config.json").exists()
-        if resume:
-            cfg = RunConfig.load(out_dir / "config.json")
-        else:
-            cfg = preset_config(spec["preset"])
-            cfg.device = spec.get("device", "auto")
-            if spec.get("video_fps"):  # the server's cap on the frames of one video
-                cfg.ingest.video_fps = min(cfg.ingest.video_fps, spec["video_fps"])
-        result = run_train(photos, out_dir, cfg, bus, resume=resume, stop_flag=stop)
-        return "interrupted" if result.interrupted else "done"
-    finally:
-        jsonl.close()
-        log.close()
+    # A video goes to the pipeline as it is: splatkit.sources extracts, de-duplicates and
+    # de-blurs its frames and picks sequential matching, as for `splatkit train clip.mp4`.
+    video = find_video(photos)
+    if video is not None:
+        photos = video
+    cfg = preset_config(spec["preset"])
+    cfg.device = spec.get("device", "auto")
+    if spec.get("video_fps"):  # the server's cap on the frames of one video
+        cfg.ingest.video_fps = min(cfg.ingest.video_fps, spec["video_fps"])
+    resume = spec["attempt"] > 1 and RunDir(out_dir).config.exists()
+    # The job setup of `splatkit train`: run folder rules, lock (an orphaned attempt lets go
+    # within a second), resume decision, log and event stream.
+    req = JobRequest(source=photos, out_dir=out_dir, cfg=cfg, resume=resume, restart=not resume,
+                     command="train", shown_command=f"job {spec['job_id']}", lock_wait_s=60.0)
+    result = run_job(req, EventBus(), stop_flag=stop)
+    return "interrupted" if result.interrupted else "done"
 
 
 class Dispatcher(threading.Thread):

@@ -29,6 +29,7 @@ from ..events import NULL_BUS, EventBus, Message, StageProgress
 from ..fileio import write_text_atomic
 from ..ingest import PhotoSet
 from ..scene import Scene
+from ..signals import STOP_SIGNALS
 from .diagnose import clusters, explain, failure, pair_inliers
 from .loaders import load_scene, undistort_model
 
@@ -307,14 +308,15 @@ def _interruptible_call(fn, *args, token: bool = True, **kw):
         except BaseException as e:  # noqa: BLE001 - handed to the main thread
             box["error"] = e
 
-    old = signal.signal(signal.SIGINT, on_sigint)
+    old = {sig: signal.signal(sig, on_sigint) for sig in STOP_SIGNALS}  # Ctrl-C and SIGTERM
     try:
         th = threading.Thread(target=work, name="pycolmap", daemon=True)
         th.start()
         while th.is_alive():
             th.join(0.2)
     finally:
-        signal.signal(signal.SIGINT, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     if hit[0]:
         raise KeyboardInterrupt
     if "error" in box:
