@@ -174,6 +174,11 @@ def test_student_page_shows_held_queue_and_plain_words(stub_server, tmp_path):
         finally:
             api.post(url + "/api/teacher/settings", json={"paused": 0}, timeout=10)
         page.wait_for_selector("#banner-held", state="hidden", timeout=10_000)
+        # the server stops answering (requests cut off): the page says so, and recovers
+        page.route("**/api/me", lambda route: route.abort())
+        page.wait_for_selector("#banner-down:not(.hidden)", timeout=10_000)
+        page.unroute("**/api/me")
+        page.wait_for_selector("#banner-down", state="hidden", timeout=10_000)
 
 
 @contextlib.contextmanager
