@@ -81,12 +81,18 @@ async def json_body(request: Request) -> dict:
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
+async def sign_in_body(request: Request, attempts) -> tuple[dict, str]:
+    """The body of a sign-in request and the caller's address, unless the address has too many
+    failed attempts (429, :class:`~.limits.Attempts`)."""
+    who = client_key(request)
+    attempts.check(who)
+    return await json_body(request), who
+
+
 @router.post("/api/join")
 async def join(request: Request):
     c = ctx(request)
-    who = client_key(request)
-    c.join_attempts.check(who)
-    body = await json_body(request)
+    body, who = await sign_in_body(request, c.join_attempts)
     code = str(body.get("class_code", "")).strip().upper()
     name = " ".join(str(body.get("name", "")).split())[:40]
     if not name:

@@ -12,10 +12,10 @@ from fastapi.responses import FileResponse, JSONResponse
 from starlette.background import BackgroundTask
 
 from ..config import PRESETS
-from .auth import TEACHER_COOKIE, TEACHER_SESSION_S, client_key, ctx, need_teacher
+from .auth import TEACHER_COOKIE, TEACHER_SESSION_S, ctx, need_teacher
 from .jobs import job_view, queue_positions
 from .limits import hardware, job_time_limit_s, offered_presets
-from .routes_student import json_body
+from .routes_student import json_body, sign_in_body
 
 router = APIRouter(prefix="/api/teacher")
 #: teacher settings: (key, lowest, highest, whole number?)
@@ -28,9 +28,7 @@ PER_PAGE = 50
 @router.post("/login")
 async def teacher_login(request: Request):
     c = ctx(request)
-    who = client_key(request)
-    c.login_attempts.check(who)
-    body = await json_body(request)
+    body, who = await sign_in_body(request, c.login_attempts)
     if not c.auth.token_ok(str(body.get("token", ""))):
         c.login_attempts.failed(who)
         raise HTTPException(403, "Wrong teacher token (the server's start message says where it is kept).")
