@@ -5,7 +5,7 @@ the out-of-memory killer) cannot; Ray's own agents (``ray::DashboardAgent``,
 ``ray::RuntimeEnvAgent``) were measured to outlive it by minutes. So the server starts this small
 watchdog first: ``python -m splatkit.serve.reaper`` reads a pipe whose other end only the server
 holds, notes the server's descendants (psutil) every second, and when the pipe closes (the server
-is gone) ends the ones that are still there (SIGTERM, then SIGKILL after 3 s). It ignores SIGINT and
+is gone) ends the ones that are still there (SIGTERM, then SIGKILL after 1 s). It ignores SIGINT and
 SIGTERM (a Ctrl-C reaches the whole terminal's process group) and exits after its sweep.
 """
 
@@ -59,7 +59,7 @@ def _descendants(pid: int, known: dict) -> None:
         pass
 
 
-def sweep(known: dict, grace_s: float = 3.0) -> list[int]:
+def sweep(known: dict, grace_s: float = 1.0) -> list[int]:
     """End the processes in ``known`` (pid -> start time) that still run; returns their pids."""
     import psutil
 

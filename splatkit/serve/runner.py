@@ -216,6 +216,7 @@ class Dispatcher(threading.Thread):
                 traceback.print_exc()
             self._wake.wait(self.poll_s)
             self._wake.clear()
+        _ray_shutdown()  # from the thread that started it: 1 s instead of 5 s from another one
 
     def submit(self) -> None:
         if self.store.setting("paused") == "1":
@@ -312,15 +313,23 @@ class Dispatcher(threading.Thread):
                 ray.cancel(ref, force=True)
 
     def shutdown(self) -> None:
+        """Stop dispatching and shut Ray down (the thread does, on its way out)."""
         self.stop()
-        try:
-            import ray
-
-            ray.shutdown()
-        except Exception:  # noqa: BLE001
-            pass
+        if self.is_alive():
+            self.join(15.0)
+        if self.is_alive():
+            _ray_shutdown()
         if self.reaper is not None:
             self.reaper.finish()
+
+
+def _ray_shutdown() -> None:
+    try:
+        import ray
+
+        ray.shutdown()
+    except Exception:  # noqa: BLE001 - stopping anyway
+        pass
 
 
 def purge_old(store: Store) -> list[int]:
