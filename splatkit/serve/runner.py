@@ -340,10 +340,10 @@ def purge_old(store: Store) -> list[int]:
     if days <= 0:
         return []
     old = store.old_jobs(time.time() - days * 86400)
+    in_use = store.photo_dirs_in_use(besides={j["id"] for j in old})
     for job in old:
-        store.mark_purged(job["id"])
         shutil.rmtree(Path(job["out_dir"]).parent, ignore_errors=True)  # DATA/jobs/<id>
-    in_use = store.photo_dirs_in_use()
-    for photos in {j["photos_dir"] for j in old} - in_use:
-        shutil.rmtree(photos, ignore_errors=True)
+        if job["photos_dir"] not in in_use:
+            shutil.rmtree(job["photos_dir"], ignore_errors=True)
+        store.mark_purged(job["id"])  # after the files: a purged job has none left
     return [j["id"] for j in old]

@@ -363,9 +363,11 @@ class Store:
             )
         return ids
 
-    def photo_dirs_in_use(self) -> set[str]:
+    def photo_dirs_in_use(self, besides: set[int] = frozenset()) -> set[str]:
+        """The photo folders of the jobs that are kept (not purged, not in ``besides``)."""
         with self._lock:
-            return {r[0] for r in self._db.execute("SELECT photos_dir FROM jobs WHERE purged=0")}
+            return {r[1] for r in self._db.execute("SELECT id, photos_dir FROM jobs WHERE purged=0")
+                    if r[0] not in besides}
 
     def old_jobs(self, before: float) -> list[dict]:
         """Finished, not yet purged jobs that ended before ``before``."""
