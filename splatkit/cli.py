@@ -7,13 +7,14 @@ traceback. Ctrl-C during training writes a checkpoint and prints the command tha
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import os
 import shlex
 import sys
 from pathlib import Path
 
-from .config import PRESETS, RunConfig, TrainConfig, check_value, field_range, preset_config
+from .config import PRESETS, RunConfig, TrainConfig, preset_config
 from .errors import UserError
+from .options import input_path, number, port_number
 
 PROG = "splatkit"
 
@@ -25,50 +26,6 @@ class _Parser(argparse.ArgumentParser):
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         sys.stderr.write(f"Run `{self.prog} --help` to see the options.\n")
         raise SystemExit(2)
-
-
-def number(section: type, name: str):
-    """An argparse type for a config field: a number in the field's range (``1e5`` is accepted
-    for whole numbers); out of range is a usage error naming the range."""
-    f = next(f for f in dataclasses.fields(section) if f.name == name)
-    is_int = f.type in (int, "int")
-    rng = field_range(f)
-
-    def parse(text: str):
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if is_int:
-            if not v.is_integer():
-                raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
-            v = int(v)
-        why = check_value("it", v, rng) if rng else None
-        if why:
-            raise argparse.ArgumentTypeError(why.replace("it must", "must", 1))
-        return v
-
-    parse.__name__ = "int" if is_int else "number"
-    return parse
-
-
-def input_path(text: str) -> Path:
-    """An argparse type for the input: an empty argument (``""``) is refused, not read as ``.``."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError(
-            "is empty: give the folder that holds your photos, e.g. splatkit train photos/")
-    return Path(text)
-
-
-def port_number(text: str) -> int:
-    """An argparse type for a TCP port (0: any free port)."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= v <= 65535:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, not {v}")
-    return v
 
 
 #: Command-line option -> the config setting it sets (flattened key, see splatkit.run.flatten).
@@ -285,9 +242,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"\nDone: {out_dir}\n  scene.ply: {m['num_splats']:,} splats, trained at "
               f"{m['resolution']} px\n"
               f"  held-out PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.3f} "
-              f"({m['images']['test']} photos never trained on)\n"
+              f"({_photos(m['images']['test'])} never trained on)\n"
               f"  next: splatkit export {shlex.quote(str(out_dir))} --for unreal")
     return 0
+
+
+def _photos(n: int) -> str:
+    return f"{n} photo" + ("" if n == 1 else "s")
 
 
 def cmd_sfm(args: argparse.Namespace) -> int:
@@ -355,6 +316,43 @@ def main(argv: list[str] | None = None) -> int:
         if e.todo:
             print(e.todo, file=sys.stderr)
         return e.exit_code
+    except MemoryError:
+        print(f"{PROG}: error: this machine ran out of memory.", file=sys.stderr)
+        print("Use a smaller --resolution or --max-splats (or --preset quick); finished stages are "
+              "kept.", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - a bug: two lines for the user, the details in a file
+        if os.environ.get("SPLATKIT_DEBUG"):
+            raise
+        path = write_crash_report(e, argv)
+        print(f"{PROG}: internal error: {type(e).__name__}: {_first_line(e)}", file=sys.stderr)
+        print(f"This is a bug in splatkit, not your mistake; your files are unchanged. Details: "
+              f"{path} (please send it with a report).", file=sys.stderr)
+        return 1
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else "")[:200]
+
+
+def write_crash_report(e: BaseException, argv: list[str] | None) -> Path:
+    """The traceback of an internal error, in the user's cache folder (XDG_CACHE_HOME)."""
+    import time
+    import traceback
+
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "splatkit"
+    path = base / time.strftime("crash-%Y%m%d-%H%M%S.txt")
+    args = argv if argv is not None else sys.argv
+    text = (f"splatkit {__import__('splatkit').__version__}\nargs: {args}\n\n"
+            + "".join(traceback.format_exception(e)))
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError:
+        path = Path("(could not be written)")
+        print(text, file=sys.stderr)
+    return path
 
 
 if __name__ == "__main__":

@@ -167,8 +167,8 @@ def _fmt(v: Any) -> str:
     return f"{v:,}" if isinstance(v, int) else f"{v:g}"
 
 
-def check_value(name: str, value: Any, rng: tuple[str, Any, Any]) -> str | None:
-    """Why ``value`` is out of ``rng`` (plain words), or None when it is fine."""
+def check_value(name: str, value: Any, rng: tuple[str, Any, Any], shown: str | None = None) -> str | None:
+    """Why ``value`` is out of ``rng`` (plain words; ``shown``: the value as typed), or None."""
     kind, lo, hi = rng
     low_bad = lo is not None and (value <= lo if kind[0] == "(" else value < lo)
     high_bad = hi is not None and (value >= hi if kind[1] == ")" else value > hi)
@@ -179,7 +179,7 @@ def check_value(name: str, value: Any, rng: tuple[str, Any, Any]) -> str | None:
         parts.append(("above " if kind[0] == "(" else "at least ") + _fmt(lo))
     if hi is not None:
         parts.append(("below " if kind[1] == ")" else "at most ") + _fmt(hi))
-    return f"{name} must be {' and '.join(parts)}, not {_fmt(value)}"
+    return f"{name} must be {' and '.join(parts)}, not {shown or _fmt(value)}"
 
 
 def validate(cfg: RunConfig) -> None:

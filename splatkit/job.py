@@ -71,34 +71,34 @@ class OpenRunDir:
         self.rd.write_record(self.record)
 
 
-def open_run_dir(out_dir: Path, source: Path | None, command: str, bus: EventBus,
-                 wait_s: float = 0.0) -> OpenRunDir:
+def open_run_dir(out_dir: Path, source: Path | None, command: str, wait_s: float = 0.0) -> OpenRunDir:
     """Keep ``out_dir`` apart from ``source``, create and lock it, and refuse any layout name in it
     that splatkit did not write (the rules of :mod:`splatkit.rundir`)."""
     rd = RunDir(Path(out_dir))
     if source is not None:
         check_separate(source, rd.root)
+    _refuse_foreign(rd)  # before anything is written into a folder that is not splatkit's
     _make_writable(rd.root)
     lock = RunLock(rd, command, wait_s=wait_s).acquire()
     try:
+        _refuse_foreign(rd)  # again, now that no other command can change it
         record = rd.read_record()
-        foreign = foreign_entries(rd, record)
-        if foreign:
-            raise UserError(
-                f"{rd.root} already holds {', '.join(foreign)}, which splatkit did not write.",
-                "Choose a new or empty output folder with -o; splatkit never writes over your files.",
-            )
         if record is None:
             present = {p.name for p in rd.root.iterdir()} & set(LAYOUT)  # a folder of an older run
             record = RunRecord(run_id=new_run_id(), written=present)
-        if lock.taken_over:
-            bus.emit(Message("setup", f"A splatkit command that ended without cleaning up (process "
-                             f"{lock.taken_over.get('pid')}) had locked {rd.root}; taking over.",
-                             level="warning"))
     except BaseException:
         lock.release()
         raise
     return OpenRunDir(rd, record, lock)
+
+
+def _refuse_foreign(rd: RunDir) -> None:
+    foreign = foreign_entries(rd, rd.read_record())
+    if foreign:
+        raise UserError(
+            f"{rd.root} already holds {', '.join(foreign)}, which splatkit did not write.",
+            "Choose a new or empty output folder with -o; splatkit never writes over your files.",
+        )
 
 
 def _make_writable(root: Path) -> None:
@@ -137,15 +137,33 @@ def is_disk_full(e: BaseException, root: Path) -> bool:
 
 def run_job(req: JobRequest, bus: EventBus, stop_flag: Callable[[], bool] | None = None):
     """Run ``splatkit train`` or ``splatkit sfm`` as requested; returns the pipeline's result."""
+    shown = req.shown_command or f"splatkit {req.command} {req.source} -o {req.out_dir}"
+    if req.resume and not RunDir(Path(req.out_dir)).config.is_file():  # before creating anything
+        raise UserError(f"Nothing to resume in {req.out_dir} (no run was started there).",
+                        "Run the same command without --resume to start.")
+    try:
+        return _run_job(req, bus, stop_flag, shown)
+    except (OSError, RuntimeError) as e:
+        if is_disk_full(e, Path(req.out_dir)):
+            more = " --resume" if req.command == "train" else ""
+            raise disk_full_error(Path(req.out_dir), shown + more) from None
+        raise
+
+
+def _run_job(req: JobRequest, bus: EventBus, stop_flag, shown: str):
     from . import pipeline
 
-    opened = open_run_dir(req.out_dir, req.source, req.command, bus, req.lock_wait_s)
+    opened = open_run_dir(req.out_dir, req.source, req.command, req.lock_wait_s)
     rd, writers = opened.rd, []
     try:
-        run = plan_run(rd, opened.record, req.cfg, req.explicit, req.resume, req.restart,
-                       req.shown_command or f"splatkit {req.command} {req.source} -o {rd.root}")
+        run = plan_run(rd, opened.record, req.cfg, req.explicit, req.resume, req.restart, shown)
+        opened.record.source = str(Path(req.source).resolve())
         opened.claim(CLAIMS[req.command])
         writers = _attach_writers(rd, bus)
+        if opened.lock.taken_over:
+            bus.emit(Message("setup", "A splatkit command that ended without cleaning up (process "
+                             f"{opened.lock.taken_over.get('pid')}) had locked {rd.root}; taking over.",
+                             level="warning"))
         for note in run.notes:
             bus.emit(Message("setup", note))
         write_text_atomic(rd.config, run.cfg.to_json())
@@ -153,11 +171,6 @@ def run_job(req: JobRequest, bus: EventBus, stop_flag: Callable[[], bool] | None
             return pipeline.run_sfm_only(req.source, rd, run.cfg, bus)
         return pipeline.run_train(req.source, rd, run.cfg, bus, resume=run.resume,
                                   stop_flag=stop_flag, run_id=run.run_id)
-    except (OSError, RuntimeError) as e:
-        if is_disk_full(e, rd.root):
-            resume = (req.shown_command or f"splatkit {req.command} {req.source} -o {rd.root}")
-            raise disk_full_error(rd.root, resume + (" --resume" if req.command == "train" else "")) from None
-        raise
     finally:
         for w in writers:
             bus.unsubscribe(w)

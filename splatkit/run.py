@@ -25,7 +25,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import SAFE_ON_RESUME, RunConfig
+from .config import SAFE_ON_RESUME, RunConfig, validate
 from .errors import UserError
 from .rundir import TRAINING_OUTPUTS, RunDir, RunRecord, new_run_id
 
@@ -132,6 +132,7 @@ def _plan_resume(rd: RunDir, record: RunRecord, requested: RunConfig, explicit: 
             "These settings cannot change when resuming: " + "; ".join(refused) + ".",
             "Resume without them, or start a new run in another folder (-o).",
         )
+    validate(saved)  # a config.json edited by hand is held to the same ranges as the options
     done = _last_step(rd)
     if done is not None and saved.train.steps < done:
         raise UserError(

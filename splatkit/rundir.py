@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import time
 import uuid
@@ -182,13 +183,21 @@ class RunDir:
         if not isinstance(d, dict) or not isinstance(d.get("written"), list):
             return None
         return RunRecord(run_id=str(d.get("run_id") or new_run_id()), written=set(map(str, d["written"])),
-                         history=list(d.get("history") or []))
+                         history=list(d.get("history") or []), source=str(d.get("source") or ""))
 
     def write_record(self, rec: RunRecord) -> None:
         self.meta.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.record_path, json.dumps(
-            {"version": RECORD_VERSION, "run_id": rec.run_id, "written": sorted(rec.written),
-             "history": rec.history}, indent=1))
+            {"version": RECORD_VERSION, "run_id": rec.run_id, "source": rec.source,
+             "written": sorted(rec.written), "history": rec.history}, indent=1))
+
+    def train_command(self, resume: bool = False) -> str:
+        """The ``splatkit train`` command for this folder's input (from the record), as a user
+        would type it; ``SOURCE`` stands in when the input is not known."""
+        rec = self.read_record()
+        src = rec.source if rec and rec.source else "SOURCE"
+        cmd = f"splatkit train {shlex.quote(src)} -o {shlex.quote(str(self.root))}"
+        return cmd + (" --resume" if resume else "")
 
 
 @dataclass
@@ -197,8 +206,10 @@ class RunRecord:
 
     run_id: str
     written: set[str] = field(default_factory=set)
-    #: earlier runs moved aside: ``{"run_id", "moved_to", "time"}``
+    #: earlier runs moved aside: ``{"run_id", "moved_to"}``
     history: list[dict] = field(default_factory=list)
+    #: the input the run was made from, as given (for the commands shown in messages)
+    source: str = ""
 
 
 def new_run_id() -> str:
@@ -227,7 +238,7 @@ def check_separate(source: Path, root: Path) -> None:
     src = input_root(source)
     out = Path(root).resolve()
     suggestion = suggest_out_dir(Path(source))
-    what = "the photos folder" if src.is_dir() else "the input"
+    what = describe_input(Path(source))
     if out == src or src in out.parents:
         raise UserError(
             f"The output folder {out} is inside {what} {src}; splatkit never writes there.",
@@ -239,6 +250,18 @@ def check_separate(source: Path, root: Path) -> None:
             "your files.",
             f"Choose a new or empty folder with -o, e.g. -o {suggestion}",
         )
+
+
+def describe_input(source: Path) -> str:
+    """Plain words for what the user gave: ``the photos folder``, ``the video``, ..."""
+    source = Path(source)
+    if source.is_file():
+        return f"the folder of {source.name}" if source.suffix.lower() == ".json" else "the video"
+    if (source / "transforms.json").is_file():
+        return "the folder of transforms.json"
+    if (source / "sparse").is_dir() and (source / "images").is_dir():
+        return "the COLMAP project"
+    return "the photos folder"
 
 
 def suggest_out_dir(source: Path) -> Path:

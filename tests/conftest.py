@@ -65,6 +65,15 @@ def shared_datasets() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_project(tmp_path_factory) -> Path:
+    """A tiny COLMAP project (8 photos, 160x120) that `splatkit train` runs in seconds
+    (tests/tiny_project.py). Tests copy it before changing it."""
+    from tiny_project import make_project
+
+    return make_project(tmp_path_factory.mktemp("tiny") / "proj")
+
+
+@pytest.fixture(scope="session")
 def stub_server(tmp_path_factory):
     """One ``splatkit serve`` on loopback for the classroom server's tests whose jobs are not the
     point: jobs run the stub of ``splatkit.serve.testing`` (8 steps of 0.25 s), 2 Ray CPUs,

@@ -10,13 +10,14 @@ import argparse
 from pathlib import Path
 
 from ..errors import UserError
+from ..options import port_number, positive_int, positive_number
 
 
 def add_cli_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="Address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens "
                         "it to the class network, see docs/classroom.md).")
-    p.add_argument("--port", type=int, default=8000, help="Port (default 8000).")
+    p.add_argument("--port", type=port_number, default=8000, help="Port (default 8000).")
     p.add_argument("--data", type=Path, default=Path("splatkit-class"),
                    help="Folder for the database, uploads and results (default ./splatkit-class).")
     p.add_argument("--ray-address", default=None,
@@ -26,10 +27,11 @@ def add_cli_options(p: argparse.ArgumentParser) -> None:
                    help="Token for the teacher page (default: made once, kept in DATA/teacher_token).")
     p.add_argument("--class-code", default=None, help="Class code students join with (default: made "
                                                       "once, shown on the teacher page).")
-    p.add_argument("--ray-cpus", type=int, default=None,
+    p.add_argument("--ray-cpus", type=positive_int, default=None,
                    help="CPUs the local Ray may use (default: all but one).")
-    p.add_argument("--max-upload-mb", type=float, default=500.0, help="Largest upload (default 500 MB).")
-    p.add_argument("--max-video-frames", type=int, default=120,
+    p.add_argument("--max-upload-mb", type=positive_number, default=500.0,
+                   help="Largest upload (default 500 MB).")
+    p.add_argument("--max-video-frames", type=positive_int, default=120,
                    help="Most frames taken from one student's video (default 120; a longer video "
                         "is sampled more sparsely).")
 
