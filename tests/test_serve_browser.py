@@ -76,9 +76,11 @@ def test_teacher_controls_keep_their_values(stub_server, tmp_path):
     """The re-run menu and a typed (unsaved) limit survive the page's 3-second refreshes while the
     job table changes; the class-code field changes the code and signs the old students out."""
     url, api = stub_server.url, stub_server.teacher()
-    s, ids = _stub_jobs(stub_server, "Browser Kid", 2)
-    shots = Path(os.environ.get("SPLATKIT_SCREENSHOTS", tmp_path))
-    with browser() as ctx:
+    api.post(url + "/api/teacher/settings", json={"paused": 1}, timeout=10).raise_for_status()
+    back = {"class_code": CODE, "jobs_per_student": 3, "paused": 0}
+    with _settings_back(api, url, back), browser() as ctx:
+        s, ids = _stub_jobs(stub_server, "Browser Kid", 2)  # they wait until the menu is set
+        shots = Path(os.environ.get("SPLATKIT_SCREENSHOTS", tmp_path))
         t = ctx.new_page()
         t.goto(url + "/teacher")
         t.fill("#token", TEACHER)
@@ -89,7 +91,9 @@ def test_teacher_controls_keep_their_values(stub_server, tmp_path):
         t.fill("#jobs_per_student", "7")  # typed, not saved
         t.click("h1")
         before = t.inner_text("#jobs")
-        # the jobs run to the end meanwhile: the table is rebuilt several times
+        assert f"{ids[0]}\tBrowser Kid\ttiny\tqueued" in before
+        api.post(url + "/api/teacher/settings", json={"paused": 0}, timeout=10).raise_for_status()
+        # the jobs run to the end now: the table is rebuilt several times
         t.wait_for_selector(f"#jobs tr[data-id='{ids[1]}'][data-state=done]", timeout=60_000)
         t.wait_for_timeout(3500)
         assert t.inner_text("#jobs") != before
@@ -106,15 +110,11 @@ def test_teacher_controls_keep_their_values(stub_server, tmp_path):
         t.click("#save-settings")
         t.wait_for_selector("#msg.ok >> text=Saved")
         assert api.get(url + "/api/teacher/overview", timeout=10).json()["settings"]["jobs_per_student"] == 7
-        try:
-            t.on("dialog", lambda d: d.accept())
-            t.fill("#new-code", "room42")
-            t.click("#change-code")
-            t.wait_for_selector("#class-code >> text=ROOM42")
-            assert s.get(url + "/api/me", timeout=10).status_code == 401
-        finally:
-            api.post(url + "/api/teacher/settings", json={"class_code": CODE, "jobs_per_student": 3},
-                     timeout=10)
+        t.on("dialog", lambda d: d.accept())
+        t.fill("#new-code", "room42")
+        t.click("#change-code")
+        t.wait_for_selector("#class-code >> text=ROOM42")
+        assert s.get(url + "/api/me", timeout=10).status_code == 401
 
 
 def test_page_on_another_port_cannot_act(stub_server):
@@ -179,6 +179,15 @@ def test_student_page_shows_held_queue_and_plain_words(stub_server, tmp_path):
         page.wait_for_selector("#banner-down:not(.hidden)", timeout=10_000)
         page.unroute("**/api/me")
         page.wait_for_selector("#banner-down", state="hidden", timeout=10_000)
+
+
+@contextlib.contextmanager
+def _settings_back(api, url: str, settings: dict):
+    """Put the teacher settings back at the end, whatever happens."""
+    try:
+        yield
+    finally:
+        api.post(url + "/api/teacher/settings", json=settings, timeout=10)
 
 
 @contextlib.contextmanager
