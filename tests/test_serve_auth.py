@@ -169,6 +169,7 @@ def test_job_ids_beyond_64_bits(stub_server):
         assert s.get(f"{stub_server.url}/api/jobs/{jid}", timeout=10).status_code == 404, jid
         assert s.get(f"{stub_server.url}/jobs/{jid}/view/", timeout=10).status_code == 404, jid
         assert t.post(f"{stub_server.url}/api/teacher/jobs/{jid}/cancel", timeout=10).status_code == 404, jid
+        assert t.get(f"{stub_server.url}/api/jobs/{jid}", timeout=10).status_code == 404, jid
 
 
 def test_files_not_world_readable(stub_server):

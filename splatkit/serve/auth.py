@@ -102,7 +102,9 @@ def need_teacher(request: Request) -> None:
 def job_for(request: Request, job_id: int) -> dict:
     """The job, if the caller may see it: the teacher any, a student only their own (404)."""
     job = ctx(request).store.job(job_id)
-    if job and is_teacher(request):
+    if is_teacher(request):
+        if job is None:
+            raise HTTPException(404, "No such job.")
         return job
     s = need_student(request)
     if job is None or job["student_id"] != s["id"]:
