@@ -157,22 +157,17 @@ def unreal_zip(job: dict, plugin: str) -> Path:
     with lock:
         if target.exists():
             return target
-        from ..export.ply import read_ply
-        from ..export.unreal import UnrealExportOptions, export_unreal
+        from ..export.run_folder import export_run
+        from ..export.unreal import UnrealExportOptions
 
-        splats = read_ply(out / "scene.ply")
-        scene = None
-        if (out / "sparse" / "0").exists():
-            from ..sfm.loaders import load_scene
-
-            scene = load_scene(out)
         name = f"splatkit_job{job['id']}"
         folder = out / "exports" / plugin
-        paths = export_unreal(splats, scene, folder, UnrealExportOptions(plugin=plugin, name=name))
+        # the same run-folder export as `splatkit export` (GPS scale, limits, tiles, messages)
+        paths = export_run(out, UnrealExportOptions(plugin=plugin, name=name), dest=folder).paths
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
             for p in paths:
-                zf.write(p, f"{name}/{p.name}")
+                zf.write(p, f"{name}/{p.relative_to(folder).as_posix()}")
             zf.writestr(f"{name}/README.txt", unreal_readme(plugin, name, [p.name for p in paths]))
         tmp = target.with_suffix(".tmp")
         tmp.write_bytes(buf.getvalue())
