@@ -95,6 +95,9 @@ def add_session_args(p: argparse.ArgumentParser) -> None:
                    help="jobs finished by an earlier call on the same (warm) machine are skipped")
     p.add_argument("--dry-run", action="store_true", help="run nothing; simulate each job's estimate")
     p.add_argument("--list", action="store_true", help="print the plan and exit")
+    p.add_argument("--parallel-pairs", action="store_true",
+                   help="run the two trainers of a side-by-side pair at once on the GPU (their wall "
+                        "times are then marked 'shared GPU')")
 
 
 def select(plan: list[Job], only: list[str] | None, done: set[str]) -> list[Job]:
@@ -117,8 +120,12 @@ class Guard:
         r = self.ratio.get(job.trainer)
         return job.est_s * (sum(r) / len(r) if r else 1.0)
 
-    def fits(self, job: Job, rest_of_group: list[Job] = ()) -> bool:
-        return self.estimate(job) + sum(self.estimate(j) for j in rest_of_group) <= self.left() - 5.0
+    def need(self, jobs: list[Job], parallel: bool = False) -> float:
+        est = [self.estimate(j) for j in jobs]
+        return max(est) * 1.15 if parallel else sum(est)  # 15 %: two trainers share one GPU
+
+    def fits(self, jobs: list[Job], parallel: bool = False) -> bool:
+        return self.need(jobs, parallel) <= self.left() - 5.0
 
     def record(self, job: Job, seconds: float) -> None:
         self.ratio.setdefault(job.trainer, []).append(seconds / max(job.est_s, 1e-6))
@@ -137,35 +144,50 @@ def session(a: argparse.Namespace) -> int:
     header = machine_header(a)
     jobs = select(PLAN, a.only, done)
     dropped: set[str] = set()  # groups given up (a member skipped or failed)
-    for i, job in enumerate(jobs):
-        est = guard.estimate(job)
-        rest = [j for j in jobs[i + 1:] if job.group and j.group == job.group]
-        if job.group in dropped:
-            rows.append(row(job, "skipped", "its pair did not run"))
-        elif not guard.fits(job, rest):
-            dropped.add(job.group)
-            need = est + sum(guard.estimate(j) for j in rest)
-            rows.append(row(job, "skipped", f"needs ~{need:.0f} s{' with its pair' if rest else ''}, "
-                                            f"{guard.left():.0f} s left"))
+    i = 0
+    while i < len(jobs):
+        group = [j for j in jobs[i:] if jobs[i].group and j.group == jobs[i].group] or [jobs[i]]
+        parallel = a.parallel_pairs and len(group) > 1
+        batch = group if parallel else [jobs[i]]
+        rest = group if not parallel else batch
+        if jobs[i].group and jobs[i].group in dropped:
+            new = [row(j, "skipped", "its pair did not run") for j in batch]
+        elif not guard.fits(rest, parallel):
+            dropped.add(jobs[i].group)
+            pair = " with its pair" if len(rest) > 1 else ""
+            note = f"needs ~{guard.need(rest, parallel):.0f} s{pair}, {guard.left():.0f} s left"
+            new = [row(j, "skipped", note) for j in batch]
         elif a.dry_run:
-            sim["t"] += est
-            guard.record(job, est)
-            rows.append(row(job, "dry-run", f"simulated {est:.0f} s"))
+            sim["t"] += guard.need(batch, parallel)
+            new = [row(j, "dry-run", f"simulated {guard.estimate(j):.0f} s") for j in batch]
+            for j in batch:
+                guard.record(j, guard.estimate(j))
         else:
-            t = time.monotonic()
-            rows.append(run_job(job, a.out, timeout=guard.left() - 3.0))
-            guard.record(job, time.monotonic() - t)
-            if rows[-1]["status"] != "ok":
-                dropped.add(job.group)
-            else:
-                done.add(job.name)
-                a.state.parent.mkdir(parents=True, exist_ok=True)
-                a.state.write_text(json.dumps(sorted(done)))
+            new = _run_batch(batch, parallel, guard, a, done, dropped)
+        rows.extend(new)
         write_tables(a.out, header, rows)
-        print(f"[{guard.budget - guard.left():5.0f} s] {job.name}: {rows[-1]['status']} {rows[-1]['note']}",
-              flush=True)
+        for r in new:
+            print(f"[{guard.budget - guard.left():5.0f} s] {r['name']}: {r['status']} {r['note']}",
+                  flush=True)
+        i += len(batch)
     write_tables(a.out, header, rows)
     return 0
+
+
+def _run_batch(batch: list[Job], parallel: bool, guard: Guard, a, done: set, dropped: set) -> list[dict]:
+    t = time.monotonic()
+    new = run_jobs(batch, a.out, timeout=guard.left() - 3.0)
+    for j in batch:
+        guard.record(j, (time.monotonic() - t) / (1.15 if parallel else 1.0))
+    for j, r in zip(batch, new, strict=True):
+        if r["status"] != "ok":
+            dropped.add(j.group)
+        else:
+            done.add(j.name)
+            r["note"] += " (shared GPU)" if parallel else ""
+    a.state.parent.mkdir(parents=True, exist_ok=True)
+    a.state.write_text(json.dumps(sorted(done)))
+    return new
 
 
 def machine_header(a: argparse.Namespace) -> dict:
@@ -189,24 +211,40 @@ def row(job: Job, status: str, note: str = "", **m) -> dict:
             "why": job.why}
 
 
-def run_job(job: Job, out: Path, timeout: float) -> dict:
-    log = out / "jobs.log"
-    cmd, parse = command(job, out)
+def run_jobs(jobs: list[Job], out: Path, timeout: float) -> list[dict]:
+    """Run ``jobs`` at once (one subprocess each, output in ``jobs.log``), kill them at
+    ``timeout``, and return their rows."""
     t = time.monotonic()
-    with open(log, "a") as f:
-        f.write(f"\n=== {job.name}: {shlex.join(cmd)}\n")
-        f.flush()
+    started = []
+    for job in jobs:
+        cmd, parse = command(job, out)
+        log = open(out / f"jobs_{job.name}.log", "w")  # noqa: SIM115 - closed below
+        log.write(f"=== {job.name}: {shlex.join(cmd)}\n")
+        log.flush()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        started.append((job, parse, log, proc))
+    rows = []
+    for job, parse, log, proc in started:
         try:
-            rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=max(timeout, 1.0),
-                                cwd=REPO).returncode
+            rc = proc.wait(timeout=max(timeout - (time.monotonic() - t), 1.0))
         except subprocess.TimeoutExpired:
-            return row(job, "timed out", f"killed after {time.monotonic() - t:.0f} s")
-    if rc != 0:
-        return row(job, "failed", f"exit code {rc} (see jobs.log)")
-    try:
-        return row(job, "ok", f"{time.monotonic() - t:.0f} s with start-up", **parse())
-    except (OSError, ValueError, KeyError) as e:
-        return row(job, "failed", f"no figures: {e}")
+            proc.kill()
+            proc.wait()
+            rc = None
+        log.close()
+        with open(out / "jobs.log", "a") as f:
+            f.write((out / f"jobs_{job.name}.log").read_text())
+        (out / f"jobs_{job.name}.log").unlink()
+        if rc is None:
+            rows.append(row(job, "timed out", f"killed after {time.monotonic() - t:.0f} s"))
+        elif rc != 0:
+            rows.append(row(job, "failed", f"exit code {rc} (see jobs.log)"))
+        else:
+            try:
+                rows.append(row(job, "ok", f"{time.monotonic() - t:.0f} s with start-up", **parse()))
+            except (OSError, ValueError, KeyError) as e:
+                rows.append(row(job, "failed", f"no figures: {e}"))
+    return rows
 
 
 def command(job: Job, out: Path):
