@@ -62,3 +62,12 @@ def shared_datasets() -> Path:
             "(set SPLATKIT_SHARED_DATASETS to point at it)"
         )
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_project(tmp_path_factory) -> Path:
+    """A tiny COLMAP project (8 photos, 160x120) that `splatkit train` runs in seconds
+    (tests/tiny_project.py). Tests copy it before changing it."""
+    from tiny_project import make_project
+
+    return make_project(tmp_path_factory.mktemp("tiny") / "proj")

@@ -20,39 +20,18 @@ import time
 from pathlib import Path
 
 import pytest
-from tiny_project import make_project
+from tiny_project import cli as _cli
+from tiny_project import stopped_run as _stopped
 
-from splatkit.cli import main
-from splatkit.config import preset_config
-from splatkit.events import EventBus
-from splatkit.job import JobRequest, run_job
 from splatkit.train import checkpoint as ck
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    return make_project(tmp_path_factory.mktemp("tiny") / "proj")
-
-
-def _cli(capsys, *argv: str) -> tuple[int, str]:
-    rc = main(list(argv))
-    cap = capsys.readouterr()
-    assert "Traceback" not in cap.out + cap.err
-    return rc, cap.out + cap.err
-
-
-def _stopped(project, out, at=15):
-    n = {"polls": 0}
-
-    def stop():
-        n["polls"] += 1
-        return n["polls"] >= at
-
-    assert run_job(JobRequest(source=project, out_dir=out, cfg=preset_config("tiny")), EventBus(),
-                   stop_flag=stop).interrupted
+@pytest.fixture
+def project(tiny_project):
+    return tiny_project
 
 
 def test_disk_full_while_writing_a_checkpoint(tmp_path, capsys, project, monkeypatch):
@@ -79,7 +58,7 @@ FULL_DISK_SCRIPT = textwrap.dedent("""
     import json, os, subprocess, sys
     from pathlib import Path
     sys.path[:0] = [sys.argv[1], sys.argv[2]]
-    from test_bad_disk_and_locks import _stopped
+    from tiny_project import stopped_run as _stopped
     disk, project = Path(sys.argv[3]), Path(sys.argv[4])
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], check=True)
     out = disk / "out"

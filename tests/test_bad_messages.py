@@ -15,29 +15,20 @@ from __future__ import annotations
 import json
 
 import pytest
-from tiny_project import make_project
+from tiny_project import stopped_run
 
 from splatkit.cli import main
-from splatkit.config import preset_config
-from splatkit.events import EventBus
-from splatkit.job import JobRequest, run_job
 from splatkit.report import build_report
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    return make_project(tmp_path_factory.mktemp("tiny") / "proj")
+@pytest.fixture
+def project(tiny_project):
+    return tiny_project
 
 
 def test_report_of_a_stopped_run_says_resume(tmp_path, project):
     out = tmp_path / "out"
-    polls = {"n": 0}
-
-    def stop():
-        polls["n"] += 1
-        return polls["n"] >= 12
-
-    run_job(JobRequest(source=project, out_dir=out, cfg=preset_config("tiny")), EventBus(), stop_flag=stop)
+    stopped_run(project, out, at=12)
     page = build_report(out).read_text()
     nxt = page[page.index("id='next'"):]
     assert "Training stopped at step 12" in nxt

@@ -9,14 +9,14 @@ import json
 import shutil
 
 import pytest
-from tiny_project import hashes, make_project
+from tiny_project import hashes
 
 from splatkit.cli import main
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    return make_project(tmp_path_factory.mktemp("tiny") / "proj")
+@pytest.fixture
+def project(tiny_project):
+    return tiny_project
 
 
 def _run(capsys, *argv: str) -> tuple[int, list[str]]:

@@ -12,40 +12,18 @@ import json
 
 import pytest
 import torch
-from tiny_project import hashes, make_project
+from tiny_project import cli as _cli
+from tiny_project import hashes
+from tiny_project import stopped_run as _stopped_run
 
-from splatkit.cli import main
 from splatkit.config import preset_config
-from splatkit.events import EventBus
-from splatkit.job import JobRequest, run_job
 from splatkit.rundir import RunDir
 from splatkit.train import checkpoint as ck
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    return make_project(tmp_path_factory.mktemp("tiny") / "proj")
-
-
-def _cli(capsys, *argv: str) -> tuple[int, str]:
-    rc = main(list(argv))
-    cap = capsys.readouterr()
-    assert "Traceback" not in cap.out + cap.err
-    return rc, cap.out + cap.err
-
-
-def _stopped_run(project, out, at: int = 15):
-    """A run of the tiny preset stopped at step ``at`` (as Ctrl-C would), through the job API."""
-    polls = {"n": 0}
-
-    def stop() -> bool:
-        polls["n"] += 1
-        return polls["n"] >= at
-
-    res = run_job(JobRequest(source=project, out_dir=out, cfg=preset_config("tiny")), EventBus(),
-                  stop_flag=stop)
-    assert res.interrupted
-    return [s for s, _ in ck.list_checkpoints(out)]
+@pytest.fixture
+def project(tiny_project):
+    return tiny_project
 
 
 def test_fresh_run_into_a_stopped_run_is_refused_then_restart_keeps_it(tmp_path, capsys, project):

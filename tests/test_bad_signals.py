@@ -11,11 +11,10 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from tiny_project import hashes, make_project
+from tiny_project import hashes, signal_when
 
 from splatkit.train import checkpoint as ck
 
@@ -23,18 +22,9 @@ DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets"
 NATIVE_DUMP = ("*** SIGTERM", "stack trace", "Aborted at")
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    return make_project(tmp_path_factory.mktemp("tiny") / "proj")
-
-
-def _wait_for(path: Path, needle: str, proc, timeout: float = 180.0) -> None:
-    t0 = time.time()
-    while time.time() - t0 < timeout and proc.poll() is None:
-        if path.exists() and needle in path.read_text(encoding="utf-8"):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{needle!r} never appeared in {path}")
+@pytest.fixture
+def project(tiny_project):
+    return tiny_project
 
 
 def _clean(text: str) -> None:
@@ -46,16 +36,9 @@ def _clean(text: str) -> None:
 def test_sigterm_during_training_checkpoints_and_resumes(tmp_path, project):
     out = tmp_path / "out"
     base = [sys.executable, "-m", "splatkit", "train", str(project), "-o", str(out)]
-    proc = subprocess.Popen(base + ["--preset", "tiny", "--steps", "100000"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_for(out / "events.jsonl", '"train_step"', proc)
-        proc.send_signal(signal.SIGTERM)
-        so, se = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 143, se
+    rc, so, se = signal_when(base + ["--preset", "tiny", "--steps", "100000"], out / "events.jsonl",
+                             '"train_step"', signal.SIGTERM)
+    assert rc == 143, se
     _clean(so + se)
     assert f"Checkpoint written. To continue:\n  splatkit train {project} -o {out} --resume" in se
     step = ck.list_checkpoints(out)[-1][0]
@@ -81,15 +64,8 @@ def test_sigterm_during_matching_keeps_the_features(tmp_path):
     before = hashes(photos)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "splatkit", "sfm", str(photos), "-o", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_for(out / "events.jsonl", '"matching', proc)
-        proc.send_signal(signal.SIGTERM)
-        so, se = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode in (130, 143), se
+    rc, so, se = signal_when(cmd, out / "events.jsonl", '"matching', signal.SIGTERM)
+    assert rc in (130, 143), se
     _clean(so + se)
     assert f"To continue:\n  splatkit sfm {photos} -o {out}\n" in se
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

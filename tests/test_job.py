@@ -6,7 +6,6 @@ import errno
 import json
 
 import pytest
-from tiny_project import make_project
 
 from splatkit.config import preset_config
 from splatkit.errors import UserError
@@ -15,9 +14,9 @@ from splatkit.job import CLAIMS, JobRequest, is_disk_full, open_run_dir, run_job
 from splatkit.rundir import LAYOUT, RunDir
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    return make_project(tmp_path_factory.mktemp("tiny") / "proj")
+@pytest.fixture
+def project(tiny_project):
+    return tiny_project
 
 
 def test_open_claims_and_records(tmp_path, project):

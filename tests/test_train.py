@@ -285,3 +285,29 @@ def test_loss_on_known_inputs():
     x = img.clone().requires_grad_(True)
     photometric_loss(x, gt, 0.2).backward()
     assert x.grad is not None and torch.all(x.grad < 0)  # raising the render lowers the loss
+
+
+# (6) the renderer's capabilities ---------------------------------------------------------------
+
+
+def test_absgrad_densification_runs_on_the_cpu_renderer(scene, tmp_path, monkeypatch):
+    """The CPU kernel computes absolute screen-space gradients; absgrad densification uses them."""
+    seen = []
+    real = SplatDefaultStrategy.step_post_backward
+
+    def spy(self, params, optimizers, state, step, info, packed=False):
+        seen.append(info["means2d"].absgrad is not None and self.absgrad)
+        return real(self, params, optimizers, state, step, info, packed=packed)
+
+    monkeypatch.setattr(SplatDefaultStrategy, "step_post_backward", spy)
+    res = train(scene, small_cfg(steps=12, absgrad=True, refine_start=5, refine_every=5), tmp_path, BACKEND)
+    assert res.steps_done == 12 and seen and all(seen)
+
+
+@pytest.mark.parametrize("option", ["packed"])
+def test_an_option_the_renderer_cannot_honour_is_refused_before_training(scene, tmp_path, option):
+    from splatkit.errors import UserError
+
+    with pytest.raises(UserError, match=f"--{option} is not available with the 'cpu' renderer"):
+        train(scene, small_cfg(**{option: True}), tmp_path, BACKEND)
+    assert not (tmp_path / "checkpoints").exists()  # refused before anything was trained

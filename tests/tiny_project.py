@@ -37,3 +37,53 @@ def hashes(folder: Path) -> dict[str, tuple[str, int]]:
         for p in sorted(Path(folder).rglob("*"))
         if p.is_file()
     }
+
+
+def cli(capsys, *argv: str) -> tuple[int, str]:
+    """``splatkit ARGV`` in this process: (exit code, everything printed); never a traceback."""
+    from splatkit.cli import main
+
+    rc = main(list(argv))
+    cap = capsys.readouterr()
+    assert "Traceback" not in cap.out + cap.err
+    return rc, cap.out + cap.err
+
+
+def stopped_run(project: Path, out: Path, at: int = 15) -> list[int]:
+    """A tiny-preset run stopped at step ``at`` as Ctrl-C would stop it; its checkpoint steps."""
+    from splatkit.config import preset_config
+    from splatkit.events import EventBus
+    from splatkit.job import JobRequest, run_job
+    from splatkit.train import checkpoint as ck
+
+    polls = {"n": 0}
+
+    def stop() -> bool:
+        polls["n"] += 1
+        return polls["n"] >= at
+
+    res = run_job(JobRequest(source=project, out_dir=out, cfg=preset_config("tiny")), EventBus(),
+                  stop_flag=stop)
+    assert res.interrupted
+    return [s for s, _ in ck.list_checkpoints(out)]
+
+
+def signal_when(cmd: list[str], events: Path, needle: str, sig: int, timeout: float = 180.0):
+    """Start ``cmd``; once ``needle`` appears in ``events``, send ``sig``; (code, stdout, stderr)."""
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.time()
+        while time.time() - t0 < timeout and proc.poll() is None:
+            if events.exists() and needle in events.read_text(encoding="utf-8"):
+                proc.send_signal(sig)
+                break
+            time.sleep(0.05)
+        so, se = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, so, se
