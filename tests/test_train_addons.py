@@ -3,20 +3,11 @@ and the resolution schedule in one run, interrupted and resumed bit for bit."""
 
 from __future__ import annotations
 
-import pytest
 import torch
-from test_train import BACKEND, make_scene, small_cfg
+from test_train import BACKEND, make_scene, one_torch_thread, small_cfg  # noqa: F401 (autouse fixture)
 
 from splatkit.train import checkpoint as ck
 from splatkit.train import train
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_addons_resume_bitwise(tmp_path):

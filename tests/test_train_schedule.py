@@ -7,21 +7,13 @@ import dataclasses
 
 import pytest
 import torch
-from test_train import BACKEND, W, make_scene
+from test_train import BACKEND, W, make_scene, one_torch_thread  # noqa: F401 (autouse fixture)
 
 from splatkit.config import preset_config
 from splatkit.render import View, make_renderer
 from splatkit.train import train
 from splatkit.train.optim import SplatDefaultStrategy
 from splatkit.train.schedule import BudgetedStrategy, ResolutionSchedule, budgeted, downscaled
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _images(kind: str, n=3, h=96, w=128):
