@@ -74,3 +74,10 @@ def test_trainer_patch_matches_once_or_fails():
     compile(out, "simple_trainer.py", "exec")
     with pytest.raises(ValueError, match="expected one match"):
         plan.patch_trainer(src.replace("import viser\n", ""))
+
+
+def test_session_runs_every_file_that_holds_gpu_tests():
+    marked = {f"tests/{p.name}" for p in (REPO / "tests").glob("test_*.py")
+              if "pytest.mark.gpu" in p.read_text()}
+    assert marked and marked <= set(plan.GPU_TEST_FILES)
+    assert all((REPO / f).exists() for f in plan.GPU_TEST_FILES)
