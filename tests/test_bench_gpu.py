@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def test_trainer_patch_matches_once_or_fails():
 
 
 def test_session_runs_every_file_that_holds_gpu_tests():
-    marked = {f"tests/{p.name}" for p in (REPO / "tests").glob("test_*.py")
-              if "pytest.mark.gpu" in p.read_text()}
+    mark = re.compile(r"^(@pytest\.mark\.gpu|pytestmark = pytest\.mark\.gpu)", re.M)
+    marked = {f"tests/{p.name}" for p in (REPO / "tests").glob("test_*.py") if mark.search(p.read_text())}
     assert marked and marked <= set(plan.GPU_TEST_FILES)
     assert all((REPO / f).exists() for f in plan.GPU_TEST_FILES)
