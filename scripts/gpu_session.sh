@@ -37,6 +37,10 @@
 #     python scripts/bench_sfm.py --size 800 --sets $s --keep; done
 #   python scripts/bench_gpu.py pack _runs/bench_sfm/fox_800/sfm .device/data/fox_800   # etc.:
 #   # fountain_800, castle_800, south_building_128_800 (the names bench_gpu_plan.PLAN uses)
+#   # Check `du -sh .whl .device` before a call: gsplat's wheel is 6.5 MB and the slim Ray 29 MB;
+#   # south_building_128 packed at 400 px measured 9.2 MB, so at 800 px expect about 3-4x that.
+#   # When everything does not fit, carry the Ray tarball only for the call that runs pytest_gpu
+#   # and only the scenes the call's ONLY names.
 #
 # PARALLEL_PAIRS=1 (the default) runs the two trainers of each 30k pair at once: a fox pair
 # takes ~5 min instead of ~9, which is what lets one call hold it; quality figures are
