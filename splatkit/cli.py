@@ -31,7 +31,8 @@ class _Parser(argparse.ArgumentParser):
 #: Command-line option -> the config setting it sets (flattened key, see splatkit.run.flatten).
 TRAIN_OPTIONS = {"steps": "train.steps", "resolution": "train.resolution",
                  "sh_degree": "train.sh_degree", "strategy": "train.strategy",
-                 "max_splats": "train.max_splats", "seed": "train.seed", "mapper": "sfm.mapper"}
+                 "max_splats": "train.max_splats", "seed": "train.seed", "mapper": "sfm.mapper",
+                 "pose_opt": "train.pose_opt", "appearance": "train.appearance", "packed": "train.packed"}
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
@@ -42,7 +43,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="Named settings. quick: minutes on a laptop CPU at low resolution; "
                         "standard: a good CPU result in about an hour (the CPU default); "
-                        "full: 30k steps (the GPU default).")
+                        "full: 30k steps (the GPU default); fast: GPU, about 1/4 of full's time.")
     p.add_argument("--steps", type=number(TrainConfig, "steps"), default=None,
                    help="Training steps (overrides the preset; with --resume: train longer).")
     p.add_argument("--resolution", type=number(TrainConfig, "resolution"), default=None,
@@ -54,6 +55,13 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                         "or mcmc (a fixed budget, see --max-splats).")
     p.add_argument("--max-splats", type=number(TrainConfig, "max_splats"), default=None,
                    help="Most splats the scene may have.")
+    p.add_argument("--pose-opt", action="store_const", const=True, default=None,
+                   help="Refine the camera poses while training (phone captures with imperfect poses).")
+    p.add_argument("--appearance", choices=("none", "bilagrid"), default=None,
+                   help="Compensate exposure and colour changes between photos: bilagrid (a bilateral "
+                        "grid per photo) or none.")
+    p.add_argument("--packed", action="store_const", const=True, default=None,
+                   help="GPU only: gsplat's packed mode (less GPU memory for large scenes).")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
                    help="Where to train: auto (default) uses an NVIDIA GPU when there is one, else "
                         "the CPU.")

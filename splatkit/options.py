@@ -16,7 +16,7 @@ def number(section: type, name: str):
     """An argparse type for a config field: a number in the field's range (``1e5`` is accepted
     for whole numbers); out of range is a usage error naming the range."""
     f = next(f for f in dataclasses.fields(section) if f.name == name)
-    is_int = f.type in (int, "int")
+    is_int = f.type is int or str(f.type).split(" ")[0] == "int"  # "int" or "int | None"
     rng = field_range(f)
 
     def parse(text: str):
