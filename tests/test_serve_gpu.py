@@ -52,7 +52,7 @@ def _store_with_jobs(tmp_path: Path, n: int, **settings) -> Store:
     for k, v in settings.items():
         store.set_setting(k, v)
     for i in range(n):
-        sid = store.add_student(f"student{i}")["id"]
+        sid = store.join(f"student{i}", None)[0]["id"]
         store.add_job(sid, "tiny", str(tmp_path / f"photos{i}"), tmp_path / "jobs")
     return store
 
