@@ -66,3 +66,16 @@ def test_default_time_limits():
     assert job_time_limit_s("full", gpu, 2.5) == 150.0  # the teacher's setting wins
     assert "full" in offered_presets(gpu, False) and "full" not in offered_presets(cpu, False)
     assert "full" in offered_presets(cpu, True)
+
+
+def test_every_preset_has_plain_words_and_time_limits():
+    """A new preset must come with its menu text and default time limits, and GPU presets are
+    not offered on a CPU-only box by default."""
+    from splatkit.config import PRESETS
+    from splatkit.serve.limits import DEFAULT_JOB_MINUTES, GPU_PRESETS, PRESET_HELP
+
+    for name in PRESETS:
+        assert PRESET_HELP.get(name), name
+        assert all(name in DEFAULT_JOB_MINUTES[hw] for hw in ("cpu", "gpu")), name
+    cpu = {"gpus": 0, "cpus": 8}
+    assert not set(GPU_PRESETS) & set(offered_presets(cpu, False))

@@ -33,16 +33,19 @@ DRAIN_BYTES = 64 * 2**20
 #: default time limit of one job (minutes) on a cluster with / without GPUs; the teacher page
 #: overrides it for every preset ("time limit per job")
 DEFAULT_JOB_MINUTES = {
-    "gpu": {"tiny": 5, "quick": 20, "standard": 60, "full": 180},
-    "cpu": {"tiny": 10, "quick": 60, "standard": 240, "full": 720},
+    "gpu": {"tiny": 5, "quick": 20, "standard": 60, "fast": 60, "full": 180},
+    "cpu": {"tiny": 10, "quick": 60, "standard": 240, "fast": 480, "full": 720},
 }
 #: plain words for the presets (the student page's menu)
 PRESET_HELP = {
     "tiny": "a one-minute check that the photos work (not a usable scene)",
     "quick": "minutes on a laptop-class computer: the classroom choice",
     "standard": "better detail; up to an hour without a GPU",
+    "fast": "near-best detail in a fraction of the time; needs a GPU",
     "full": "best detail; needs a GPU",
 }
+#: presets made for a GPU: not offered on a CPU-only box unless the teacher allows them
+GPU_PRESETS = ("fast", "full")
 
 
 class BodyLimit:
@@ -135,10 +138,11 @@ def job_time_limit_s(preset: str, cluster: dict, teacher_minutes: float) -> floa
 
 
 def offered_presets(cluster: dict, allow_full_on_cpu: bool) -> list[str]:
-    """The presets students may choose: all where the cluster has a GPU; without one, all but
-    ``full`` (30,000 steps at full resolution: many hours on a CPU) unless the teacher allows it."""
-    names = [p for p in ("tiny", "quick", "standard", "full") if p in PRESETS]
+    """The presets students may choose: all where the cluster has a GPU; without one, all but the
+    GPU presets (``full``: 30,000 steps at full resolution, many hours on a CPU; ``fast``) unless
+    the teacher allows them."""
+    names = [p for p in ("tiny", "quick", "standard", "fast", "full") if p in PRESETS]
     names += sorted(set(PRESETS) - set(names))
     if hardware(cluster) == "cpu" and not allow_full_on_cpu:
-        names.remove("full")
+        names = [p for p in names if p not in GPU_PRESETS]
     return names
