@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .config import PRESETS, RunConfig, TrainConfig, preset_config
 from .errors import UserError
-from .options import input_path, number, port_number
+from .options import input_path, number, output_path, port_number
 
 PROG = "splatkit"
 
@@ -38,7 +38,7 @@ TRAIN_OPTIONS = {"steps": "train.steps", "resolution": "train.resolution",
 def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("photos", type=input_path, help="Folder of photos (JPEG or PNG), a video (MP4, MOV), a "
                    "COLMAP project or a transforms.json. It is never written to.")
-    p.add_argument("-o", "--out", type=Path, default=None,
+    p.add_argument("-o", "--out", type=output_path, default=None,
                    help="Output folder (default: <photos-folder-name>-splatkit beside the photos).")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="Named settings. quick: minutes on a laptop CPU at low resolution; "
@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "(the same folder `splatkit train` writes and reuses).")
     p.add_argument("photos", type=input_path,
                    help="Folder of photos, a video, a COLMAP project or a transforms.json.")
-    p.add_argument("-o", "--out", type=Path, default=None, help="Output folder.")
+    p.add_argument("-o", "--out", type=output_path, default=None, help="Output folder.")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="Named settings (image size used for matching; default: standard on a CPU, "
                         "full on a GPU, as for train).")

@@ -45,6 +45,13 @@ def input_path(text: str) -> Path:
     return Path(text)
 
 
+def output_path(text: str) -> Path:
+    """An argparse type for ``-o``: an empty argument is refused, not read as the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty: give a new folder for the results, e.g. -o scene-out")
+    return Path(text)
+
+
 def port_number(text: str) -> int:
     """An argparse type for a TCP port (0: any free port)."""
     try:

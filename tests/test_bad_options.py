@@ -29,6 +29,7 @@ BAD = [
     (["train", "P", "--sh-degree", "4"], "--sh-degree: invalid choice"),
     (["train", ""], "argument photos: is empty"),
     (["sfm", ""], "argument photos: is empty"),
+    (["train", "P", "-o", ""], "argument -o/--out: is empty"),
     (["view", "P", "--port", "70000"], "--port: must be between 0 and 65535, not 70000"),
     (["view", "P", "--port", "-1"], "--port: must be between 0 and 65535"),
     (["serve", "--port", "70000"], "--port: must be between 0 and 65535"),
