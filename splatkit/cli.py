@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .config import PRESETS, RunConfig, TrainConfig, preset_config
 from .errors import UserError
-from .options import input_path, number, port_number
+from .options import input_path, number, output_path, port_number
 
 PROG = "splatkit"
 
@@ -31,18 +31,19 @@ class _Parser(argparse.ArgumentParser):
 #: Command-line option -> the config setting it sets (flattened key, see splatkit.run.flatten).
 TRAIN_OPTIONS = {"steps": "train.steps", "resolution": "train.resolution",
                  "sh_degree": "train.sh_degree", "strategy": "train.strategy",
-                 "max_splats": "train.max_splats", "seed": "train.seed", "mapper": "sfm.mapper"}
+                 "max_splats": "train.max_splats", "seed": "train.seed", "mapper": "sfm.mapper",
+                 "pose_opt": "train.pose_opt", "appearance": "train.appearance", "packed": "train.packed"}
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("photos", type=input_path, help="Folder of photos (JPEG or PNG), a video (MP4, MOV), a "
                    "COLMAP project or a transforms.json. It is never written to.")
-    p.add_argument("-o", "--out", type=Path, default=None,
+    p.add_argument("-o", "--out", type=output_path, default=None,
                    help="Output folder (default: <photos-folder-name>-splatkit beside the photos).")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="Named settings. quick: minutes on a laptop CPU at low resolution; "
                         "standard: a good CPU result in about an hour (the CPU default); "
-                        "full: 30k steps (the GPU default).")
+                        "full: 30k steps (the GPU default); fast: GPU, about 1/4 of full's time.")
     p.add_argument("--steps", type=number(TrainConfig, "steps"), default=None,
                    help="Training steps (overrides the preset; with --resume: train longer).")
     p.add_argument("--resolution", type=number(TrainConfig, "resolution"), default=None,
@@ -54,6 +55,13 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                         "or mcmc (a fixed budget, see --max-splats).")
     p.add_argument("--max-splats", type=number(TrainConfig, "max_splats"), default=None,
                    help="Most splats the scene may have.")
+    p.add_argument("--pose-opt", action="store_const", const=True, default=None,
+                   help="Refine the camera poses while training (phone captures with imperfect poses).")
+    p.add_argument("--appearance", choices=("none", "bilagrid"), default=None,
+                   help="Compensate exposure and colour changes between photos: bilagrid (a bilateral "
+                        "grid per photo) or none.")
+    p.add_argument("--packed", action="store_const", const=True, default=None,
+                   help="GPU only: gsplat's packed mode (less GPU memory for large scenes).")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
                    help="Where to train: auto (default) uses an NVIDIA GPU when there is one, else "
                         "the CPU.")
@@ -101,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "(the same folder `splatkit train` writes and reuses).")
     p.add_argument("photos", type=input_path,
                    help="Folder of photos, a video, a COLMAP project or a transforms.json.")
-    p.add_argument("-o", "--out", type=Path, default=None, help="Output folder.")
+    p.add_argument("-o", "--out", type=output_path, default=None, help="Output folder.")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="Named settings (image size used for matching; default: standard on a CPU, "
                         "full on a GPU, as for train).")
@@ -182,9 +190,11 @@ def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, set[str]]:
 
 
 def check_input(path: Path) -> None:
-    """The input argument names something that exists (an empty one is refused by argparse)."""
-    if not path.exists():
-        raise UserError(f"{path} does not exist.", "Give the folder that holds your photos.")
+    """The input argument names something usable (an empty one is refused by argparse): a plain
+    UserError if it is missing, a broken link, unreadable, or no kind of input."""
+    from .sources import detect_source
+
+    detect_source(path)
 
 
 def _shown(command: str, photos: Path, out_dir: Path) -> str:

@@ -16,7 +16,7 @@ def number(section: type, name: str):
     """An argparse type for a config field: a number in the field's range (``1e5`` is accepted
     for whole numbers); out of range is a usage error naming the range."""
     f = next(f for f in dataclasses.fields(section) if f.name == name)
-    is_int = f.type in (int, "int")
+    is_int = f.type is int or str(f.type).split(" ")[0] == "int"  # "int" or "int | None"
     rng = field_range(f)
 
     def parse(text: str):
@@ -42,6 +42,13 @@ def input_path(text: str) -> Path:
     if not text.strip():
         raise argparse.ArgumentTypeError(
             "is empty: give the folder that holds your photos, e.g. splatkit train photos/")
+    return Path(text)
+
+
+def output_path(text: str) -> Path:
+    """An argparse type for ``-o``: an empty argument is refused, not read as the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty: give a new folder for the results, e.g. -o scene-out")
     return Path(text)
 
 

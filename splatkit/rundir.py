@@ -265,8 +265,11 @@ def describe_input(source: Path) -> str:
 
 
 def suggest_out_dir(source: Path) -> Path:
-    """``<name>-splatkit`` beside the input folder (or video, or transforms.json's folder)."""
-    src = input_root(source)
+    """``<name>-splatkit`` beside the input folder (or video, or transforms.json's folder), as the
+    user named it: beside a link, not beside the folder it points to."""
+    src = Path(os.path.abspath(source))
+    if src.suffix.lower() == ".json" and src.is_file():
+        src = src.parent
     stem = src.stem if src.is_file() else src.name
     return src.parent / f"{stem or 'scene'}-splatkit"
 

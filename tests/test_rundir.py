@@ -107,3 +107,11 @@ def test_lock_is_exclusive_and_names_its_holder(tmp_path):
     again = RunLock(rd, "train").acquire()
     assert again.taken_over is None  # released cleanly: nothing to take over
     again.release()
+
+
+def test_default_output_sits_beside_a_linked_photos_folder(tmp_path):
+    (tmp_path / "real" / "photos").mkdir(parents=True)
+    (tmp_path / "work").mkdir()
+    link = tmp_path / "work" / "shoot"
+    link.symlink_to(tmp_path / "real" / "photos")
+    assert suggest_out_dir(link) == tmp_path / "work" / "shoot-splatkit"

@@ -59,6 +59,8 @@ class RenderSettings:
     """Mip-Splatting style opacity compensation for the low-pass (gsplat's 'antialiased')."""
     absgrad: bool = False
     """Also compute absolute screen-space gradients (AbsGS) into ``means2d.absgrad``."""
+    packed: bool = False
+    """gsplat's packed projection (only the splats a view sees; backends without it refuse it)."""
 
 
 @dataclass
@@ -100,10 +102,14 @@ class Capabilities:
 
 
 #: Each backend's capabilities (data; the loop and the option checks read them).
+#: ``pose_gradients``: the projection is autograd through ``View.world_to_cam`` (reference and
+#: cpu: PyTorch ops; gsplat: its projection kernels return ``v_viewmats``); checked against finite
+#: differences in tests/test_train_pose.py. ``packed``: gsplat's packed mode, scattered back to
+#: the ``[N, ...]`` contract in ``render/gsplat_backend.py``.
 CAPABILITIES: dict[str, Capabilities] = {
     "reference": Capabilities(absgrad=False, antialiased=True, pose_gradients=True),
-    "cpu": Capabilities(absgrad=True, antialiased=True),
-    "gsplat": Capabilities(absgrad=True, antialiased=True),
+    "cpu": Capabilities(absgrad=True, antialiased=True, pose_gradients=True),
+    "gsplat": Capabilities(absgrad=True, antialiased=True, packed=True, pose_gradients=True),
 }
 #: The device each backend renders on.
 BACKEND_DEVICE = {"reference": "cpu", "cpu": "cpu", "gsplat": "cuda"}

@@ -157,12 +157,14 @@ def render(
     (call ``.retain_grad()`` on it before backward to read its gradient).
 
     ``fused`` (the default) projects and shades in one numba pass per splat
-    (:mod:`.fused`); ``fused=False`` uses the PyTorch twin (:mod:`.projection`, :mod:`.sh`)
-    for callers that need autograd through it, e.g. gradients w.r.t. the camera.
+    (:mod:`.fused`); ``fused=False``, or a view whose pose or intrinsics require gradients
+    (camera-pose refinement), uses the PyTorch twin (:mod:`.projection`, :mod:`.sh`), which
+    autograd differentiates w.r.t. the camera too.
     """
     sp = splats.to(torch.float32) if splats.means.dtype != torch.float32 else splats
     degree = min(settings.sh_degree, sp.sh_degree)
-    if fused:
+    # The fused kernels give no gradient w.r.t. the camera: pose refinement takes the twin.
+    if fused and not (view.world_to_cam.requires_grad or view.K.requires_grad):
         means2d, conics, colors, opacities, depths, radii = project_and_shade(
             sp, view, settings, degree
         )

@@ -282,8 +282,9 @@ nav a{margin-right:12px}
 """
 
 
-def render_html(out_dir: Path) -> str:
-    """The page for ``out_dir`` as a string (see :func:`build_report`)."""
+def render_html(out_dir: Path, next_step: str | None = None, shown_path: str | None = None) -> str:
+    """The page for ``out_dir`` as a string (see :func:`build_report`); ``next_step`` (HTML) and
+    ``shown_path`` replace the next-step commands and the folder shown (the classroom server)."""
     mp = out_dir / "metrics.json"
     try:
         m = json.loads(mp.read_text(encoding="utf-8")) if mp.exists() else {}
@@ -296,7 +297,7 @@ def render_html(out_dir: Path) -> str:
         ("training", "How training went", _section_training(events, m)),
         ("quality", "How good it is", _section_quality(out_dir, m)),
         ("outputs", "What came out", _section_outputs(out_dir, m)),
-        ("next", "Next step", _section_next(out_dir)),
+        ("next", "Next step", _section_next(out_dir) if next_step is None else next_step),
     ]
     title = f"splatkit report: {out_dir.name}"
     summary = ""
@@ -310,7 +311,8 @@ def render_html(out_dir: Path) -> str:
             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
             f"<h1>{html.escape(title)}</h1><p class='sub'>{summary}<br>"
-            f"<code>{html.escape(str(out_dir))}</code></p><nav>{nav}</nav>\n{body}\n"
+            f"<code>{html.escape(str(out_dir) if shown_path is None else shown_path)}</code></p>"
+            f"<nav>{nav}</nav>\n{body}\n"
             f"<p class='sub'>Made by splatkit {html.escape(str(ver))}.</p></body></html>\n")
 
 

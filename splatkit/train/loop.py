@@ -28,6 +28,7 @@ from ..render import Renderer, RenderSettings, View, make_renderer
 from ..scene import Scene
 from ..splats import Splats
 from . import checkpoint as ck
+from .addons import Addons
 from .data import ViewOrder, WorldNorm, load_images, make_view, scaled_cameras
 from .losses import photometric_loss, regularisers
 from .optim import (
@@ -43,7 +44,6 @@ from .optim import (
     splats_to_params,
     strategy_info,
 )
-from .schedule import view_at_step
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,7 @@ class TrainState:
     order: ViewOrder
     step: int = 0
     resumed_from: int | None = None
+    addons: Addons = field(default_factory=Addons)
 
 
 @dataclass
@@ -118,13 +119,18 @@ class TrainData:
 
 def check_options(cfg: TrainConfig, renderer: Renderer) -> None:
     """Refuse, before training starts, an option the chosen renderer cannot honour."""
-    wanted = {"absgrad": cfg.absgrad, "antialiased": cfg.antialiased, "packed": cfg.packed}
+    wanted = {"absgrad": cfg.absgrad, "antialiased": cfg.antialiased, "packed": cfg.packed,
+              "pose-opt": cfg.pose_opt}
+    needs = {"pose-opt": "pose_gradients"}
     for name, on in wanted.items():
-        if on and not getattr(renderer.caps, name):
+        if on and not getattr(renderer.caps, needs.get(name, name)):
             raise UserError(
                 f"--{name} is not available with the {renderer.name!r} renderer ({renderer.device}).",
                 f"Turn {name} off, or train where a renderer offers it (see `splatkit doctor`).",
             )
+    if cfg.densify_budget and cfg.strategy != "default":
+        raise UserError("--densify-budget works with the default strategy only.",
+                        "Use --strategy default, or turn the budget off (mcmc has a fixed budget).")
 
 
 def _as_renderer(renderer: Renderer | str, device: str | None) -> Renderer:
@@ -212,10 +218,16 @@ def _start(scene: Scene, cfg: TrainConfig, data: TrainData, renderer: Renderer, 
     """A fresh state from the sparse points, or the newest intact checkpoint's."""
     order = ViewOrder(len(data.views), cfg.seed)
     strategy, strategy_state = make_strategy(cfg, data.scene_scale)
+    addons = Addons.build(cfg, data.images, renderer.device)
+    if cfg.densify_budget:
+        from .schedule import budgeted
+
+        strategy = budgeted(strategy, addons.schedule, cfg.max_splats)
     found = ck.load_latest(out_dir, run_id, bus) if resume else None
     if found is not None:
         path, payload = found
         state = _restore(payload, cfg, data, renderer, order, strategy)
+        addons.load_state_dict(payload.get("extra", {}).get("addons", {}))
         _say_resumed(path, payload, cfg, bus)
     else:
         if resume:
@@ -232,6 +244,7 @@ def _start(scene: Scene, cfg: TrainConfig, data: TrainData, renderer: Renderer, 
         state = TrainState(params, make_optimizers(params, cfg, data.scene_scale), strategy,
                            strategy_state, order)
     strategy.check_sanity(state.params, state.optimizers)
+    state.addons = addons
     return state
 
 
@@ -264,15 +277,16 @@ def _train_step(state: TrainState, data: TrainData, cfg: TrainConfig, renderer: 
                 step: int) -> Tensor:
     """One step: render the next view, loss, backward, Adam, densification. Returns the loss."""
     params, optimizers = state.params, state.optimizers
-    set_means_lr(optimizers, means_lr_at(step, cfg, data.scene_scale))
+    addons = state.addons
+    set_means_lr(optimizers, means_lr_at(addons.lr_step(step), cfg, data.scene_scale))
     k = state.order.next()
-    view, gt = view_at_step(cfg, step, data.views[k], data.images[k])
+    view, gt = addons.view(k, data.views[k], data.images[k], step)
     settings = RenderSettings(sh_degree=sh_degree_at(step, cfg), antialiased=cfg.antialiased,
-                              absgrad=cfg.absgrad)
+                              absgrad=cfg.absgrad, packed=cfg.packed)
     mcmc = isinstance(state.strategy, SplatMCMCStrategy)
     try:  # render, loss and backward: where a GPU runs out of memory
         out = renderer(params_to_splats(params), view, settings)
-        img = out.image
+        img = addons.image(k, out.image)
         if cfg.random_background:
             img = img + torch.rand(3, device=renderer.device) * (1.0 - out.alpha)
         if out.means2d.requires_grad:
@@ -280,17 +294,19 @@ def _train_step(state: TrainState, data: TrainData, cfg: TrainConfig, renderer: 
         loss = photometric_loss(img, gt, cfg.ssim_lambda)
         if mcmc:
             loss = loss + regularisers(params, MCMC_OPACITY_REG, MCMC_SCALE_REG)
+        loss = addons.loss(loss)
         loss.backward()
     except torch.cuda.OutOfMemoryError:
         from .memory import out_of_memory_error
 
         raise out_of_memory_error(step, len(params["means"]), cfg.resolution) from None
     optimizer_step(optimizers, out.radii)
+    addons.step(step)
     if out.means2d.grad is None:
         out.means2d.grad = torch.zeros_like(out.means2d)
     info = strategy_info(out.means2d, out.radii, view.width, view.height)
     if mcmc:
-        lr_next = means_lr_at(step + 1, cfg, data.scene_scale)
+        lr_next = means_lr_at(addons.lr_step(step + 1), cfg, data.scene_scale)
         state.strategy.step_post_backward(params, optimizers, state.strategy_state, step, info, lr=lr_next)
     else:
         state.strategy.step_post_backward(params, optimizers, state.strategy_state, step, info)
@@ -336,7 +352,8 @@ def _save(out_dir: Path, state: TrainState, cfg: TrainConfig, data: TrainData, r
     return ck.save_checkpoint(
         out_dir, state.step, state.params, state.optimizers, state.strategy_state,
         state.order.state_dict(), cfg, run_id=run_id,
-        extra={"backend": renderer.name, "norm_center": data.norm.center, "norm_scale": data.norm.scale},
+        extra={"backend": renderer.name, "norm_center": data.norm.center, "norm_scale": data.norm.scale,
+               "addons": state.addons.state_dict()},
     )  # fmt: skip
 
 

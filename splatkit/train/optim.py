@@ -146,32 +146,7 @@ def strategy_info(means2d: Tensor, radii: Tensor, width: int, height: int) -> di
 
 @dataclass
 class SplatDefaultStrategy(DefaultStrategy):
-    """gsplat's ``DefaultStrategy`` with the opacity reset that 1.5.3 never runs, and an
-    optional growth budget.
-
-    With ``budget > 0`` the splat count may grow only along a line from its size at the first
-    refinement to ``budget`` at ``refine_stop_iter`` (Taming 3DGS's budgeted densification):
-    when more splats pass ``grow_grad2d`` than the budget has room for, only those with the
-    largest mean screen-space gradient (the largest share of the image error) are cloned or
-    split, instead of all of them until a hard cap drops the least opaque.
-    """
-
-    budget: int = 0
-
-    def _grow_gs(self, params, optimizers, state, step):
-        if self.budget > 0:
-            n = len(params["means"])
-            n0 = state.setdefault("budget_start", n)
-            span = max(self.refine_stop_iter - self.refine_start_iter, 1)
-            t = min(max((step - self.refine_start_iter) / span, 0.0), 1.0)
-            room = max(int(n0 + (self.budget - n0) * t) - n, 0)
-            grads = state["grad2d"] / state["count"].clamp_min(1)
-            if int((grads > self.grow_grad2d).sum()) > room:
-                keep = torch.zeros_like(grads, dtype=torch.bool)
-                keep[torch.topk(grads, room).indices] = True
-                # Only the chosen pass the parent's threshold (the state is reset after growth).
-                state["grad2d"] = state["grad2d"] * keep
-        return super()._grow_gs(params, optimizers, state, step)
+    """gsplat's ``DefaultStrategy`` with the opacity reset that 1.5.3 never runs."""
 
     def step_post_backward(self, params, optimizers, state, step, info, packed=False):
         if step >= self.refine_stop_iter:
@@ -333,7 +308,6 @@ def make_strategy(cfg: TrainConfig, scene_scale: float):
         refine_every=cfg.refine_every,
         reset_every=cfg.reset_every,
         absgrad=cfg.absgrad,
-        budget=cfg.max_splats if cfg.budget_growth else 0,
     )
     return s, s.initialize_state(scene_scale=scene_scale)
 
