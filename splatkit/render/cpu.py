@@ -1,9 +1,9 @@
 """Fast CPU backend: fused numba projection + SH (:mod:`.fused`) and the numba tile
 rasterizer (:mod:`.raster`, gsplat's tile algorithm), as autograd functions.
 
-Record buffers (the pairs the forward composited, replayed by the backward) are pooled: a
-training step takes one, its backward gives it back, so steady-state steps allocate nothing
-large. Renders without gradients record nothing.
+The large scratch arrays (per-intersection table, the pair records the backward replays,
+gradient rows) come from :data:`.buffers.POOL`: a forward takes them, its backward gives them
+back, so steady-state steps touch no fresh pages. Renders without gradients record nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from torch import Tensor
 from ..splats import Splats
 from . import TILE_SIZE, RenderOutput, RenderSettings, View
 from . import raster as R
+from .buffers import POOL
 from .fused import project_and_shade
 from .projection import camera_centre, project_splats
 from .sh import sh_to_color
@@ -38,26 +39,6 @@ def _with_dynamic_schedule(fn, *args):
         numba.set_parallel_chunksize(old)
 
 
-class _RecordPool:
-    """Reusable record buffers (pixel index, exp(-sigma), transmittance per contributing pair)."""
-
-    def __init__(self, keep: int = 2) -> None:
-        self.free: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self.keep = keep
-
-    def take(self, n: int):
-        for i, buf in enumerate(self.free):
-            if buf[0].shape[0] >= n:
-                return self.free.pop(i)
-        n = max(int(n * 1.25), 1024)
-        return np.empty(n, np.uint8), np.empty(n, np.float32), np.empty(n, np.float32)
-
-    def give(self, buf) -> None:
-        if len(self.free) < self.keep:
-            self.free.append(buf)
-
-
-_POOL = _RecordPool()
 _EMPTY = (np.empty(0, np.uint8), np.empty(0, np.float32), np.empty(0, np.float32))
 
 
@@ -77,27 +58,36 @@ class _RasterizeTiles(torch.autograd.Function):
             order, boxes, counts, tiles_w * tiles_h, tiles_w
         )
         R._sort_tiles(tile_offsets, tile_gauss, perm, _np(depths.float()))
-        p = R._prepare(order, m2d, con, col, op)
-        table, rec_base = R._tile_table(tile_offsets, tile_gauss, p, width, height, tiles_w)
+        p = POOL.take((N, R._P_COLS), np.float64)
+        R._prepare(order, m2d, con, col, op, p)
+        table = POOL.take((tile_gauss.shape[0], R._P_COLS), np.float64)
+        rec_base = R._tile_table(tile_offsets, tile_gauss, p, width, height, tiles_w, table)
+        POOL.give(p)
         # Longest lists first: with one-tile chunks, threads finish together.
         tile_order = np.argsort(-np.diff(tile_offsets), kind="stable")
         record = any(ctx.needs_input_grad[:4])
         if record:
-            recs = _POOL.take(int(rec_base[-1]))
+            n_rec = int(rec_base[-1])
+            recs = (POOL.take((n_rec,), np.uint8), POOL.take((n_rec,), np.float32),
+                    POOL.take((n_rec,), np.float32))  # fmt: skip
         else:
             rec_base, recs = np.zeros_like(rec_base), _EMPTY
         n_isects = tile_gauss.shape[0]
         rec_off, rec_n = np.empty(n_isects, np.int64), np.empty(n_isects, np.int32)
+        t_final = POOL.take((height, width), np.float64)
         args = (tile_order, tile_offsets, tile_gauss, table, bg, width, height, tiles_w,
                 float(max_alpha))  # fmt: skip
-        image, t_final = _with_dynamic_schedule(R._forward, *args, rec_base, *recs, rec_off, rec_n,
-                                                record)  # fmt: skip
+        image = _with_dynamic_schedule(R._forward, *args, rec_base, *recs, rec_off, rec_n, record,
+                                       t_final)  # fmt: skip
+        alpha = (1.0 - t_final).astype(np.float32)[..., None]
+        POOL.give(t_final)
         if record:
             ctx.args = args
             ctx.recs = (recs, rec_off, rec_n)
             ctx.bin = (order, g_offsets, perm, N)
             ctx.means2d = means2d if absgrad else None
-        alpha = (1.0 - t_final).astype(np.float32)[..., None]
+        else:
+            POOL.give(table)
         return torch.from_numpy(image), torch.from_numpy(alpha)
 
     @staticmethod
@@ -106,11 +96,16 @@ class _RasterizeTiles(torch.autograd.Function):
         recs, rec_off, rec_n = ctx.recs
         vi = _np(v_image.float())
         va = _np(v_alpha.float())[..., 0]
-        grads = _with_dynamic_schedule(R._backward, *ctx.args, *recs, rec_off, rec_n, vi, va,
-                                       ctx.means2d is not None)  # fmt: skip
-        _POOL.give(recs)
-        ctx.recs = None
-        out = torch.from_numpy(R._reduce(order, g_offsets, perm, grads, N).astype(np.float32))
+        table = ctx.args[3]
+        grads = POOL.take((table.shape[0], R._G_COLS), np.float64)
+        _with_dynamic_schedule(R._backward, *ctx.args, *recs, rec_off, rec_n, vi, va,
+                               ctx.means2d is not None, grads)  # fmt: skip
+        POOL.give(table, *recs)
+        ctx.recs = ctx.args = None
+        summed = POOL.take((N, R._G_COLS), np.float64)
+        R._reduce(order, g_offsets, perm, grads, summed)
+        out = torch.from_numpy(summed.astype(np.float32))
+        POOL.give(grads, summed)
         if ctx.means2d is not None:
             ctx.means2d.absgrad = out[:, R._G_ABS : R._G_ABS + 2].clone()
         return (

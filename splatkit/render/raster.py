@@ -141,8 +141,8 @@ _P_X, _P_Y, _P_A, _P_B, _P_C, _P_OP, _P_SMAX, _P_RGB, _P_EX, _P_EY, _P_COLS = (
 
 
 @njit(parallel=True, cache=True)
-def _prepare(order, means2d, conics, colors, opacities):
-    """Per-Gaussian table ``[N, _P_COLS]`` float64 (rows of ``order`` only): mean, conic, opacity,
+def _prepare(order, means2d, conics, colors, opacities, p):
+    """Per-Gaussian table ``p [N, _P_COLS]`` float64 (rows of ``order`` only): mean, conic, opacity,
     the sigma cut-off and colour, plus the half-extents (pixels) of the box that holds every
     pixel centre with ``sigma <= cut-off``.
 
@@ -151,8 +151,6 @@ def _prepare(order, means2d, conics, colors, opacities):
     rounding, so that the box is only a conservative pre-filter: the exact per-pixel tests still
     decide, and the results are bitwise those of a walk over the whole tile.
     """
-    n = means2d.shape[0]
-    p = np.empty((n, _P_COLS), dtype=np.float64)
     for k in prange(order.shape[0]):
         g = order[k]
         a = np.float64(conics[g, 0])
@@ -182,7 +180,6 @@ def _prepare(order, means2d, conics, colors, opacities):
             ey = 1e9
         p[g, _P_EX] = ex
         p[g, _P_EY] = ey
-    return p
 
 
 @njit(cache=True, inline="always")
@@ -234,14 +231,14 @@ def _batch(n):
 
 
 @njit(parallel=True, cache=True)
-def _tile_table(tile_offsets, tile_gauss, p, width, height, tiles_w):
+def _tile_table(tile_offsets, tile_gauss, p, width, height, tiles_w, table):
     """Each intersection's copy of its Gaussian's row of ``p``, in tile-major order (the kernels
     then read their tile's Gaussians sequentially instead of gathering them from all over
     ``p``: a cache miss per Gaussian and tile, measured 25 % of the forward), and the record
     slots per tile: the pixels of its Gaussians' boxes inside it, an upper bound on the pairs
-    that can contribute. Returns ``(table [n_isects, _P_COLS], record offsets [n_tiles + 1])``."""
+    that can contribute. Fills ``table [n_isects, _P_COLS]``; returns the record offsets
+    ``[n_tiles + 1]``."""
     n_tiles = tile_offsets.shape[0] - 1
-    table = np.empty((tile_gauss.shape[0], _P_COLS), dtype=np.float64)
     cap = np.empty(n_tiles + 1, dtype=np.int64)
     cap[0] = 0
     for t in prange(n_tiles):
@@ -259,12 +256,12 @@ def _tile_table(tile_offsets, tile_gauss, p, width, height, tiles_w):
             if ja < jb and ia < ib:
                 total += (jb - ja) * (ib - ia)
         cap[t + 1] = total
-    return table, np.cumsum(cap)
+    return np.cumsum(cap)
 
 
 @njit(parallel=True, cache=True)
 def _forward(tile_order, tile_offsets, tile_gauss, p, background, width, height, tiles_w,
-             max_alpha, rec_base, rec_q, rec_vis, rec_t, rec_off, rec_n, record):  # fmt: skip
+             max_alpha, rec_base, rec_q, rec_vis, rec_t, rec_off, rec_n, record, t_final):  # fmt: skip
     """``p``: the per-intersection table of :func:`_tile_table`.
 
     Gaussian-outer walk of each tile: for each Gaussian (depth order) only the pixels of its
@@ -272,9 +269,8 @@ def _forward(tile_order, tile_offsets, tile_gauss, p, background, width, height,
     of the tile's list, so the results are those of gsplat's per-pixel loop. Contributing pairs
     are recorded when ``record`` (``rec_*``; intersection ``s`` owns
     ``rec_off[s] : rec_off[s] + rec_n[s]``).
-    Returns the image ``[H, W, 3]`` and the final transmittance ``[H, W]``."""
+    Returns the image ``[H, W, 3]``; fills the final transmittance ``t_final [H, W]``."""
     image = np.empty((height, width, 3), dtype=np.float32)
-    t_final = np.empty((height, width), dtype=np.float64)
     npix = TILE_SIZE * TILE_SIZE
     # (No whole-array expressions such as np.zeros in parallel kernels: numba would turn them
     # into parallel loops, scheduled one element at a time under chunk size 1.)
@@ -356,16 +352,16 @@ def _forward(tile_order, tile_offsets, tile_gauss, p, background, width, height,
                 image[i0 + li, j0 + lj, 1] = st[q, 2] + T * background[1]
                 image[i0 + li, j0 + lj, 2] = st[q, 3] + T * background[2]
                 t_final[i0 + li, j0 + lj] = T
-    return image, t_final
+    return image
 
 
 @njit(parallel=True, cache=True)
 def _backward(tile_order, tile_offsets, tile_gauss, p, background, width, height, tiles_w,
-              max_alpha, rec_q, rec_vis, rec_t, rec_off, rec_n, v_image, v_alpha, absgrad):  # fmt: skip
-    """Per-intersection gradients ``[n_isects, 11]`` (tile-major order) from the forward's
+              max_alpha, rec_q, rec_vis, rec_t, rec_off, rec_n, v_image, v_alpha, absgrad,
+              grads):  # fmt: skip
+    """Per-intersection gradients ``grads [n_isects, 11]`` (tile-major order) from the forward's
     records, each tile back to front (see the module docstring); ``p`` as in :func:`_forward`.
     The absolute-gradient columns are summed only when ``absgrad`` (0 otherwise)."""
-    grads = np.empty((tile_gauss.shape[0], _G_COLS), dtype=np.float64)
     npix = TILE_SIZE * TILE_SIZE
     for ti in prange(tile_order.shape[0]):
         t = tile_order[ti]
@@ -447,23 +443,19 @@ def _backward(tile_order, tile_offsets, tile_gauss, p, background, width, height
             row[_G_OPAC] = g_op
             row[_G_ABS] = g_ax
             row[_G_ABS + 1] = g_ay
-    return grads
-
-@njit(cache=True)
-def _zeros2d(n, m):
-    return np.zeros((n, m), dtype=np.float64)
-
 
 @njit(parallel=True, cache=True)
-def _reduce(order, g_offsets, perm, grads, n):
-    """Sum each Gaussian's intersection gradients in Gaussian-major (fixed) order."""
-    out = _zeros2d(n, _G_COLS)
+def _reduce(order, g_offsets, perm, grads, out):
+    """``out [N, 11]``: each Gaussian's intersection gradients summed in Gaussian-major (fixed)
+    order; rows of Gaussians not in ``order`` are 0."""
+    for g in prange(out.shape[0]):
+        for c in range(_G_COLS):
+            out[g, c] = 0.0
     for k in prange(order.shape[0]):
         g = order[k]
         for q in range(g_offsets[k], g_offsets[k + 1]):
             row = perm[q]
             for c in range(_G_COLS):
                 out[g, c] += grads[row, c]
-    return out
 
 

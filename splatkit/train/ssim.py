@@ -22,6 +22,8 @@ import torch
 from numba import njit, prange
 from torch import Tensor
 
+from ..render.buffers import POOL
+
 WINDOW = 11
 SIGMA = 1.5
 C1 = 0.01**2
@@ -42,20 +44,24 @@ def gaussian_window(size: int, sigma: float = SIGMA) -> np.ndarray:
 
 
 def _forward(x, y, w):
-    """x, y ``[H, W, C]`` float32. Returns (sum of the SSIM map, the three derivative maps
-    ``[C, 3, Hv, Wv]``: d SSIM / d mean_x, d / d E[x^2], d / d E[xy])."""
-    h, _ = _horizontal(x, y, w)
-    sums, maps = _vertical(h, w)
-    return sums.sum(), maps
+    """x, y ``[H, W, C]`` float32. Returns (sum of the SSIM map, |x - y| summed per channel
+    row, the three derivative maps ``[C, 3, Hv, Wv]``: d SSIM / d mean_x, d / d E[x^2],
+    d / d E[xy]); the maps come from :data:`POOL` (give them back when done)."""
+    H, W, nc = x.shape
+    hv, wv = H - w.shape[0] + 1, W - w.shape[0] + 1
+    h = POOL.take((nc, 5, H, wv), np.float64)
+    maps = POOL.take((nc, 3, hv, wv), np.float64)
+    l1 = _horizontal(x, y, w, h)
+    sums = _vertical(h, w, maps)
+    POOL.give(h)
+    return sums.sum(), l1, maps
 
 
 @njit(parallel=True, cache=True)
-def _horizontal(x, y, w):
-    """Windowed row sums ``[C, 5, H, Wv]`` of x, y, x^2, y^2, xy, and the sums of ``|x - y|``
-    per channel row ``[C * H]``."""
+def _horizontal(x, y, w, h):
+    """Fills ``h`` with the windowed row sums ``[C, 5, H, Wv]`` of x, y, x^2, y^2, xy; returns
+    the sums of ``|x - y|`` per channel row ``[C * H]``."""
     H, W, nc = x.shape
-    wv = W - w.shape[0] + 1
-    h = np.empty((nc, 5, H, wv))
     l1 = np.empty(nc * H)
     for task in prange(nc * H):
         c, i = task // H, task % H
@@ -73,20 +79,19 @@ def _horizontal(x, y, w):
         l1[task] = total
         for k in range(5):
             _conv_valid(h[c, k, i], f[k], w)
-    return h, l1
+    return l1
 
 
 @njit(parallel=True, cache=True)
-def _vertical(h, w):
-    """Per output row: the vertical pass, SSIM and its derivative maps."""
-    nc, H, wv = h.shape[0], h.shape[2], h.shape[3]
-    hv = H - w.shape[0] + 1
-    maps = np.empty((nc, 3, hv, wv))
+def _vertical(h, w, maps):
+    """Per output row: the vertical pass, SSIM (returned, summed per row) and its derivative
+    maps (into ``maps``)."""
+    nc, hv = maps.shape[0], maps.shape[2]
     sums = np.empty(nc * hv)
     for task in prange(nc * hv):
         c, i = task // hv, task % hv
         sums[task] = _ssim_row(h[c], w, i, maps[c])
-    return sums, maps
+    return sums
 
 
 @njit(cache=True)
@@ -171,7 +176,7 @@ class _SSIM(torch.autograd.Function):
         w = gaussian_window(window_size(H, W))
         x = img.detach().contiguous().numpy()
         y = gt.detach().float().contiguous().numpy()
-        total, maps = _forward(x, y, w)
+        total, _, maps = _forward(x, y, w)
         count = nc * (H - w.shape[0] + 1) * (W - w.shape[0] + 1)
         ctx.saved = (x, y, w, maps, count)
         return torch.tensor(total / count, dtype=img.dtype)
@@ -180,6 +185,8 @@ class _SSIM(torch.autograd.Function):
     def backward(ctx, v: Tensor):
         x, y, w, maps, count = ctx.saved
         grad = _backward(x, y, w, maps, float(v) / count, 0.0)
+        POOL.give(maps)
+        ctx.saved = None
         return torch.from_numpy(grad), None
 
 
@@ -192,17 +199,18 @@ class _Photometric(torch.autograd.Function):
         w = gaussian_window(window_size(H, W))
         x = img.detach().contiguous().numpy()
         y = gt.detach().float().contiguous().numpy()
-        h, l1 = _horizontal(x, y, w)
-        sums, maps = _vertical(h, w)
+        total, l1, maps = _forward(x, y, w)
         count = nc * (H - w.shape[0] + 1) * (W - w.shape[0] + 1)
         ctx.saved = (x, y, w, maps, count, lam)
-        loss = (1.0 - lam) * l1.sum() / x.size + lam * (1.0 - sums.sum() / count)
+        loss = (1.0 - lam) * l1.sum() / x.size + lam * (1.0 - total / count)
         return torch.tensor(loss, dtype=img.dtype)
 
     @staticmethod
     def backward(ctx, v: Tensor):
         x, y, w, maps, count, lam = ctx.saved
         grad = _backward(x, y, w, maps, -float(v) * lam / count, float(v) * (1.0 - lam) / x.size)
+        POOL.give(maps)
+        ctx.saved = None
         return torch.from_numpy(grad), None, None
 
 
