@@ -42,6 +42,15 @@ def _with_dynamic_schedule(fn, *args):
 _EMPTY = (np.empty(0, np.uint8), np.empty(0, np.float32), np.empty(0, np.float32))
 
 
+def _depth_order(idx: np.ndarray, depths: np.ndarray) -> np.ndarray:
+    """``idx`` stably sorted by ``depths[idx]`` (float32): one sort of unique 64-bit keys
+    (order-preserving depth bits, then the index), 2.5x faster than numpy's stable argsort."""
+    bits = depths[idx].view(np.uint32)
+    bits = bits ^ np.where(bits >> 31 == 1, np.uint32(0xFFFFFFFF), np.uint32(0x80000000))
+    keys = (bits.astype(np.uint64) << np.uint64(32)) | idx.astype(np.uint64)
+    return (np.sort(keys) & np.uint64(0xFFFFFFFF)).astype(np.int64)
+
+
 class _RasterizeTiles(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d, conics, colors, opacities, radii, depths, width, height,
@@ -51,13 +60,12 @@ class _RasterizeTiles(torch.autograd.Function):
         tiles_h = (height + TILE_SIZE - 1) // TILE_SIZE
         m2d, con, col, op = (_np(x.float()) for x in (means2d, conics, colors, opacities))
         rad = _np(radii.to(torch.int32))
-        order = np.nonzero((rad > 0).all(axis=1))[0].astype(np.int64)  # visible
+        order = _depth_order(np.nonzero((rad > 0).all(axis=1))[0], _np(depths.float()))
         bg = np.asarray(background, dtype=np.float64)
         boxes, counts = R._tile_boxes(order, m2d, rad, tiles_w, tiles_h, TILE_SIZE)
         tile_offsets, tile_gauss, g_offsets, perm = R._bin(
             order, boxes, counts, tiles_w * tiles_h, tiles_w
         )
-        R._sort_tiles(tile_offsets, tile_gauss, perm, _np(depths.float()))
         p = POOL.take((N, R._P_COLS), np.float64)
         R._prepare(order, m2d, con, col, op, p)
         table = POOL.take((tile_gauss.shape[0], R._P_COLS), np.float64)

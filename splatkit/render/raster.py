@@ -2,9 +2,8 @@
 ``RasterizeToPixels3DGS{Fwd,Bwd}.cu``).
 
 1. binning: each visible Gaussian goes to the 16x16 tiles its ``[mean - radius, mean + radius]``
-   box overlaps (gsplat's ``isect_tiles``); intersections are counting-sorted by tile (stable),
-   then each tile's list is stably sorted by depth (in parallel): the order of a global stable
-   depth sort;
+   box overlaps (gsplat's ``isect_tiles``); Gaussians are first sorted by depth (stable), then
+   counting-sorted by tile (stable), so every tile's list is in depth order;
 2. forward: one task per tile (longest lists first); each pixel composites its tile's list front
    to back (the rules of ``reference.py``). The walk is Gaussian-outer: each Gaussian visits
    only the pixels of its conservative sigma box (:func:`_prepare`), which skips most
@@ -74,7 +73,7 @@ def _bin(order, boxes, counts, n_tiles, tiles_w):
     """Stable counting sort of the intersections by tile.
 
     Returns ``tile_offsets [n_tiles + 1]``, ``tile_gauss [n_isects]`` (Gaussian ids, each tile's
-    run in the order of ``order``), ``g_offsets [n + 1]`` (intersections of ``order[k]`` are
+    run in depth order), ``g_offsets [n + 1]`` (intersections of ``order[k]`` are
     ``g_offsets[k]:g_offsets[k + 1]`` in Gaussian-major order) and ``perm`` (Gaussian-major
     position -> tile-major position).
     """
@@ -104,31 +103,6 @@ def _bin(order, boxes, counts, n_tiles, tiles_w):
                 perm[p] = q
                 p += 1
     return tile_offsets, tile_gauss, g_offsets, perm
-
-
-@njit(parallel=True, cache=True)
-def _sort_tiles(tile_offsets, tile_gauss, perm, depths):
-    """Each tile's list stably sorted by depth, in place, and ``perm`` updated to match: with
-    Gaussians binned in index order this gives every tile the order of a global stable depth
-    sort (depth, then index), sorted tile by tile in parallel."""
-    n_tiles = tile_offsets.shape[0] - 1
-    where = np.empty(tile_gauss.shape[0], dtype=np.int64)
-    for t in prange(n_tiles):
-        a, b = tile_offsets[t], tile_offsets[t + 1]
-        if b - a < 2:
-            if b > a:
-                where[a] = a
-            continue
-        seg = tile_gauss[a:b].copy()
-        keys = np.empty(b - a, dtype=np.float32)
-        for i in range(b - a):
-            keys[i] = depths[seg[i]]
-        idx = np.argsort(keys, kind="mergesort")
-        for i in range(b - a):
-            tile_gauss[a + i] = seg[idx[i]]
-            where[a + idx[i]] = a + i
-    for p in prange(perm.shape[0]):
-        perm[p] = where[perm[p]]
 
 
 # ----------------------------------------------------------------------------- kernels
