@@ -90,8 +90,8 @@ def optimizer_step(optimizers: dict[str, torch.optim.Optimizer], radii: Tensor) 
     visible = None
     for opt in optimizers.values():
         if isinstance(opt, SelectiveAdam):
-            if visible is None:
-                visible = (radii > 0).all(dim=-1)
+            if visible is None:  # indices, computed once for all the optimizers
+                visible = (radii > 0).all(dim=-1).nonzero().flatten()
             opt.step(visibility=visible)
         else:
             opt.step()
