@@ -9,11 +9,12 @@ initial state, then ``--steps`` steps are timed one by one (SH degree 3 througho
 expensive setting; no densification, which OpenSplat also ran only between steps 500 and 1000).
 
 A step is exactly the training loop's: ``render`` -> ``photometric_loss`` (L1 + 0.2 D-SSIM) ->
-``backward`` -> one Adam step per parameter group -> ``zero_grad``.
+``backward`` -> ``optimizer_step`` (one Adam step per parameter group, sparse on the CPU) ->
+``zero_grad``.
 
-``--compare REV`` loads ``splatkit/render/{cpu,projection,sh}.py`` as they are at git revision
-REV and interleaves its steps with the working tree's (same views, same initial parameters), so
-that both see the same machine load.
+``--compare REV`` loads the step's code as it is at git revision REV (``splatkit/render``, and
+``splatkit/train``'s loss and optimizers) and interleaves its steps with the working tree's (same
+views, same initial parameters), so that both see the same machine load.
 
 Usage: python scripts/bench_train_step.py [--data .device/data/fox_800] [--steps 30]
        [--resolutions 239 479] [--compare HEAD~1]
@@ -22,6 +23,7 @@ Usage: python scripts/bench_train_step.py [--data .device/data/fox_800] [--steps
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import os
 import platform
@@ -67,50 +69,79 @@ def grown_points(points: torch.Tensor, colors: torch.Tensor, n: int, seed: int =
     return pts, torch.cat([colors, colors[src]])
 
 
-def load_renderer(rev: str):
-    """``render`` of the CPU backend at git revision ``rev`` (as package ``splatkit.render_cmp``)."""
-    import splatkit.render
-
-    d = Path(tempfile.mkdtemp(prefix="bench_render_")) / "render_cmp"
+def _load_package(rev: str, folder: str, name: str, files: list[str] | None = None):
+    """Package ``splatkit.<name>`` made of ``splatkit/<folder>/*.py`` as they are at git revision
+    ``rev`` (only ``files``, under an empty ``__init__``, if given)."""
+    listed = subprocess.check_output(["git", "ls-tree", "--name-only", f"{rev}:splatkit/{folder}"],
+                                     text=True).split()  # fmt: skip
+    d = Path(tempfile.mkdtemp(prefix=f"bench_{name}_")) / name
     d.mkdir()
-    (d / "__init__.py").write_text(Path(splatkit.render.__file__).read_text())
-    for f in ("cpu.py", "projection.py", "sh.py"):
-        src = subprocess.check_output(["git", "show", f"{rev}:splatkit/render/{f}"], text=True)
-        (d / f).write_text(src)
-    name = "splatkit.render_cmp"
-    spec = importlib.util.spec_from_file_location(name, d / "__init__.py",
+    (d / "__init__.py").write_text("")
+    for f in listed:
+        if f.endswith(".py") and (files is None or f in files):
+            src = subprocess.check_output(["git", "show", f"{rev}:splatkit/{folder}/{f}"], text=True)
+            (d / f).write_text(src)
+    full = f"splatkit.{name}"
+    spec = importlib.util.spec_from_file_location(full, d / "__init__.py",
                                                   submodule_search_locations=[str(d)])  # fmt: skip
     mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
+    sys.modules[full] = mod
     spec.loader.exec_module(mod)
-    return importlib.import_module(name + ".cpu").render
+    return full
+
+
+def load_revision(rev: str) -> dict:
+    """The CPU training step's pieces at git revision ``rev``: the CPU renderer (all of
+    ``splatkit/render``), the loss and the optimizers (``splatkit/train``'s losses, optim and
+    the modules they import), so that ``--compare`` times that revision's whole step."""
+    render = _load_package(rev, "render", "render_cmp")
+    train = _load_package(rev, "train", "train_cmp", ["losses.py", "optim.py", "adam.py", "ssim.py"])
+    optim = importlib.import_module(train + ".optim")
+    return {
+        "render": importlib.import_module(render + ".cpu").render,
+        "loss": importlib.import_module(train + ".losses").photometric_loss,
+        "make_optimizers": optim.make_optimizers,
+        "optimizer_step": getattr(optim, "optimizer_step", _plain_step),
+    }
+
+
+def _plain_step(optimizers, radii) -> None:
+    for opt in optimizers.values():
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+
+def current() -> dict:
+    from splatkit.render.cpu import render
+    from splatkit.train.losses import photometric_loss
+    from splatkit.train.optim import make_optimizers, optimizer_step
+
+    return {"render": render, "loss": photometric_loss, "make_optimizers": make_optimizers,
+            "optimizer_step": optimizer_step}  # fmt: skip
 
 
 class Trainer:
-    """The training loop's step, on its own parameters and optimizers."""
+    """The training loop's step (of one revision), on its own parameters and optimizers."""
 
-    def __init__(self, render, init, norm, scene_scale):
+    def __init__(self, parts: dict, init, norm, scene_scale):
         from splatkit.config import TrainConfig
-        from splatkit.train.optim import make_optimizers, splats_to_params
+        from splatkit.train.optim import splats_to_params
 
-        self.render = render
+        self.parts = parts
         self.cfg = TrainConfig()
         self.params = splats_to_params(norm.splats_to_norm(init))
-        self.opts = make_optimizers(self.params, self.cfg, scene_scale)
+        self.opts = parts["make_optimizers"](self.params, self.cfg, scene_scale)
 
     def step(self, view, gt) -> float:
         from splatkit.render import RenderSettings
-        from splatkit.train.losses import photometric_loss
         from splatkit.train.optim import params_to_splats
 
         t0 = time.perf_counter()
-        out = self.render(params_to_splats(self.params), view, RenderSettings(sh_degree=3))
+        out = self.parts["render"](params_to_splats(self.params), view, RenderSettings(sh_degree=3))
         out.means2d.retain_grad()
-        loss = photometric_loss(out.image, gt, self.cfg.ssim_lambda)
+        loss = self.parts["loss"](out.image, gt, self.cfg.ssim_lambda)
         loss.backward()
-        for opt in self.opts.values():
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+        self.parts["optimizer_step"](self.opts, out.radii)
         return time.perf_counter() - t0
 
 
@@ -128,7 +159,6 @@ def main() -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
         numba.set_num_threads(a.threads)
-    from splatkit.render.cpu import render
     from splatkit.splats import Splats
     from splatkit.train.data import WorldNorm, load_images, make_view, scaled_cameras
 
@@ -140,9 +170,9 @@ def main() -> int:
     scene = load_scene(a.data)
     norm = WorldNorm.from_scene(scene)
     scene_scale = scene.extent * norm.scale
-    variants = {"current": render}
+    variants = {"current": current()}
     if a.compare:
-        variants = {a.compare: load_renderer(a.compare), "current": render}
+        variants = {a.compare: load_revision(a.compare), "current": current()}
     print(f"{'resolution':>10} {'splats':>7} {'variant':>8} | {'s/step med':>10} {'min':>7} "
           f"{'OpenSplat':>9} {'ratio':>6} | load avg")  # fmt: skip
     for res in a.resolutions:

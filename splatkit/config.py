@@ -124,6 +124,11 @@ class TrainConfig:
         "first, full resolution from the end of densification).", choices=("none", "dash"),
     )
     densify_budget: bool = opt(False, "Grow splats within DashGaussian's budget (default strategy).")
+    sparse_adam: bool = opt(
+        True,
+        "On the CPU, Adam updates only the splats seen in each step's view (sparse Adam, Taming "
+        "3DGS): faster; the others keep their values and moments.",
+    )
     eval_every: int = opt(1000, "Steps between held-out PSNR evaluations (0: only at the end).",
                           min=0)
     checkpoint_every: int = opt(1000, "Steps between checkpoints (0: only at the end).", min=0)

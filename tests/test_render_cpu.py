@@ -114,3 +114,15 @@ def test_empty_and_all_culled_scenes(n):
 
 def test_get_renderer_cpu():
     assert get_renderer("cpu") is render_cpu
+
+
+def test_depth_order_is_a_stable_sort():
+    import numpy as np
+
+    from splatkit.render.cpu import _depth_order
+
+    rng = np.random.default_rng(1)
+    d = (rng.standard_normal(5000) * 3).astype(np.float32)
+    d[::7] = d[3]  # ties, and negative depths
+    idx = np.sort(rng.choice(5000, 3000, replace=False))
+    assert (_depth_order(idx, d) == idx[np.argsort(d[idx], kind="stable")]).all()

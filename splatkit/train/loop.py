@@ -37,6 +37,7 @@ from .optim import (
     make_optimizers,
     make_strategy,
     means_lr_at,
+    optimizer_step,
     params_to_splats,
     set_means_lr,
     sh_degree_at,
@@ -299,9 +300,7 @@ def _train_step(state: TrainState, data: TrainData, cfg: TrainConfig, renderer: 
         from .memory import out_of_memory_error
 
         raise out_of_memory_error(step, len(params["means"]), cfg.resolution) from None
-    for opt in optimizers.values():
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+    optimizer_step(optimizers, out.radii)
     addons.step(step)
     if out.means2d.grad is None:
         out.means2d.grad = torch.zeros_like(out.means2d)

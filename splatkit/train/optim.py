@@ -27,6 +27,7 @@ from torch import Tensor
 
 from ..config import TrainConfig
 from ..splats import Splats
+from .adam import SelectiveAdam
 
 #: Splats field -> gsplat parameter name.
 SPLAT_TO_PARAM = {
@@ -70,12 +71,31 @@ def base_lrs(cfg: TrainConfig, scene_scale: float) -> dict[str, float]:
 def make_optimizers(
     params: torch.nn.ParameterDict, cfg: TrainConfig, scene_scale: float
 ) -> dict[str, torch.optim.Adam]:
-    """One Adam per parameter, eps 1e-15 (as INRIA and gsplat)."""
+    """One Adam per parameter, eps 1e-15 (as INRIA and gsplat); :class:`SelectiveAdam` (same
+    state layout) for CPU parameters when ``cfg.sparse_adam``."""
     lrs = base_lrs(cfg, scene_scale)
     return {
-        name: torch.optim.Adam([{"params": [p], "lr": lrs[name], "name": name}], eps=1e-15)
+        name: _adam_class(cfg, p)([{"params": [p], "lr": lrs[name], "name": name}], eps=1e-15)
         for name, p in params.items()
     }
+
+
+def _adam_class(cfg: TrainConfig, p: Tensor) -> type[torch.optim.Adam]:
+    return SelectiveAdam if cfg.sparse_adam and p.device.type == "cpu" else torch.optim.Adam
+
+
+def optimizer_step(optimizers: dict[str, torch.optim.Optimizer], radii: Tensor) -> None:
+    """One step of every optimizer, then ``zero_grad``; a :class:`SelectiveAdam` updates only
+    the splats with ``radii > 0`` (those the view saw)."""
+    visible = None
+    for opt in optimizers.values():
+        if isinstance(opt, SelectiveAdam):
+            if visible is None:  # indices, computed once for all the optimizers
+                visible = (radii > 0).all(dim=-1).nonzero().flatten()
+            opt.step(visibility=visible)
+        else:
+            opt.step()
+        opt.zero_grad(set_to_none=True)
 
 
 def means_lr_at(step: int, cfg: TrainConfig, scene_scale: float) -> float:
