@@ -37,8 +37,10 @@ class SfmConfig:
     matcher: str = opt(
         "auto",
         "How photos are paired for matching: auto (sequential for video, exhaustive for up to "
-        "100 photos, else sequential), exhaustive, sequential or spatial.",
-        choices=("auto", "exhaustive", "sequential", "spatial"),
+        "60 photos, else retrieval), exhaustive (every pair), retrieval (each photo with its "
+        "most similar ones, by a vocabulary tree built from the photos themselves), sequential "
+        "(capture order, with loop closure by retrieval) or spatial (EXIF GPS).",
+        choices=("auto", "exhaustive", "retrieval", "sequential", "spatial"),
     )
     mapper: str = opt(
         "incremental",
@@ -47,7 +49,11 @@ class SfmConfig:
         choices=("incremental", "global"),
     )
     max_features: int = opt(8192, "Most SIFT features kept per photo.")
-    single_camera: bool = opt(True, "Assume one camera and lens took every photo.")
+    single_camera: bool = opt(
+        True,
+        "Photos with the same EXIF camera make, model, focal length and size share one camera "
+        "(photos without EXIF: one camera per size). Off: every photo its own camera.",
+    )
     camera_model: str = opt(
         "SIMPLE_RADIAL",
         "Lens model: SIMPLE_RADIAL (one focal length, one distortion term: most photos) or "
@@ -59,7 +65,20 @@ class SfmConfig:
         "Refine the lens centre too (only with one shared camera; more accurate rotations).",
     )
     max_image_size: int = opt(1600, "Longest side, in pixels, of the images SfM works on.")
+    retrieval_neighbours: int = opt(
+        25, "With retrieval matching: how many most similar photos each photo is matched with."
+    )
+    second_chance: bool = opt(
+        True,
+        "Photos left out by the first pass are tried again (more features, the whole working "
+        "copy, guided matching against the placed photos) before they are dropped.",
+    )
     num_threads: int = opt(-1, "CPU threads for SfM (-1: all).")
+    seed: int = opt(
+        0,
+        "Random seed of SfM (RANSAC, mappers, vocabulary tree): the same photos, settings, seed "
+        "and thread count give the same camera poses.",
+    )
 
 
 @dataclass
