@@ -28,7 +28,10 @@ class IngestConfig:
         64, "Photos whose shorter side is below this many pixels are skipped."
     )
     video_fps: float = opt(
-        2.0, "Frames taken per second of video (blurry and near-duplicate frames are dropped)."
+        2.0,
+        "Most frames taken per second of video (so at most 60 times this per minute); within "
+        "that, frames are chosen by sharpness and camera motion (none while the camera stands "
+        "still).",
     )
 
 
