@@ -9,7 +9,9 @@ adjustment with several threads may sum in another order on a machine with anoth
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import threading
 
 import pycolmap
@@ -26,6 +28,20 @@ def log_level(level: int):
         yield
     finally:
         pycolmap.logging.minloglevel = old
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """Silence what C++ code writes to the process's stderr inside the block (faiss' advice)."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def quiet_colmap():

@@ -31,7 +31,13 @@ import pycolmap
 from ..config import SfmConfig
 from ..events import NULL_BUS, EventBus, Message
 from ..ingest import PhotoSet
-from .calls import interruptible_call, log_level, matching_options, verification_options
+from .calls import (
+    interruptible_call,
+    log_level,
+    matching_options,
+    native_stderr_silenced,
+    verification_options,
+)
 from .database import image_ids, verified_pairs
 
 STAGE = "sfm"
@@ -145,7 +151,7 @@ def build_vocab_tree(db: Path, path: Path, cfg: SfmConfig) -> Path:
     opts.num_threads = cfg.num_threads
     pycolmap.set_random_seed(cfg.seed)  # the Hamming-embedding projection
     index = pycolmap.VisualIndex.create(128, 64)
-    with log_level(2):  # faiss' advice on the training set size
+    with log_level(2), native_stderr_silenced():  # faiss' advice on the training set size
         index.build(opts, pycolmap.FeatureDescriptorsFloat(pycolmap.FeatureExtractorType.SIFT, train))
     path.parent.mkdir(parents=True, exist_ok=True)
     index.write(str(path))
