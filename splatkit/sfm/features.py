@@ -27,25 +27,32 @@ STAGE = "sfm"
 
 
 def extract(db: Path, photos: PhotoSet, groups: list[CameraGroup], cfg: SfmConfig) -> float:
-    """Features of every photo (those already in the database are skipped); returns seconds."""
+    """Features of every photo (those already in the database are skipped); returns seconds.
+
+    The photos are first entered into the database one by one in name order, each group with its
+    camera, so that image ids do not depend on which extraction thread finishes first (they
+    decide the order of everything after, and so the result).
+    """
     t = time.time()
-    opts = extraction_options(cfg)
-    known = image_cameras(db) if db.exists() else {}
-    if not cfg.single_camera:
-        calls = [(photos.names, pycolmap.CameraMode.PER_IMAGE, _reader(cfg))]
+    if cfg.single_camera:
+        calls = [(g.names, reader_options(g, cfg.camera_model)) for g in groups]
+        mode = pycolmap.CameraMode.SINGLE
     else:
-        calls = []
-        for g in groups:
-            reader = reader_options(g, cfg.camera_model)
-            cam = next((known[n] for n in g.names if n in known), None)
-            if cam is not None:
-                reader.existing_camera_id = cam  # the photos still to do share that camera
-            calls.append((g.names, pycolmap.CameraMode.SINGLE, reader))
-    for names, mode, reader in calls:
-        with log_level(2):  # not one "already extracted" line per photo
+        calls = [([n], _reader(cfg)) for n in photos.names]
+        mode = pycolmap.CameraMode.PER_IMAGE
+    pycolmap.Database.open(str(db)).close()  # creates it when missing
+    with log_level(2):  # not one "already there" line per photo
+        for names, reader in calls:
+            pycolmap.import_images(str(db), str(photos.image_dir), camera_mode=mode,
+                                   image_names=names, options=reader)  # fmt: skip
+        cameras = image_cameras(db)
+        opts = extraction_options(cfg)
+        for names, reader in calls:
+            reader.existing_camera_id = cameras[names[0]]  # the camera made above
             interruptible_call(
                 pycolmap.extract_features, str(db), str(photos.image_dir), image_names=names,
-                camera_mode=mode, reader_options=reader, extraction_options=opts,
+                camera_mode=pycolmap.CameraMode.SINGLE, reader_options=reader,
+                extraction_options=opts,
             )  # fmt: skip
     return time.time() - t
 
