@@ -6,11 +6,15 @@ Methods (``SfmConfig.matcher``):
   square of the number of photos.
 * ``retrieval``: each photo with its ``retrieval_neighbours`` most similar photos, found by image
   retrieval: a vocabulary tree (COLMAP's visual index: k-means visual words with a Hamming
-  embedding) built from this photo set's own SIFT descriptors, so nothing is downloaded.
+  embedding) built from this photo set's own SIFT descriptors, so nothing is downloaded. Then
+  up to :data:`TRANSITIVE_ROUNDS` rounds of transitive pairs: photos a and c that both share
+  :data:`TRANSITIVE_MIN_INLIERS` verified matches with a photo b are matched too (at most
+  :data:`TRANSITIVE_PER_PHOTO` new pairs per photo and round, strongest links first). A walk
+  around a building overlaps along chains of neighbours, which this follows.
 * ``sequential``: for photos in capture order (video frames; names sorted): each with the next
   :data:`SEQUENTIAL_OVERLAP` and then every 2nd, 4th, ... ones, plus loop closure: each frame
-  with its :data:`LOOP_NEIGHBOURS` most similar frames by the same retrieval, so that a walk
-  that comes back to its start is closed.
+  with its :data:`LOOP_NEIGHBOURS` most similar frames by the same retrieval (and the transitive
+  rounds), so that a walk that comes back to its start is closed.
 * ``spatial``: neighbours by EXIF GPS position (COLMAP's spatial matcher).
 * ``auto``: sequential for video, exhaustive up to :data:`EXHAUSTIVE_MAX` photos, else retrieval
   (the threshold is measured: docs/benchmarks.md).
@@ -46,8 +50,13 @@ METHODS = ("auto", "exhaustive", "retrieval", "sequential", "spatial")
 EXHAUSTIVE_MAX = 60
 SEQUENTIAL_OVERLAP = 10
 LOOP_NEIGHBOURS = 5
+TRANSITIVE_ROUNDS = 2
+TRANSITIVE_MIN_INLIERS = 30
+TRANSITIVE_PER_PHOTO = 15
 #: descriptors sampled (evenly over the photos) to train the visual words
-VOCAB_TRAIN_DESCRIPTORS = 100_000
+VOCAB_TRAIN_DESCRIPTORS = 40_000
+#: descriptors per photo indexed and queried (the largest-scale ones)
+VOCAB_MAX_FEATURES = 4096
 #: pairs per matching block: Ctrl-C is honoured between blocks
 BLOCK = 100
 
@@ -117,6 +126,12 @@ def match_photos(
             pairs |= retrieval_pairs(db, vocab, LOOP_NEIGHBOURS)
         index_s = time.time() - ti
         match_pairs(db, work / "pairs.txt", pairs, cfg)
+        for _ in range(TRANSITIVE_ROUNDS):
+            new = transitive_pairs(db, pairs)
+            if not new:
+                break
+            match_pairs(db, work / "pairs.txt", new, cfg)
+            pairs |= new
         n = len(pairs)
     verified = len(verified_pairs(db))
     return PairStats(method, n if n >= 0 else verified, verified, time.time() - t, index_s)
@@ -127,7 +142,7 @@ def build_vocab_tree(db: Path, path: Path, cfg: SfmConfig) -> Path:
 
     The visual words are k-means centres of :data:`VOCAB_TRAIN_DESCRIPTORS` descriptors drawn
     evenly from every photo (seeded, so the same photos give the same tree); their number grows
-    with the photo count (16 per photo, between 256 and 4096).
+    with the photo count (8 per photo, between 256 and 2048).
     """
     d = pycolmap.Database.open(str(db))
     try:
@@ -144,9 +159,9 @@ def build_vocab_tree(db: Path, path: Path, cfg: SfmConfig) -> Path:
         d.close()
     train = np.ascontiguousarray(np.concatenate(parts).astype(np.float32))
     opts = pycolmap.VisualIndex.BuildOptions()
-    opts.num_visual_words = int(np.clip(16 * len(images), 256, 4096))
+    opts.num_visual_words = int(np.clip(8 * len(images), 256, 2048))
     opts.num_visual_words = min(opts.num_visual_words, max(16, len(train) // 40))
-    opts.num_iterations = 20
+    opts.num_iterations = 10
     opts.num_rounds = 1
     opts.num_threads = cfg.num_threads
     pycolmap.set_random_seed(cfg.seed)  # the Hamming-embedding projection
@@ -168,6 +183,7 @@ def retrieval_pairs(
     opts = pycolmap.VocabTreePairingOptions()
     opts.vocab_tree_path = str(vocab)
     opts.num_images = neighbours + 1  # an image is its own best match
+    opts.max_num_features = VOCAB_MAX_FEATURES
     d = pycolmap.Database.open(str(db))
     try:
         with log_level(2):
@@ -176,6 +192,44 @@ def retrieval_pairs(
     finally:
         d.close()
     return {(min(a, b), max(a, b)) for a, b in found if a != b}
+
+
+def transitive_pairs(
+    db: Path, tried: set[tuple[int, int]], min_inliers: int = TRANSITIVE_MIN_INLIERS,
+    per_photo: int = TRANSITIVE_PER_PHOTO,
+) -> set[tuple[int, int]]:  # fmt: skip
+    """Untried pairs (a, c) linked through a photo b by two verified pairs of ``min_inliers``+.
+
+    Each candidate scores the sum over its links of the weaker pair's inliers; each photo takes
+    its ``per_photo`` best-scoring candidates.
+    """
+    d = pycolmap.Database.open(str(db))
+    try:
+        pair_ids, counts = d.read_two_view_geometry_num_inliers()
+    finally:
+        d.close()
+    links: dict[int, dict[int, int]] = {}
+    for pid, n in zip(pair_ids, counts, strict=True):
+        if n >= min_inliers:
+            a, b = pycolmap.pair_id_to_image_pair(pid)
+            links.setdefault(a, {})[b] = int(n)
+            links.setdefault(b, {})[a] = int(n)
+    score: dict[tuple[int, int], int] = {}
+    for nb in links.values():
+        items = sorted(nb.items())
+        for i, (a, na) in enumerate(items):
+            for c, nc in items[i + 1 :]:
+                if (a, c) not in tried:
+                    score[(a, c)] = score.get((a, c), 0) + min(na, nc)
+    ranked = sorted(score.items(), key=lambda kv: (-kv[1], kv[0]))
+    taken: dict[int, int] = {}
+    out = set()
+    for (a, c), _ in ranked:
+        if taken.get(a, 0) < per_photo or taken.get(c, 0) < per_photo:
+            out.add((a, c))
+            taken[a] = taken.get(a, 0) + 1
+            taken[c] = taken.get(c, 0) + 1
+    return out
 
 
 def sequential_pairs(db: Path, names: list[str], overlap: int) -> set[tuple[int, int]]:
@@ -217,6 +271,7 @@ __all__ = [
     "build_vocab_tree",
     "retrieval_pairs",
     "sequential_pairs",
+    "transitive_pairs",
     "match_pairs",
     "EXHAUSTIVE_MAX",
     "METHODS",
