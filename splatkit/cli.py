@@ -47,7 +47,10 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-splats", type=int, default=None, help="Splat budget for --strategy mcmc.")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="Where to train: auto uses an NVIDIA GPU when there is one, else the CPU.")
-    p.add_argument("--seed", type=int, default=None, help="Random seed (same seed, same result).")
+    p.add_argument("--seed", type=int, default=None,
+                   help="Random seed of training. SfM is seeded too: the same photos, settings "
+                        "and thread count give the same camera poses (docs/benchmarks.md says "
+                        "what is reproducible).")
     _add_mapper_option(p)
     p.add_argument("--resume", action="store_true",
                    help="Continue an interrupted run from its last checkpoint in OUT.")

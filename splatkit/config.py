@@ -117,7 +117,11 @@ class TrainConfig:
     random_background: bool = opt(False, "Random background colour each step (fewer floaters).")
     eval_every: int = opt(1000, "Steps between held-out PSNR evaluations (0: only at the end).")
     checkpoint_every: int = opt(1000, "Steps between checkpoints.")
-    seed: int = opt(42, "Random seed (same seed, same result).")
+    seed: int = opt(
+        42,
+        "Random seed of training (SfM has its own, SfmConfig.seed: the same photos, settings "
+        "and thread count give the same camera poses).",
+    )
 
 
 @dataclass

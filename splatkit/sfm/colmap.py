@@ -30,7 +30,7 @@ from ..fileio import write_text_atomic
 from ..ingest import PhotoSet
 from ..scene import Scene
 from .calls import quiet_colmap
-from .cameras import camera_groups, describe
+from .cameras import CameraGroup, camera_groups, describe
 from .diagnose import clusters, explain, failure, pair_inliers
 from .features import extract, mark_second_chance, prepare_database
 from .loaders import load_scene, undistort_model
@@ -84,9 +84,49 @@ def _run_sfm(photos: PhotoSet, out_dir: Path, cfg: SfmConfig, bus: EventBus) -> 
         _report(scene, len(photos), bus, cached.get("unregistered_reasons", {}))
         return scene
     _check_config(cfg)
-    db = work / "database.db"
     for stale in ("inputs.json", "vocab_tree.bin"):
         (work / stale).unlink(missing_ok=True)
+    stages = _place(photos, work, cfg, bus)
+    t = time.time()
+    final_model = work / "model"
+    if final_model.exists():
+        shutil.rmtree(final_model)
+    final_model.mkdir()
+    stages.kept.model.rec.write_binary(str(final_model))
+    undistort_model(final_model, photos.image_dir, out_dir, image_names=stages.kept.model.names,
+                    num_threads=cfg.num_threads, bus=bus)  # fmt: skip
+    stages.timings["undistort"] = time.time() - t
+    record = _record(key, photos, stages)
+    write_text_atomic(work / "inputs.json", json.dumps(record, indent=1))
+    scene = load_scene(out_dir, unregistered=stages.kept.unregistered)
+    _report(scene, len(photos), bus, stages.kept.reasons)
+    bus.emit(
+        Message(
+            STAGE,
+            f"{record['num_points']} points, mean reprojection error "
+            f"{record['mean_reprojection_error_px']:.2f} px; "
+            + ", ".join(f"{k.replace('_', ' ')} {v:.0f} s" for k, v in stages.timings.items())
+            + ".",
+        )
+    )
+    return scene
+
+
+@dataclasses.dataclass
+class Stages:
+    """The typed results of the stages of one SfM run."""
+
+    groups: list[CameraGroup]
+    pairs: PairStats
+    mapped: MapStats
+    second: SecondChance
+    kept: Kept
+    timings: dict[str, float]
+
+
+def _place(photos: PhotoSet, work: Path, cfg: SfmConfig, bus: EventBus) -> Stages:
+    """Cameras by EXIF, features, pairs, mapping and the second chance: the model to keep."""
+    db = work / "database.db"
     groups = camera_groups(photos, cfg.single_camera)
     if cfg.single_camera and len(groups) > 1:
         bus.emit(Message(STAGE, describe(groups)))
@@ -110,29 +150,7 @@ def _run_sfm(photos: PhotoSet, out_dir: Path, cfg: SfmConfig, bus: EventBus) -> 
         mark_second_chance(work)
         timings["second_chance"] = second.seconds
     kept = _keep(best, mapped.models, photos, db, bus)
-    t = time.time()
-    final_model = work / "model"
-    if final_model.exists():
-        shutil.rmtree(final_model)
-    final_model.mkdir()
-    kept.model.rec.write_binary(str(final_model))
-    undistort_model(final_model, photos.image_dir, out_dir, image_names=kept.model.names,
-                    num_threads=cfg.num_threads, bus=bus)  # fmt: skip
-    timings["undistort"] = time.time() - t
-    record = _record(key, photos, kept, groups, pairs, mapped, second, timings)
-    write_text_atomic(work / "inputs.json", json.dumps(record, indent=1))
-    scene = load_scene(out_dir, unregistered=kept.unregistered)
-    _report(scene, len(photos), bus, kept.reasons)
-    bus.emit(
-        Message(
-            STAGE,
-            f"{record['num_points']} points, mean reprojection error "
-            f"{record['mean_reprojection_error_px']:.2f} px; "
-            + ", ".join(f"{k.replace('_', ' ')} {v:.0f} s" for k, v in timings.items())
-            + ".",
-        )
-    )
-    return scene
+    return Stages(groups, pairs, mapped, second, kept, timings)
 
 
 def _keep(best: Model, first: list[Model], photos: PhotoSet, db: Path, bus: EventBus) -> Kept:
@@ -166,37 +184,37 @@ def _keep(best: Model, first: list[Model], photos: PhotoSet, db: Path, bus: Even
     return Kept(best, unregistered, reasons, groups)
 
 
-def _record(
-    key: str, photos: PhotoSet, kept: Kept, groups, pairs: PairStats, mapped: MapStats,
-    second: SecondChance, timings: dict[str, float],
-) -> dict:  # fmt: skip
-    rec = kept.model.rec
+def _record(key: str, photos: PhotoSet, st: Stages) -> dict:
+    rec = st.kept.model.rec
     return {
         "key": key,
-        "registered": len(kept.model.names),
+        "registered": len(st.kept.model.names),
         "total": len(photos),
-        "unregistered": kept.unregistered,
-        "unregistered_reasons": kept.reasons,
-        "models": [len(g) for g in kept.groups],
-        "first_pass_models": [len(m.names) for m in mapped.models],
-        "cameras": [{"label": g.label, "photos": len(g.names)} for g in groups],
-        "matcher": pairs.method,
-        "pairs": {"matched": pairs.pairs, "verified": pairs.verified,
-                  "retrieval_seconds": pairs.index_seconds},  # fmt: skip
-        "mapper": mapped.mapper,
-        "second_chance": {"tried": len(second.tried), "placed": second.placed,
-                          "pairs": second.pairs},  # fmt: skip
+        "unregistered": st.kept.unregistered,
+        "unregistered_reasons": st.kept.reasons,
+        "models": [len(g) for g in st.kept.groups],
+        "first_pass_models": [len(m.names) for m in st.mapped.models],
+        "cameras": [{"label": g.label, "photos": len(g.names)} for g in st.groups],
+        "matcher": st.pairs.method,
+        "pairs": {"matched": st.pairs.pairs, "verified": st.pairs.verified,
+                  "retrieval_seconds": st.pairs.index_seconds},  # fmt: skip
+        "mapper": st.mapped.mapper,
+        "second_chance": {"tried": len(st.second.tried), "placed": st.second.placed,
+                          "pairs": st.second.pairs},  # fmt: skip
         "mean_reprojection_error_px": rec.compute_mean_reprojection_error(),
         "num_points": rec.num_points3D(),
-        "seconds": timings,
+        "seconds": st.timings,
     }
 
 
 def read_sfm_record(out_dir: Path) -> dict:
     """What :func:`run_sfm` recorded in ``out_dir/sfm_work/inputs.json``.
 
-    Keys: registered, total, unregistered, models, matcher, mean_reprojection_error_px,
-    num_points, seconds (per step).
+    Keys: registered, total, unregistered (names), unregistered_reasons, models (sizes of the
+    groups the photos fell into, the kept one first), first_pass_models, cameras (label and
+    photo count per camera), matcher, pairs (matched, verified, retrieval_seconds), mapper,
+    second_chance (tried, placed, pairs), mean_reprojection_error_px, num_points, seconds
+    (per stage: extract, match, map, second_chance, undistort).
     """
     return json.loads((Path(out_dir) / "sfm_work" / "inputs.json").read_text(encoding="utf-8"))
 
