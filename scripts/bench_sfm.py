@@ -81,7 +81,7 @@ def subset(set_dir: Path, out: Path, every: int, limit: int) -> Path:
 
 
 def bench_one(set_dir: Path, out: Path, size: int, threads: int, keep: bool, cfg_kw: dict,
-              images: Path | None = None) -> dict:  # fmt: skip
+              images: Path | None = None, ingest_size: int | None = None) -> dict:  # fmt: skip
     if out.exists() and not keep:
         shutil.rmtree(out)
     images = images or subset(set_dir, out, 1, 0)
@@ -94,7 +94,7 @@ def bench_one(set_dir: Path, out: Path, size: int, threads: int, keep: bool, cfg
         )
     )
     t = time.time()
-    photos = ingest(images, out / "work", IngestConfig(max_image_size=size), bus)
+    photos = ingest(images, out / "work", IngestConfig(max_image_size=ingest_size or size), bus)
     t_ingest = time.time() - t
     cfg = SfmConfig(max_image_size=size, num_threads=threads, **cfg_kw)
     t = time.time()
@@ -309,6 +309,8 @@ def bench_mappers(set_dir: Path, out: Path, size: int, threads: int, cfg_kw: dic
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=int, default=1600, help="max image size (ingest and SfM)")
+    ap.add_argument("--ingest-size", type=int, default=None,
+                    help="working copies' size when other than --size (the second chance's size)")
     ap.add_argument("--sets", nargs="*", help="set names (default: every set with images/)")
     ap.add_argument("--datasets", type=Path, default=DATASETS)
     ap.add_argument("--out", type=Path, default=ROOT / "_runs" / "bench_sfm")
@@ -343,8 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     rows, extra = [], []
     for name in sets:
         print(f"== {name} at {args.size} px", flush=True)
-        tag = f"{name}_{args.size}_{args.mapper}" + (
-            f"_every{args.every}_limit{args.limit}" if args.every > 1 or args.limit else "")
+        tag = f"{name}_{args.size}_{args.mapper}"
+        tag += f"_ingest{args.ingest_size}" if args.ingest_size else ""
+        tag += f"_every{args.every}_limit{args.limit}" if args.every > 1 or args.limit else ""
         out = args.out / tag
         if out.exists() and not args.keep:
             shutil.rmtree(out)
@@ -356,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
                 extra.append(got[2])
             else:
                 rows.append(bench_one(args.datasets / name, out, args.size, args.threads, True,
-                                      cfg_kw, images))  # fmt: skip
+                                      cfg_kw, images, args.ingest_size))  # fmt: skip
         except UserError as e:
             print(f"    FAILED: {e}")
             continue
