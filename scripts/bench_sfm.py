@@ -26,6 +26,9 @@ verified pairs that the run's pair selection found (row ``<set> [pairs]``).
 ``--both-mappers`` places the cameras of the same matches with the incremental and the global
 mapper and prints their agreement after a similarity alignment (row ``<set> [mappers]``).
 ``--every N --limit M`` take every Nth photo (the first M of them): e.g. a 25-photo orbit.
+``--two-zooms`` makes every other photo of the set "zoomed" (central 2/3 cropped and resized
+back: the same pixel size, 1.5 x the focal length, the same pose) and runs it twice: with EXIF
+focal lengths (two cameras) and without EXIF (forced into one camera), rows ``[two zooms, ...]``.
 The second table gives the pair selection and the second chance of each run.
 """
 
@@ -77,6 +80,33 @@ def subset(set_dir: Path, out: Path, every: int, limit: int) -> Path:
     files = files[::every][: limit or None]
     for f in files:
         (d / f.name).symlink_to(f.resolve())
+    return d
+
+
+def two_zooms(set_dir: Path, out: Path, size: int, exif: bool) -> Path:
+    """Copies at ``size`` px, every other one zoomed 1.5 x; EXIF focal lengths when ``exif``."""
+    from PIL import Image
+
+    d = out / ("two_zooms_exif" if exif else "two_zooms_no_exif")
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    files = sorted(f for f in (set_dir / "images").iterdir() if f.suffix.lower() in (".jpg", ".png"))
+    for k, f in enumerate(files):
+        with Image.open(f) as im:
+            im.draft("RGB", (2 * size, 2 * size))
+            im = im.convert("RGB")
+        im.thumbnail((size, size), Image.Resampling.LANCZOS)
+        w, h = im.size
+        zoom = 1.5 if k % 2 else 1.0
+        if k % 2:
+            box = (w / 2 - w / 3, h / 2 - h / 3, w / 2 + w / 3, h / 2 + h / 3)
+            im = im.resize((w, h), Image.Resampling.LANCZOS, box=box)
+        e = Image.Exif()
+        if exif:
+            e[0x010F], e[0x0110] = "BenchCam", "Z1"
+            e.get_ifd(0x8769)[0x920A] = 10.0 * zoom
+        im.save(d / f.with_suffix(".jpg").name, quality=92, **({"exif": e.tobytes()} if exif else {}))
     return d
 
 
@@ -332,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plain", action="store_true", help="also run plain pycolmap defaults")
     ap.add_argument("--compare-pairs", action="store_true",
                     help="also match exhaustively: share of its verified pairs found")
+    ap.add_argument("--two-zooms", action="store_true",
+                    help="every other photo zoomed 1.5x: with EXIF (two cameras) and without")
     ap.add_argument("--both-mappers", action="store_true",
                     help="incremental and global on the same matches, and their agreement")
     args = ap.parse_args(argv)
@@ -348,12 +380,20 @@ def main(argv: list[str] | None = None) -> int:
         tag = f"{name}_{args.size}_{args.mapper}"
         tag += f"_ingest{args.ingest_size}" if args.ingest_size else ""
         tag += f"_every{args.every}_limit{args.limit}" if args.every > 1 or args.limit else ""
+        tag += "_two_zooms" if args.two_zooms else ""
         out = args.out / tag
         if out.exists() and not args.keep:
             shutil.rmtree(out)
         images = subset(args.datasets / name, out, args.every, args.limit)
         try:
-            if args.both_mappers:
+            if args.two_zooms:
+                for exif in (True, False):
+                    zoomed = two_zooms(args.datasets / name, out, args.size, exif)
+                    r = bench_one(args.datasets / name, out / f"{zoomed.name}_run", args.size, args.threads,
+                                  False, cfg_kw, zoomed)  # fmt: skip
+                    r["set"] += " [two zooms, EXIF]" if exif else " [two zooms, no EXIF]"
+                    rows.append(r)
+            elif args.both_mappers:
                 got = bench_mappers(args.datasets / name, out, args.size, args.threads, cfg_kw, images)
                 rows += got[:2]
                 extra.append(got[2])
