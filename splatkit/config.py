@@ -69,7 +69,9 @@ class SfmConfig:
     )
     max_image_size: int = opt(1600, "Longest side, in pixels, of the images SfM works on.")
     retrieval_neighbours: int = opt(
-        25, "With retrieval matching: how many most similar photos each photo is matched with."
+        10,
+        "With retrieval matching: how many most similar photos each photo is matched with "
+        "(then photos that share a well-matched neighbour are matched too).",
     )
     second_chance: bool = opt(
         True,

@@ -262,7 +262,7 @@ def _check_config(cfg: SfmConfig) -> None:
     if cfg.retrieval_neighbours < 1:
         raise UserError(
             f"retrieval_neighbours must be at least 1, got {cfg.retrieval_neighbours}.",
-            "Use e.g. 25.",
+            "Use e.g. 10.",
         )
 
 
