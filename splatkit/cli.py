@@ -7,13 +7,14 @@ traceback. Ctrl-C during training writes a checkpoint and prints the command tha
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
-import signal
 import sys
 from pathlib import Path
 
-from .config import PRESETS, RunConfig, preset_config
+from .config import PRESETS, RunConfig, TrainConfig, preset_config
 from .errors import UserError
+from .options import input_path, number, output_path, port_number
 
 PROG = "splatkit"
 
@@ -27,33 +28,53 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+#: Command-line option -> the config setting it sets (flattened key, see splatkit.run.flatten).
+TRAIN_OPTIONS = {"steps": "train.steps", "resolution": "train.resolution",
+                 "sh_degree": "train.sh_degree", "strategy": "train.strategy",
+                 "max_splats": "train.max_splats", "seed": "train.seed", "mapper": "sfm.mapper",
+                 "pose_opt": "train.pose_opt", "appearance": "train.appearance", "packed": "train.packed"}
+
+
 def _add_train_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("photos", type=Path, help="Folder of photos (JPEG or PNG), a video (MP4, MOV), a "
+    p.add_argument("photos", type=input_path, help="Folder of photos (JPEG or PNG), a video (MP4, MOV), a "
                    "COLMAP project or a transforms.json. It is never written to.")
-    p.add_argument("-o", "--out", type=Path, default=None,
+    p.add_argument("-o", "--out", type=output_path, default=None,
                    help="Output folder (default: <photos-folder-name>-splatkit beside the photos).")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="Named settings. quick: minutes on a laptop CPU at low resolution; "
                         "standard: a good CPU result in about an hour (the CPU default); "
-                        "full: 30k steps (the GPU default).")
-    p.add_argument("--steps", type=int, default=None, help="Training steps (overrides the preset).")
-    p.add_argument("--resolution", type=int, default=None,
+                        "full: 30k steps (the GPU default); fast: GPU, about 1/4 of full's time.")
+    p.add_argument("--steps", type=number(TrainConfig, "steps"), default=None,
+                   help="Training steps (overrides the preset; with --resume: train longer).")
+    p.add_argument("--resolution", type=number(TrainConfig, "resolution"), default=None,
                    help="Longest image side, in pixels, used for training (overrides the preset).")
     p.add_argument("--sh-degree", type=int, choices=range(4), default=None,
                    help="View-dependent colour detail, 0-3 (overrides the preset).")
     p.add_argument("--strategy", choices=("default", "mcmc"), default=None,
                    help="How splats are added and removed: default (clone/split/prune as in 3DGS) "
                         "or mcmc (a fixed budget, see --max-splats).")
-    p.add_argument("--max-splats", type=int, default=None, help="Splat budget for --strategy mcmc.")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="Where to train: auto uses an NVIDIA GPU when there is one, else the CPU.")
-    p.add_argument("--seed", type=int, default=None,
-                   help="Random seed of training. SfM is seeded too: the same photos, settings "
-                        "and thread count give the same camera poses (docs/benchmarks.md says "
-                        "what is reproducible).")
+    p.add_argument("--max-splats", type=number(TrainConfig, "max_splats"), default=None,
+                   help="Most splats the scene may have.")
+    p.add_argument("--pose-opt", action="store_const", const=True, default=None,
+                   help="Refine the camera poses while training (phone captures with imperfect poses).")
+    p.add_argument("--appearance", choices=("none", "bilagrid"), default=None,
+                   help="Compensate exposure and colour changes between photos: bilagrid (a bilateral "
+                        "grid per photo) or none.")
+    p.add_argument("--packed", action="store_const", const=True, default=None,
+                   help="GPU only: gsplat's packed mode (less GPU memory for large scenes).")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
+                   help="Where to train: auto (default) uses an NVIDIA GPU when there is one, else "
+                        "the CPU.")
+    p.add_argument("--seed", type=number(TrainConfig, "seed"), default=None,
+                   help="Random seed: the same seed, photos and settings on the same machine and "
+                        "thread count give the same result.")
     _add_mapper_option(p)
     p.add_argument("--resume", action="store_true",
-                   help="Continue an interrupted run from its last checkpoint in OUT.")
+                   help="Continue the interrupted (or finished: train longer with --steps) run in OUT "
+                        "from its last checkpoint, with its own settings.")
+    p.add_argument("--restart", action="store_true",
+                   help="Start over in an OUT that holds an unfinished run (it is kept in "
+                        "OUT/previous/).")
     p.add_argument("--quiet", action="store_true", help="Print nothing but errors.")
 
 
@@ -86,11 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sfm", help="Camera poses only (OUT/sparse/0), to check before training.",
                        description="Run ingest and structure-from-motion only and write OUT/sparse/0 "
                        "(the same folder `splatkit train` writes and reuses).")
-    p.add_argument("photos", type=Path,
+    p.add_argument("photos", type=input_path,
                    help="Folder of photos, a video, a COLMAP project or a transforms.json.")
-    p.add_argument("-o", "--out", type=Path, default=None, help="Output folder.")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="standard",
-                   help="Named settings (image size used for matching).")
+    p.add_argument("-o", "--out", type=output_path, default=None, help="Output folder.")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="Named settings (image size used for matching; default: standard on a CPU, "
+                        "full on a GPU, as for train).")
     _add_mapper_option(p)
     p.add_argument("--quiet", action="store_true", help="Print nothing but errors.")
 
@@ -112,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Serve OUT/scene.ply with a WebGL splat viewer on 127.0.0.1, "
                        "with the training cameras drawn as frusta (click one to look through it).")
     p.add_argument("out", type=Path, help="The output folder of `splatkit train`.")
-    p.add_argument("--port", type=int, default=8765, help="Local port (default 8765; 0: any free).")
+    p.add_argument("--port", type=port_number, default=8765,
+                   help="Local port (default 8765; 0: any free).")
     p.add_argument("--no-browser", action="store_true", help="Only print the URL.")
 
     p = sub.add_parser("serve", help="Classroom server: students upload photos, jobs run on Ray.",
@@ -138,127 +161,115 @@ def _add_export_options(p: argparse.ArgumentParser) -> None:
 
 def _default_preset(device: str) -> str:
     """full on a GPU, standard on a CPU."""
-    from .pipeline import resolve_device
+    from .render import select_renderer
 
-    return "full" if resolve_device(device)[0] == "cuda" else "standard"
+    return "full" if select_renderer(device).name == "gsplat" else "standard"
 
 
-def _config_from_args(args: argparse.Namespace) -> RunConfig:
-    preset = args.preset or _default_preset(getattr(args, "device", "auto"))
+def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, set[str]]:
+    """The configuration asked for, and the settings given explicitly (flattened keys)."""
+    from .config import validate
+
+    device = getattr(args, "device", None)
+    preset = args.preset or _default_preset(device or "auto")
     cfg = preset_config(preset)
-    cfg.device = getattr(args, "device", "auto")
-    if getattr(args, "mapper", None):
-        cfg.sfm.mapper = args.mapper
-    t = cfg.train
-    for name, attr in (("steps", "steps"), ("resolution", "resolution"), ("sh_degree", "sh_degree"),
-                       ("strategy", "strategy"), ("max_splats", "max_splats"), ("seed", "seed")):
+    explicit = {"preset"} if args.preset else set()
+    if device:
+        cfg.device = device
+        explicit.add("device")
+    for name, key in TRAIN_OPTIONS.items():
         val = getattr(args, name, None)
         if val is not None:
-            setattr(t, attr, val)
-    if t.steps <= 0:
-        raise UserError(f"--steps must be positive, got {t.steps}.", "Use e.g. --steps 2000.")
-    if t.resolution < 32:
-        raise UserError(f"--resolution {t.resolution} is too small.", "Use at least 32 pixels.")
-    return cfg
+            section, attr = key.split(".")
+            setattr(getattr(cfg, section), attr, val)
+            explicit.add(key)
+    if "train.resolution" in explicit:  # working copies at least as large as asked to train on
+        cfg.ingest.max_image_size = max(cfg.ingest.max_image_size, cfg.train.resolution)
+    validate(cfg)
+    return cfg, explicit
 
 
-def _check_photos(path: Path) -> None:
-    if not path.exists():
-        raise UserError(f"{path} does not exist.", "Give the folder that holds your photos.")
+def check_input(path: Path) -> None:
+    """The input argument names something usable (an empty one is refused by argparse): a plain
+    UserError if it is missing, a broken link, unreadable, or no kind of input."""
+    from .sources import detect_source
+
+    detect_source(path)
 
 
-def _setup_outputs(out_dir: Path, quiet: bool):
-    from .events import EventBus, JsonlWriter
-    from .progress import Terminal, TextLog
+def _shown(command: str, photos: Path, out_dir: Path) -> str:
+    return f"splatkit {command} {shlex.quote(str(photos))} -o {shlex.quote(str(out_dir))}"
 
-    bus = EventBus()
-    term = Terminal(quiet=quiet)
+
+def _run(command: str, args: argparse.Namespace, cfg: RunConfig, explicit: set[str]):
+    """Run a job with the terminal attached; Ctrl-C / SIGTERM stop it cleanly."""
+    from .events import EventBus
+    from .job import JobRequest, run_job
+    from .pipeline import default_out_dir
+    from .progress import Terminal
+    from .signals import Stopper, install, restore
+
+    out_dir = args.out or default_out_dir(args.photos)
+    shown = _shown(command, args.photos, out_dir)
+    req = JobRequest(source=args.photos, out_dir=out_dir, cfg=cfg, explicit=explicit,
+                     resume=getattr(args, "resume", False), restart=getattr(args, "restart", False),
+                     command=command, shown_command=shown)
+    bus, term = EventBus(), Terminal(quiet=args.quiet)
     bus.subscribe(term)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log = TextLog(out_dir / "log.txt")
-    bus.subscribe(log)
-    jsonl = JsonlWriter(out_dir / "events.jsonl")
-    bus.subscribe(jsonl)
-    return bus, [term, log, jsonl]
+    stopper = Stopper()
+    old = install(stopper)
+    try:
+        result = run_job(req, bus, stop_flag=stopper)
+    except KeyboardInterrupt:
+        term.close()
+        print(f"\nInterrupted. Finished stages are kept. To continue:\n  {shown}"
+              + (" --resume" if command == "train" else ""), file=sys.stderr)
+        return None, stopper.exit_code
+    finally:
+        restore(old)
+        term.close()
+    if getattr(result, "interrupted", False):
+        print(f"\nInterrupted. Checkpoint written. To continue:\n  {shown} --resume", file=sys.stderr)
+        return None, stopper.exit_code
+    return result, 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .pipeline import check_out_dir, default_out_dir, run_train
-
-    _check_photos(args.photos)
-    out_dir = args.out or default_out_dir(args.photos)
-    cfg = _config_from_args(args)
-    if args.resume:
-        saved = out_dir / "config.json"
-        if not saved.exists():
-            raise UserError(f"Nothing to resume in {out_dir} (no config.json).",
-                            "Run the same command without --resume to start.")
-        cfg = RunConfig.load(saved)
-    check_out_dir(args.photos, out_dir)
-    bus, closers = _setup_outputs(out_dir, args.quiet)
-
-    stop = {"flag": False}
-
-    def on_sigint(signum, frame):
-        if stop["flag"]:
-            raise KeyboardInterrupt
-        stop["flag"] = True
-
-    old = signal.signal(signal.SIGINT, on_sigint)
-    try:
-        result = run_train(args.photos, out_dir, cfg, bus, resume=args.resume,
-                           stop_flag=lambda: stop["flag"])
-        if stop["flag"] and not result.interrupted:
-            raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        _print_resume(args, out_dir, checkpoint=False)
-        return 130
-    finally:
-        signal.signal(signal.SIGINT, old)
-        for c in closers:
-            c.close()
-    if result.interrupted:
-        _print_resume(args, out_dir, checkpoint=True)
-        return 130
+    if args.resume and args.restart:
+        raise UserError("--resume and --restart contradict each other.", "Give one of them.")
+    check_input(args.photos)
+    cfg, explicit = config_from_args(args)
+    result, code = _run("train", args, cfg, explicit)
+    if result is None:
+        return code
+    out_dir = result.out_dir
     if args.export == "unreal":
         from .export.unreal import run_export_cli
 
         run_export_cli(out_dir, argparse.Namespace())
     if not args.quiet:
         m = result.metrics
-        print(f"\nDone: {out_dir}\n  scene.ply: {m['num_splats']:,} splats\n"
+        print(f"\nDone: {out_dir}\n  scene.ply: {m['num_splats']:,} splats, trained at "
+              f"{m['resolution']} px\n"
               f"  held-out PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.3f} "
-              f"({m['images']['test']} photos never trained on)\n"
+              f"({_photos(m['images']['test'])} never trained on)\n"
               f"  next: splatkit export {shlex.quote(str(out_dir))} --for unreal")
     return 0
 
 
-def _print_resume(args: argparse.Namespace, out_dir: Path, checkpoint: bool) -> None:
-    cmd = f"splatkit train {shlex.quote(str(args.photos))} -o {shlex.quote(str(out_dir))} --resume"
-    what = "Checkpoint written." if checkpoint else "Finished stages are kept."
-    print(f"\nInterrupted. {what} To continue:\n  {cmd}", file=sys.stderr)
+def _photos(n: int) -> str:
+    return f"{n} photo" + ("" if n == 1 else "s")
 
 
 def cmd_sfm(args: argparse.Namespace) -> int:
-    from .pipeline import check_out_dir, default_out_dir, run_sfm_stage
-
-    _check_photos(args.photos)
-    out_dir = args.out or default_out_dir(args.photos)
-    cfg = preset_config(args.preset)
-    if args.mapper:
-        cfg.sfm.mapper = args.mapper
-    check_out_dir(args.photos, out_dir)
-    bus, closers = _setup_outputs(out_dir, args.quiet)
-    try:
-        _, scene = run_sfm_stage(args.photos, out_dir, cfg, bus, {})
-    except KeyboardInterrupt:
-        print("\nInterrupted. Run the same command again to continue.", file=sys.stderr)
-        return 130
-    finally:
-        for c in closers:
-            c.close()
+    check_input(args.photos)
+    cfg, explicit = config_from_args(args)
+    result, code = _run("sfm", args, cfg, explicit)
+    if result is None:
+        return code
+    scene = result.scene
     if not args.quiet:
-        print(f"\nPoses: {out_dir / 'sparse' / '0'} ({len(scene.cameras)} cameras, "
+        print(f"\nPoses: {result.out_dir / 'sparse' / '0'} ({len(scene.cameras)} cameras, "
               f"{scene.points.shape[0]:,} points)")
     return 0
 
@@ -315,6 +326,43 @@ def main(argv: list[str] | None = None) -> int:
         if e.todo:
             print(e.todo, file=sys.stderr)
         return e.exit_code
+    except MemoryError:
+        print(f"{PROG}: error: this machine ran out of memory.", file=sys.stderr)
+        print("Use a smaller --resolution or --max-splats (or --preset quick); finished stages are "
+              "kept.", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - a bug: two lines for the user, the details in a file
+        if os.environ.get("SPLATKIT_DEBUG"):
+            raise
+        path = write_crash_report(e, argv)
+        print(f"{PROG}: internal error: {type(e).__name__}: {_first_line(e)}", file=sys.stderr)
+        print(f"This is a bug in splatkit, not your mistake; your files are unchanged. Details: "
+              f"{path} (please send it with a report).", file=sys.stderr)
+        return 1
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else "")[:200]
+
+
+def write_crash_report(e: BaseException, argv: list[str] | None) -> Path:
+    """The traceback of an internal error, in the user's cache folder (XDG_CACHE_HOME)."""
+    import time
+    import traceback
+
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "splatkit"
+    path = base / time.strftime("crash-%Y%m%d-%H%M%S.txt")
+    args = argv if argv is not None else sys.argv
+    text = (f"splatkit {__import__('splatkit').__version__}\nargs: {args}\n\n"
+            + "".join(traceback.format_exception(e)))
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError:
+        path = Path("(could not be written)")
+        print(text, file=sys.stderr)
+    return path
 
 
 if __name__ == "__main__":

@@ -23,15 +23,21 @@ def opt(default: Any, help: str, **kw: Any) -> Any:
 
 @dataclass
 class IngestConfig:
-    max_image_size: int = opt(1600, "Longest side, in pixels, of the working copies of the photos.")
+    max_image_size: int = opt(1600, "Longest side, in pixels, of the working copies of the photos.",
+                              min=64, max=20_000)
     min_image_size: int = opt(
-        64, "Photos whose shorter side is below this many pixels are skipped."
+        64, "Photos whose shorter side is below this many pixels are skipped.", min=16, max=4096
     )
     video_fps: float = opt(
         2.0,
         "Most frames taken per second of video (so at most 60 times this per minute); within "
         "that, frames are chosen by sharpness and camera motion (none while the camera stands "
         "still).",
+        min_exclusive=0.0, max=60.0,
+    )
+    max_aspect_ratio: float = opt(
+        3.0, "Photos more than this many times as wide as tall (or as tall as wide) are skipped "
+        "as panoramas or strips: structure from motion needs ordinary photos.", min=1.0, max=100.0,
     )
 
 
@@ -51,7 +57,7 @@ class SfmConfig:
         "once, GLOMAP: faster on large sets).",
         choices=("incremental", "global"),
     )
-    max_features: int = opt(8192, "Most SIFT features kept per photo.")
+    max_features: int = opt(8192, "Most SIFT features kept per photo.", min=256, max=65_536)
     single_camera: bool = opt(
         True,
         "Photos with the same EXIF camera make, model, focal length and size share one camera "
@@ -67,62 +73,91 @@ class SfmConfig:
         True,
         "Refine the lens centre too (only with one shared camera; more accurate rotations).",
     )
-    max_image_size: int = opt(1600, "Longest side, in pixels, of the images SfM works on.")
+    max_image_size: int = opt(1600, "Longest side, in pixels, of the images SfM works on.",
+                              min=100, max=20_000)
     retrieval_neighbours: int = opt(
         10,
         "With retrieval matching: how many most similar photos each photo is matched with "
         "(then photos that share a well-matched neighbour are matched too).",
+        min=1, max=1000,
     )
     second_chance: bool = opt(
         True,
         "Photos left out by the first pass are tried again (more features, the whole working "
         "copy, guided matching against the placed photos) before they are dropped.",
     )
-    num_threads: int = opt(-1, "CPU threads for SfM (-1: all).")
+    num_threads: int = opt(-1, "CPU threads for SfM (-1: all).", min=-1, max=1024)
     seed: int = opt(
         0,
         "Random seed of SfM (RANSAC, mappers, vocabulary tree): the same photos, settings, seed "
         "and thread count give the same camera poses.",
+        min=0, max=2**31 - 1,
     )
 
 
 @dataclass
 class TrainConfig:
-    steps: int = opt(30_000, "Training steps.")
+    steps: int = opt(30_000, "Training steps.", min=1, max=10_000_000)
     resolution: int = opt(
-        1600, "Longest side, in pixels, of the images trained on (smaller is faster)."
+        1600, "Longest side, in pixels, of the images trained on (smaller is faster).",
+        min=32, max=16_384,
     )
-    sh_degree: int = opt(3, "Highest spherical-harmonics degree (0-3): view-dependent colour.")
-    sh_degree_interval: int = opt(1000, "Steps between raising the SH degree by one.")
-    ssim_lambda: float = opt(0.2, "Weight of the D-SSIM term in the loss (L1 gets the rest).")
-    init_opacity: float = opt(0.1, "Opacity of the initial splats.")
-    init_scale: float = opt(1.0, "Initial splat size, times the mean distance to 3 neighbours.")
-    means_lr: float = opt(1.6e-4, "Learning rate of positions, times the scene extent.")
-    means_lr_final_factor: float = opt(0.01, "Position learning rate at the end, as a fraction.")
-    scales_lr: float = opt(5e-3, "Learning rate of log-scales.")
-    quats_lr: float = opt(1e-3, "Learning rate of rotations.")
-    opacities_lr: float = opt(5e-2, "Learning rate of opacity logits.")
-    sh0_lr: float = opt(2.5e-3, "Learning rate of base colour.")
-    shN_lr: float = opt(2.5e-3 / 20, "Learning rate of view-dependent colour.")
+    sh_degree: int = opt(3, "Highest spherical-harmonics degree (0-3): view-dependent colour.",
+                         min=0, max=3)
+    sh_degree_interval: int = opt(1000, "Steps between raising the SH degree by one.", min=0)
+    ssim_lambda: float = opt(0.2, "Weight of the D-SSIM term in the loss (L1 gets the rest).",
+                             min=0.0, max=1.0)
+    init_opacity: float = opt(0.1, "Opacity of the initial splats.", min_exclusive=0.0,
+                              max_exclusive=1.0)
+    init_scale: float = opt(1.0, "Initial splat size, times the mean distance to 3 neighbours.",
+                            min_exclusive=0.0, max=100.0)
+    means_lr: float = opt(1.6e-4, "Learning rate of positions, times the scene extent.", min=0.0,
+                          max=1.0)
+    means_lr_final_factor: float = opt(0.01, "Position learning rate at the end, as a fraction.",
+                                       min_exclusive=0.0, max=1.0)
+    scales_lr: float = opt(5e-3, "Learning rate of log-scales.", min=0.0, max=1.0)
+    quats_lr: float = opt(1e-3, "Learning rate of rotations.", min=0.0, max=1.0)
+    opacities_lr: float = opt(5e-2, "Learning rate of opacity logits.", min=0.0, max=1.0)
+    sh0_lr: float = opt(2.5e-3, "Learning rate of base colour.", min=0.0, max=1.0)
+    shN_lr: float = opt(2.5e-3 / 20, "Learning rate of view-dependent colour.", min=0.0, max=1.0)
     strategy: str = opt(
         "default", "Densification: default (clone/split/prune) or mcmc.", choices=("default", "mcmc")
     )
-    refine_start: int = opt(500, "First step of densification.")
-    refine_stop: int = opt(15_000, "Last step of densification.")
-    refine_every: int = opt(100, "Steps between densifications.")
-    reset_every: int = opt(3000, "Steps between opacity resets.")
-    grow_grad2d: float = opt(2e-4, "Screen-space gradient above which a splat is cloned/split.")
-    max_splats: int = opt(1_000_000, "Cap on the number of splats (mcmc; default stops growing).")
+    refine_start: int = opt(500, "First step of densification.", min=0)
+    refine_stop: int = opt(15_000, "Last step of densification.", min=0)
+    refine_every: int = opt(100, "Steps between densifications.", min=1)
+    reset_every: int = opt(3000, "Steps between opacity resets.", min=1)
+    grow_grad2d: float = opt(2e-4, "Screen-space gradient above which a splat is cloned/split.",
+                             min_exclusive=0.0)
+    max_splats: int = opt(1_000_000, "Cap on the number of splats (mcmc; default stops growing).",
+                          min=1, max=100_000_000)
     absgrad: bool = opt(False, "Use absolute gradients for densification (AbsGS).")
     antialiased: bool = opt(False, "Antialiased rasterization (Mip-Splatting opacity compensation).")
     packed: bool = opt(False, "gsplat packed mode (less GPU memory for large scenes).")
     random_background: bool = opt(False, "Random background colour each step (fewer floaters).")
-    eval_every: int = opt(1000, "Steps between held-out PSNR evaluations (0: only at the end).")
-    checkpoint_every: int = opt(1000, "Steps between checkpoints.")
+    pose_opt: bool = opt(False, "Refine the training cameras' poses while training (for phone "
+                         "captures with imperfect SfM poses; held-out photos keep theirs).")
+    pose_opt_lr: float = opt(1e-5, "Learning rate of the camera-pose corrections.", min=0.0, max=1.0)
+    pose_opt_reg: float = opt(1e-6, "Weight decay pulling the pose corrections back to the SfM poses.",
+                              min=0.0, max=1.0)
+    appearance: str = opt(
+        "none", "Exposure/colour compensation per photo: none, or bilagrid (a bilateral grid per "
+        "photo, for captures whose exposure or white balance changes).",
+        choices=("none", "bilagrid"),
+    )
+    resolution_schedule: str = opt(
+        "none", "none (train at --resolution throughout) or dash (DashGaussian: low resolution "
+        "first, full resolution from the end of densification).", choices=("none", "dash"),
+    )
+    densify_budget: bool = opt(False, "Grow splats within DashGaussian's budget (default strategy).")
+    eval_every: int = opt(1000, "Steps between held-out PSNR evaluations (0: only at the end).",
+                          min=0)
+    checkpoint_every: int = opt(1000, "Steps between checkpoints (0: only at the end).", min=0)
     seed: int = opt(
         42,
         "Random seed of training (SfM has its own, SfmConfig.seed: the same photos, settings "
         "and thread count give the same camera poses).",
+        min=0, max=2**32 - 1,
     )
 
 
@@ -130,7 +165,7 @@ class TrainConfig:
 class RunConfig:
     """Everything ``splatkit train`` needs; saved as ``config.json`` in the output folder."""
 
-    preset: str = opt("standard", "Named settings: quick, standard or full.")
+    preset: str = opt("standard", "Named settings: quick, standard, full or fast (GPU).")
     device: str = opt("auto", "auto (GPU when there is one), cpu or cuda.")
     ingest: IngestConfig = field(default_factory=IngestConfig)
     sfm: SfmConfig = field(default_factory=SfmConfig)
@@ -152,6 +187,68 @@ class RunConfig:
     @classmethod
     def load(cls, path: Path) -> RunConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+#: Settings that may change when a run is resumed (flattened keys): they change how long it trains
+#: or how often it reports, never what the splats are fitted to. Every other setting is fixed by
+#: the checkpoint (see ``splatkit/run.py``).
+SAFE_ON_RESUME = {
+    "train.steps": "train longer (or stop earlier)",
+    "train.eval_every": "how often held-out photos are scored",
+    "train.checkpoint_every": "how often checkpoints are written",
+    "train.refine_stop": "when densification stops",
+    "device": "where the remaining steps run",
+}
+
+
+def field_range(f: dataclasses.Field) -> tuple[str, Any, Any] | None:
+    """``(kind, low, high)`` of a numeric field from its metadata, or None; ``kind`` tells
+    whether the bounds are inclusive (``"[]"``, ``"(]"``, ``"[)"``, ``"()"``)."""
+    m = f.metadata
+    lo_ex, hi_ex = "min_exclusive" in m, "max_exclusive" in m
+    lo = m.get("min_exclusive", m.get("min"))
+    hi = m.get("max_exclusive", m.get("max"))
+    if lo is None and hi is None:
+        return None
+    return ("(" if lo_ex else "[") + (")" if hi_ex else "]"), lo, hi
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:,}" if isinstance(v, int) else f"{v:g}"
+
+
+def check_value(name: str, value: Any, rng: tuple[str, Any, Any], shown: str | None = None) -> str | None:
+    """Why ``value`` is out of ``rng`` (plain words; ``shown``: the value as typed), or None."""
+    kind, lo, hi = rng
+    low_bad = lo is not None and (value <= lo if kind[0] == "(" else value < lo)
+    high_bad = hi is not None and (value >= hi if kind[1] == ")" else value > hi)
+    if value == value and not low_bad and not high_bad:  # value != value: NaN
+        return None
+    parts = []
+    if lo is not None:
+        parts.append(("above " if kind[0] == "(" else "at least ") + _fmt(lo))
+    if hi is not None:
+        parts.append(("below " if kind[1] == ")" else "at most ") + _fmt(hi))
+    return f"{name} must be {' and '.join(parts)}, not {shown or _fmt(value)}"
+
+
+def validate(cfg: RunConfig) -> None:
+    """Every numeric setting inside its range, with the option's name in the message.
+
+    Raises:
+        UserError: the first setting out of range.
+    """
+    from .errors import UserError
+
+    for section in (cfg.ingest, cfg.sfm, cfg.train):
+        for f in dataclasses.fields(section):
+            rng = field_range(f)
+            value = getattr(section, f.name)
+            if rng is None or isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            why = check_value("--" + f.name.replace("_", "-"), value, rng)
+            if why:
+                raise UserError(why + ".", "`splatkit train --help` explains each option.")
 
 
 def _build(klass, d: dict):
@@ -199,6 +296,22 @@ PRESETS: dict[str, dict] = {
     },
     # The reference 3DGS schedule: 30k steps (the GPU default).
     "full": {"train": {"steps": 30_000, "resolution": 1600, "checkpoint_every": 2000}},
+    # GPU: the fastest published recipes that fit this trainer. DashGaussian (CVPR 2025): its
+    # frequency-guided resolution schedule, its primitive budget and its delayed position-LR
+    # decay; a shortened schedule (10k steps, densify to 6k: the resolution reaches full size
+    # at 6k, so 4k full-size steps remain). Sparse Adam and fused SSIM are not in it yet (see
+    # docs/benchmarks.md, GPU section). Target: within 0.3 dB of `full` in 1/4 of its time.
+    "fast": {
+        "train": {
+            "steps": 10_000,
+            "resolution": 1600,
+            "refine_stop": 6000,
+            "resolution_schedule": "dash",
+            "densify_budget": True,
+            "eval_every": 2000,
+            "checkpoint_every": 2000,
+        },
+    },
 }
 
 

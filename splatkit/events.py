@@ -88,6 +88,10 @@ class EventBus:
     def subscribe(self, fn: Subscriber) -> None:
         self._subs.append(fn)
 
+    def unsubscribe(self, fn: Subscriber) -> None:
+        if fn in self._subs:
+            self._subs.remove(fn)
+
     def emit(self, event: Event) -> None:
         for fn in list(self._subs):
             fn(event)

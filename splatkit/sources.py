@@ -15,6 +15,7 @@ go through the normal ingest.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
 from pathlib import Path
@@ -26,10 +27,11 @@ from .errors import UserError
 from .events import NULL_BUS, EventBus, Message, StageProgress
 from .fileio import write_text_atomic
 from .ingest import Photo, PhotoSet, ingest
+from .ingest.names import shown
+from .ingest.scan import IMAGE_EXTS
 from .video import SAMPLES_PER_KEPT, Candidate, FrameSelector, Tracker
 
 VIDEO_EXTS = {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mts", ".m2ts", ".3gp", ".mpg", ".mpeg"}
-IMAGE_EXTS = {".jpg", ".jpeg", ".png"}
 #: frames whose sharpness is below this fraction of the clip's median are dropped
 VIDEO_BLUR_RATIO = 0.4
 FRAMES_RECIPE = 2
@@ -40,34 +42,74 @@ def detect_source(path: Path) -> str:
     """``"photos"`` (a folder of photos), ``"video"``, ``"colmap"`` or ``"transforms"``.
 
     Raises:
-        UserError: the path is missing, or is a file of another kind.
+        UserError: the path is missing, a broken link or unreachable, or is a file of another
+            kind, or a COLMAP model without its images.
     """
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path} does not exist.", "Check the path (quote it if it has spaces).")
-    if path.is_file():
-        ext = path.suffix.lower()
-        if ext in VIDEO_EXTS:
-            return "video"
-        if ext == ".json":
-            return "transforms"
-        if ext in IMAGE_EXTS:
+    try:
+        os.stat(path)
+    except PermissionError:
+        raise UserError(f"{shown(path)} cannot be reached (permission denied).",
+                        "Check the permissions of the folders above it.") from None
+    except OSError:
+        if path.is_symlink():
             raise UserError(
-                f"{path} is a single photo.", "Give the folder that holds all the photos."
-            )
-        raise UserError(
-            f"{path} is neither a folder of photos nor a video.",
-            "Give a folder of JPEG/PNG photos, a video (MP4, MOV), a COLMAP project or a "
-            "transforms.json.",
-        )
-    if (path / "transforms.json").is_file():
+                f"{shown(path)} is a link to {shown(os.readlink(path))}, which does not exist (or "
+                "which leads round in a loop).",
+                "Give the folder that holds the photos themselves.",
+            ) from None
+        raise UserError(f"{shown(path)} does not exist.",
+                        "Check the path (quote it if it has spaces).") from None
+    if path.is_file():
+        return _file_kind(path)
+    if not path.is_dir():
+        raise UserError(f"{shown(path)} is neither a folder nor a file (a pipe or a device?).",
+                        "Give a folder of photos, a video, a COLMAP project or a transforms.json.")
+    try:
+        with os.scandir(path):
+            pass
+        return _folder_kind(path)
+    except PermissionError:
+        raise UserError(f"The photo folder {shown(path)} cannot be read (permission denied).",
+                        "Check its permissions, or copy the photos into a folder of your own.") from None
+
+
+def _folder_kind(path: Path) -> str:
+    if any((path / n).is_file() for n in ("transforms.json", "transforms_train.json")):
         return "transforms"
-    if (path / "images").is_dir() and any(
-        (d / "cameras.bin").exists() or (d / "cameras.txt").exists()
-        for d in (path / "sparse" / "0", path / "sparse")
-    ):
+    if any((path / f"cameras{e}").is_file() and (path / f"images{e}").is_file() for e in (".bin", ".txt")):
+        raise UserError(
+            f"{shown(path)} is a COLMAP model folder (cameras, images, points3D), not a project.",
+            f"Give the project folder that holds sparse/ and images/ (probably "
+            f"{shown(path.parent.parent if path.parent.name == 'sparse' else path.parent)}).",
+        )
+    if any(_has_model(d) for d in (path / "sparse" / "0", path / "sparse")):
+        if not (path / "images").is_dir():
+            raise UserError(
+                f"{shown(path)} holds a COLMAP model (sparse/) but no images folder beside it.",
+                f"Put the photos the model was made from in {shown(path / 'images')}.",
+            )
         return "colmap"
     return "photos"
+
+
+def _has_model(d: Path) -> bool:
+    return (d / "cameras.bin").exists() or (d / "cameras.txt").exists()
+
+
+def _file_kind(path: Path) -> str:
+    ext = path.suffix.lower()
+    if ext in VIDEO_EXTS:
+        return "video"
+    if ext == ".json":
+        return "transforms"
+    if ext in IMAGE_EXTS:
+        raise UserError(f"{shown(path)} is a single photo.", "Give the folder that holds all the photos.")
+    raise UserError(
+        f"{shown(path)} is neither a folder of photos nor a video.",
+        "Give a folder of JPEG/PNG photos, a video (MP4, MOV), a COLMAP project or a "
+        "transforms.json.",
+    )
 
 
 def ingest_source(
@@ -206,13 +248,16 @@ def _upright(im: Image.Image, rotation: float) -> Image.Image:
 def import_cameras(path: Path, kind: str, out_dir: Path, cfg: RunConfig, bus: EventBus = NULL_BUS):
     """Existing cameras (COLMAP project or ``transforms.json``) -> ``out_dir/sparse/0`` + images.
 
-    Returns ``(photo_set, scene)`` like the ingest + SfM stages. Cameras with lens distortion are
-    undistorted; a model without 3D points (``transforms.json``) gets points triangulated from the
-    known poses (features and matches, no pose estimation).
+    Returns ``(photo_set, scene)`` like the ingest + SfM stages. The camera files are checked
+    before anything is written, and the resulting scene before it is returned (a two-line
+    UserError naming the file and the field when they cannot be used). Cameras with lens
+    distortion are undistorted; a model without 3D points (``transforms.json``) gets points
+    triangulated from the known poses (features and matches, no pose estimation).
     """
     import pycolmap
 
     from .sfm.importer import import_colmap, import_transforms
+    from .sfm.validate import validate_cameras
 
     path, out_dir = Path(path), Path(out_dir)
     old = pycolmap.logging.minloglevel
@@ -224,6 +269,7 @@ def import_cameras(path: Path, kind: str, out_dir: Path, cfg: RunConfig, bus: Ev
             scene = import_transforms(path, out_dir, cfg.sfm, bus)
     finally:
         pycolmap.logging.minloglevel = old
+    validate_cameras(scene, path)  # what training gets: never garbage
     photos = []
     for i, n in enumerate(scene.cameras.names):
         w, h = int(scene.cameras.width[i]), int(scene.cameras.height[i])
@@ -233,7 +279,7 @@ def import_cameras(path: Path, kind: str, out_dir: Path, cfg: RunConfig, bus: Ev
     bus.emit(
         Message(
             "sfm",
-            f"Using the cameras of {path.name} ({kind}): {len(photos)} photos, "
+            f"Using the cameras of {shown(path.name)} ({kind}): {len(photos)} photos, "
             f"{scene.points.shape[0]} points; structure from motion skipped.",
         )
     )

@@ -62,3 +62,27 @@ def shared_datasets() -> Path:
             "(set SPLATKIT_SHARED_DATASETS to point at it)"
         )
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_project(tmp_path_factory) -> Path:
+    """A tiny COLMAP project (8 photos, 160x120) that `splatkit train` runs in seconds
+    (tests/tiny_project.py). Tests copy it before changing it."""
+    from tiny_project import make_project
+
+    return make_project(tmp_path_factory.mktemp("tiny") / "proj")
+
+
+@pytest.fixture(scope="session")
+def stub_server(tmp_path_factory):
+    """One ``splatkit serve`` on loopback for the classroom server's tests whose jobs are not the
+    point: jobs run the stub of ``splatkit.serve.testing`` (8 steps of 0.25 s), 2 Ray CPUs,
+    uploads up to 2 MB. Tests that change settings put them back."""
+    from serve_util import STUB_ENV, Server, need_serve_deps
+
+    need_serve_deps()
+    env = {**STUB_ENV, "SPLATKIT_STUB_STEP_S": "0.25", "SPLATKIT_STUB_STEPS": "8"}
+    srv = Server(tmp_path_factory.mktemp("serve-stub") / "data", env=env,
+                 args=["--ray-cpus", "2", "--max-upload-mb", "2"]).start()
+    yield srv
+    srv.stop()

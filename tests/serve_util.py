@@ -18,7 +18,7 @@ CODE = "CLASS1"
 
 
 def need_serve_deps():
-    for mod in ("fastapi", "uvicorn", "ray", "multipart", "requests"):
+    for mod in ("fastapi", "uvicorn", "ray", "multipart", "requests", "psutil"):
         pytest.importorskip(mod, reason=f"{mod} is not installed: pip install -e '.[serve,test]'")
 
 
@@ -31,13 +31,16 @@ def free_port() -> int:
 class Server:
     """``splatkit serve`` on 127.0.0.1:<free port> with ``data`` as its data folder."""
 
-    def __init__(self, data: Path, env: dict | None = None, args: list[str] | None = None):
+    def __init__(self, data: Path, env: dict | None = None, args: list[str] | None = None,
+                 teacher_token: bool = True):
         self.data, self.env, self.args = Path(data), env or {}, args or []
+        self.token_args = ["--teacher-token", TEACHER] if teacher_token else []
         self.proc: subprocess.Popen | None = None
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 90.0) -> Server:
+    def start(self, timeout: float = 90.0, wait_ray: bool = True) -> Server:
+        """Start and wait until the server answers (and, with ``wait_ray``, its Ray is up)."""
         import requests
 
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0", **self.env}
@@ -53,8 +56,7 @@ class Server:
                 str(self.port),
                 "--data",
                 str(self.data),
-                "--teacher-token",
-                TEACHER,
+                *self.token_args,
                 "--class-code",
                 CODE,
                 *self.args,
@@ -69,11 +71,12 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {Path(self.log.name).read_text()[-3000:]}")
             try:
-                h = requests.get(self.url + "/api/health", timeout=2).json()
+                h = requests.get(self.url + "/api/health", headers={"X-Teacher-Token": TEACHER},
+                                 timeout=2).json()
                 if h.get("ray_error"):
                     self.stop()
                     raise RuntimeError(h["ray_error"])
-                if h.get("cluster"):
+                if h.get("cluster") or not wait_ray:
                     return self
             except requests.RequestException:  # not listening yet, or busy starting Ray
                 pass
@@ -87,16 +90,18 @@ class Server:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
-    def stop(self) -> None:
+    def stop(self, kill_group: bool = True) -> None:
+        """SIGINT (a clean stop), then, with ``kill_group``, SIGKILL to whatever is left in the
+        server's process group (the embedded Ray's processes share it)."""
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
-                self.proc.wait(20)
+                self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.kill()
-        # the embedded Ray's own processes share the process group
         try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            if kill_group:
+                os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError, TypeError):
             pass
         if getattr(self, "log", None):
@@ -147,3 +152,46 @@ def small_photos(src: Path, n: int = 8, size: int = 300) -> list[tuple[str, byte
         im.save(buf, "JPEG", quality=90)
         out.append((p.name, buf.getvalue()))
     return out
+
+
+def descendants(pid: int) -> dict[int, float]:
+    """The processes below ``pid`` (pid -> start time)."""
+    import psutil
+
+    out = {}
+    for p in psutil.Process(pid).children(recursive=True):
+        try:
+            out[p.pid] = p.create_time()
+        except psutil.Error:
+            pass
+    return out
+
+
+def still_running(procs: dict[int, float], timeout: float) -> list[int]:
+    """The processes of ``procs`` that are still there (not zombies) after up to ``timeout`` s."""
+    import psutil
+
+    t0 = time.time()
+    while True:
+        alive = []
+        for pid, t in procs.items():
+            try:
+                p = psutil.Process(pid)
+                if abs(p.create_time() - t) < 1e-3 and p.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+            except psutil.Error:
+                pass
+        if not alive or time.time() - t0 > timeout:
+            return alive
+        time.sleep(0.5)
+
+
+STUB_ENV = {"SPLATKIT_SERVE_JOB_FN": "splatkit.serve.testing:stub_job"}
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process, KiB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")

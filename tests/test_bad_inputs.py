@@ -266,7 +266,7 @@ def test_ctrl_c_during_matching_then_resume(tmp_path, fountain):
     so, se = proc.communicate(timeout=120)
     assert proc.returncode == 130, so + se
     assert "Traceback" not in so + se
-    assert "Run the same command again to continue" in se
+    assert f"To continue:\n  splatkit sfm {d} -o {out}\n" in se  # the same command again
     assert not (out / "sfm_work" / "inputs.json").exists()  # SfM did not finish
     # run it again: the features (and any matches) of the first run are reused
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)

@@ -1,93 +1,19 @@
-"""Unreal export: render equivalence per plugin and SH degree, auto-up, datasets, manifest."""
+"""Unreal export pipeline: render equivalence per plugin and SH degree, upright transform, files,
+manifest, crop reporting, tiles and glTF through the pipeline."""
 
 from __future__ import annotations
 
 import json
-import math
-from pathlib import Path
 
 import pytest
 import torch
 
+from splatkit.errors import UserError
 from splatkit.export import frames as F
 from splatkit.export.ply import read_ply
-from splatkit.export.unreal import (
-    PLUGINS,
-    UnrealExportOptions,
-    estimate_up,
-    export_transform,
-    export_unreal,
-)
-from splatkit.scene import Cameras, Scene
+from splatkit.export.unreal import PLUGINS, UnrealExportOptions, export_transform, export_unreal
 from splatkit.splats import Splats
-
-DATASETS = Path("/work/shared/datasets")
-
-
-def look_at(center: torch.Tensor, target: torch.Tensor, up: torch.Tensor, roll: float = 0.0):
-    """OpenCV world_to_cam for a camera at ``center`` looking at ``target`` with world ``up``."""
-    z = target - center
-    z = z / z.norm()
-    x = torch.linalg.cross(z, up)  # right = forward x up (with y down)
-    x = x / x.norm()
-    y = torch.linalg.cross(z, x)
-    R = torch.stack([x, y, z])
-    if roll:
-        c, s = math.cos(roll), math.sin(roll)
-        R = torch.tensor([[c, -s, 0], [s, c, 0], [0, 0, 1.0]], dtype=R.dtype) @ R
-    w2c = torch.eye(4, dtype=center.dtype)
-    w2c[:3, :3] = R
-    w2c[:3, 3] = -R @ center
-    return w2c
-
-
-def synthetic_scene(R_world: torch.Tensor, n_cams: int = 12, seed: int = 0, roll_deg: float = 1.0):
-    """Cameras at eye height around an object, gravity -Z, then the world rotated by R_world."""
-    g = torch.Generator().manual_seed(seed)
-    up = torch.tensor([0, 0, 1.0], dtype=torch.float64)
-    w2cs = []
-    for i in range(n_cams):
-        a = 2 * math.pi * i / n_cams * 0.6  # a 216-degree arc
-        h = 1.6 + 0.2 * torch.rand(1, generator=g).item()
-        c = torch.tensor([4 * math.cos(a), 4 * math.sin(a), h], dtype=torch.float64)
-        tgt = torch.tensor([0, 0, 0.5 + torch.rand(1, generator=g).item()], dtype=torch.float64)
-        roll = math.radians(roll_deg) * (2 * torch.rand(1, generator=g).item() - 1)
-        w2cs.append(look_at(c, tgt, up, roll))
-    w2c = torch.stack(w2cs)
-    T = torch.eye(4, dtype=torch.float64)
-    T[:3, :3] = R_world
-    w2c = w2c @ torch.linalg.inv(T)  # world' = R_world @ world
-    K = torch.tensor([[100.0, 0, 64], [0, 100.0, 48], [0, 0, 1]]).repeat(n_cams, 1, 1)
-    cams = Cameras([f"{i:03d}.jpg" for i in range(n_cams)], K, w2c.float(),
-                   torch.full((n_cams,), 128), torch.full((n_cams,), 96))  # fmt: skip
-    pts = torch.randn(500, 3, generator=g, dtype=torch.float64) * torch.tensor([1.0, 1.0, 0.3])
-    pts[:, 2] = pts[:, 2].abs()  # on and above the floor z = 0
-    pts = pts @ R_world.T
-    return Scene(cams, Path("."), pts.float(), torch.rand(500, 3)), R_world @ up
-
-
-def random_rotation(seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    q = torch.randn(4, generator=g, dtype=torch.float64)
-    return F.Similarity.identity().R if q.norm() == 0 else _qmat(q / q.norm())
-
-
-def _qmat(q):
-    from splatkit.render.projection import quat_to_rotmat
-
-    return quat_to_rotmat(q[None])[0]
-
-
-def angle_deg(a: torch.Tensor, b: torch.Tensor) -> float:
-    c = float(a.double() @ b.double() / (a.double().norm() * b.double().norm()))
-    return math.degrees(math.acos(max(-1.0, min(1.0, c))))
-
-
-@pytest.mark.parametrize("seed", range(6))
-def test_auto_up_synthetic(seed):
-    scene, true_up = synthetic_scene(random_rotation(seed), seed=seed)
-    up, method = estimate_up(scene.cameras.world_to_cam, scene.cameras.centers)
-    assert angle_deg(up, true_up) < 2.0, method
+from tests.unreal_util import angle_deg, random_rotation, random_splats, synthetic_scene
 
 
 def test_upright_transform_synthetic():
@@ -100,62 +26,6 @@ def test_upright_transform_synthetic():
     # The origin is on the floor: the lowest points sit near z = 0 in UE.
     z = F.ply_to_ue(T.apply(scene.points.double()), "nanogs")[:, 2]
     assert abs(float(torch.quantile(z, 0.02))) < 1.0  # cm
-
-
-def _strecha_w2c(name: str) -> torch.Tensor:
-    rows = []
-    for ln in (DATASETS / name / "reference_colmap_txt" / "images.txt").read_text().splitlines():
-        tok = ln.split()
-        if ln.startswith("#") or len(tok) < 10:
-            continue
-        qw, qx, qy, qz, tx, ty, tz = map(float, tok[1:8])
-        w2c = torch.eye(4, dtype=torch.float64)
-        w2c[:3, :3] = _qmat(torch.tensor([qw, qx, qy, qz], dtype=torch.float64))
-        w2c[:3, 3] = torch.tensor([tx, ty, tz], dtype=torch.float64)
-        rows.append(w2c)
-    return torch.stack(rows)
-
-
-def _centers(w2c):
-    return -(w2c[:, :3, :3].transpose(1, 2) @ w2c[:, :3, 3:])[:, :, 0]
-
-
-@pytest.mark.parametrize("name", ["strecha_fountain_p11", "strecha_castle_p19"])
-def test_auto_up_strecha(name):
-    if not (DATASETS / name).exists():
-        pytest.skip("dataset not available")
-    w2c = _strecha_w2c(name)
-    up, method = estimate_up(w2c, _centers(w2c))
-    # Strecha's LIDAR frame: the cameras' image-down axis is close to world +Z, so up is -Z.
-    assert angle_deg(up, torch.tensor([0, 0, -1.0])) < 10.0, method
-
-
-def test_auto_up_fox():
-    path = DATASETS / "fox" / "transforms.json"
-    if not path.exists():
-        pytest.skip("dataset not available")
-    meta = json.loads(path.read_text())
-    c2w = torch.tensor([f["transform_matrix"] for f in meta["frames"]], dtype=torch.float64)
-    c2w[:, :3, 1:3] *= -1  # OpenGL -> OpenCV camera axes
-    w2c = torch.linalg.inv(c2w)
-    up, method = estimate_up(w2c, _centers(w2c))
-    assert angle_deg(up, torch.tensor([0, 0, 1.0])) < 10.0, method
-
-
-# ---------------------------------------------------------------------------------------------
-# Render equivalence
-
-
-def random_splats(n: int, degree: int, seed: int = 0) -> Splats:
-    g = torch.Generator().manual_seed(seed)
-    return Splats(
-        means=torch.randn(n, 3, generator=g, dtype=torch.float64) * 0.5,
-        log_scales=torch.randn(n, 3, generator=g, dtype=torch.float64) * 0.3 - 2.5,
-        quats=torch.randn(n, 4, generator=g, dtype=torch.float64),
-        opacity_logits=torch.randn(n, generator=g, dtype=torch.float64),
-        sh0=torch.randn(n, 1, 3, generator=g, dtype=torch.float64) * 0.5,
-        shN=torch.randn(n, (degree + 1) ** 2 - 1, 3, generator=g, dtype=torch.float64) * 0.3,
-    )
 
 
 @pytest.mark.parametrize("plugin", sorted(PLUGINS))
@@ -190,19 +60,79 @@ def test_export_unreal_files(tmp_path):
     s = random_splats(300, 3, seed=1).to(torch.float32)
     s.means[:] = scene.points[:300]
     s.means[0] = float("nan")
-    s.means[1] = 1e6  # far outside
     s.opacity_logits[2] = -20.0  # invisible
-    opts = UnrealExportOptions(plugin="uefn", format="ply,spz,splat,compressed-ply", max_splats=200,
-                               name="Café scène")  # fmt: skip
+    opts = UnrealExportOptions(
+        plugin="uefn",
+        format="ply,spz,splat,compressed-ply,glb",
+        max_splats=200,
+        name="Café scène",
+        tiles="none",
+    )
     paths = export_unreal(s, scene, tmp_path, opts)
     names = [p.name for p in paths]
-    assert names == ["Cafe_scene.ply", "Cafe_scene.spz", "Cafe_scene.splat",
-                     "Cafe_scene.compressed.ply", "Cafe_scene.unreal.json"]  # fmt: skip
+    assert names == [
+        "Cafe_scene.ply",
+        "Cafe_scene.spz",
+        "Cafe_scene.splat",
+        "Cafe_scene.compressed.ply",
+        "Cafe_scene.glb",
+        "import_splat.py",
+        "Cafe_scene.unreal.json",
+    ]
     m = json.loads(paths[-1].read_text())
-    assert m["num_splats"] == {"input": 300, "after_crop": 297, "written": 200}
+    assert m["num_splats"] == {"input": 300, "after_crop": 298, "written": 200}
+    assert m["crop"] == {"invalid": 2, "not_seen": 0}
     assert m["destination_path"] == "/Game/Splats/Cafe_scene"
+    assert m["verified"] is False and m["factory_class"] is None  # UEFN: an assumed preset
     assert read_ply(paths[0]).sh_degree == 3 and len(read_ply(paths[0])) == 200
     assert len(torch.tensor(m["frame"]["sfm_to_ply_4x4"])) == 4
+    assert m["scale_source"] == "eye-height" and m["metres_per_unit"] > 0
+    assert m["up"] == "level-cameras" and m["tiles"][0]["location_cm"] == [0.0, 0.0, 0.0]
+
+
+def test_manifest_records_known_distance(tmp_path):
+    scene, _ = synthetic_scene(random_rotation(4), seed=4)
+    s = random_splats(100, 0, seed=2).to(torch.float32)
+    s.means[:] = scene.points[:100]
+    c = scene.cameras.centers.double()
+    d = float((c[0] - c[5]).norm())
+    opts = UnrealExportOptions(known_distance=f"000.jpg,005.jpg,{2 * d}")
+    m = json.loads(export_unreal(s, scene, tmp_path, opts)[-1].read_text())
+    assert m["scale_source"] == "known-distance"
+    assert m["metres_per_unit"] == pytest.approx(2.0, rel=1e-6)
+    assert m["scale_uncertainty"] == pytest.approx(0.02 / (2 * d))
+
+
+def test_crop_keeps_what_the_cameras_see_and_reports_the_background(tmp_path):
+    scene, _ = synthetic_scene(torch.eye(3, dtype=torch.float64), seed=6)
+    s = random_splats(300, 0, seed=3).to(torch.float32)
+    s.log_scales[:] = -4.0
+    s.means[:200] = scene.points[:200]
+    s.means[200:250] = torch.tensor([0.0, 0.0, 40.0])  # high above: no camera sees it (they look level)
+    c0 = scene.cameras.centers[0]
+    fwd = scene.cameras.world_to_cam[0, 2, :3]
+    s.means[250:] = c0 + 300.0 * fwd  # far background straight ahead of camera 0
+    m = json.loads(export_unreal(s, scene, tmp_path / "a", UnrealExportOptions(tiles="none"))[-1].read_text())
+    assert m["crop"]["not_seen"] == 50 and m["num_splats"]["written"] == 250
+    assert any("no training camera sees them" in x for x in m["messages"])
+    opts = UnrealExportOptions(tiles="none", drop_background=30.0, scale="1")
+    m = json.loads(export_unreal(s, scene, tmp_path / "b", opts)[-1].read_text())
+    assert m["crop"]["background"] == 50 and m["num_splats"]["written"] == 200
+    assert any("farther than 30 m from every training camera" in x for x in m["messages"])
+
+
+def test_bad_options_are_user_errors(tmp_path):
+    scene, _ = synthetic_scene(random_rotation(1), seed=1)
+    s = random_splats(20, 0).to(torch.float32)
+    s.means[:] = scene.points[:20]
+    for opts in (
+        UnrealExportOptions(tiles="-3"),
+        UnrealExportOptions(max_splats=0),
+        UnrealExportOptions(known_size="000.jpg,1,2,3"),
+        UnrealExportOptions(scale="big"),
+    ):
+        with pytest.raises(UserError):
+            export_unreal(s, scene, tmp_path, opts)
 
 
 def test_italink_defaults(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ def _photo(path: Path, size=(300, 200), orientation: int | None = None, focal35=
     im = Image.new("RGB", size, (0, 0, 255))
     im.paste((255, 0, 0), (0, 0, size[0] // 2, size[1]))
     # a corner stamp that depends on the name, so that no two test photos are exact duplicates
-    stamp = int(hashlib.sha256(path.name.encode()).hexdigest()[:6], 16)
+    stamp = int(hashlib.sha256(os.fsencode(path.name)).hexdigest()[:6], 16)
     im.paste((stamp & 255, (stamp >> 8) & 255, stamp >> 16), (0, 0, 6, 6))
     exif = Image.Exif()
     if orientation is not None:
@@ -220,3 +221,40 @@ def test_fifty_megapixel_png_is_read(tmp_path):
     ps = ingest(src, tmp_path / "work", CFG)
     p = next(p for p in ps if p.name == "big.png")
     assert (p.orig_width, p.orig_height) == (8660, 5773) and max(p.width, p.height) == 200
+
+
+def test_panoramas_and_thin_working_copies_are_skipped_with_the_cause(tmp_path):
+    """The aspect ratio counts: a 20:1 strip is a panorama; with panoramas allowed, a strip whose
+    working copy would be thinner than min_image_size is still refused, and says why."""
+    src = tmp_path / "src"
+    for k in range(3):
+        _photo(src / f"p{k}.jpg")
+    _photo(src / "pano.jpg", size=(4000, 200))
+    _photo(src / "strip.jpg", size=(1200, 100))
+    ps = ingest(src, tmp_path / "work", CFG)
+    reasons = {s.name: s for s in ps.skipped}
+    assert reasons["pano.jpg"].kind == "panorama"
+    assert reasons["pano.jpg"].reason.startswith("a panorama or strip (4000x200 pixels, 20:1)")
+    assert reasons["strip.jpg"].reason.startswith("a panorama or strip (1200x100 pixels, 12:1)")
+    wide = IngestConfig(max_image_size=200, min_image_size=64, max_aspect_ratio=30.0)
+    ps = ingest(src, tmp_path / "work2", wide)
+    reasons = {s.name: s.reason for s in ps.skipped}
+    assert reasons["pano.jpg"].startswith("too thin: its working copy would be 200x10 pixels")
+    assert "strip.jpg" in reasons and "too thin" in reasons["strip.jpg"]
+    assert not (tmp_path / "work2" / "pano.jpg").exists()
+
+
+def test_long_and_awkward_names_get_bounded_ascii_working_copies(tmp_path):
+    from splatkit.ingest.names import shown
+
+    src = tmp_path / "src"
+    long_a, long_b = "é" * 120 + "a.jpg", "é" * 120 + "b.jpg"  # 240+ bytes, same ASCII start
+    for name in (long_a, long_b, "tab\there.jpg", os.fsdecode(b"\xff\xfe.jpg")):
+        _photo(src / name)
+    ps = ingest(src, tmp_path / "work", CFG)
+    assert len(ps) == 4 and len(set(ps.names)) == 4
+    for p in ps:
+        assert p.name.isascii() and len(p.name) <= 104 and p.path.is_file()
+    assert shown("tab\there.jpg") == "tab\\there.jpg"
+    assert shown(os.fsdecode(b"\xff\xfe.jpg")) == "\\xff\\xfe.jpg"
+    assert len(shown("x" * 500)) <= 120 and shown("x" * 500).count("...") == 1

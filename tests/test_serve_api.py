@@ -1,17 +1,22 @@
 """The classroom server's API against a real ``splatkit serve`` on loopback (embedded Ray, the real
-pipeline with the ``tiny`` preset): upload, queue, progress, downloads; isolation between students;
-refused uploads (paths, links, zip bombs, oversized, not images)."""
+pipeline with the ``tiny`` preset): upload, queue, progress, downloads (the Unreal zip's README, the
+report without server paths); isolation between students; refused uploads (paths, links, zip
+bombs, damaged zips, oversized, not images); the cap on a video's frames."""
 
 from __future__ import annotations
 
 import io
+import json
+import re
 import stat
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 from serve_util import CODE, Server, jpeg_bytes, need_serve_deps, small_photos
 
+from splatkit.serve.jobs import scrub
 from splatkit.serve.store import fair_order
 from splatkit.serve.uploads import sniff
 
@@ -25,6 +30,16 @@ def test_fair_order_round_robin():
     assert fair_order(q, {}) == [1, 5, 6, 2, 3, 4]
     # student 1 was just served: the others go first
     assert fair_order(q, {1: 100.0, 2: None, 3: 50.0}) == [5, 6, 1, 2, 3, 4]
+    # a job interrupted by a restart (started before) keeps its place at the front
+    q[3].update(attempts=1, dispatch_seq=7)
+    assert fair_order(q, {1: 100.0, 2: None, 3: 50.0}) == [4, 5, 6, 1, 2, 3]
+
+
+def test_scrub_removes_server_paths():
+    data = Path("/srv/class-2025")
+    text = "/srv/class-2025/uploads/ab12/video.mp4 does not exist; see /usr/lib/x/y.py"
+    out = scrub(text, data)
+    assert "/srv" not in out and "/usr" not in out and "video.mp4" in out and "y.py" in out
 
 
 def test_sniff():
@@ -38,7 +53,8 @@ def test_sniff():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     need_serve_deps()
-    srv = Server(tmp_path_factory.mktemp("serve-api") / "data", args=["--max-upload-mb", "2"])
+    srv = Server(tmp_path_factory.mktemp("serve-api") / "data",
+                 args=["--max-upload-mb", "2", "--max-video-frames", "10"])
     srv.start()
     yield srv
     srv.stop()
@@ -52,9 +68,9 @@ def photos(shared_datasets):
     return small_photos(src, 8, 300)
 
 
-def _zip(entries) -> bytes:
+def _zip(entries, method=zipfile.ZIP_DEFLATED) -> bytes:
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(buf, "w", method) as zf:
         for info, data in entries:
             zf.writestr(info, data)
     return buf.getvalue()
@@ -105,14 +121,20 @@ def test_upload_progress_download_and_isolation(server, photos):
     base = f"{server.url}/api/jobs/{jid}"
     rep = alice.get(base + "/report.html", timeout=30)
     assert rep.status_code == 200 and "<html" in rep.text.lower()
+    # the students' report: the next step points at the class page, no server paths anywhere
+    assert "Unreal export (zip)" in rep.text and "splatkit export" not in rep.text
+    assert str(server.data) not in rep.text and str(server.data) not in json.dumps(j)
     ply = alice.get(base + "/scene.ply", timeout=30)
     assert ply.status_code == 200 and ply.content.startswith(b"ply")
     pv = alice.get(f"{base}/previews/{j['previews'][0]}", timeout=30)
     assert pv.status_code == 200 and pv.content.startswith(b"\x89PNG")
     z = alice.get(base + "/unreal/nanogs.zip", timeout=120)
     assert z.status_code == 200, z.text
-    names = zipfile.ZipFile(io.BytesIO(z.content)).namelist()
+    zf = zipfile.ZipFile(io.BytesIO(z.content))
+    names = zf.namelist()
     assert any(n.endswith(".ply") for n in names) and any(n.endswith(".unreal.json") for n in names)
+    readme = zf.read(f"splatkit_job{jid}/README.txt").decode()
+    assert "NanoGS" in readme and "Import" in readme and str(server.data) not in readme
     assert alice.get(base + "/unreal/nosuch.zip", timeout=30).status_code == 400
     assert alice.get(f"{server.url}/jobs/{jid}/view/", timeout=10).status_code == 200
     assert alice.get(f"{server.url}/jobs/{jid}/view/cameras.json", timeout=10).status_code == 200
@@ -142,6 +164,7 @@ def _post(sess, server, files, preset="tiny"):
 
 def test_bad_uploads_refused(server):
     s = server.student("mallory")
+    used_before = {d.name for d in (server.data / "uploads").glob("*")}
     jpg = jpeg_bytes()
     cases = {}
     link = zipfile.ZipInfo("photos/link.jpg")
@@ -163,6 +186,10 @@ def test_bad_uploads_refused(server):
     cases["cut off"] = [("files", (f"{i}.jpg", jpg[:60])) for i in range(3)]
     cases["too few"] = [("files", ("a.jpg", jpg))]
     cases["mix"] = [("files", ("a.jpg", jpg)), ("files", ("b.zip", _zip([("x.jpg", jpg)])))]
+    good = _zip([(f"{i}.jpg", jpeg_bytes(color=(i * 50, 9, 9))) for i in range(4)], zipfile.ZIP_STORED)
+    cases["cut zip"] = [("files", ("cut.zip", good[: len(good) // 2]))]
+    at = good.index(jpg[:2], good.index(b"2.jpg"))  # inside the third photo's data: a CRC error
+    cases["corrupt zip"] = [("files", ("bad.zip", good[:at + 40] + bytes(64) + good[at + 104:]))]
     expect = {
         "dotdot": "..",
         "absolute": "absolute",
@@ -173,6 +200,8 @@ def test_bad_uploads_refused(server):
         "cut off": "cannot be opened",
         "too few": "at least",
         "mix": "not a mix",
+        "cut zip": "damaged",
+        "corrupt zip": "damaged",
     }
     for name, files in cases.items():
         r = _post(s, server, files)
@@ -185,6 +214,7 @@ def test_bad_uploads_refused(server):
     assert r.status_code == 400 and "preset" in r.json()["detail"]
     assert s.get(server.url + "/api/me", timeout=10).json()["jobs"] == []  # nothing was queued
     assert not list((server.data / "tmp").glob("*"))  # nothing left behind
+    assert not [d for d in (server.data / "uploads").glob("*") if d.name not in used_before]
 
 
 def test_limits_cancel_and_rerun(server):
@@ -227,3 +257,48 @@ def _png(i: int) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (80, 60), (i * 40, 100, 100)).save(buf, "PNG")
     return buf.getvalue()
+
+
+def _video(path: Path, seconds: int = 20, fps: int = 10) -> None:
+    """A small test clip: moving squares on a gradient (every frame differs, all sharp)."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as c:
+        st = c.add_stream("mpeg4", rate=fps)
+        st.width, st.height, st.pix_fmt = 96, 64, "yuv420p"
+        ramp = np.linspace(0, 200, 96, dtype=np.uint8)[None, :, None].repeat(64, 0).repeat(3, 2)
+        for k in range(seconds * fps):
+            img = ramp.copy()
+            x = (k * 3) % 80
+            img[10:30, x:x + 16] = (250, 40, 40)
+            img[36:56, 80 - x:96 - x] = (30, 220, 60)
+            for pkt in st.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(pkt)
+        for pkt in st.encode():
+            c.mux(pkt)
+
+
+def test_video_frames_capped(server, tmp_path):
+    """A 20 s clip at the preset's 2 frames per second would give 40 frames; the server's cap
+    (--max-video-frames 10) lowers the rate so that about 10 are taken."""
+    pytest.importorskip("av")
+    clip = tmp_path / "clip.mp4"
+    _video(clip)
+    s = server.student("filmer")
+    r = _post(s, server, [("files", ("clip.mp4", clip.read_bytes(), "video/mp4"))])
+    assert r.status_code == 201, r.text
+    jid = r.json()["id"]
+    events = server.data / "jobs" / str(jid) / "out" / "events.jsonl"
+    took = None
+    t0 = time.time()
+    while took is None and time.time() - t0 < 90:
+        for line in events.read_text().splitlines() if events.exists() else []:
+            m = re.search(r"Took (\d+) frames", json.loads(line).get("text", ""))
+            took = int(m.group(1)) if m else took
+        state = s.get(f"{server.url}/api/jobs/{jid}", timeout=10).json()["state"]
+        if state in ("done", "failed", "cancelled"):
+            break
+        time.sleep(0.5)
+    s.post(f"{server.url}/api/jobs/{jid}/cancel", timeout=10)
+    assert took is not None and 8 <= took <= 11, took

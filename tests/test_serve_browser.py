@@ -1,14 +1,23 @@
 """Browser: headless Chromium (tests/browser_util.py) joins the class as a student on the student
 page, uploads 8 real photos (strecha fountain, downscaled to 300 px), waits for the job (the real
-pipeline, tiny preset) to finish, downloads the Unreal export; then the teacher page shows the result."""
+pipeline, tiny preset) to finish, downloads the Unreal export; then the teacher page shows the result.
+With stub jobs (the shared ``stub_server``): the teacher page's controls keep their values across
+its refreshes, a page on another port cannot act with the teacher's cookie, and the student page
+says when the queue is held, in plain words. ``$SPLATKIT_SCREENSHOTS`` (a folder) keeps the
+screenshots of both pages."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
+import os
+import threading
 import zipfile
+from pathlib import Path
 
 import pytest
 from browser_util import browser
-from serve_util import CODE, TEACHER, Server, need_serve_deps, small_photos
+from serve_util import CODE, TEACHER, Server, jpeg_bytes, need_serve_deps, small_photos
 
 
 def test_student_uploads_and_downloads(tmp_path, shared_datasets):
@@ -34,9 +43,9 @@ def test_student_uploads_and_downloads(tmp_path, shared_datasets):
             page.set_input_files("#files", files)
             page.select_option("#preset", "tiny")
             page.click("#upload-btn")
-            page.wait_for_selector("#msg.ok >> text=queued", timeout=30_000)
+            page.wait_for_selector("#msg.ok >> text=in the line", timeout=30_000)
             page.wait_for_selector(".job[data-state=done]", timeout=150_000)
-            assert "PSNR" in page.inner_text(".job .progress")
+            assert "likeness" in page.inner_text(".job .progress")
             assert page.locator(".job .previews img").count() >= 1
             with page.expect_download(timeout=120_000) as dl:
                 page.click(".job a.dl-unreal")
@@ -53,3 +62,155 @@ def test_student_uploads_and_downloads(tmp_path, shared_datasets):
             assert t.locator("#class-code").inner_text() == CODE
         finally:
             srv.stop()
+
+
+def _stub_jobs(srv, name: str, n: int) -> tuple[object, list[int]]:
+    s = srv.student(name)
+    photos = [("files", (f"{i}.jpg", jpeg_bytes(color=(i * 60, 80, 80)))) for i in range(3)]
+    ids = [s.post(srv.url + "/api/jobs", data={"preset": "tiny"}, files=photos, timeout=30).json()["id"]
+           for _ in range(n)]
+    return s, ids
+
+
+def test_teacher_controls_keep_their_values(stub_server, tmp_path):
+    """The re-run menu and a typed (unsaved) limit survive the page's 3-second refreshes while the
+    job table changes; the class-code field changes the code and signs the old students out."""
+    url, api = stub_server.url, stub_server.teacher()
+    api.post(url + "/api/teacher/settings", json={"paused": 1}, timeout=10).raise_for_status()
+    back = {"class_code": CODE, "jobs_per_student": 3, "paused": 0}
+    with _settings_back(api, url, back), browser() as ctx:
+        s, ids = _stub_jobs(stub_server, "Browser Kid", 2)  # they wait until the menu is set
+        shots = Path(os.environ.get("SPLATKIT_SCREENSHOTS", tmp_path))
+        t = ctx.new_page()
+        t.goto(url + "/teacher")
+        t.fill("#token", TEACHER)
+        t.click("#login-btn")
+        menu = f"#jobs tr[data-id='{ids[0]}'] select.rerun-preset"
+        t.wait_for_selector(menu)
+        t.select_option(menu, "standard")
+        t.fill("#jobs_per_student", "7")  # typed, not saved
+        t.click("h1")
+        before = t.inner_text("#jobs")
+        assert f"{ids[0]}\tBrowser Kid\ttiny\tqueued" in before
+        api.post(url + "/api/teacher/settings", json={"paused": 0}, timeout=10).raise_for_status()
+        # the jobs run to the end now: the table is rebuilt several times
+        t.wait_for_selector(f"#jobs tr[data-id='{ids[1]}'][data-state=done]", timeout=60_000)
+        t.wait_for_timeout(3500)
+        assert t.inner_text("#jobs") != before
+        assert t.input_value(menu) == "standard"
+        assert t.input_value("#jobs_per_student") == "7"
+        assert "Browser Kid" in t.inner_text("#students")
+        t.screenshot(path=str(shots / "teacher.png"), full_page=True)
+        t.click(f"#jobs tr[data-id='{ids[0]}'] button.rerun")
+        t.wait_for_selector("#msg.ok >> text=Re-run queued")
+        rerun = [j for j in api.get(url + "/api/teacher/overview", timeout=10).json()["jobs"]
+                 if j["rerun_of"] == ids[0]]
+        assert [j["preset"] for j in rerun] == ["standard"]
+        api.post(f"{url}/api/teacher/jobs/{rerun[0]['id']}/cancel", timeout=10)
+        t.click("#save-settings")
+        t.wait_for_selector("#msg.ok >> text=Saved")
+        assert api.get(url + "/api/teacher/overview", timeout=10).json()["settings"]["jobs_per_student"] == 7
+        t.on("dialog", lambda d: d.accept())
+        t.fill("#new-code", "room42")
+        t.click("#change-code")
+        t.wait_for_selector("#class-code >> text=ROOM42")
+        assert s.get(url + "/api/me", timeout=10).status_code == 401
+
+
+def test_page_on_another_port_cannot_act(stub_server):
+    """A page served from another port of the same host (same site: the SameSite=Strict cookie is
+    sent) posts a form to the teacher's settings and a fetch to cancel a job: both refused."""
+    url, api = stub_server.url, stub_server.teacher()
+    api.post(url + "/api/teacher/settings", json={"paused": 1}, timeout=10).raise_for_status()
+    try:
+        s, ids = _stub_jobs(stub_server, "victim", 1)
+        evil = (f"<form id=f method=post action='{url}/api/teacher/settings'>"
+                f"<input name=paused value=0><input name=class_code value=PWNED1></form>"
+                f"<script>fetch('{url}/api/jobs/{ids[0]}/cancel', {{method: 'POST', mode: 'no-cors', "
+                f"credentials: 'include'}}).finally(() => document.getElementById('f').submit());</script>")
+        with _serve_html(evil) as evil_url, browser() as ctx:
+            t = ctx.new_page()
+            t.goto(url + "/teacher")
+            t.fill("#token", TEACHER)
+            t.click("#login-btn")
+            t.wait_for_selector("#main:not(.hidden)")
+            t.goto(evil_url)
+            t.wait_for_selector("text=another web page", timeout=15_000)
+        o = api.get(url + "/api/teacher/overview", timeout=10).json()
+        assert o["settings"]["paused"] == 1 and o["class_code"] == CODE
+        assert s.get(f"{url}/api/jobs/{ids[0]}", timeout=10).json()["state"] == "queued"
+        s.post(f"{url}/api/jobs/{ids[0]}/cancel", timeout=10)
+    finally:
+        api.post(url + "/api/teacher/settings", json={"paused": 0}, timeout=10)
+
+
+def test_student_page_shows_held_queue_and_plain_words(stub_server, tmp_path):
+    url, api = stub_server.url, stub_server.teacher()
+    shots = Path(os.environ.get("SPLATKIT_SCREENSHOTS", tmp_path))
+    with browser() as ctx:
+        page = ctx.new_page()
+        page.goto(url + "/")
+        page.fill("#join-code", CODE)
+        page.fill("#join-name", "Page Reader")
+        page.click("#join-btn")
+        page.wait_for_selector("#main:not(.hidden)")
+        assert "full" not in page.locator("#preset option").all_inner_texts()  # no GPU here
+        assert page.inner_text("#preset-help")
+        files = []
+        for i in range(3):
+            p = tmp_path / f"{i}.jpg"
+            p.write_bytes(jpeg_bytes(color=(i * 70, 90, 40)))
+            files.append(str(p))
+        page.set_input_files("#files", files)
+        page.select_option("#preset", "tiny")
+        page.click("#upload-btn")
+        page.wait_for_selector(".job[data-state=done]", timeout=60_000)
+        text = page.inner_text("#jobs")
+        assert "likeness" in text and "PSNR" not in text
+        try:
+            api.post(url + "/api/teacher/settings", json={"paused": 1}, timeout=10)
+            page.wait_for_selector("#banner-held:not(.hidden)", timeout=10_000)
+            page.screenshot(path=str(shots / "student.png"), full_page=True)
+        finally:
+            api.post(url + "/api/teacher/settings", json={"paused": 0}, timeout=10)
+        page.wait_for_selector("#banner-held", state="hidden", timeout=10_000)
+        # the server stops answering (requests cut off): the page says so, and recovers
+        page.route("**/api/me", lambda route: route.abort())
+        page.wait_for_selector("#banner-down:not(.hidden)", timeout=10_000)
+        page.unroute("**/api/me")
+        page.wait_for_selector("#banner-down", state="hidden", timeout=10_000)
+
+
+@contextlib.contextmanager
+def _settings_back(api, url: str, settings: dict):
+    """Put the teacher settings back at the end, whatever happens."""
+    try:
+        yield
+    finally:
+        api.post(url + "/api/teacher/settings", json=settings, timeout=10)
+
+
+@contextlib.contextmanager
+def _serve_html(body: str):
+    """One page on 127.0.0.1:<free port> (another origin than the server)."""
+
+    class One(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            data = f"<!doctype html><html><body>{body}</body></html>".encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *a):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), One)
+    th = threading.Thread(target=httpd.serve_forever, daemon=True)
+    th.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/attack.html"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

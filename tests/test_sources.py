@@ -5,7 +5,6 @@ Both end as ``OUT/sparse/0`` (PINHOLE, with 3D points) + ``OUT/images``, what tr
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np
 import pycolmap
 import pytest
 import torch
+from input_util import fox_subset
 from PIL import Image
 
 from splatkit.cli import main
@@ -23,25 +23,9 @@ FOX = DATA / "fox"
 FOUNTAIN = DATA / "strecha_fountain_p11" / "images"
 
 
-def _fox_small(d: Path, k: int = 8, scale: float = 0.25) -> Path:
-    """The first ``k`` fox frames at a quarter size, intrinsics scaled alike."""
-    meta = json.loads((FOX / "transforms.json").read_text())
-    meta["frames"] = meta["frames"][:k]
-    for key in ("fl_x", "fl_y", "cx", "cy", "w", "h"):
-        meta[key] = meta[key] * scale
-    (d / "images").mkdir(parents=True)
-    for fr in meta["frames"]:
-        with Image.open(FOX / fr["file_path"]) as im:
-            im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.LANCZOS).save(
-                d / fr["file_path"], quality=92
-            )
-    (d / "transforms.json").write_text(json.dumps(meta))
-    return d
-
-
 @pytest.mark.skipif(not FOX.is_dir(), reason="no fox dataset")
 def test_transforms_json_input(tmp_path, capsys):
-    src = _fox_small(tmp_path / "fox")
+    src = fox_subset(tmp_path / "fox")
     out = tmp_path / "out"
     rc = main(["sfm", str(src / "transforms.json"), "-o", str(out)])
     text = "".join(capsys.readouterr())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -13,12 +14,11 @@ from PIL import Image
 from splatkit.config import TrainConfig
 from splatkit.evaluate import evaluate
 from splatkit.events import EventBus
-from splatkit.render import RenderSettings, View, get_renderer
+from splatkit.render import RenderSettings, View, get_renderer, make_renderer
 from splatkit.scene import Cameras, Scene
 from splatkit.splats import Splats, rgb_to_sh0
 from splatkit.train import TrainResult, train
 from splatkit.train import checkpoint as ck
-from splatkit.train import loop as loop_mod
 from splatkit.train.losses import photometric_loss
 from splatkit.train.optim import (
     SplatDefaultStrategy,
@@ -250,22 +250,17 @@ def test_sh_degree_schedule_function():
     assert sh_degree_at(0, small_cfg(sh_degree=2, sh_degree_interval=0)) == 2
 
 
-def test_sh_degree_used_by_the_loop(scene, tmp_path, monkeypatch):
+def test_sh_degree_used_by_the_loop(scene, tmp_path):
     seen = []
-    real = loop_mod.get_renderer
+    real = make_renderer(BACKEND)
 
-    def spy(backend):
-        render = real(backend)
+    def wrapped(splats, view, settings):
+        seen.append(settings.sh_degree)
+        assert splats.sh_degree == 2  # coefficients for the top degree from the start
+        return real(splats, view, settings)
 
-        def wrapped(splats, view, settings):
-            seen.append(settings.sh_degree)
-            assert splats.sh_degree == 2  # coefficients for the top degree from the start
-            return render(splats, view, settings)
-
-        return wrapped
-
-    monkeypatch.setattr(loop_mod, "get_renderer", spy)
-    train(scene, small_cfg(steps=7, sh_degree=2, sh_degree_interval=3), tmp_path, BACKEND)
+    spy = dataclasses.replace(real, render=wrapped)
+    train(scene, small_cfg(steps=7, sh_degree=2, sh_degree_interval=3), tmp_path, spy)
     assert seen == [0, 0, 0, 1, 1, 1, 2]
 
 
@@ -290,3 +285,29 @@ def test_loss_on_known_inputs():
     x = img.clone().requires_grad_(True)
     photometric_loss(x, gt, 0.2).backward()
     assert x.grad is not None and torch.all(x.grad < 0)  # raising the render lowers the loss
+
+
+# (6) the renderer's capabilities ---------------------------------------------------------------
+
+
+def test_absgrad_densification_runs_on_the_cpu_renderer(scene, tmp_path, monkeypatch):
+    """The CPU kernel computes absolute screen-space gradients; absgrad densification uses them."""
+    seen = []
+    real = SplatDefaultStrategy.step_post_backward
+
+    def spy(self, params, optimizers, state, step, info, packed=False):
+        seen.append(info["means2d"].absgrad is not None and self.absgrad)
+        return real(self, params, optimizers, state, step, info, packed=packed)
+
+    monkeypatch.setattr(SplatDefaultStrategy, "step_post_backward", spy)
+    res = train(scene, small_cfg(steps=12, absgrad=True, refine_start=5, refine_every=5), tmp_path, BACKEND)
+    assert res.steps_done == 12 and seen and all(seen)
+
+
+@pytest.mark.parametrize("option", ["packed"])
+def test_an_option_the_renderer_cannot_honour_is_refused_before_training(scene, tmp_path, option):
+    from splatkit.errors import UserError
+
+    with pytest.raises(UserError, match=f"--{option} is not available with the 'cpu' renderer"):
+        train(scene, small_cfg(**{option: True}), tmp_path, BACKEND)
+    assert not (tmp_path / "checkpoints").exists()  # refused before anything was trained

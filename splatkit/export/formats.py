@@ -60,7 +60,7 @@ def _f32(t: torch.Tensor, w: int | None = None) -> np.ndarray:
 
 
 def _finite(s: Splats) -> Splats:
-    """Rows with no NaN/Inf and a non-zero quaternion (as :func:`unreal.finite_mask`, in numpy:
+    """Rows with no NaN/Inf and a non-zero quaternion (as :func:`crop.finite_mask`, in numpy:
     torch's isfinite took 1.5 s per million splats); no copy when every row is valid."""
     n = len(s)
     ok = np.abs(_f32(s.quats)).max(1) > 0

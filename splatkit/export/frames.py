@@ -14,6 +14,9 @@ Frames, in the order the export goes through them:
     The frame the PLY is written in, chosen per plugin so that the plugin's *own* fixed PLY->UE
     mapping (:data:`PLY_TO_UE`) puts Unreal +Z up and +X forward. Metres (plugins multiply by
     100 themselves). Reached from ``upright`` by a proper rotation (:func:`upright_to_ply`).
+``gltf``
+    glTF files (splats with ``KHR_gaussian_splatting``, the collision mesh): +Y up, right-handed,
+    metres, reached from ``upright`` by the rotation :data:`UPRIGHT_TO_GLTF`.
 ``ue``
     Unreal: left-handed, centimetres, X forward, Y right, Z up. The same physical axes as
     ``upright`` with Y negated (``ue = 100 * (x, -y, z)``); this mirror in *coordinates* is only
@@ -87,6 +90,26 @@ def upright_to_ply(plugin: str) -> Tensor:
     M = ply_to_ue_matrix(plugin)
     F = torch.tensor(UPRIGHT_TO_UE_AXES, dtype=torch.float64)
     return torch.linalg.solve(M, F)
+
+
+#: ``gltf = UPRIGHT_TO_GLTF @ upright``: glTF's +Y up (right-handed, metres), chosen so that
+#: Unreal's glTF import, ``ue = 100 * (x, z, y)`` (the inverse of Epic's glTF exporter's
+#: ``FGLTFConverterUtility::ConvertVector``: UE (X, Y, Z) -> glTF (X, Z, Y)), puts a file
+#: written in this frame exactly where the splats land: gltf +X = forward, +Y = up,
+#: +Z = right (upright -Y). A proper rotation.
+UPRIGHT_TO_GLTF = ((1.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, -1.0, 0.0))
+#: ``ue = 100 * GLTF_TO_UE_AXES @ gltf``: Unreal's glTF import (Y and Z swapped, cm).
+GLTF_TO_UE_AXES = ((1.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, 1.0, 0.0))
+
+
+def upright_to_gltf() -> Tensor:
+    """The rotation ``[3, 3]`` from the upright frame to the glTF frame (see :data:`UPRIGHT_TO_GLTF`)."""
+    return torch.tensor(UPRIGHT_TO_GLTF, dtype=torch.float64)
+
+
+def gltf_to_ue(points: Tensor) -> Tensor:
+    """Positions in a glTF file (metres) -> where Unreal's glTF import puts them (cm)."""
+    return 100.0 * points.double() @ torch.tensor(GLTF_TO_UE_AXES, dtype=torch.float64).T
 
 
 #: OpenCV camera axes (x right, y down, z forward) -> upright-style (x forward, y left, z up).

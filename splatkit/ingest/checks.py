@@ -1,7 +1,7 @@
 """Checks on the photos before SfM: blur, exposure, duplicates, low resolution.
 
 Each flagged photo is named with its reason in a warning ``Message``. All-black photos and exact
-duplicates (same file content) are skipped, since they can only hurt SfM; the rest are warnings
+duplicates (same content) are skipped, since they can only hurt SfM; the rest are warnings
 (a slightly blurry or dark photo often still registers and helps).
 
 The measures work on a grey working thumbnail (longest side :data:`THUMB`), so they cost about the
@@ -55,8 +55,12 @@ class PhotoStats:
     short_side: int
 
 
-def measure(image_path: Path, source: Path, short_side: int, name: str) -> PhotoStats:
-    """Sharpness, exposure, thumbnail and source-file hash of one photo (its working copy)."""
+def measure(image_path: Path, short_side: int, name: str) -> PhotoStats:
+    """Sharpness, exposure, thumbnail and file hash of one photo's working copy.
+
+    The working copy is hashed rather than the original: identical originals give identical
+    copies, and the copy is ours (an original may vanish or change while the folder is read).
+    """
     with Image.open(image_path) as im:
         im.draft("L", (THUMB, THUMB))
         g = im.convert("L")
@@ -70,7 +74,7 @@ def measure(image_path: Path, source: Path, short_side: int, name: str) -> Photo
         dark=float((a < 16).mean()),
         bright=float((a > 240).mean()),
         tiny=tiny,
-        digest=file_hash(source),
+        digest=file_hash(image_path),
         short_side=short_side,
     )
 
@@ -104,7 +108,7 @@ def check_photos(photos, bus: EventBus = NULL_BUS) -> CheckResult:
 
     Exact duplicates keep the first photo by name; near duplicates are only warned about.
     """
-    stats = [measure(p.path, p.source, min(p.orig_width, p.orig_height), p.name) for p in photos]
+    stats = [measure(p.path, min(p.orig_width, p.orig_height), p.name) for p in photos]
     skip: dict[str, str] = {}
     warn: dict[str, list[str]] = {}
     first_by_hash: dict[str, str] = {}

@@ -12,8 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,24 +22,13 @@ from ..errors import UserError
 from ..events import NULL_BUS, EventBus, Message, StageProgress
 from ..fileio import atomic_path, write_text_atomic
 from .checks import check_photos
+from .names import safe_name, shown, unique_name
+from .scan import Found, Skipped, os_reason, scan
 
 STAGE = "ingest"
 MANIFEST = "ingest.json"
 #: Bump when the working-copy recipe changes, so that old caches are not reused.
-RECIPE_VERSION = 1
-IMAGE_EXTS = {".jpg", ".jpeg", ".png"}
-#: Extensions of photos we recognise but cannot read, with what to do about them.
-OTHER_PHOTO_EXTS = {
-    ".heic": "HEIC is not supported: export the photos as JPEG",
-    ".heif": "HEIF is not supported: export the photos as JPEG",
-    ".dng": "RAW files are not supported: export the photos as JPEG",
-    ".cr2": "RAW files are not supported: export the photos as JPEG",
-    ".nef": "RAW files are not supported: export the photos as JPEG",
-    ".arw": "RAW files are not supported: export the photos as JPEG",
-    ".tif": "TIFF is not supported: export the photos as JPEG or PNG",
-    ".tiff": "TIFF is not supported: export the photos as JPEG or PNG",
-    ".webp": "WebP is not supported: export the photos as JPEG or PNG",
-}
+RECIPE_VERSION = 2
 JPEG_QUALITY = 95
 MIN_PHOTOS = 3
 # PIL refuses images over 2 x MAX_IMAGE_PIXELS (default 89.5 MP) as possible "decompression bombs"
@@ -107,18 +94,6 @@ class Photo:
 
 
 @dataclass
-class Skipped:
-    """A file that was not used, and why (plain words)."""
-
-    path: Path
-    reason: str
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-
-@dataclass
 class PhotoSet:
     """The result of :func:`ingest`: usable photos sorted by name, and the files skipped."""
 
@@ -156,71 +131,50 @@ class PhotoSet:
 def ingest(src: Path, work_dir: Path, cfg: IngestConfig, bus: EventBus = NULL_BUS) -> PhotoSet:
     """Find the photos in ``src`` and write upright, downscaled working copies into ``work_dir``.
 
+    Every file that is not used is named in a warning with its reason (see :mod:`.scan`).
+
     Raises:
-        UserError: ``src`` is missing or not a folder, or fewer than 3 usable photos are found.
+        UserError: ``src`` is missing, not a folder or unreadable, or fewer than 3 usable photos
+            are found.
     """
     src, work_dir = Path(src), Path(work_dir)
-    if not src.exists():
-        raise UserError(
-            f"The photo folder {src} does not exist.", "Check the path (quote it if it has spaces)."
-        )
-    if not src.is_dir():
-        raise UserError(f"{src} is not a folder.", "Give the folder that holds the photos.")
+    _check_folder(src)
     work_dir.mkdir(parents=True, exist_ok=True)
-    candidates, skipped = _scan(src, work_dir)
+    found, skipped = scan(src, work_dir)
     for s in skipped:
-        bus.emit(Message(STAGE, f"Skipped {s.path.relative_to(src).as_posix()}: {s.reason}.", "warning"))
+        bus.emit(Message(STAGE, f"Skipped {_rel(s.path, src)}: {s.reason}.", "warning"))
     old = _read_manifest(work_dir, cfg)
     photos: list[Photo] = []
-    used_names: set[str] = set()
+    entries: dict[str, dict] = {}  # relative source path -> size, mtime, photo (the manifest)
+    used: set[str] = set()
     reused = 0
-    for k, f in enumerate(candidates):
-        rel = f.relative_to(src).as_posix()
-        st = f.stat()
-        entry = old.get(rel)
-        if (
-            entry
-            and entry["size"] == st.st_size
-            and entry["mtime_ns"] == st.st_mtime_ns
-            and Path(entry["photo"]["path"]).is_file()
-            and entry["photo"]["name"] not in used_names
-        ):
-            photo = Photo.from_json(entry["photo"])
-            photo.source = f
+    for k, c in enumerate(found):
+        photo = _reuse(old.get(c.rel), c, used)
+        if photo is not None:
             reused += 1
         else:
             try:
-                photo = _make_working_copy(f, rel, work_dir, cfg, used_names)
+                photo = _make_working_copy(c.path, c.rel, work_dir, cfg, used)
             except _Skip as e:
-                skipped.append(Skipped(f, str(e)))
-                bus.emit(Message(STAGE, f"Skipped {rel}: {e}", level="warning"))
+                skipped.append(Skipped(c.path, str(e), e.kind))
+                bus.emit(Message(STAGE, f"Skipped {shown(c.rel)}: {e}.", level="warning"))
                 continue
-        used_names.add(photo.name)
+        entries[c.rel] = {"size": c.size, "mtime_ns": c.mtime_ns, "photo": photo.to_json()}
+        used.add(photo.name)
         photos.append(photo)
-        bus.emit(StageProgress(STAGE, k + 1, len(candidates), detail=rel))
+        bus.emit(StageProgress(STAGE, k + 1, len(found), detail=shown(c.rel)))
     photos.sort(key=lambda p: p.name)
-    _write_manifest(work_dir, cfg, src, photos, old)
+    _write_manifest(work_dir, cfg, src, entries, old)
     # blur, exposure, duplicates: skip what can only hurt, warn about the rest
     checked = check_photos(photos, bus)
-    skipped += [Skipped(p.source, checked.skip[p.name]) for p in photos if p.name in checked.skip]
+    skipped += [Skipped(p.source, checked.skip[p.name], "check") for p in photos if p.name in checked.skip]
     photos = [p for p in photos if p.name not in checked.skip]
-    flags = checked.warn
     skipped.sort(key=lambda s: str(s.path))
     result = PhotoSet(
-        src=src, image_dir=work_dir, photos=photos, skipped=skipped, reused=reused, flags=flags
+        src=src, image_dir=work_dir, photos=photos, skipped=skipped, reused=reused, flags=checked.warn
     )
     if len(photos) < MIN_PHOTOS:
-        found = (
-            ("No usable photos" if not photos else f"Only {len(photos)} usable photo(s)")
-            + f" found in {src}"
-            + (f" ({len(skipped)} file(s) skipped)" if skipped else "")
-            + "."
-        )
-        raise UserError(
-            found,
-            "Add at least 3 JPEG or PNG photos of the object (30-200 is typical), "
-            "taken from different viewpoints with plenty of overlap.",
-        )
+        raise _too_few(src, photos, skipped)
     bus.emit(
         Message(
             STAGE,
@@ -233,72 +187,122 @@ def ingest(src: Path, work_dir: Path, cfg: IngestConfig, bus: EventBus = NULL_BU
     return result
 
 
-class _Skip(Exception):
-    pass
-
-
-def _scan(src: Path, work_dir: Path) -> tuple[list[Path], list[Skipped]]:
-    """Candidate image files (sorted) and the files skipped for their type."""
-    work_res = work_dir.resolve()
-    found: list[Path] = []
-    skipped: list[Skipped] = []
-    for root, dirs, files in os.walk(src):
-        rootp = Path(root)
-        # never descend into hidden folders, or into our own output if it lies inside src
-        dirs[:] = sorted(
-            d for d in dirs if not d.startswith(".") and (rootp / d).resolve() != work_res
+def _check_folder(src: Path) -> None:
+    """The photos folder exists, is a folder and can be listed (else a plain UserError)."""
+    if not src.exists():
+        if src.is_symlink():
+            raise UserError(
+                f"The photo folder {shown(src)} is a link to {shown(os.readlink(src))}, which does "
+                "not exist (or which leads round in a loop).",
+                "Give the folder that holds the photos themselves.",
+            )
+        raise UserError(
+            f"The photo folder {shown(src)} does not exist.", "Check the path (quote it if it has spaces)."
         )
-        for fn in sorted(files):
-            if fn.startswith("."):
-                continue
-            f = rootp / fn
-            ext = f.suffix.lower()
-            if ext in IMAGE_EXTS:
-                found.append(f)
-            elif ext in OTHER_PHOTO_EXTS:
-                skipped.append(Skipped(f, OTHER_PHOTO_EXTS[ext]))
-            else:
-                skipped.append(Skipped(f, "not a JPEG or PNG image"))
-    found.sort(key=lambda p: p.relative_to(src).as_posix())
-    return found, skipped
+    if not src.is_dir():
+        raise UserError(f"{shown(src)} is not a folder.", "Give the folder that holds the photos.")
+    try:
+        with os.scandir(src):
+            pass
+    except OSError as e:
+        raise UserError(
+            f"The photo folder {shown(src)} {os_reason(e)}.",
+            "Check its permissions, or copy the photos into a folder of your own.",
+        ) from None
 
 
-def safe_name(rel: str, ext: str) -> str:
-    """ASCII-safe flat file name for a relative path.
+def _too_few(src: Path, photos: list[Photo], skipped: list[Skipped]) -> UserError:
+    panoramas = sum(s.kind == "panorama" for s in skipped)
+    found = (
+        ("No usable photos" if not photos else f"Only {len(photos)} usable photo(s)")
+        + f" found in {shown(src)}"
+        + (f" ({len(skipped)} file(s) skipped" if skipped else "")
+        + (f", {panoramas} of them panoramas or strips" if panoramas else "")
+        + (")" if skipped else "")
+        + "."
+    )
+    if panoramas:
+        return UserError(
+            found,
+            "A panorama cannot be used for structure from motion: take ordinary photos instead "
+            "(panorama mode off), 30-200 of them from different viewpoints, overlapping by about two thirds.",
+        )
+    return UserError(
+        found,
+        "Add at least 3 JPEG or PNG photos of the object (30-200 is typical), "
+        "taken from different viewpoints with plenty of overlap.",
+    )
 
-    ``"Été/Façade 1.JPG"`` -> ``"Ete__Facade_1.jpg"`` (folders joined by ``__``).
-    """
-    stem = rel.rsplit(".", 1)[0]
-    parts = []
-    for part in stem.split("/"):
-        a = unicodedata.normalize("NFKD", part).encode("ascii", "ignore").decode("ascii")
-        a = re.sub(r"[^A-Za-z0-9._-]+", "_", a).strip("._") or "photo"
-        parts.append(a)
-    return "__".join(parts) + ext
+
+def _rel(path: Path, src: Path) -> str:
+    try:
+        return shown(path.relative_to(src).as_posix())
+    except ValueError:
+        return shown(path)
 
 
-def _unique(name: str, used: set[str]) -> str:
-    if name not in used:
-        return name
-    stem, ext = name.rsplit(".", 1)
-    k = 2
-    while f"{stem}_{k}.{ext}" in used:
-        k += 1
-    return f"{stem}_{k}.{ext}"
+def _reuse(entry: dict | None, c: Found, used: set[str]) -> Photo | None:
+    """The working copy of an earlier run, if its source is unchanged and the copy still there."""
+    if not (entry and entry["size"] == c.size and entry["mtime_ns"] == c.mtime_ns):
+        return None
+    if entry["photo"]["name"] in used or not Path(entry["photo"]["path"]).is_file():
+        return None
+    photo = Photo.from_json(entry["photo"])
+    photo.source = c.path
+    return photo
+
+
+class _Skip(Exception):
+    def __init__(self, reason: str, kind: str = "image"):
+        super().__init__(reason)
+        self.kind = kind
+
+
+def _open(f: Path) -> Image.Image:
+    try:
+        return Image.open(f)
+    except UnidentifiedImageError:
+        raise _Skip("not a readable image (damaged, or not really a JPEG/PNG)") from None
+    except Image.DecompressionBombError:
+        raise _Skip("too large (over 500 megapixels): save a smaller copy") from None
+    except FileNotFoundError:
+        raise _Skip("it disappeared while splatkit was reading the folder", "unreadable") from None
+    except PermissionError:
+        raise _Skip("cannot be read (permission denied): check its permissions", "unreadable") from None
+    except OSError as e:
+        raise _Skip(f"could not be read ({e.strerror or e})", "unreadable") from None
+
+
+def _working_size(w0: int, h0: int, cfg: IngestConfig) -> tuple[float, int, int]:
+    """``(scale, width, height)`` of the working copy; a _Skip for photos that cannot be used."""
+    long_side, short_side = max(w0, h0), min(w0, h0)
+    if short_side < cfg.min_image_size:
+        raise _Skip(
+            f"too small ({w0}x{h0} pixels; photos need at least {cfg.min_image_size} "
+            "pixels on the shorter side)"
+        )
+    if long_side > cfg.max_aspect_ratio * short_side:
+        raise _Skip(
+            f"a panorama or strip ({w0}x{h0} pixels, {long_side / short_side:.0f}:1): structure "
+            "from motion needs ordinary photos",
+            "panorama",
+        )
+    scale = min(1.0, cfg.max_image_size / long_side)
+    tw, th = max(1, round(w0 * scale)), max(1, round(h0 * scale))
+    if min(tw, th) < cfg.min_image_size:
+        raise _Skip(
+            f"too thin: its working copy would be {tw}x{th} pixels (the longer side is cut to "
+            f"{cfg.max_image_size}), under the {cfg.min_image_size} pixels that structure from "
+            "motion needs on the shorter side",
+            "panorama",
+        )
+    return scale, tw, th
 
 
 def _make_working_copy(
     f: Path, rel: str, work_dir: Path, cfg: IngestConfig, used: set[str]
 ) -> Photo:
-    try:
-        im = Image.open(f)
-    except UnidentifiedImageError:
-        raise _Skip("not a readable image (damaged, or not really a JPEG/PNG)") from None
-    except Image.DecompressionBombError:
-        raise _Skip("too large (over 500 megapixels): save a smaller copy") from None
-    except OSError as e:
-        raise _Skip(f"could not be read ({e})") from None
-    with im:
+    with _open(f) as im:
         if im.format not in ("JPEG", "PNG", "MPO"):
             raise _Skip(f"is a {im.format} file, not a JPEG or PNG")
         exif = im.getexif()
@@ -308,15 +312,9 @@ def _make_working_copy(
         w0, h0 = im.size
         if orientation in (5, 6, 7, 8):
             w0, h0 = h0, w0
-        if min(w0, h0) < cfg.min_image_size:
-            raise _Skip(
-                f"too small ({w0}x{h0} pixels; photos need at least {cfg.min_image_size} "
-                "pixels on the shorter side)"
-            )
-        scale = min(1.0, cfg.max_image_size / max(w0, h0))
+        scale, tw, th = _working_size(w0, h0, cfg)
         is_png = im.format == "PNG"
-        ext = ".png" if is_png else ".jpg"
-        name = _unique(safe_name(rel, ext), used)
+        name = unique_name(safe_name(rel, ".png" if is_png else ".jpg"), used)
         out = work_dir / name
         try:
             if scale < 1.0 and im.format == "JPEG":
@@ -325,18 +323,7 @@ def _make_working_copy(
             im.load()
         except (OSError, SyntaxError, ValueError) as e:
             raise _Skip(f"is damaged or truncated ({e})") from None
-        up = ImageOps.exif_transpose(im)
-        if up.mode not in ("RGB",):
-            if up.mode in ("RGBA", "LA", "PA") or (up.mode == "P" and "transparency" in up.info):
-                rgba = up.convert("RGBA")
-                bg = Image.new("RGB", rgba.size, (255, 255, 255))
-                bg.paste(rgba, mask=rgba.getchannel("A"))
-                up = bg
-            elif up.mode in ("I;16", "I;16B", "I", "F"):
-                up = up.point(lambda v: v / 256).convert("L").convert("RGB")
-            else:
-                up = up.convert("RGB")
-        tw, th = max(1, round(w0 * scale)), max(1, round(h0 * scale))
+        up = _rgb(ImageOps.exif_transpose(im))
         if up.size != (tw, th):
             up = up.resize((tw, th), Image.Resampling.LANCZOS)
         # keep make/model/focal/GPS for SfM, drop the orientation (the pixels are upright now)
@@ -368,6 +355,20 @@ def _make_working_copy(
         focal_35mm=f35 or None,
         gps=_gps(gps_ifd),
     )
+
+
+def _rgb(up: Image.Image) -> Image.Image:
+    """8-bit RGB; transparency over white, 16-bit greys scaled down."""
+    if up.mode == "RGB":
+        return up
+    if up.mode in ("RGBA", "LA", "PA") or (up.mode == "P" and "transparency" in up.info):
+        rgba = up.convert("RGBA")
+        bg = Image.new("RGB", rgba.size, (255, 255, 255))
+        bg.paste(rgba, mask=rgba.getchannel("A"))
+        return bg
+    if up.mode in ("I;16", "I;16B", "I", "F"):
+        return up.point(lambda v: v / 256).convert("L").convert("RGB")
+    return up.convert("RGB")
 
 
 def _num(v) -> float | None:
@@ -418,6 +419,7 @@ def _manifest_key(cfg: IngestConfig) -> dict:
         "version": RECIPE_VERSION,
         "max_image_size": cfg.max_image_size,
         "min_image_size": cfg.min_image_size,
+        "max_aspect_ratio": cfg.max_aspect_ratio,
         "jpeg_quality": JPEG_QUALITY,
     }
 
@@ -436,19 +438,10 @@ def _read_manifest(work_dir: Path, cfg: IngestConfig) -> dict:
     return m.get("photos", {})
 
 
-def _write_manifest(
-    work_dir: Path, cfg: IngestConfig, src: Path, photos: list[Photo], old: dict
-) -> None:
-    entries = {}
-    for p in photos:
-        st = p.source.stat()
-        entries[p.source.relative_to(src).as_posix()] = {
-            "size": st.st_size,
-            "mtime_ns": st.st_mtime_ns,
-            "photo": p.to_json(),
-        }
+def _write_manifest(work_dir: Path, cfg: IngestConfig, src: Path, entries: dict, old: dict) -> None:
+    """Record the working copies (``entries``: relative source path -> size, mtime, photo)."""
     # remove working copies of photos that are gone (only files that we wrote)
-    keep = {p.name for p in photos}
+    keep = {e["photo"]["name"] for e in entries.values()}
     for e in old.values():
         name = e.get("photo", {}).get("name")
         if name not in keep:
@@ -464,4 +457,4 @@ def _unlink(work_dir: Path, name: str | None) -> None:
             p.unlink()
 
 
-__all__ = ["ingest", "Photo", "PhotoSet", "Skipped", "safe_name"]
+__all__ = ["ingest", "Photo", "PhotoSet", "Skipped", "safe_name", "shown"]

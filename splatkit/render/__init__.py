@@ -57,6 +57,10 @@ class RenderSettings:
     far_plane: float = 1e10
     antialiased: bool = False
     """Mip-Splatting style opacity compensation for the low-pass (gsplat's 'antialiased')."""
+    absgrad: bool = False
+    """Also compute absolute screen-space gradients (AbsGS) into ``means2d.absgrad``."""
+    packed: bool = False
+    """gsplat's packed projection (only the splats a view sees; backends without it refuse it)."""
 
 
 @dataclass
@@ -83,6 +87,50 @@ class RenderOutput:
 BACKENDS = ("reference", "cpu", "gsplat")
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can honour. The training loop asks these, never the device string."""
+
+    absgrad: bool = False
+    """Absolute screen-space gradients for AbsGS densification."""
+    antialiased: bool = False
+    """Mip-Splatting opacity compensation."""
+    packed: bool = False
+    """gsplat's packed mode (memory for large scenes)."""
+    pose_gradients: bool = False
+    """Gradients with respect to the camera pose (camera-pose refinement)."""
+
+
+#: Each backend's capabilities (data; the loop and the option checks read them).
+#: ``pose_gradients``: the projection is autograd through ``View.world_to_cam`` (reference and
+#: cpu: PyTorch ops; gsplat: its projection kernels return ``v_viewmats``); checked against finite
+#: differences in tests/test_train_pose.py. ``packed``: gsplat's packed mode, scattered back to
+#: the ``[N, ...]`` contract in ``render/gsplat_backend.py``.
+CAPABILITIES: dict[str, Capabilities] = {
+    "reference": Capabilities(absgrad=False, antialiased=True, pose_gradients=True),
+    "cpu": Capabilities(absgrad=True, antialiased=True, pose_gradients=True),
+    "gsplat": Capabilities(absgrad=True, antialiased=True, packed=True, pose_gradients=True),
+}
+#: The device each backend renders on.
+BACKEND_DEVICE = {"reference": "cpu", "cpu": "cpu", "gsplat": "cuda"}
+
+
+@dataclass(frozen=True)
+class Renderer:
+    """A backend chosen once for a run: its name, device, capabilities and render function.
+
+    ``renderer.render(splats, view, settings) -> RenderOutput``.
+    """
+
+    name: str
+    device: str
+    caps: Capabilities
+    render: object  # Callable[[Splats, View, RenderSettings], RenderOutput]
+
+    def __call__(self, splats, view: View, settings: RenderSettings) -> RenderOutput:
+        return self.render(splats, view, settings)  # type: ignore[operator]
+
+
 def get_renderer(backend: str):
     """Return the ``render(splats, view, settings) -> RenderOutput`` function of a backend.
 
@@ -97,3 +145,32 @@ def get_renderer(backend: str):
     else:
         raise ValueError(f"unknown render backend {backend!r}; choose from {BACKENDS}")
     return render
+
+
+def select_renderer(device: str = "auto") -> Renderer:
+    """The renderer for a requested device, chosen once per run: ``auto`` picks gsplat on CUDA
+    when PyTorch sees a GPU, else splatkit's CPU rasterizer."""
+    import torch
+
+    from ..errors import UserError
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(
+                "--device cuda was asked for, but this machine has no usable NVIDIA GPU.",
+                "Use --device cpu (or auto), or run `splatkit doctor` to see what is missing.",
+            )
+        return make_renderer("gsplat", "cuda")
+    if device == "cpu":
+        return make_renderer("cpu", "cpu")
+    raise UserError(f"Unknown device {device!r}.", "Use --device auto, cpu or cuda.")
+
+
+def make_renderer(backend: str, device: str | None = None) -> Renderer:
+    """The :class:`Renderer` of a backend (on its own device unless ``device`` is given)."""
+    if backend not in CAPABILITIES:
+        raise ValueError(f"unknown render backend {backend!r}; choose from {BACKENDS}")
+    return Renderer(name=backend, device=device or BACKEND_DEVICE[backend],
+                    caps=CAPABILITIES[backend], render=get_renderer(backend))

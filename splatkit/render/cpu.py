@@ -526,6 +526,7 @@ def render(
         colors = colors_vis.new_zeros(radii.shape[0], 3).index_copy(0, vis, colors_vis)
     image, alpha = rasterize_tiles(
         means2d, conics, colors, opacities, radii, depths, view.width, view.height,
-        background=settings.background, max_alpha=settings.max_alpha, absgrad=absgrad,
+        background=settings.background, max_alpha=settings.max_alpha,
+        absgrad=absgrad or settings.absgrad,
     )  # fmt: skip
     return RenderOutput(image=image, alpha=alpha, means2d=means2d, radii=radii, depths=depths)

@@ -28,10 +28,17 @@ Differences from splatkit's own backends (``reference``/``cpu``):
   The untouched gsplat tensors are in ``out.extras["info"]`` (gsplat's meta dict, batched
   ``[1, N, ...]``), e.g. for :mod:`gsplat.strategy`, which calls
   ``info["means2d"].retain_grad()`` and reads ``.grad``/``.absgrad`` itself.
-- **Optional switches** read from ``settings`` with ``getattr`` (not fields of
-  :class:`RenderSettings`): ``absgrad`` (bool, AbsGS gradient in ``means2d.absgrad``),
-  ``sparse_grad`` (bool). ``packed`` is always False: packed mode returns ``[nnz, 2]`` means2d,
-  which breaks the ``[N, 2]`` contract.
+- **Packed mode** (``settings.packed``). gsplat's packed projection returns only the ``nnz``
+  splats the view sees: ``means2d [nnz, 2]``, ``radii [nnz, 2]``, ``depths [nnz]`` and
+  ``gaussian_ids [nnz]`` (no ``[C, N, ...]`` intermediates: the memory saving for large scenes
+  where a view sees a small part). The backend scatters them back by ``gaussian_ids`` into the
+  ``[N, ...]`` contract (culled splats: radii 0, means2d/depths 0), and the gradient hook
+  scatters the packed gradient (and ``absgrad``) into ``means2d.grad`` the same way, so the loop
+  and gsplat's strategies (their non-packed path, ``packed=False``) read one layout for every
+  backend. The ``[N, 2]`` gradient costs 8 bytes per splat, against the dozens per splat of the
+  non-packed projection buffers it replaces.
+- **Optional switch** read from ``settings`` with ``getattr`` (not a field of
+  :class:`RenderSettings`): ``sparse_grad`` (bool; gsplat honours it in packed mode only).
 """
 
 from __future__ import annotations
@@ -63,33 +70,46 @@ def _check_cuda(splats: Splats) -> torch.device:
     return dev
 
 
-def mirror_grad(batched: torch.Tensor, view: torch.Tensor, absgrad: bool = False) -> None:
-    """Make ``view`` (``batched[0]``) receive ``batched``'s gradient, as ``retain_grad`` would.
+def to_full(t: torch.Tensor, n: int, ids: torch.Tensor | None) -> torch.Tensor:
+    """gsplat's per-camera tensor as splatkit's ``[N, ...]``: ``t[0]`` of a batched ``[1, N, ...]``
+    tensor, or a packed ``[nnz, ...]`` one scattered by ``ids`` (``gaussian_ids``) into zeros."""
+    if ids is None:
+        return t[0]
+    full = t.new_zeros((n, *t.shape[1:]))
+    full[ids] = t.detach() if t.requires_grad else t
+    return full
 
-    ``batched`` is the ``[1, N, 2]`` tensor gsplat's rasterizer consumed; ``view`` is not on
-    autograd's path to the loss, so a hook on ``batched`` writes ``grad[0]`` into ``view.grad``
-    (summing over repeated backward passes) and, with ``absgrad``, copies gsplat's
-    ``batched.absgrad[0]`` to ``view.absgrad``. Weak references avoid keeping either alive.
+
+def mirror_grad(src: torch.Tensor, view: torch.Tensor, absgrad: bool = False,
+                ids: torch.Tensor | None = None) -> None:
+    """Make ``view`` (``[N, 2]``) receive ``src``'s gradient, as ``retain_grad`` would.
+
+    ``src`` is the tensor gsplat's rasterizer consumed: batched ``[1, N, 2]`` (``ids`` None) or
+    packed ``[nnz, 2]`` with ``ids`` its ``gaussian_ids``; ``view`` is not on autograd's path to
+    the loss, so a hook on ``src`` writes the gradient, mapped by :func:`to_full`, into
+    ``view.grad`` (summing over repeated backward passes) and, with ``absgrad``, maps gsplat's
+    ``src.absgrad`` into ``view.absgrad``. Weak references avoid keeping either alive.
     """
-    if not batched.requires_grad:
+    if not src.requires_grad:
         return
     view_ref = weakref.ref(view)
-    batched_ref = weakref.ref(batched)
+    src_ref = weakref.ref(src)
     seen = [False]
+    n = view.shape[0]
 
     def hook(grad: torch.Tensor) -> None:
         v = view_ref()
         if v is None:
             return
-        g = grad[0].detach()
+        g = to_full(grad.detach(), n, ids)
         with torch.no_grad():
             v.grad = g.clone() if not seen[0] else v.grad + g
         seen[0] = True
-        b = batched_ref()
+        b = src_ref()
         if absgrad and b is not None and getattr(b, "absgrad", None) is not None:
-            v.absgrad = b.absgrad[0]
+            v.absgrad = to_full(b.absgrad, n, ids)
 
-    batched.register_hook(hook)
+    src.register_hook(hook)
 
 
 def render(splats: Splats, view: View, settings: RenderSettings) -> RenderOutput:
@@ -103,7 +123,8 @@ def render(splats: Splats, view: View, settings: RenderSettings) -> RenderOutput
     viewmats = view.world_to_cam.to(device=device, dtype=torch.float32)[None]
     Ks = view.K.to(device=device, dtype=torch.float32)[None]
     backgrounds = torch.tensor([settings.background], dtype=torch.float32, device=device)
-    absgrad = bool(getattr(settings, "absgrad", False))
+    absgrad = bool(settings.absgrad)
+    packed = bool(settings.packed)
 
     image, alpha, info = rasterization(
         means=splats.means,
@@ -119,7 +140,7 @@ def render(splats: Splats, view: View, settings: RenderSettings) -> RenderOutput
         far_plane=float(settings.far_plane),
         eps2d=float(settings.eps2d),
         sh_degree=sh_degree,
-        packed=False,
+        packed=packed,
         tile_size=TILE_SIZE,
         backgrounds=backgrounds,
         render_mode="RGB",
@@ -127,14 +148,15 @@ def render(splats: Splats, view: View, settings: RenderSettings) -> RenderOutput
         absgrad=absgrad,
         rasterize_mode="antialiased" if settings.antialiased else "classic",
     )
-    means2d_b = info["means2d"]  # [1, N, 2], what the rasterizer consumed
-    means2d = means2d_b[0]
-    mirror_grad(means2d_b, means2d, absgrad=absgrad)
+    n = len(splats)
+    ids = info["gaussian_ids"] if packed else None
+    means2d = to_full(info["means2d"], n, ids)  # what the rasterizer consumed, as [N, 2]
+    mirror_grad(info["means2d"], means2d, absgrad=absgrad, ids=ids)
     return RenderOutput(
         image=image[0],
         alpha=alpha[0],
         means2d=means2d,
-        radii=info["radii"][0],
-        depths=info["depths"][0],
+        radii=to_full(info["radii"], n, ids),
+        depths=to_full(info["depths"], n, ids),
         extras={"info": info},
     )

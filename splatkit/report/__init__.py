@@ -232,6 +232,12 @@ def _section_outputs(out_dir: Path, m: dict) -> str:
     if "steps" in m:
         device = html.escape(str(m.get("device", "?")))
         facts.append(_num("steps", f"{m['steps']:,}") + f" steps on {device}")
+    res = m.get("resolution_detail") or {}
+    if res.get("trained"):
+        note = (f" (asked for {res['requested']:,}: the photos are smaller)"
+                if res.get("requested", 0) > res["trained"] else "")
+        facts.append("trained and evaluated at " + _num("resolution", f"{res['trained']:,}")
+                     + f" px on the longest side{note}")
     secs = m.get("seconds") or {}
     if "total" in secs:
         stages = ", ".join(f"{html.escape(k)} {_fmt_time(v)}" for k, v in secs.items()
@@ -243,11 +249,24 @@ def _section_outputs(out_dir: Path, m: dict) -> str:
 
 
 def _section_next(out_dir: Path) -> str:
-    q = shlex.quote(str(out_dir))
-    return (f"<p>Write the files the Unreal Engine splat plugins import:</p>"
-            f"<pre>splatkit export {html.escape(q)} --for unreal</pre>"
-            f"<p>Look around the scene in your web browser (works offline; click a camera to see "
-            f"through it):</p><pre>splatkit view {html.escape(q)}</pre>")
+    """What to do now, for the state the run is in (finished, stopped, poses only)."""
+    from ..rundir import RunDir
+    from ..train.checkpoint import list_checkpoints
+
+    rd = RunDir(out_dir)
+    q = html.escape(shlex.quote(str(out_dir)))
+    if rd.is_finished():
+        return (f"<p>Write the files the Unreal Engine splat plugins import:</p>"
+                f"<pre>splatkit export {q} --for unreal</pre>"
+                f"<p>Look around the scene in your web browser (works offline; click a camera to "
+                f"see through it):</p><pre>splatkit view {q}</pre>")
+    found = list_checkpoints(out_dir)
+    if found:
+        return (f"<p>Training stopped at step {found[-1][0]} before it finished, so there is no "
+                f"scene to export or view yet. Continue it (nothing done is lost):</p>"
+                f"<pre>{html.escape(rd.train_command(resume=True))}</pre>")
+    return ("<p>The camera poses are ready but nothing has been trained yet. Train:</p>"
+            f"<pre>{html.escape(rd.train_command())}</pre>")
 
 
 CSS = """
@@ -263,8 +282,9 @@ nav a{margin-right:12px}
 """
 
 
-def render_html(out_dir: Path) -> str:
-    """The page for ``out_dir`` as a string (see :func:`build_report`)."""
+def render_html(out_dir: Path, next_step: str | None = None, shown_path: str | None = None) -> str:
+    """The page for ``out_dir`` as a string (see :func:`build_report`); ``next_step`` (HTML) and
+    ``shown_path`` replace the next-step commands and the folder shown (the classroom server)."""
     mp = out_dir / "metrics.json"
     try:
         m = json.loads(mp.read_text(encoding="utf-8")) if mp.exists() else {}
@@ -277,7 +297,7 @@ def render_html(out_dir: Path) -> str:
         ("training", "How training went", _section_training(events, m)),
         ("quality", "How good it is", _section_quality(out_dir, m)),
         ("outputs", "What came out", _section_outputs(out_dir, m)),
-        ("next", "Next step", _section_next(out_dir)),
+        ("next", "Next step", _section_next(out_dir) if next_step is None else next_step),
     ]
     title = f"splatkit report: {out_dir.name}"
     summary = ""
@@ -291,7 +311,8 @@ def render_html(out_dir: Path) -> str:
             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
             f"<h1>{html.escape(title)}</h1><p class='sub'>{summary}<br>"
-            f"<code>{html.escape(str(out_dir))}</code></p><nav>{nav}</nav>\n{body}\n"
+            f"<code>{html.escape(str(out_dir) if shown_path is None else shown_path)}</code></p>"
+            f"<nav>{nav}</nav>\n{body}\n"
             f"<p class='sub'>Made by splatkit {html.escape(str(ver))}.</p></body></html>\n")
 
 

@@ -8,7 +8,16 @@ default, or an existing cluster with ``--ray-address``), and in a loop
   one Ray task asking for ``num_gpus`` (a share of one GPU) where the cluster has GPUs, else CPUs;
 * collects finished tasks and records done / failed / cancelled and the node that ran them;
 * passes cancels on: a ``cancel`` file in the job's output folder (the training loop's stop flag
-  reads it and stops at the next step, writing a checkpoint), then ``ray.cancel``.
+  reads it and stops at the next step, writing a checkpoint), then ``ray.cancel``;
+* stops a job that ran past its time limit (:func:`~.limits.job_time_limit_s`: the teacher's
+  setting, else a default per preset and hardware; all attempts count) with ``ray.cancel(force=True)``,
+  which ends the worker process wherever it is (SfM included), and records it as failed;
+* every ten minutes removes the files of jobs that ended more than ``keep_days`` ago (:func:`purge_old`).
+
+The local Ray (no ``--ray-address``) listens on 127.0.0.1 only (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``
+before Ray is imported: Ray then takes the loopback address as the node's) and its processes end
+with the server: Ctrl-C shuts Ray down, and :mod:`.reaper` ends what is left when the server is
+killed.
 
 A job is :func:`run_job` running ``splatkit.pipeline.run_train`` in the job's output folder, with
 ``resume=True`` when it was started before (after a server restart, a crash or a lost node): it
@@ -29,15 +38,25 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
 import socket
 import threading
 import time
 import traceback
 from pathlib import Path
 
+from .limits import job_time_limit_s
 from .store import Store, fair_order
 
 RETRIES_ON_LOST_WORKER = 3
+PURGE_EVERY_S = 600.0
+RAY_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def ray_on_loopback() -> None:
+    """Make a local Ray take 127.0.0.1 as its node address (so its services listen there only).
+    Must run before ``ray`` is first imported (Ray reads it into a constant)."""
+    os.environ[RAY_LOOPBACK_ENV] = "0"
 
 
 def _stop_flag(out_dir: Path, attempt: int):
@@ -84,35 +103,29 @@ def run_job(spec: dict) -> dict:
 
 
 def _train(spec: dict, out_dir: Path, stop) -> str:
-    from ..config import RunConfig, preset_config
-    from ..events import EventBus, JsonlWriter
-    from ..pipeline import run_train
-    from ..progress import TextLog
+    from ..config import preset_config
+    from ..events import EventBus
+    from ..job import JobRequest, run_job
+    from ..rundir import RunDir
     from .uploads import find_video
 
     photos = Path(spec["photos_dir"])
-    bus = EventBus()
-    jsonl = JsonlWriter(out_dir / "events.jsonl")
-    log = TextLog(out_dir / "log.txt")
-    bus.subscribe(jsonl)
-    bus.subscribe(log)
-    try:
-        # A video goes to the pipeline as it is: splatkit.sources extracts, de-duplicates and
-        # de-blurs its frames and picks sequential matching, as for `splatkit train clip.mp4`.
-        video = find_video(photos)
-        if video is not None:
-            photos = video
-        resume = spec["attempt"] > 1 and (out_dir / "config.json").exists()
-        if resume:
-            cfg = RunConfig.load(out_dir / "config.json")
-        else:
-            cfg = preset_config(spec["preset"])
-            cfg.device = spec.get("device", "auto")
-        result = run_train(photos, out_dir, cfg, bus, resume=resume, stop_flag=stop)
-        return "interrupted" if result.interrupted else "done"
-    finally:
-        jsonl.close()
-        log.close()
+    # A video goes to the pipeline as it is: splatkit.sources extracts, de-duplicates and
+    # de-blurs its frames and picks sequential matching, as for `splatkit train clip.mp4`.
+    video = find_video(photos)
+    if video is not None:
+        photos = video
+    cfg = preset_config(spec["preset"])
+    cfg.device = spec.get("device", "auto")
+    if spec.get("video_fps"):  # the server's cap on the frames of one video
+        cfg.ingest.video_fps = min(cfg.ingest.video_fps, spec["video_fps"])
+    resume = spec["attempt"] > 1 and RunDir(out_dir).config.exists()
+    # The job setup of `splatkit train`: run folder rules, lock (an orphaned attempt lets go
+    # within a second), resume decision, log and event stream.
+    req = JobRequest(source=photos, out_dir=out_dir, cfg=cfg, resume=resume, restart=not resume,
+                     command="train", shown_command=f"job {spec['job_id']}", lock_wait_s=60.0)
+    result = run_job(req, EventBus(), stop_flag=stop)
+    return "interrupted" if result.interrupted else "done"
 
 
 class Dispatcher(threading.Thread):
@@ -130,8 +143,11 @@ class Dispatcher(threading.Thread):
         self._wake = threading.Event()
         self._capacity = (1, {"num_cpus": 1})
         self._capacity_t = 0.0
+        self._purge_t = 0.0
+        self.timed_out: dict[int, str] = {}
         self.cluster: dict = {}
         self.error: str | None = None
+        self.reaper = None
 
     # -- Ray --------------------------------------------------------------------------------
     def connect(self) -> None:
@@ -140,10 +156,14 @@ class Dispatcher(threading.Thread):
         if self.ray_address:
             ray.init(address=self.ray_address, namespace="splatkit", log_to_driver=False)
         else:
+            from .reaper import start_reaper
+
+            self.reaper = start_reaper()
             cpus = self.ray_cpus or max(1, (os.cpu_count() or 2) - 1)
             ray.init(address=None, include_dashboard=False, num_cpus=cpus, namespace="splatkit",
                      log_to_driver=False, object_store_memory=200 * 1024 * 1024)
         self._remote = ray.remote(max_retries=0)(run_job)
+        self.capacity()
 
     def capacity(self) -> tuple[int, dict]:
         """How many jobs may run at once on the cluster, and the Ray options of one job."""
@@ -171,6 +191,11 @@ class Dispatcher(threading.Thread):
         self._halt.set()
         self._wake.set()
 
+    def refresh(self) -> None:
+        """Read the teacher's settings again now (limits, retention)."""
+        self._capacity_t = self._purge_t = 0.0
+        self.wake()
+
     def run(self) -> None:
         try:
             self.connect()
@@ -182,11 +207,16 @@ class Dispatcher(threading.Thread):
             try:
                 self.collect()
                 self.pass_cancels()
+                self.enforce_time_limits()
                 self.submit()
+                if time.monotonic() - self._purge_t > PURGE_EVERY_S:
+                    self._purge_t = time.monotonic()
+                    purge_old(self.store)
             except Exception:  # noqa: BLE001 - keep dispatching; the trace goes to the log
                 traceback.print_exc()
             self._wake.wait(self.poll_s)
             self._wake.clear()
+        _ray_shutdown()  # from the thread that started it: 1 s instead of 5 s from another one
 
     def submit(self) -> None:
         if self.store.setting("paused") == "1":
@@ -201,7 +231,8 @@ class Dispatcher(threading.Thread):
             out_dir = Path(job["out_dir"])
             (out_dir / "cancel").unlink(missing_ok=True)
             spec = {"job_id": job_id, "preset": job["preset"], "photos_dir": job["photos_dir"],
-                    "out_dir": job["out_dir"], "attempt": job["attempts"], "job_fn": self.job_fn}
+                    "out_dir": job["out_dir"], "attempt": job["attempts"], "job_fn": self.job_fn,
+                    "video_fps": job["video_fps"]}
             ref = self._remote.options(**opts).remote(spec)
             self.inflight[ref] = job_id
 
@@ -217,6 +248,9 @@ class Dispatcher(threading.Thread):
             self.cancel_sent.pop(job_id, None)
             job = self.store.job(job_id)
             cancelled = bool(job["cancel_requested"])
+            if job_id in self.timed_out:
+                self.store.finish(job_id, "failed", self.timed_out.pop(job_id))
+                continue
             try:
                 res = ray.get(ref)
             except TaskCancelledError:
@@ -261,11 +295,55 @@ class Dispatcher(threading.Thread):
                 ray.cancel(ref, force=True)
                 self.cancel_sent[job_id] = float("inf")
 
-    def shutdown(self) -> None:
-        self.stop()
-        try:
-            import ray
+    def enforce_time_limits(self) -> None:
+        """Stop (force) the running jobs that are past their time limit."""
+        import ray
 
-            ray.shutdown()
-        except Exception:  # noqa: BLE001
-            pass
+        minutes = self.store.float_setting("job_minutes")
+        now = time.time()
+        for ref, job_id in list(self.inflight.items()):
+            if job_id in self.timed_out:
+                continue
+            job = self.store.job(job_id)
+            limit = job_time_limit_s(job["preset"], self.cluster, minutes)
+            if job["run_seconds"] + now - (job["started"] or now) > limit:
+                self.timed_out[job_id] = (
+                    f"Stopped: this job ran longer than the time limit of {limit / 60:g} minutes. "
+                    "Try fewer photos or a quicker preset, or ask your teacher.")
+                ray.cancel(ref, force=True)
+
+    def shutdown(self) -> None:
+        """Stop dispatching and shut Ray down (the thread does, on its way out)."""
+        self.stop()
+        if self.is_alive():
+            self.join(15.0)
+        if self.is_alive():
+            _ray_shutdown()
+        if self.reaper is not None:
+            self.reaper.finish()
+
+
+def _ray_shutdown() -> None:
+    try:
+        import ray
+
+        ray.shutdown()
+    except Exception:  # noqa: BLE001 - stopping anyway
+        pass
+
+
+def purge_old(store: Store) -> list[int]:
+    """Remove the output and photo folders of jobs that ended more than ``keep_days`` ago (0:
+    keep everything); the jobs stay listed, marked ``purged``. Photos shared with a job that is
+    kept (a re-run) stay."""
+    days = store.float_setting("keep_days")
+    if days <= 0:
+        return []
+    old = store.old_jobs(time.time() - days * 86400)
+    in_use = store.photo_dirs_in_use(besides={j["id"] for j in old})
+    for job in old:
+        shutil.rmtree(Path(job["out_dir"]).parent, ignore_errors=True)  # DATA/jobs/<id>
+        if job["photos_dir"] not in in_use:
+            shutil.rmtree(job["photos_dir"], ignore_errors=True)
+        store.mark_purged(job["id"])  # after the files: a purged job has none left
+    return [j["id"] for j in old]

@@ -5,8 +5,9 @@ instead of ``run_train``: it writes the same kinds of events to ``OUT/events.jso
 steps, PSNR), a step "checkpoint" it resumes from, a preview PNG and a ``scene.ply`` placeholder,
 and appends one line per finished run to ``DATA/executions.log`` (the tests count them: every job
 must finish exactly once). ``$SPLATKIT_STUB_STEP_S`` (default 0.05) is the time per step,
-``$SPLATKIT_STUB_STEPS`` (default 10) the number of steps. Used by the load, fault and scale-out
-tests; the API and browser tests run the real pipeline.
+``$SPLATKIT_STUB_STEPS`` (default 10) the number of steps of the ``tiny`` and ``quick`` presets;
+longer presets take :data:`PRESET_FACTOR` times as many, as training does. Used by the load, fault,
+scale-out and limit tests; the API and browser tests run the real pipeline.
 """
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ def _emit(out: Path, **event) -> None:
         f.write(json.dumps(event) + "\n")
 
 
+PRESET_FACTOR = {"standard": 20, "full": 60}
+
+
 def stub_job(spec: dict, stop_flag) -> str:
     out = Path(spec["out_dir"])
     step_s = float(os.environ.get("SPLATKIT_STUB_STEP_S", "0.05"))
-    steps = int(os.environ.get("SPLATKIT_STUB_STEPS", "10"))
+    steps = int(os.environ.get("SPLATKIT_STUB_STEPS", "10")) * PRESET_FACTOR.get(spec["preset"], 1)
     ck = out / "checkpoints" / "step.txt"
     ck.parent.mkdir(parents=True, exist_ok=True)
     start = int(ck.read_text()) if ck.exists() else 0

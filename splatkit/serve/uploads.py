@@ -3,7 +3,10 @@
 Nothing about a file is trusted but its content: the type is found from its first bytes (and images
 must open with Pillow), names are replaced by safe ones, and a zip is read entry by entry with limits
 on count, total uncompressed size and compression ratio (zip bombs), refusing absolute paths, ``..``
-and symlinks. Every refusal is an :class:`UploadError` with a message a student can act on.
+and symlinks; a damaged zip (bad header, CRC error, cut-off data) is refused too. Every refusal is
+an :class:`UploadError` with a message a student can act on, and leaves nothing behind. A video's
+frames are capped: :func:`save_upload` returns the frame rate that keeps it within
+``max_video_frames``, which the job uses.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import re
 import shutil
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -28,7 +32,7 @@ class UploadLimits:
     max_zip_ratio: float = 100.0  # uncompressed / compressed size of one entry (photos: about 1)
     max_zip_entries: int = 2000
     min_photos: int = 3
-    max_video_frames: int = 120
+    max_video_frames: int = 120  # frames taken from one video (its frame rate is lowered to fit)
 
 
 class UploadError(Exception):
@@ -79,44 +83,51 @@ def check_client_name(name: str) -> str:
     return name
 
 
-def save_upload(files: list[tuple[str, Path]], dest: Path, limits: UploadLimits) -> str:
+def save_upload(files: list[tuple[str, Path]], dest: Path, limits: UploadLimits) -> tuple[str, float | None]:
     """Check the uploaded files (``(client name, spooled path)``) and put the photos (or the
-    video) into ``dest``. Returns a short note (what was received). Raises :class:`UploadError`."""
+    video) into ``dest``. Returns a short note (what was received) and, for a video, the frame rate
+    (frames per second) that keeps it within ``limits.max_video_frames`` (else None). Raises
+    :class:`UploadError`; on any failure ``dest`` is removed."""
     if not files:
         raise UploadError("No files were sent. Choose your photos (or one zip, or one video).")
     dest.mkdir(parents=True, exist_ok=True)
+    try:
+        return _save(files, dest, limits)
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+
+
+def _save(files: list[tuple[str, Path]], dest: Path, limits: UploadLimits) -> tuple[str, float | None]:
     kinds = []
     for name, path in files:
         check_client_name(name)
         with open(path, "rb") as f:
             kinds.append(sniff(f.read(16)))
-    try:
-        if len(files) == 1 and kinds[0] == "zip":
-            n = _extract_zip(files[0][1], files[0][0], dest, limits)
-            return f"{n} photos from {files[0][0]}"
-        if len(files) == 1 and kinds[0] in VIDEO_TYPES:
-            _check_video(files[0][1], files[0][0])
-            shutil.copyfile(files[0][1], dest / ("video" + VIDEO_TYPES[kinds[0]]))
-            return f"video {files[0][0]}"
-        if any(k == "zip" or k in VIDEO_TYPES for k in kinds):
-            raise UploadError("Send either photos, or one zip, or one video, not a mix.")
-        if len(files) > limits.max_files:
-            raise UploadError(f"{len(files)} files is too many: at most {limits.max_files} photos per job.")
-        for i, ((name, path), kind) in enumerate(zip(files, kinds, strict=True)):
-            if kind not in IMAGE_TYPES:
-                raise UploadError(f"{name} is not a JPEG or PNG photo (checked by its content). "
-                                  "Convert it (e.g. HEIC to JPEG) or leave it out.")
-            if path.stat().st_size > limits.max_file_mb * 1e6:
-                raise UploadError(f"{name} is larger than {limits.max_file_mb:g} MB.", 413)
-            _check_image(path, name)
-            shutil.copyfile(path, dest / f"{i:04d}_{_safe_stem(name)}{IMAGE_TYPES[kind]}")
-        if len(files) < limits.min_photos:
-            raise UploadError(f"Only {len(files)} photos: send at least {limits.min_photos} "
-                              "(20-60 photos around the object work best).")
-        return f"{len(files)} photos"
-    except UploadError:
-        shutil.rmtree(dest, ignore_errors=True)
-        raise
+    if len(files) == 1 and kinds[0] == "zip":
+        n = _extract_zip(files[0][1], files[0][0], dest, limits)
+        return f"{n} photos from {files[0][0]}", None
+    if len(files) == 1 and kinds[0] in VIDEO_TYPES:
+        seconds = _check_video(files[0][1], files[0][0])
+        shutil.copyfile(files[0][1], dest / ("video" + VIDEO_TYPES[kinds[0]]))
+        fps = limits.max_video_frames / seconds if seconds > 0 else None
+        return f"video {files[0][0]} ({seconds:.0f} s)", fps
+    if any(k == "zip" or k in VIDEO_TYPES for k in kinds):
+        raise UploadError("Send either photos, or one zip, or one video, not a mix.")
+    if len(files) > limits.max_files:
+        raise UploadError(f"{len(files)} files is too many: at most {limits.max_files} photos per job.")
+    for i, ((name, path), kind) in enumerate(zip(files, kinds, strict=True)):
+        if kind not in IMAGE_TYPES:
+            raise UploadError(f"{name} is not a JPEG or PNG photo (checked by its content). "
+                              "Convert it (e.g. HEIC to JPEG) or leave it out.")
+        if path.stat().st_size > limits.max_file_mb * 1e6:
+            raise UploadError(f"{name} is larger than {limits.max_file_mb:g} MB.", 413)
+        _check_image(path, name)
+        shutil.copyfile(path, dest / f"{i:04d}_{_safe_stem(name)}{IMAGE_TYPES[kind]}")
+    if len(files) < limits.min_photos:
+        raise UploadError(f"Only {len(files)} photos: send at least {limits.min_photos} "
+                          "(20-60 photos around the object work best).")
+    return f"{len(files)} photos", None
 
 
 def _zip_entry_problem(info: zipfile.ZipInfo) -> str | None:
@@ -133,9 +144,14 @@ def _zip_entry_problem(info: zipfile.ZipInfo) -> str | None:
 
 def _extract_zip(src: Path, shown: str, dest: Path, limits: UploadLimits) -> int:
     try:
-        zf = zipfile.ZipFile(src)
-    except zipfile.BadZipFile:
-        raise UploadError(f"{shown} is not a readable zip file.") from None
+        return _unpack(src, shown, dest, limits)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError):
+        raise UploadError(f"{shown} is damaged (cut off or corrupted) and cannot be unpacked. "
+                          "Make the zip again, or upload the photos themselves.") from None
+
+
+def _unpack(src: Path, shown: str, dest: Path, limits: UploadLimits) -> int:
+    zf = zipfile.ZipFile(src)
     with zf:
         infos = zf.infolist()
         if len(infos) > limits.max_zip_entries:
@@ -189,7 +205,8 @@ def _wanted(name: str) -> bool:
     return p.suffix.lower() in (".jpg", ".jpeg", ".png")
 
 
-def _check_video(path: Path, shown: str) -> None:
+def _check_video(path: Path, shown: str) -> float:
+    """The video's length in seconds (0 when unknown); refuses files without a picture."""
     try:
         import av
     except ImportError:
@@ -199,6 +216,10 @@ def _check_video(path: Path, shown: str) -> None:
         with av.open(str(path)) as c:
             if not c.streams.video:
                 raise UploadError(f"{shown} has no video track.")
+            st = c.streams.video[0]
+            if st.duration and st.time_base:
+                return float(st.duration * st.time_base)
+            return float(c.duration or 0) / 1e6  # microseconds (av.time_base)
     except UploadError:
         raise
     except Exception:  # noqa: BLE001

@@ -17,6 +17,7 @@ import threading
 import pycolmap
 
 from ..config import SfmConfig
+from ..signals import STOP_SIGNALS
 
 
 @contextlib.contextmanager
@@ -50,7 +51,7 @@ def quiet_colmap():
 
 
 def interruptible_call(fn, *args, token: bool = True, **kw):
-    """Run a long pycolmap call so that Ctrl-C stops it cleanly, then raise KeyboardInterrupt.
+    """Run a long pycolmap call so that Ctrl-C (or SIGTERM) stops it cleanly: KeyboardInterrupt.
 
     Python runs signal handlers in the main thread between bytecodes, never inside a C++ call.
     So the call runs in a worker thread while the main thread waits; Ctrl-C cancels the call's
@@ -77,14 +78,15 @@ def interruptible_call(fn, *args, token: bool = True, **kw):
         except BaseException as e:  # noqa: BLE001 - handed to the main thread
             box["error"] = e
 
-    old = signal.signal(signal.SIGINT, on_sigint)
+    old = {sig: signal.signal(sig, on_sigint) for sig in STOP_SIGNALS}  # Ctrl-C and SIGTERM
     try:
         th = threading.Thread(target=work, name="pycolmap", daemon=True)
         th.start()
         while th.is_alive():
             th.join(0.2)
     finally:
-        signal.signal(signal.SIGINT, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     if hit[0]:
         raise KeyboardInterrupt
     if "error" in box:

@@ -25,12 +25,14 @@ from ..events import NULL_BUS, EventBus, Message
 from ..fileio import write_text_atomic
 from ..scene import Scene
 from .loaders import (
-    PINHOLE_MODELS,
     _rotmat_to_qvec,
-    load_colmap_project,
+    is_pinhole,
     load_scene,
-    load_transforms_json,
+    read_colmap_project,
+    scene_from_transforms,
+    undistort_reconstruction,
 )
+from .transforms import read_transforms, transforms_file
 
 STAGE = "sfm"
 RECIPE = 1
@@ -41,27 +43,14 @@ def import_colmap(project: Path, out_dir: Path, cfg: SfmConfig, bus: EventBus = 
     key = _key(project, cfg)
     if _cached(out_dir, key):
         return load_scene(out_dir, unregistered=[])
+    rec, image_dir, names = read_colmap_project(project, bus)  # checked before anything is written
     _clear(out_dir)
-    sparse = next(
-        p
-        for p in (project / "sparse" / "0", project / "sparse")
-        if (p / "cameras.bin").exists() or (p / "cameras.txt").exists()
-    )
-    rec = pycolmap.Reconstruction(str(sparse))
-    names = sorted(im.name for im in rec.images.values() if im.has_pose)
-    missing = [n for n in names if not (project / "images" / n).is_file()]
-    if missing:
-        raise UserError(
-            f"{len(missing)} photo(s) of the COLMAP model are not in {project / 'images'}, e.g. "
-            f"{missing[0]}.",
-            "Point to the project folder whose images/ holds the photos the model was made from.",
-        )
-    if all(c.model.name in PINHOLE_MODELS for c in rec.cameras.values()):
+    if is_pinhole(rec):
         (out_dir / "sparse" / "0").mkdir(parents=True)
         rec.write_binary(str(out_dir / "sparse" / "0"))
-        _copy_images(project / "images", out_dir / "images", names)
+        _copy_images(image_dir, out_dir / "images", names)
     else:
-        load_colmap_project(project, out_dir=out_dir, bus=bus)
+        undistort_reconstruction(rec, image_dir, out_dir, names, num_threads=cfg.num_threads, bus=bus)
     _triangulate_if_needed(out_dir, cfg, bus)
     _record(out_dir, key)
     return load_scene(out_dir, unregistered=[])
@@ -69,13 +58,13 @@ def import_colmap(project: Path, out_dir: Path, cfg: SfmConfig, bus: EventBus = 
 
 def import_transforms(path: Path, out_dir: Path, cfg: SfmConfig, bus: EventBus = NULL_BUS) -> Scene:
     path, out_dir = Path(path), Path(out_dir)
-    if path.is_dir():
-        path = path / "transforms.json"
+    path = transforms_file(path) or path / "transforms.json"
     key = _key(path, cfg)
     if _cached(out_dir, key):
         return load_scene(out_dir, unregistered=[])
+    cams = read_transforms(path, bus)  # checked before anything is written
     _clear(out_dir)
-    scene = load_transforms_json(path, out_dir=out_dir, bus=bus, num_threads=cfg.num_threads)
+    scene = scene_from_transforms(cams, out_dir=out_dir, bus=bus, num_threads=cfg.num_threads)
     if scene.image_dir != out_dir / "images":  # no distortion: nothing was written yet
         c = scene.cameras
         _write_pinhole_model(
@@ -104,49 +93,13 @@ def _triangulate_if_needed(out_dir: Path, cfg: SfmConfig, bus: EventBus) -> None
     work.mkdir(parents=True)
     db = work / "database.db"
     names = sorted(im.name for im in rec.images.values())
-    reader = pycolmap.ImageReaderOptions()
-    reader.camera_model = "PINHOLE"
-    extraction = pycolmap.FeatureExtractionOptions()
-    extraction.max_image_size = cfg.max_image_size
-    extraction.num_threads = cfg.num_threads
-    extraction.sift.max_num_features = cfg.max_features
-    matching = pycolmap.FeatureMatchingOptions()
-    matching.num_threads = cfg.num_threads
     old = pycolmap.logging.minloglevel
     pycolmap.logging.minloglevel = 2
     try:
-        pycolmap.extract_features(
-            str(db),
-            str(out_dir / "images"),
-            image_names=names,
-            camera_mode=pycolmap.CameraMode.PER_IMAGE,
-            reader_options=reader,
-            extraction_options=extraction,
-        )
-        if len(names) <= 100:
-            pycolmap.match_exhaustive(str(db), matching_options=matching)
-        else:
-            pycolmap.match_sequential(str(db), matching_options=matching)
-        d = pycolmap.Database.open(str(db))
-        try:
-            ids = {im.name: (im.image_id, im.camera_id) for im in d.read_all_images()}
-        finally:
-            d.close()
-        # the model must use the database's image and camera ids
-        by_name = {im.name: im for im in rec.images.values()}
-        Ks, w2cs, ws, hs = [], [], [], []
-        for n in names:
-            im = by_name[n]
-            cam = rec.cameras[im.camera_id]
-            Ks.append(np.asarray(cam.calibration_matrix(), np.float64))
-            m = np.eye(4)
-            cfw = im.cam_from_world
-            m[:3, :4] = np.asarray((cfw() if callable(cfw) else cfw).matrix())
-            w2cs.append(m)
-            ws.append(cam.width)
-            hs.append(cam.height)
+        ids = _features_and_matches(db, out_dir / "images", names, cfg)
         model = work / "model"
-        _write_pinhole_model(model, names, Ks, w2cs, ws, hs, ids=[ids[n] for n in names], text=True)
+        _write_pinhole_model(model, names, *_pinhole_rows(rec, names), ids=[ids[n] for n in names],
+                             text=True)
         tri = pycolmap.triangulate_points(
             pycolmap.Reconstruction(str(model)), str(db), str(out_dir / "images"), str(work / "out")
         )
@@ -168,6 +121,52 @@ def _triangulate_if_needed(out_dir: Path, cfg: SfmConfig, bus: EventBus) -> None
         )
     )
     shutil.rmtree(work)
+
+
+def _features_and_matches(db: Path, image_dir: Path, names: list[str], cfg: SfmConfig) -> dict:
+    """SIFT features and matches of ``names`` into ``db``; image name -> (image id, camera id)."""
+    reader = pycolmap.ImageReaderOptions()
+    reader.camera_model = "PINHOLE"
+    extraction = pycolmap.FeatureExtractionOptions()
+    extraction.max_image_size = cfg.max_image_size
+    extraction.num_threads = cfg.num_threads
+    extraction.sift.max_num_features = cfg.max_features
+    matching = pycolmap.FeatureMatchingOptions()
+    matching.num_threads = cfg.num_threads
+    pycolmap.extract_features(
+        str(db),
+        str(image_dir),
+        image_names=names,
+        camera_mode=pycolmap.CameraMode.PER_IMAGE,
+        reader_options=reader,
+        extraction_options=extraction,
+    )
+    if len(names) <= 100:
+        pycolmap.match_exhaustive(str(db), matching_options=matching)
+    else:
+        pycolmap.match_sequential(str(db), matching_options=matching)
+    d = pycolmap.Database.open(str(db))
+    try:
+        return {im.name: (im.image_id, im.camera_id) for im in d.read_all_images()}
+    finally:
+        d.close()
+
+
+def _pinhole_rows(rec: pycolmap.Reconstruction, names: list[str]) -> tuple[list, list, list, list]:
+    """K, world-to-camera 4x4, width and height of each image of ``names`` (in that order)."""
+    by_name = {im.name: im for im in rec.images.values()}
+    Ks, w2cs, ws, hs = [], [], [], []
+    for n in names:
+        im = by_name[n]
+        cam = rec.cameras[im.camera_id]
+        Ks.append(np.asarray(cam.calibration_matrix(), np.float64))
+        m = np.eye(4)
+        cfw = im.cam_from_world
+        m[:3, :4] = np.asarray((cfw() if callable(cfw) else cfw).matrix())
+        w2cs.append(m)
+        ws.append(cam.width)
+        hs.append(cam.height)
+    return Ks, w2cs, ws, hs
 
 
 def _write_pinhole_model(d: Path, names, Ks, w2cs, ws, hs, ids=None, text: bool = False) -> None:

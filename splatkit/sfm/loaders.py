@@ -25,7 +25,6 @@ Conventions (see also ``splatkit/scene.py``):
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from pathlib import Path
 
@@ -35,7 +34,11 @@ import torch
 
 from ..errors import UserError
 from ..events import NULL_BUS, EventBus, Message
+from ..ingest.names import shown
 from ..scene import Cameras, Scene
+from .model_files import model_format, read_model
+from .transforms import TransformsCameras, read_transforms
+from .validate import check_model
 
 STAGE = "sfm"
 PINHOLE_MODELS = ("PINHOLE", "SIMPLE_PINHOLE")
@@ -124,43 +127,70 @@ def _recorded_unregistered(out_dir: Path) -> list[str]:
         return []
 
 
+def find_sparse(project: Path) -> Path:
+    """The model folder of a COLMAP project: ``sparse/0``, ``sparse`` or the project itself."""
+    project = Path(project)
+    for p in (project / "sparse" / "0", project / "sparse", project):
+        if (p / "cameras.bin").exists() or (p / "cameras.txt").exists():
+            return p
+    raise UserError(
+        f"No COLMAP model (sparse/0/cameras.bin) found in {shown(project)}.",
+        "Point to the COLMAP project folder that holds sparse/0 and images.",
+    )
+
+
+def read_colmap_project(project: Path, bus: EventBus = NULL_BUS):
+    """``(rec, image_dir, names)``: the project's model, checked against its images (see
+    :func:`~splatkit.sfm.validate.check_model`; fixes are made in ``rec``), nothing written."""
+    project = Path(project)
+    sparse = find_sparse(project)
+    image_dir = project / "images"
+    if not image_dir.is_dir():
+        raise UserError(
+            f"No images folder in {shown(project)}.", "Put the photos in images/ beside sparse/."
+        )
+    rec = read_model(sparse, image_dir)
+    names = check_model(rec, image_dir, sparse, model_format(sparse), bus)
+    return rec, image_dir, names
+
+
+def is_pinhole(rec: pycolmap.Reconstruction) -> bool:
+    return all(c.model.name in PINHOLE_MODELS for c in rec.cameras.values())
+
+
 def load_colmap_project(
     project: Path, out_dir: Path | None = None, bus: EventBus = NULL_BUS
 ) -> Scene:
     """Load an existing COLMAP project folder: ``sparse/0`` (or ``sparse``) and ``images``.
 
-    A pinhole model is read in place. A model with lens distortion is undistorted with pycolmap
-    into ``out_dir`` (``out_dir/images`` + ``out_dir/sparse/0``), which is then required.
+    The model is checked first (a two-line UserError when it cannot be used). A pinhole model is
+    read in place. A model with lens distortion is undistorted with pycolmap into ``out_dir``
+    (``out_dir/images`` + ``out_dir/sparse/0``), which is then required.
     """
-    project = Path(project)
-    sparse = next(
-        (
-            p
-            for p in (project / "sparse" / "0", project / "sparse", project)
-            if (p / "cameras.bin").exists() or (p / "cameras.txt").exists()
-        ),
-        None,
-    )
-    if sparse is None:
-        raise UserError(
-            f"No COLMAP model (sparse/0/cameras.bin) found in {project}.",
-            "Point to the COLMAP project folder that holds sparse/0 and images.",
-        )
-    image_dir = project / "images"
-    if not image_dir.is_dir():
-        raise UserError(
-            f"No images folder in {project}.", "Put the photos in images/ beside sparse/."
-        )
-    rec = pycolmap.Reconstruction(str(sparse))
-    if all(c.model.name in PINHOLE_MODELS for c in rec.cameras.values()):
+    rec, image_dir, names = read_colmap_project(project, bus)
+    if is_pinhole(rec):
         return scene_from_reconstruction(rec, image_dir)
     if out_dir is None:
         raise UserError(
-            f"The COLMAP model in {sparse} has lens distortion.",
+            f"The COLMAP model in {shown(project)} has lens distortion.",
             "Give an output folder so that splatkit can write undistorted images there.",
         )
-    undistort_model(sparse, image_dir, Path(out_dir), bus=bus)
+    undistort_reconstruction(rec, image_dir, Path(out_dir), names, bus=bus)
     return load_scene(Path(out_dir), unregistered=[])
+
+
+def undistort_reconstruction(
+    rec: pycolmap.Reconstruction, image_dir: Path, out_dir: Path, names: list[str],
+    num_threads: int = -1, bus: EventBus = NULL_BUS,
+) -> None:
+    """Undistort a checked in-memory model (staged in ``out_dir/sfm_work/import_model``)."""
+    staged = Path(out_dir) / "sfm_work" / "import_model"
+    if staged.exists():
+        shutil.rmtree(staged)
+    staged.mkdir(parents=True)
+    rec.write_binary(str(staged))
+    undistort_model(staged, image_dir, out_dir, image_names=names, num_threads=num_threads, bus=bus)
+    shutil.rmtree(staged)
 
 
 def undistort_model(
@@ -209,109 +239,50 @@ def load_transforms_json(
     """Load a nerfstudio / instant-ngp ``transforms.json`` (OpenGL camera-to-world, see above).
 
     ``path`` is the JSON file or the folder that holds it. Image paths are relative to the JSON's
-    folder. No sparse points are stored in such files, so ``Scene.points`` is empty (``[0, 3]``).
-    With lens distortion and ``out_dir`` given, the images are undistorted into ``out_dir``.
+    folder. The file is checked first (:func:`~splatkit.sfm.transforms.read_transforms`: a
+    two-line UserError naming the frame and the field when it cannot be used). No sparse points
+    are stored in such files, so ``Scene.points`` is empty (``[0, 3]``). With lens distortion and
+    ``out_dir`` given, the images are undistorted into ``out_dir``.
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "transforms.json"
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(
-            f"{path} does not exist.", "Give the transforms.json file or its folder."
-        ) from None
-    except ValueError as e:
-        raise UserError(f"{path} is not valid JSON ({e}).", "Check the file.") from None
-    root = path.parent
-    frames = meta.get("frames") or []
-    if not frames:
-        raise UserError(f"{path} lists no frames.", "Check the file: it needs a 'frames' list.")
-    names, Ks, w2cs, ws, hs, dists = [], [], [], [], [], []
-    missing = []
-    for fr in frames:
-        rel = fr["file_path"]
-        f = _resolve_image(root, rel)
-        if f is None:
-            missing.append(rel)
-            continue
-        g = {**meta, **fr}
-        w, h = int(round(float(g["w"]))), int(round(float(g["h"])))
-        if "fl_x" in g:
-            fx = float(g["fl_x"])
-            fy = float(g.get("fl_y", fx))
-        else:  # NeRF-synthetic style: horizontal field of view
-            fx = fy = 0.5 * w / math.tan(0.5 * float(g["camera_angle_x"]))
-        cx, cy = float(g.get("cx", w / 2)), float(g.get("cy", h / 2))
-        Ks.append(np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], np.float64))
-        c2w_gl = np.asarray(fr["transform_matrix"], np.float64)
-        c2w_cv = c2w_gl @ GL_TO_CV
-        w2cs.append(np.linalg.inv(c2w_cv))
-        names.append(f.relative_to(root).as_posix())
-        ws.append(w)
-        hs.append(h)
-        dists.append([float(g.get(k, 0.0)) for k in ("k1", "k2", "p1", "p2")])
-    if missing:
-        bus.emit(
-            Message(
-                STAGE,
-                f"{len(missing)} frame(s) of {path.name} have no image file: "
-                + ", ".join(missing[:5])
-                + ("..." if len(missing) > 5 else ""),
-                "warning",
-            )
-        )
-    if len(names) < 3:
-        raise UserError(
-            f"Only {len(names)} image(s) listed in {path} exist.",
-            "Check that the image paths in the file are relative to its folder.",
-        )
-    order = sorted(range(len(names)), key=lambda i: names[i])
-    distorted = any(abs(v) > 0 for d in dists for v in d)
+    return scene_from_transforms(read_transforms(path, bus), out_dir, bus, num_threads)
+
+
+def scene_from_transforms(
+    tc: TransformsCameras, out_dir: Path | None = None, bus: EventBus = NULL_BUS, num_threads: int = -1
+) -> Scene:
+    """A Scene from checked transforms.json cameras (undistorted into ``out_dir`` if distorted)."""
+    names, Ks = tc.names, list(tc.K)
+    w2cs = [np.linalg.inv(c2w @ GL_TO_CV) for c2w in tc.c2w]
+    distorted = bool(np.abs(tc.dist).max() > 0) if len(tc.dist) else False
     if distorted and out_dir is not None:
-        _write_text_model(out_dir / "sfm_work" / "transforms_model", names, Ks, w2cs, ws, hs, dists)
-        undistort_model(
-            out_dir / "sfm_work" / "transforms_model",
-            root,
-            Path(out_dir),
-            num_threads=num_threads,
-            bus=bus,
-        )
-        return load_scene(Path(out_dir), unregistered=missing)
+        model = Path(out_dir) / "sfm_work" / "transforms_model"
+        _write_text_model(model, names, Ks, w2cs, tc.width, tc.height, tc.dist.tolist())
+        undistort_model(model, tc.root, Path(out_dir), num_threads=num_threads, bus=bus)
+        return load_scene(Path(out_dir), unregistered=tc.missing)
     if distorted:
         bus.emit(
             Message(
                 STAGE,
-                f"{path.name} has lens distortion but no output folder was given: "
+                f"{tc.path.name} has lens distortion but no output folder was given: "
                 "the images are used as they are (slightly less sharp splats).",
                 "warning",
             )
         )
+    order = sorted(range(len(names)), key=lambda i: names[i])
     cameras = Cameras(
         names=[names[i] for i in order],
         K=torch.tensor(np.stack([Ks[i] for i in order]), dtype=torch.float32),
         world_to_cam=torch.tensor(np.stack([w2cs[i] for i in order]), dtype=torch.float32),
-        width=torch.tensor([ws[i] for i in order], dtype=torch.int64),
-        height=torch.tensor([hs[i] for i in order], dtype=torch.int64),
+        width=torch.tensor([tc.width[i] for i in order], dtype=torch.int64),
+        height=torch.tensor([tc.height[i] for i in order], dtype=torch.int64),
     )
     return Scene(
         cameras=cameras,
-        image_dir=root,
+        image_dir=tc.root,
         points=torch.zeros((0, 3), dtype=torch.float32),
         point_colors=torch.zeros((0, 3), dtype=torch.float32),
-        unregistered=missing,
+        unregistered=list(tc.missing),
     )
-
-
-def _resolve_image(root: Path, rel: str) -> Path | None:
-    f = root / rel
-    if f.is_file():
-        return f
-    for ext in (".png", ".jpg", ".jpeg", ".PNG", ".JPG"):  # NeRF-synthetic omits extensions
-        g = f.with_name(f.name + ext)
-        if g.is_file():
-            return g
-    return None
 
 
 def _write_text_model(d: Path, names, Ks, w2cs, ws, hs, dists) -> None:

@@ -2,7 +2,11 @@
 
 A checkpoint holds everything the next step depends on, so that a resumed run continues bit for
 bit: parameters (normalised world), Adam states, the densification strategy's state, the step,
-the RNG states (torch, numpy, python, the view-order generator) and the configuration.
+the RNG states (torch, numpy, python, the view-order generator), the configuration, and the id of
+the run that wrote it (``.splatkit/run.json``): a resume only ever reads its own run's
+checkpoints. Retention keeps the newest ``KEEP`` of the run and never deletes the one just
+written. A damaged newest checkpoint (a crash or a full disk mid-write of an older version, a
+copy cut short) is skipped with a message in favour of the one before it.
 """
 
 from __future__ import annotations
@@ -80,10 +84,13 @@ def save_checkpoint(
     cfg: TrainConfig,
     extra: dict[str, Any] | None = None,
     keep: int = KEEP,
+    run_id: str = "",
 ) -> Path:
-    """Write ``step_XXXXXX.pt`` atomically, then delete all but the newest ``keep``."""
+    """Write ``step_XXXXXX.pt`` atomically, then delete older ones beyond the newest ``keep``
+    (never the one just written)."""
     payload = {
         "version": 1,
+        "run_id": run_id,
         "step": step,
         "params": {k: v.detach().cpu() for k, v in params.items()},
         "optimizers": {k: _to_cpu(o.state_dict()) for k, o in optimizers.items()},
@@ -96,7 +103,8 @@ def save_checkpoint(
     path = checkpoint_path(out_dir, step)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-    for _, old in list_checkpoints(out_dir)[:-keep]:
+    older = [p for s, p in list_checkpoints(out_dir) if s < step]
+    for old in older[: max(0, len(older) - (keep - 1))]:
         old.unlink(missing_ok=True)
     return path
 
@@ -104,6 +112,34 @@ def save_checkpoint(
 def load_checkpoint(path: Path) -> dict[str, Any]:
     # weights_only=False: the payload holds numpy/python RNG states (our own files only).
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def load_latest(out_dir: Path, run_id: str = "", bus=None) -> tuple[Path, dict[str, Any]] | None:
+    """The newest intact checkpoint of run ``run_id`` (any run's when empty), newest first;
+    damaged files and other runs' checkpoints are skipped, each with a message."""
+    from ..events import Message
+
+    for _, path in reversed(list_checkpoints(out_dir)):
+        try:
+            payload = load_checkpoint(path)
+            int(payload["step"]), payload["params"], payload["optimizers"]  # noqa: B018
+        except Exception as e:  # noqa: BLE001 - any unreadable file is skipped the same way
+            if bus is not None:
+                bus.emit(Message("train", f"Checkpoint {path.name} is damaged ({_short(e)}); "
+                                 "using the one before it.", level="warning"))
+            continue
+        if run_id and payload.get("run_id", run_id) != run_id:
+            if bus is not None:
+                bus.emit(Message("train", f"Checkpoint {path.name} belongs to another run; skipped.",
+                                 level="warning"))
+            continue
+        return path, payload
+    return None
+
+
+def _short(e: Exception) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text[:80]
 
 
 def restore(
@@ -123,3 +159,12 @@ def restore(
 def config_differences(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
     now = dataclasses.asdict(cfg)
     return sorted(k for k in now if k in saved and saved[k] != now[k])
+
+
+def resume_conflicts(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    """Settings of a checkpoint that differ from ``cfg`` and may not change on resume
+    (everything but :data:`splatkit.config.SAFE_ON_RESUME`), as ``--option`` names."""
+    from ..config import SAFE_ON_RESUME
+
+    return sorted("--" + k.replace("_", "-") for k in config_differences(saved, cfg)
+                  if f"train.{k}" not in SAFE_ON_RESUME)

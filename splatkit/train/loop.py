@@ -19,14 +19,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from ..config import TrainConfig
 from ..errors import UserError
 from ..events import NULL_BUS, EvalResult, EventBus, Message, TrainStep
-from ..render import RenderSettings, get_renderer
+from ..render import Renderer, RenderSettings, View, make_renderer
 from ..scene import Scene
 from ..splats import Splats
 from . import checkpoint as ck
+from .addons import Addons
 from .data import ViewOrder, WorldNorm, load_images, make_view, scaled_cameras
 from .losses import photometric_loss, regularisers
 from .optim import (
@@ -64,6 +66,7 @@ class TrainResult:
         resumed_from: the step the run resumed from (None for a fresh run).
         evals: the periodic evaluations ``{"step", "psnr", "ssim"}`` (on a subset of test views).
         losses: ``(step, loss)`` at every logged step.
+        trained_longest_side: the longest side, in pixels, of the images actually trained on.
     """
 
     splats: Splats
@@ -74,6 +77,7 @@ class TrainResult:
     resumed_from: int | None = None
     evals: list[dict[str, Any]] = field(default_factory=list)
     losses: list[tuple[int, float]] = field(default_factory=list)
+    trained_longest_side: int = 0
 
 
 def seed_everything(seed: int) -> None:
@@ -86,31 +90,112 @@ def _log_every(steps: int) -> int:
     return max(1, min(10, steps // 100 or 1))
 
 
+@dataclass
+class TrainState:
+    """Everything a training step reads and changes (what a checkpoint saves)."""
+
+    params: torch.nn.ParameterDict
+    optimizers: dict[str, torch.optim.Optimizer]
+    strategy: Any
+    strategy_state: dict[str, Any]
+    order: ViewOrder
+    step: int = 0
+    resumed_from: int | None = None
+    addons: Addons = field(default_factory=Addons)
+
+
+@dataclass
+class TrainData:
+    """The scene as the loop sees it: normalised world, views and photos at the trained size."""
+
+    norm: WorldNorm
+    scene_scale: float
+    views: list[View]
+    images: list[Tensor]
+    #: longest side of the largest training image actually used (pixels)
+    trained_longest_side: int
+
+
+def check_options(cfg: TrainConfig, renderer: Renderer) -> None:
+    """Refuse, before training starts, an option the chosen renderer cannot honour."""
+    wanted = {"absgrad": cfg.absgrad, "antialiased": cfg.antialiased, "packed": cfg.packed,
+              "pose-opt": cfg.pose_opt}
+    needs = {"pose-opt": "pose_gradients"}
+    for name, on in wanted.items():
+        if on and not getattr(renderer.caps, needs.get(name, name)):
+            raise UserError(
+                f"--{name} is not available with the {renderer.name!r} renderer ({renderer.device}).",
+                f"Turn {name} off, or train where a renderer offers it (see `splatkit doctor`).",
+            )
+    if cfg.densify_budget and cfg.strategy != "default":
+        raise UserError("--densify-budget works with the default strategy only.",
+                        "Use --strategy default, or turn the budget off (mcmc has a fixed budget).")
+
+
+def _as_renderer(renderer: Renderer | str, device: str | None) -> Renderer:
+    if isinstance(renderer, Renderer):
+        return renderer
+    return make_renderer(renderer, device)
+
+
 def train(
     scene: Scene,
     cfg: TrainConfig,
     out_dir: Path,
-    backend: str,
-    device: str = "cpu",
+    backend: Renderer | str,
+    device: str | None = None,
     bus: EventBus = NULL_BUS,
     resume: bool = False,
     stop_flag: Callable[[], bool] | None = None,
+    run_id: str = "",
 ) -> TrainResult:
     """Optimise splats on the scene's training views; see the module docstring.
 
-    ``resume=True`` continues from the newest ``out_dir/checkpoints/step_*.pt`` (a fresh start
-    when there is none). ``stop_flag()`` is polled after every step; when it returns True a
-    checkpoint is written and the result has ``interrupted=True``.
+    ``backend``: the :class:`~splatkit.render.Renderer` chosen for the run (or a backend name).
+    ``resume=True`` continues from the newest intact checkpoint of run ``run_id`` in
+    ``out_dir/checkpoints`` (a fresh start when there is none). ``stop_flag()`` is polled after
+    every step; when it returns True a checkpoint is written and the result has
+    ``interrupted=True``.
     """
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
-    render = get_renderer(backend)
+    renderer = _as_renderer(backend, device)
+    check_options(cfg, renderer)
     if not scene.train_idx:
         raise UserError("The scene has no training views.", "Give at least two registered photos.")
+    data = _prepare_data(scene, cfg, renderer)
+    seed_everything(cfg.seed)
+    state = _start(scene, cfg, data, renderer, out_dir, resume, run_id, bus)
+    result = TrainResult(splats=None, steps_done=state.step, seconds=0.0,  # type: ignore[arg-type]
+                         resumed_from=state.resumed_from,
+                         trained_longest_side=data.trained_longest_side)
+    meter = _Meter(_log_every(cfg.steps), renderer.device)
+    for step in range(state.step, cfg.steps):
+        t0 = time.perf_counter()
+        loss = _train_step(state, data, cfg, renderer, step)
+        state.step = done = step + 1
+        result.steps_done = done
+        meter.add(loss, time.perf_counter() - t0)
+        if meter.full() or done == cfg.steps:
+            _emit_progress(meter, state, cfg, result, bus)
+        if cfg.eval_every > 0 and (done % cfg.eval_every == 0 or done == cfg.steps):
+            result.evals.append(_quick_eval(state.params, data.norm, scene, cfg, renderer, done, bus))
+        stop = stop_flag is not None and stop_flag()
+        if stop or done == cfg.steps or (cfg.checkpoint_every > 0 and done % cfg.checkpoint_every == 0):
+            result.checkpoint = _save(out_dir, state, cfg, data, renderer, run_id)
+        if stop and done < cfg.steps:
+            result.interrupted = True
+            bus.emit(Message(stage="train", text=f"Stopped at step {done}; resume with --resume."))
+            break
+    result.splats = data.norm.splats_to_world(params_to_splats(state.params)).to("cpu")
+    result.seconds = time.perf_counter() - t_start
+    return result
 
+
+def _prepare_data(scene: Scene, cfg: TrainConfig, renderer: Renderer) -> TrainData:
     norm = WorldNorm.from_scene(scene)
-    scene_scale = scene.extent * norm.scale
     cams = scaled_cameras(scene.cameras, cfg.resolution)
+    device = renderer.device
     if str(device).startswith("cuda"):
         from .memory import check_fits
 
@@ -118,28 +203,31 @@ def train(
         expected = cfg.max_splats if cfg.strategy == "mcmc" else max(scene.points.shape[0] * 10, 100_000)
         check_fits(pixels, min(expected, cfg.max_splats), cfg.resolution,
                    torch.cuda.mem_get_info(torch.device(device))[0])
-    images = load_images(scene, scene.train_idx, cams, device)
-    views = [make_view(cams, i, norm, device) for i in scene.train_idx]
+    longest = max(max(int(cams.width[i]), int(cams.height[i])) for i in scene.train_idx)
+    return TrainData(
+        norm=norm, scene_scale=scene.extent * norm.scale,
+        images=load_images(scene, scene.train_idx, cams, device),
+        views=[make_view(cams, i, norm, device) for i in scene.train_idx],
+        trained_longest_side=longest,
+    )
 
-    seed_everything(cfg.seed)
-    order = ViewOrder(len(views), cfg.seed)
-    strategy, strategy_state = make_strategy(cfg, scene_scale)
-    start, resumed_from = 0, None
-    path = ck.latest_checkpoint(out_dir) if resume else None
-    if path is not None:
-        payload = ck.load_checkpoint(path)
-        params, strategy_state = ck.restore(payload, device)
-        optimizers = make_optimizers(params, cfg, scene_scale)
-        for k, opt in optimizers.items():
-            opt.load_state_dict(payload["optimizers"][k])
-        order.load_state_dict(payload["view_order"])
-        ck.set_rng_states(payload["rng"])
-        start = resumed_from = int(payload["step"])
-        changed = ck.config_differences(payload["config"], cfg)
-        text = f"Resuming from step {start} ({path.name})."
-        if changed:
-            text += " Settings changed since the checkpoint: " + ", ".join(changed) + "."
-        bus.emit(Message(stage="train", text=text, level="warning" if changed else "info"))
+
+def _start(scene: Scene, cfg: TrainConfig, data: TrainData, renderer: Renderer, out_dir: Path,
+           resume: bool, run_id: str, bus: EventBus) -> TrainState:
+    """A fresh state from the sparse points, or the newest intact checkpoint's."""
+    order = ViewOrder(len(data.views), cfg.seed)
+    strategy, strategy_state = make_strategy(cfg, data.scene_scale)
+    addons = Addons.build(cfg, data.images, renderer.device)
+    if cfg.densify_budget:
+        from .schedule import budgeted
+
+        strategy = budgeted(strategy, addons.schedule, cfg.max_splats)
+    found = ck.load_latest(out_dir, run_id, bus) if resume else None
+    if found is not None:
+        path, payload = found
+        state = _restore(payload, cfg, data, renderer, order, strategy)
+        addons.load_state_dict(payload.get("extra", {}).get("addons", {}))
+        _say_resumed(path, payload, cfg, bus)
     else:
         if resume:
             bus.emit(Message(stage="train", text="No checkpoint to resume from; starting fresh."))
@@ -151,100 +239,126 @@ def train(
         init = Splats.from_points(
             scene.points, scene.point_colors, cfg.sh_degree, cfg.init_opacity, cfg.init_scale
         )
-        params = splats_to_params(norm.splats_to_norm(init), device)
-        optimizers = make_optimizers(params, cfg, scene_scale)
-    strategy.check_sanity(params, optimizers)
-    mcmc = isinstance(strategy, SplatMCMCStrategy)
-    opacity_reg, scale_reg = (MCMC_OPACITY_REG, MCMC_SCALE_REG) if mcmc else (0.0, 0.0)
+        params = splats_to_params(data.norm.splats_to_norm(init), renderer.device)
+        state = TrainState(params, make_optimizers(params, cfg, data.scene_scale), strategy,
+                           strategy_state, order)
+    strategy.check_sanity(state.params, state.optimizers)
+    state.addons = addons
+    return state
 
-    result = TrainResult(splats=None, steps_done=start, seconds=0.0, resumed_from=resumed_from)  # type: ignore[arg-type]
 
-    def save(step: int) -> None:
-        result.checkpoint = ck.save_checkpoint(
-            out_dir, step, params, optimizers, strategy_state, order.state_dict(), cfg,
-            extra={"backend": backend, "norm_center": norm.center, "norm_scale": norm.scale},
-        )  # fmt: skip
+def _restore(payload, cfg, data, renderer, order, strategy) -> TrainState:
+    conflicts = ck.resume_conflicts(payload["config"], cfg)
+    if conflicts:
+        raise UserError(
+            "The checkpoint was trained with other settings: " + ", ".join(conflicts) + ".",
+            "Resume with the run's own config.json, or start a new run in another folder (-o).",
+        )
+    params, strategy_state = ck.restore(payload, renderer.device)
+    optimizers = make_optimizers(params, cfg, data.scene_scale)
+    for k, opt in optimizers.items():
+        opt.load_state_dict(payload["optimizers"][k])
+    order.load_state_dict(payload["view_order"])
+    ck.set_rng_states(payload["rng"])
+    step = int(payload["step"])
+    return TrainState(params, optimizers, strategy, strategy_state, order, step=step, resumed_from=step)
 
-    every = _log_every(cfg.steps)
-    window_t, window_n, loss_sum = 0.0, 0, torch.zeros((), device=device)
-    for step in range(start, cfg.steps):
-        t0 = time.perf_counter()
-        set_means_lr(optimizers, means_lr_at(step, cfg, scene_scale))
-        k = order.next()
-        view, gt = views[k], images[k]
-        settings = RenderSettings(sh_degree=sh_degree_at(step, cfg), antialiased=cfg.antialiased)
-        if cfg.absgrad:
-            settings.absgrad = True  # optional switch read by backends that support it
-        try:  # render, loss and backward: where a GPU runs out of memory
-            out = render(params_to_splats(params), view, settings)
-            img = out.image
-            if cfg.random_background:
-                img = img + torch.rand(3, device=device) * (1.0 - out.alpha)
-            if out.means2d.requires_grad:
-                out.means2d.retain_grad()
-            loss = photometric_loss(img, gt, cfg.ssim_lambda)
-            loss = loss + regularisers(params, opacity_reg, scale_reg)
-            loss.backward()
-        except torch.cuda.OutOfMemoryError:
-            from .memory import out_of_memory_error
 
-            raise out_of_memory_error(step, len(params["means"]), cfg.resolution) from None
-        for opt in optimizers.values():
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        if out.means2d.grad is None:
-            out.means2d.grad = torch.zeros_like(out.means2d)
-        info = strategy_info(out.means2d, out.radii, view.width, view.height)
-        if cfg.absgrad and info["means2d"].absgrad is None:
-            raise UserError(
-                f"absgrad densification needs absolute gradients, which the {backend!r} "
-                "renderer does not compute.",
-                "Turn absgrad off, or train on a GPU (gsplat backend).",
-            )
+def _say_resumed(path: Path, payload: dict, cfg: TrainConfig, bus: EventBus) -> None:
+    changed = ck.config_differences(payload["config"], cfg)
+    text = f"Resuming from step {int(payload['step'])} ({path.name})."
+    if changed:
+        text += " Changed since the checkpoint: " + ", ".join(changed) + "."
+    bus.emit(Message(stage="train", text=text))
+
+
+def _train_step(state: TrainState, data: TrainData, cfg: TrainConfig, renderer: Renderer,
+                step: int) -> Tensor:
+    """One step: render the next view, loss, backward, Adam, densification. Returns the loss."""
+    params, optimizers = state.params, state.optimizers
+    addons = state.addons
+    set_means_lr(optimizers, means_lr_at(addons.lr_step(step), cfg, data.scene_scale))
+    k = state.order.next()
+    view, gt = addons.view(k, data.views[k], data.images[k], step)
+    settings = RenderSettings(sh_degree=sh_degree_at(step, cfg), antialiased=cfg.antialiased,
+                              absgrad=cfg.absgrad, packed=cfg.packed)
+    mcmc = isinstance(state.strategy, SplatMCMCStrategy)
+    try:  # render, loss and backward: where a GPU runs out of memory
+        out = renderer(params_to_splats(params), view, settings)
+        img = addons.image(k, out.image)
+        if cfg.random_background:
+            img = img + torch.rand(3, device=renderer.device) * (1.0 - out.alpha)
+        if out.means2d.requires_grad:
+            out.means2d.retain_grad()
+        loss = photometric_loss(img, gt, cfg.ssim_lambda)
         if mcmc:
-            lr_next = means_lr_at(step + 1, cfg, scene_scale)
-            strategy.step_post_backward(params, optimizers, strategy_state, step, info, lr=lr_next)
-        else:
-            strategy.step_post_backward(params, optimizers, strategy_state, step, info)
-            cap_splats(params, optimizers, strategy_state, cfg.max_splats)
-        loss_sum += loss.detach()
-        done = step + 1
-        result.steps_done = done
-        window_t += time.perf_counter() - t0
-        window_n += 1
+            loss = loss + regularisers(params, MCMC_OPACITY_REG, MCMC_SCALE_REG)
+        loss = addons.loss(loss)
+        loss.backward()
+    except torch.cuda.OutOfMemoryError:
+        from .memory import out_of_memory_error
 
-        if window_n >= every or done == cfg.steps:
-            sps = window_t / window_n
-            mean_loss = float(loss_sum) / window_n
-            result.losses.append((done, mean_loss))
-            bus.emit(
-                TrainStep(
-                    step=done, total_steps=cfg.steps, loss=mean_loss,
-                    num_splats=len(params["means"]), eta_seconds=sps * (cfg.steps - done),
-                    seconds_per_step=sps,
-                )
-            )  # fmt: skip
-            window_t, window_n, loss_sum = 0.0, 0, torch.zeros((), device=device)
-            if not math.isfinite(mean_loss):
-                raise RuntimeError(f"training diverged before step {done} (loss {mean_loss})")
-
-        if cfg.eval_every > 0 and (done % cfg.eval_every == 0 or done == cfg.steps):
-            result.evals.append(_quick_eval(params, norm, scene, cfg, backend, device, done, bus))
-        stop = stop_flag is not None and stop_flag()
-        periodic = cfg.checkpoint_every > 0 and done % cfg.checkpoint_every == 0
-        if stop or periodic or done == cfg.steps:
-            save(done)
-        if stop and done < cfg.steps:
-            result.interrupted = True
-            bus.emit(Message(stage="train", text=f"Stopped at step {done}; resume with --resume."))
-            break
-
-    result.splats = norm.splats_to_world(params_to_splats(params)).to("cpu")
-    result.seconds = time.perf_counter() - t_start
-    return result
+        raise out_of_memory_error(step, len(params["means"]), cfg.resolution) from None
+    for opt in optimizers.values():
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    addons.step(step)
+    if out.means2d.grad is None:
+        out.means2d.grad = torch.zeros_like(out.means2d)
+    info = strategy_info(out.means2d, out.radii, view.width, view.height)
+    if mcmc:
+        lr_next = means_lr_at(addons.lr_step(step + 1), cfg, data.scene_scale)
+        state.strategy.step_post_backward(params, optimizers, state.strategy_state, step, info, lr=lr_next)
+    else:
+        state.strategy.step_post_backward(params, optimizers, state.strategy_state, step, info)
+        cap_splats(params, optimizers, state.strategy_state, cfg.max_splats)
+    return loss.detach()
 
 
-def _quick_eval(params, norm, scene, cfg, backend, device, step, bus) -> dict[str, Any]:
+class _Meter:
+    """Mean loss and seconds per step over the last logging window."""
+
+    def __init__(self, every: int, device: str) -> None:
+        self.every, self.device = every, device
+        self.reset()
+
+    def reset(self) -> None:
+        self.t, self.n, self.loss = 0.0, 0, torch.zeros((), device=self.device)
+
+    def add(self, loss: Tensor, seconds: float) -> None:
+        self.loss += loss
+        self.t += seconds
+        self.n += 1
+
+    def full(self) -> bool:
+        return self.n >= self.every
+
+
+def _emit_progress(meter: _Meter, state: TrainState, cfg: TrainConfig, result: TrainResult,
+                   bus: EventBus) -> None:
+    sps = meter.t / max(meter.n, 1)
+    mean_loss = float(meter.loss) / max(meter.n, 1)
+    done = state.step
+    result.losses.append((done, mean_loss))
+    bus.emit(TrainStep(step=done, total_steps=cfg.steps, loss=mean_loss,
+                       num_splats=len(state.params["means"]), eta_seconds=sps * (cfg.steps - done),
+                       seconds_per_step=sps))
+    meter.reset()
+    if not math.isfinite(mean_loss):
+        raise RuntimeError(f"training diverged before step {done} (loss {mean_loss})")
+
+
+def _save(out_dir: Path, state: TrainState, cfg: TrainConfig, data: TrainData, renderer: Renderer,
+          run_id: str) -> Path:
+    return ck.save_checkpoint(
+        out_dir, state.step, state.params, state.optimizers, state.strategy_state,
+        state.order.state_dict(), cfg, run_id=run_id,
+        extra={"backend": renderer.name, "norm_center": data.norm.center, "norm_scale": data.norm.scale,
+               "addons": state.addons.state_dict()},
+    )  # fmt: skip
+
+
+def _quick_eval(params, norm, scene, cfg, renderer: Renderer, step, bus) -> dict[str, Any]:
     """Held-out PSNR/SSIM on up to :data:`EVAL_VIEWS` test views at the training resolution."""
     from ..evaluate import evaluate
 
@@ -253,7 +367,7 @@ def _quick_eval(params, norm, scene, cfg, backend, device, step, bus) -> dict[st
     splats = norm.splats_to_world(params_to_splats(params))
     settings = RenderSettings(sh_degree=sh_degree_at(step, cfg), antialiased=cfg.antialiased)
     ev = evaluate(
-        splats, scene, cfg.resolution, backend, device, settings,
+        splats, scene, cfg.resolution, renderer.name, renderer.device, settings,
         max_views=EVAL_VIEWS, keep_images=False,
     )  # fmt: skip
     bus.emit(EvalResult(step=step, psnr=ev["psnr"], ssim=ev["ssim"]))
