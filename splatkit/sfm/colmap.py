@@ -28,6 +28,7 @@ from ..errors import UserError
 from ..events import NULL_BUS, EventBus, Message, StageProgress
 from ..fileio import write_text_atomic
 from ..ingest import PhotoSet
+from ..rundir import RunDir
 from ..scene import Scene
 from .calls import quiet_colmap
 from .cameras import CameraGroup, camera_groups, describe
@@ -74,7 +75,7 @@ def run_sfm(photos: PhotoSet, out_dir: Path, cfg: SfmConfig, bus: EventBus = NUL
 
 
 def _run_sfm(photos: PhotoSet, out_dir: Path, cfg: SfmConfig, bus: EventBus) -> Scene:
-    work = out_dir / "sfm_work"
+    work = RunDir(out_dir).sfm_work
     work.mkdir(parents=True, exist_ok=True)
     key = inputs_key(photos, cfg)
     cached = _cached(out_dir, key)
