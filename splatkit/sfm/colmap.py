@@ -217,7 +217,7 @@ def read_sfm_record(out_dir: Path) -> dict:
     second_chance (tried, placed, pairs), mean_reprojection_error_px, num_points, seconds
     (per stage: extract, match, map, second_chance, undistort).
     """
-    return json.loads((Path(out_dir) / "sfm_work" / "inputs.json").read_text(encoding="utf-8"))
+    return json.loads((RunDir(out_dir).sfm_work / "inputs.json").read_text(encoding="utf-8"))
 
 
 def inputs_key(photos: PhotoSet, cfg: SfmConfig) -> str:
@@ -242,7 +242,7 @@ def inputs_key(photos: PhotoSet, cfg: SfmConfig) -> str:
 
 def _cached(out_dir: Path, key: str) -> dict | None:
     try:
-        rec = json.loads((out_dir / "sfm_work" / "inputs.json").read_text(encoding="utf-8"))
+        rec = json.loads((RunDir(out_dir).sfm_work / "inputs.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if rec.get("key") != key:
