@@ -111,7 +111,8 @@ def two_zooms(set_dir: Path, out: Path, size: int, exif: bool) -> Path:
 
 
 def bench_one(set_dir: Path, out: Path, size: int, threads: int, keep: bool, cfg_kw: dict,
-              images: Path | None = None, ingest_size: int | None = None) -> dict:  # fmt: skip
+              images: Path | None = None, ingest_size: int | None = None,
+              work: Path | None = None) -> dict:  # fmt: skip
     if out.exists() and not keep:
         shutil.rmtree(out)
     images = images or subset(set_dir, out, 1, 0)
@@ -124,7 +125,7 @@ def bench_one(set_dir: Path, out: Path, size: int, threads: int, keep: bool, cfg
         )
     )
     t = time.time()
-    photos = ingest(images, out / "work", IngestConfig(max_image_size=ingest_size or size), bus)
+    photos = ingest(images, work or out / "work", IngestConfig(max_image_size=ingest_size or size), bus)
     t_ingest = time.time() - t
     cfg = SfmConfig(max_image_size=size, num_threads=threads, **cfg_kw)
     t = time.time()
@@ -321,8 +322,9 @@ def bench_mappers(set_dir: Path, out: Path, size: int, threads: int, cfg_kw: dic
             (o / "sfm" / "sfm_work").mkdir(parents=True)
             for f in ("database.db", "database.json"):
                 shutil.copy(out / "incremental" / "sfm" / "sfm_work" / f, o / "sfm" / "sfm_work" / f)
+        # the global run uses the incremental run's working copies: same photos, same keys
         r = bench_one(set_dir, o, size, threads, mapper == "global", {**cfg_kw, "mapper": mapper},
-                      images)  # fmt: skip
+                      images, work=out / "incremental" / "work")  # fmt: skip
         r["set"] += f" [{mapper}]"
         rows.append(r)
     a, b = (load_scene(out / m / "sfm") for m in ("incremental", "global"))
