@@ -29,7 +29,10 @@ class IngestConfig:
         64, "Photos whose shorter side is below this many pixels are skipped.", min=16, max=4096
     )
     video_fps: float = opt(
-        2.0, "Frames taken per second of video (blurry and near-duplicate frames are dropped).",
+        2.0,
+        "Most frames taken per second of video (so at most 60 times this per minute); within "
+        "that, frames are chosen by sharpness and camera motion (none while the camera stands "
+        "still).",
         min_exclusive=0.0, max=60.0,
     )
     max_aspect_ratio: float = opt(
@@ -43,8 +46,10 @@ class SfmConfig:
     matcher: str = opt(
         "auto",
         "How photos are paired for matching: auto (sequential for video, exhaustive for up to "
-        "100 photos, else sequential), exhaustive, sequential or spatial.",
-        choices=("auto", "exhaustive", "sequential", "spatial"),
+        "60 photos, else retrieval), exhaustive (every pair), retrieval (each photo with its "
+        "most similar ones, by a vocabulary tree built from the photos themselves), sequential "
+        "(capture order, with loop closure by retrieval) or spatial (EXIF GPS).",
+        choices=("auto", "exhaustive", "retrieval", "sequential", "spatial"),
     )
     mapper: str = opt(
         "incremental",
@@ -53,7 +58,11 @@ class SfmConfig:
         choices=("incremental", "global"),
     )
     max_features: int = opt(8192, "Most SIFT features kept per photo.", min=256, max=65_536)
-    single_camera: bool = opt(True, "Assume one camera and lens took every photo.")
+    single_camera: bool = opt(
+        True,
+        "Photos with the same EXIF camera make, model, focal length and size share one camera "
+        "(photos without EXIF: one camera per size). Off: every photo its own camera.",
+    )
     camera_model: str = opt(
         "SIMPLE_RADIAL",
         "Lens model: SIMPLE_RADIAL (one focal length, one distortion term: most photos) or "
@@ -66,7 +75,24 @@ class SfmConfig:
     )
     max_image_size: int = opt(1600, "Longest side, in pixels, of the images SfM works on.",
                               min=100, max=20_000)
+    retrieval_neighbours: int = opt(
+        10,
+        "With retrieval matching: how many most similar photos each photo is matched with "
+        "(then photos that share a well-matched neighbour are matched too).",
+        min=1, max=1000,
+    )
+    second_chance: bool = opt(
+        True,
+        "Photos left out by the first pass are tried again (more features, the whole working "
+        "copy, guided matching against the placed photos) before they are dropped.",
+    )
     num_threads: int = opt(-1, "CPU threads for SfM (-1: all).", min=-1, max=1024)
+    seed: int = opt(
+        0,
+        "Random seed of SfM (RANSAC, mappers, vocabulary tree): the same photos, settings, seed "
+        "and thread count give the same camera poses.",
+        min=0, max=2**31 - 1,
+    )
 
 
 @dataclass
@@ -132,7 +158,12 @@ class TrainConfig:
     eval_every: int = opt(1000, "Steps between held-out PSNR evaluations (0: only at the end).",
                           min=0)
     checkpoint_every: int = opt(1000, "Steps between checkpoints (0: only at the end).", min=0)
-    seed: int = opt(42, "Random seed (same seed, same result).", min=0, max=2**32 - 1)
+    seed: int = opt(
+        42,
+        "Random seed of training (SfM has its own, SfmConfig.seed: the same photos, settings "
+        "and thread count give the same camera poses).",
+        min=0, max=2**32 - 1,
+    )
 
 
 @dataclass

@@ -4,12 +4,12 @@
 :class:`~splatkit.ingest.PhotoSet` for SfM; :func:`import_cameras` loads existing cameras (SfM is
 skipped) into ``OUT/sparse/0`` + ``OUT/images``, the layout that training and the rest read.
 
-Video: frames are taken at ``IngestConfig.video_fps`` with PyAV (ffmpeg ships in its wheel),
-downscaled, and filtered: of near-identical consecutive frames (mean absolute difference of 32 x 32
-grey thumbnails under :data:`VIDEO_NEAR_DUP`) the sharpest is kept, then frames far blurrier than
-the clip's median (variance of the Laplacian under :data:`VIDEO_BLUR_RATIO` of it) are dropped.
-The frames land in ``OUT/work/frames`` (listed in ``OUT/work/frames.json``, which lets a second
-run reuse them) and go through the normal ingest.
+Video: frames are decoded with PyAV (ffmpeg ships in its wheel), downscaled, and chosen by
+sharpness and camera motion, at most ``IngestConfig.video_fps`` per second on average
+(:mod:`splatkit.video`); then frames far blurrier than the clip's median (variance of the
+Laplacian under :data:`VIDEO_BLUR_RATIO` of it) are dropped. The frames land in
+``OUT/work/frames`` (listed in ``OUT/work/frames.json``, which lets a second run reuse them) and
+go through the normal ingest.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import shutil
 import statistics
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from .config import IngestConfig, RunConfig
@@ -28,16 +27,14 @@ from .errors import UserError
 from .events import NULL_BUS, EventBus, Message, StageProgress
 from .fileio import write_text_atomic
 from .ingest import Photo, PhotoSet, ingest
-from .ingest.checks import laplacian_variance
 from .ingest.names import shown
 from .ingest.scan import IMAGE_EXTS
+from .video import SAMPLES_PER_KEPT, Candidate, FrameSelector, Tracker
 
 VIDEO_EXTS = {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mts", ".m2ts", ".3gp", ".mpg", ".mpeg"}
-#: mean abs difference (0-255) of 32x32 grey thumbnails under which consecutive frames are the same
-VIDEO_NEAR_DUP = 3.0
 #: frames whose sharpness is below this fraction of the clip's median are dropped
 VIDEO_BLUR_RATIO = 0.4
-FRAMES_RECIPE = 1
+FRAMES_RECIPE = 2
 STAGE = "ingest"
 
 
@@ -130,7 +127,7 @@ def ingest_source(
 
 
 def extract_frames(video: Path, frames_dir: Path, cfg: IngestConfig, bus: EventBus = NULL_BUS) -> Path:
-    """Frames of ``video`` at ``cfg.video_fps``, without blurry or repeated ones, as JPEGs.
+    """Frames of ``video`` chosen by sharpness and camera motion (at most ``cfg.video_fps`` a second).
 
     Reuses the frames of an earlier run of the same file with the same settings.
     """
@@ -166,58 +163,31 @@ def extract_frames(video: Path, frames_dir: Path, cfg: IngestConfig, bus: EventB
             f"Could not read the video {video.name} ({e}).",
             "Check that it plays; MP4 (H.264/H.265) and MOV work.",
         ) from None
-    kept: list[tuple[str, float, np.ndarray]] = []  # (file name, sharpness, 32x32 thumbnail)
-    seen = dups = 0
-    step = 1.0 / cfg.video_fps
-    next_t = 0.0
+    names: list[str] = []
+
+    def save(c: Candidate) -> None:
+        names.append(f"frame_{len(names) + 1:05d}.jpg")
+        c.image.save(frames_dir / names[-1], "JPEG", quality=95)
+
+    selector = FrameSelector(cfg.video_fps, save)
     with container:
-        if not container.streams.video:
-            raise UserError(f"{video.name} has no video track.", "Give a video file with a picture.")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        rate = float(stream.average_rate or 30)
-        duration = float(stream.duration * stream.time_base) if stream.duration else 0.0
-        try:
-            for k, frame in enumerate(container.decode(stream)):
-                t = frame.time if frame.time is not None else k / rate
-                if t + 1e-6 < next_t:
-                    continue
-                while next_t <= t + 1e-6:
-                    next_t += step
-                seen += 1
-                im = _upright(frame.to_image(), getattr(frame, "rotation", 0) or 0)
-                im.thumbnail((cfg.max_image_size, cfg.max_image_size), Image.Resampling.LANCZOS)
-                sharp, tiny = _frame_stats(im)
-                name = f"frame_{seen:05d}.jpg"
-                if kept and float(np.abs(tiny - kept[-1][2]).mean()) < VIDEO_NEAR_DUP:
-                    dups += 1
-                    if sharp <= kept[-1][1]:
-                        continue
-                    (frames_dir / kept.pop()[0]).unlink()  # the sharper of the two stays
-                im.save(frames_dir / name, "JPEG", quality=95)
-                kept.append((name, sharp, tiny))
-                if duration:
-                    bus.emit(StageProgress(STAGE, min(int(t), int(duration)), int(duration), "video"))
-        except av.error.FFmpegError as e:
-            if not kept:
-                raise UserError(
-                    f"Could not decode the video {video.name} ({e}).",
-                    "Check that it plays; MP4 (H.264/H.265) and MOV work.",
-                ) from None
-            bus.emit(Message(STAGE, f"The video is damaged after {len(kept)} frames; using those.",
-                             level="warning"))
+        seen, duration = _offer_frames(container, video, cfg, selector, bus)
+    sel = selector.finish()
     blurry = []
-    if len(kept) >= 4:
-        med = statistics.median(s for _, s, _ in kept)
-        blurry = [n for n, s, _ in kept if s < VIDEO_BLUR_RATIO * med]
+    if len(sel.kept) >= 4:
+        med = statistics.median(c.sharpness for c in sel.kept)
+        blurry = [n for n, c in zip(names, sel.kept, strict=True) if c.sharpness < VIDEO_BLUR_RATIO * med]
         for n in blurry:
             (frames_dir / n).unlink()
-    names = [n for n, _, _ in kept if n not in blurry]
+    times = {n: round(c.time, 3) for n, c in zip(names, sel.kept, strict=True)}
+    names = [n for n in names if n not in blurry]
     bus.emit(
         Message(
             STAGE,
-            f"Took {seen} frames from {video.name} ({cfg.video_fps:g} per second); dropped "
-            f"{len(blurry)} blurry and {dups} nearly identical ones: {len(names)} left.",
+            f"Looked at {seen} frames of {video.name} ({duration:.0f} s); kept {len(names)}, chosen "
+            f"by sharpness and camera motion (at most {cfg.video_fps:g} per second): "
+            f"{sel.still} with too little motion, {sel.passed} less sharp than a neighbour "
+            f"and {len(blurry)} blurry ones dropped.",
         )
     )
     if len(names) < 3:
@@ -225,8 +195,47 @@ def extract_frames(video: Path, frames_dir: Path, cfg: IngestConfig, bus: EventB
             f"Only {len(names)} usable frame(s) in {video.name}.",
             "Film for longer (10 s or more), moving slowly around the object; or raise video_fps.",
         )
-    write_text_atomic(manifest, json.dumps({"key": key, "frames": names}, indent=1))
+    record = {"key": key, "frames": names, "seconds": [times[n] for n in names]}
+    write_text_atomic(manifest, json.dumps(record, indent=1))
     return frames_dir
+
+
+def _offer_frames(container, video: Path, cfg: IngestConfig, selector: FrameSelector,
+                  bus: EventBus) -> tuple[int, float]:  # fmt: skip
+    """Decode ``container``, offer every sampled frame to ``selector``; (frames sampled, seconds)."""
+    import av
+
+    if not container.streams.video:
+        raise UserError(f"{video.name} has no video track.", "Give a video file with a picture.")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    rate = float(stream.average_rate or 30)
+    duration = float(stream.duration * stream.time_base) if stream.duration else 0.0
+    step = 1.0 / (SAMPLES_PER_KEPT * cfg.video_fps)
+    tracker = Tracker()
+    seen, next_t, t = 0, 0.0, 0.0
+    try:
+        for k, frame in enumerate(container.decode(stream)):
+            t = frame.time if frame.time is not None else k / rate
+            if t + 1e-6 < next_t:
+                continue
+            while next_t <= t + 1e-6:
+                next_t += step
+            seen += 1
+            im = _upright(frame.to_image(), getattr(frame, "rotation", 0) or 0)
+            im.thumbnail((cfg.max_image_size, cfg.max_image_size), Image.Resampling.LANCZOS)
+            selector.offer(tracker.candidate(t, im))
+            if duration:
+                bus.emit(StageProgress(STAGE, min(int(t), int(duration)), int(duration), "video"))
+    except av.error.FFmpegError as e:
+        if not seen:
+            raise UserError(
+                f"Could not decode the video {video.name} ({e}).",
+                "Check that it plays; MP4 (H.264/H.265) and MOV work.",
+            ) from None
+        bus.emit(Message(STAGE, f"The video is damaged after {t:.0f} s; using the frames before.",
+                         level="warning"))  # fmt: skip
+    return seen, duration or t
 
 
 def _upright(im: Image.Image, rotation: float) -> Image.Image:
@@ -234,14 +243,6 @@ def _upright(im: Image.Image, rotation: float) -> Image.Image:
     r = int(round(rotation / 90.0)) % 4
     return {1: im.transpose(Image.Transpose.ROTATE_90), 2: im.transpose(Image.Transpose.ROTATE_180),
             3: im.transpose(Image.Transpose.ROTATE_270)}.get(r, im)
-
-
-def _frame_stats(im: Image.Image) -> tuple[float, np.ndarray]:
-    g = im.convert("L")
-    g.thumbnail((512, 512), Image.Resampling.BILINEAR)
-    a = np.asarray(g, dtype=np.float32)
-    tiny = np.asarray(g.resize((32, 32), Image.Resampling.BOX), dtype=np.float32)
-    return laplacian_variance(a), tiny
 
 
 def import_cameras(path: Path, kind: str, out_dir: Path, cfg: RunConfig, bus: EventBus = NULL_BUS):

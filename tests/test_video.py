@@ -1,9 +1,15 @@
-"""Video input: a clip made here from fountain-P11's photos (320 px) with PyAV.
+"""Video input: clips made here from real photos with PyAV.
 
-Each photo is held for 3 frames at 6 fps (repeats), one photo is preceded by a blurred copy of
-itself and the last frame is repeated once more. Extraction at 6 frames per second (every frame)
-must keep one sharp frame per photo; through ``splatkit sfm`` at the default 2 per second, SfM
-(sequential matching, chosen for video) places them.
+* fountain-P11's photos (320 px), each held for 3 frames at 6 fps (repeats), one photo preceded
+  by a blurred copy of itself, the last frame repeated once more: extraction at 6 frames per
+  second (every frame) must keep one sharp frame per photo; through ``splatkit sfm`` at the
+  default 2 per second, SfM (sequential matching with loop closure, chosen for video) places
+  them.
+* a camera that stands still for 2 s and then pans across a South Building photo, every other
+  frame slightly blurred: no frame while it stands still, sharp frames during the pan.
+* one minute of video in which every frame shows another South Building photo (the fastest
+  possible motion): the cap of 60 x ``video_fps`` frames per minute holds (at 480 x 270 and 4
+  fps to keep the test short; the cap depends on neither).
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from splatkit.sources import detect_source, extract_frames
 
 av = pytest.importorskip("av")
 
-FOUNTAIN = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "strecha_fountain_p11"
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets"
+FOUNTAIN = DATA / "strecha_fountain_p11"
+SOUTH = DATA / "south_building_128"
 FPS = 6
 HOLD = 3
 BLUR_BEFORE = 5  # photo index preceded by a blurred copy of itself
@@ -43,13 +51,13 @@ def _frames() -> list[np.ndarray]:
     return frames
 
 
-def _write_clip(path: Path, frames: list[np.ndarray]) -> None:
+def _write_clip(path: Path, frames, fps: int = FPS) -> None:
     with av.open(str(path), "w") as c:
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-        s = c.add_stream(codec, rate=FPS)
+        s = c.add_stream(codec, rate=fps)
         s.width, s.height = frames[0].shape[1], frames[0].shape[0]
         s.pix_fmt = "yuv420p"
-        s.options = {"crf": "16"} if codec == "libx264" else {"qscale": "2"}
+        s.options = {"crf": "16", "preset": "ultrafast"} if codec == "libx264" else {"qscale": "2"}
         for a in frames:
             for pkt in s.encode(av.VideoFrame.from_ndarray(a, format="rgb24")):
                 c.mux(pkt)
@@ -90,8 +98,8 @@ def test_extraction_drops_repeats_and_blur(tmp_path, clip):
     out = extract_frames(clip, tmp_path / "frames", IngestConfig(max_image_size=320, video_fps=FPS), bus)
     kept = sorted(out.glob("frame_*.jpg"))
     assert len(kept) == 11, [p.name for p in kept]
-    text = next(e.text for e in seen if e.kind == "message" and e.text.startswith("Took"))
-    assert "Took 35 frames" in text and ": 11 left" in text, text
+    text = next(e.text for e in seen if e.kind == "message" and e.text.startswith("Looked at"))
+    assert "Looked at 35 frames" in text and "kept 11" in text and "1 blurry" in text, text
     # the frame kept for the blurred photo is the sharp one
     sharp = [float(np.asarray(Image.open(p).convert("L"), np.float32).std()) for p in kept]
     assert min(sharp) > 0.5 * float(np.median(sharp))
@@ -107,8 +115,68 @@ def test_video_through_sfm(tmp_path, clip, capsys):
     rc = main(["sfm", str(clip), "-o", str(out)])
     cap = capsys.readouterr()
     assert rc == 0, cap.out + cap.err
-    assert "Took 12 frames" in cap.out + cap.err and ": 11 left" in cap.out + cap.err
+    assert "Looked at 35 frames" in cap.out + cap.err and "kept 11" in cap.out + cap.err
     assert "Skipped" not in cap.out + cap.err  # nothing but frames in the frames folder
     rec = json.loads((out / "sfm_work" / "inputs.json").read_text())
-    assert rec["matcher"] == "sequential"
+    assert rec["matcher"] == "sequential" and rec["pairs"]["verified"] >= 10
     assert rec["registered"] >= 9 and rec["total"] == 11, rec
+
+
+def _south(n: int, size: tuple[int, int]) -> list[Image.Image]:
+    out = []
+    for f in sorted((SOUTH / "images").glob("*.JPG"))[:n]:
+        with Image.open(f) as im:
+            im.draft("RGB", (size[0] * 2, size[1] * 2))
+            out.append(im.convert("RGB").resize(size, Image.Resampling.BILINEAR))
+    return out
+
+
+def _sharpness(path: Path) -> float:
+    from splatkit.ingest.checks import laplacian_variance
+
+    return laplacian_variance(np.asarray(Image.open(path).convert("L"), np.float32))
+
+
+@pytest.mark.skipif(not SOUTH.is_dir(), reason="no south_building_128")
+def test_frames_follow_camera_motion_and_sharpness(tmp_path):
+    """2 s standing still, then 4 s of a pan at 12 px per frame (10 fps), every other frame blurred."""
+    with Image.open(sorted((SOUTH / "images").glob("*.JPG"))[0]) as im:
+        photo = im.convert("RGB")
+    w, h, fps = 480, 270, 10
+    frames, blurred = [], []
+    for k in range(60):
+        x = 0 if k < 20 else 12 * (k - 20)
+        crop = photo.crop((x, 300, x + w, 300 + h))
+        if k >= 20 and k % 2:
+            crop = crop.filter(ImageFilter.GaussianBlur(1.5))
+            blurred.append(np.asarray(crop))
+        frames.append(np.asarray(crop))
+    _write_clip(tmp_path / "pan.mp4", frames, fps)
+    cfg = IngestConfig(max_image_size=480, video_fps=2)
+    out = extract_frames(tmp_path / "pan.mp4", tmp_path / "frames", cfg)
+    rec = json.loads((tmp_path / "frames.json").read_text())
+    times = rec["seconds"]
+    assert sum(t < 2.0 for t in times) == 1, times  # standing still: the first frame only
+    assert sum(t >= 2.0 for t in times) >= 4, times  # the pan: new frames as the view moves
+    slots = [int(t / 0.5 + 1e-6) for t in times]
+    assert len(set(slots)) == len(slots)  # at most one frame per half second
+    sharp_floor = max(laplacian(a) for a in blurred)
+    assert all(_sharpness(out / n) > sharp_floor for n in rec["frames"])
+
+
+def laplacian(a: np.ndarray) -> float:
+    from splatkit.ingest.checks import laplacian_variance
+
+    return laplacian_variance(np.asarray(Image.fromarray(a).convert("L"), np.float32))
+
+
+@pytest.mark.skipif(not SOUTH.is_dir(), reason="no south_building_128")
+def test_a_minute_of_video_gives_at_most_60_frames_per_minute_per_fps(tmp_path):
+    photos = [np.asarray(p) for p in _south(32, (480, 270))]
+    fps = 4
+    frames = [photos[k % len(photos)] for k in range(60 * fps)]  # a new view every frame
+    _write_clip(tmp_path / "minute.mp4", frames, fps)
+    cfg = IngestConfig(max_image_size=480, video_fps=0.5)
+    out = extract_frames(tmp_path / "minute.mp4", tmp_path / "frames", cfg)
+    kept = sorted(out.glob("frame_*.jpg"))
+    assert 25 <= len(kept) <= 30, len(kept)  # the cap (30 a minute) binds: 240 views offered

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pycolmap
-
 from ..errors import UserError
+from .database import image_ids, verified_pairs
 
 #: fewer verified matches than this with every other photo counts as "few" (COLMAP needs 15)
 FEW_MATCHES = 40
@@ -28,18 +27,9 @@ OVERLAP_TODO = (
 
 def pair_inliers(db_path: Path) -> dict[str, dict[str, int]]:
     """name -> {other name: verified matches (two-view geometry inliers)} from the database."""
-    db = pycolmap.Database.open(str(db_path))
-    try:
-        names = {im.image_id: im.name for im in db.read_all_images()}
-        pair_ids, counts = db.read_two_view_geometry_num_inliers()
-    finally:
-        db.close()
-    out: dict[str, dict[str, int]] = {n: {} for n in names.values()}
-    for pid, n in zip(pair_ids, counts, strict=True):
-        a, b = pycolmap.pair_id_to_image_pair(pid)
-        if a in names and b in names:
-            out[names[a]][names[b]] = int(n)
-            out[names[b]][names[a]] = int(n)
+    out: dict[str, dict[str, int]] = {n: {} for n in image_ids(db_path)}
+    for (a, b), n in verified_pairs(db_path).items():
+        out[a][b] = out[b][a] = n
     return out
 
 

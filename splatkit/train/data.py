@@ -1,8 +1,10 @@
 """Training data: the scene's photos at the training resolution, and an internal world frame.
 
-Images are loaded once, resized so that their longest side is at most ``resolution`` (never
-enlarged), and cached as float32 ``[H, W, 3]`` tensors in [0, 1] on the training device. The
-intrinsics are scaled to match with :meth:`Cameras.scaled`.
+Images are resized so that their longest side is at most ``resolution`` (never enlarged) and held
+by a :class:`TrainImages`: as uint8 ``[H, W, 3]`` (a quarter of the float32 size), on the training
+device when they all fit in its byte budget, else loaded lazily through a bounded LRU cache in CPU
+memory; each is converted to float32 in [0, 1] when it is used. The intrinsics are scaled to
+match with :meth:`Cameras.scaled`.
 
 Training happens in a normalised world (cameras centred on their mean, largest camera distance
 1): thresholds like the near plane behave the same whatever units SfM picked. The transform is a
@@ -12,6 +14,9 @@ translation and a uniform scale, so splats map back exactly (rotations and SH ar
 from __future__ import annotations
 
 import math
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,8 +53,13 @@ def scaled_cameras(cameras: Cameras, resolution: int) -> Cameras:
     )
 
 
-def load_image(path: Path, width: int, height: int) -> Tensor:
-    """A photo as float32 ``[H, W, 3]`` in [0, 1], resized to (width, height) if needed."""
+#: bytes of uint8 training images held at once (``SPLATKIT_IMAGE_BUDGET_MB`` overrides): above
+#: it, images are read from disk when used, through an LRU cache of this size
+IMAGE_BUDGET_BYTES = int(float(os.environ.get("SPLATKIT_IMAGE_BUDGET_MB", 4096)) * 2**20)
+
+
+def read_image_u8(path: Path, width: int, height: int) -> Tensor:
+    """A photo as uint8 ``[H, W, 3]``, resized to (width, height) if needed."""
     try:
         with Image.open(path) as im:
             im = im.convert("RGB")
@@ -61,16 +71,74 @@ def load_image(path: Path, width: int, height: int) -> Tensor:
             f"Image {path} listed by the scene is missing.",
             "Check the scene folder, or rerun the SfM stage.",
         ) from e
-    return torch.from_numpy(arr.astype(np.float32) / 255.0)
+    return torch.from_numpy(arr.copy())
 
 
-def load_images(scene: Scene, idx: list[int], cams: Cameras, device="cpu") -> list[Tensor]:
-    """Images ``idx`` of the scene at the sizes of ``cams`` (already scaled), on ``device``."""
-    out = []
-    for i in idx:
-        w, h = int(cams.width[i]), int(cams.height[i])
-        out.append(load_image(Path(scene.image_dir) / cams.names[i], w, h).to(device))
-    return out
+def load_image(path: Path, width: int, height: int) -> Tensor:
+    """A photo as float32 ``[H, W, 3]`` in [0, 1], resized to (width, height) if needed."""
+    return to_float(read_image_u8(path, width, height))
+
+
+def to_float(img: Tensor) -> Tensor:
+    """uint8 ``[H, W, 3]`` -> float32 in [0, 1] (on the tensor's device)."""
+    return img.to(torch.float32).div_(255.0)
+
+
+class TrainImages(Sequence):
+    """Training photos: ``images[k]`` is photo ``k`` as float32 ``[H, W, 3]`` in [0, 1] on ``device``.
+
+    Held as uint8. When all of them fit in ``budget_bytes`` they are read once and kept (on
+    ``device``); otherwise (``lazy``) each is read from disk when used and the most recently used
+    ones are kept in CPU memory, at most ``budget_bytes`` of them.
+    """
+
+    def __init__(self, paths: list[Path], sizes: list[tuple[int, int]], device="cpu",
+                 budget_bytes: int = IMAGE_BUDGET_BYTES) -> None:  # fmt: skip
+        self.paths, self.sizes, self.device = list(paths), list(sizes), torch.device(device)
+        self.budget_bytes = int(budget_bytes)
+        self.total_bytes = sum(3 * w * h for w, h in self.sizes)
+        self.lazy = self.total_bytes > self.budget_bytes
+        self._held: OrderedDict[int, Tensor] = OrderedDict()
+        if not self.lazy:
+            for k in range(len(self.paths)):
+                self._held[k] = self._read(k).to(self.device)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, k: int) -> Tensor:
+        return to_float(self.uint8(k).to(self.device, non_blocking=True))
+
+    def uint8(self, k: int) -> Tensor:
+        """Photo ``k`` as held: uint8 ``[H, W, 3]``."""
+        if not -len(self) <= k < len(self):
+            raise IndexError(k)
+        k %= len(self)
+        img = self._held.get(k)
+        if img is not None:
+            self._held.move_to_end(k)
+            return img
+        img = self._read(k)
+        self._held[k] = img
+        while self.held_bytes > self.budget_bytes and len(self._held) > 1:
+            self._held.popitem(last=False)
+        return img
+
+    @property
+    def held_bytes(self) -> int:
+        return sum(t.numel() for t in self._held.values())
+
+    def _read(self, k: int) -> Tensor:
+        w, h = self.sizes[k]
+        return read_image_u8(self.paths[k], w, h)
+
+
+def load_images(scene: Scene, idx: list[int], cams: Cameras, device="cpu",
+                budget_bytes: int = IMAGE_BUDGET_BYTES) -> TrainImages:  # fmt: skip
+    """Images ``idx`` of the scene at the sizes of ``cams`` (already scaled), used on ``device``."""
+    paths = [Path(scene.image_dir) / cams.names[i] for i in idx]
+    sizes = [(int(cams.width[i]), int(cams.height[i])) for i in idx]
+    return TrainImages(paths, sizes, device, budget_bytes)
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """GPU memory: say before training that a scene will not fit, and what to change so that it does.
 
-The estimate counts what the training loop keeps for the whole run: the training photos as float
-tensors on the GPU and, per splat, its 59 parameters (SH degree 3) with their gradients and two
-Adam moments (4 x 59 float32 = 944 bytes), plus a working margin for the rasterizer's per-view
+The estimate counts what the training loop keeps for the whole run: the training photos as uint8
+tensors on the GPU (3 bytes per pixel, :class:`~splatkit.train.data.TrainImages`) and, per
+splat, its 59 parameters (SH degree 3) with their gradients and two Adam moments (4 x 59 float32
+= 944 bytes), plus a working margin for the rasterizer's per-view
 buffers (about 300 bytes per pixel of the largest view, from gsplat's tile lists and the loss).
 It is a floor, not a promise: densification may grow past the splat count assumed here, which
 :func:`out_of_memory_error` then explains after the fact.
@@ -13,13 +14,15 @@ from __future__ import annotations
 from ..errors import UserError
 
 BYTES_PER_SPLAT = 4 * 59 * 4
+#: training photos are held as uint8 RGB (train/data.py)
+BYTES_PER_PHOTO_PIXEL = 3
 BYTES_PER_PIXEL_WORK = 300
 GIB = 2**30
 
 
 def estimate_bytes(image_pixels: list[int], splats: int) -> int:
-    """Bytes the loop needs: photos (RGB float32), splats with optimiser state, work buffers."""
-    photos = 3 * 4 * sum(image_pixels)
+    """Bytes the loop needs: photos (RGB uint8), splats with optimiser state, work buffers."""
+    photos = BYTES_PER_PHOTO_PIXEL * sum(image_pixels)
     work = BYTES_PER_PIXEL_WORK * max(image_pixels, default=0)
     return photos + BYTES_PER_SPLAT * splats + work
 
@@ -38,7 +41,7 @@ def check_fits(image_pixels: list[int], splats: int, resolution: int, free_bytes
     need = estimate_bytes(image_pixels, splats)
     if need <= 0.9 * free_bytes:
         return
-    photos = 3 * 4 * sum(image_pixels)
+    photos = BYTES_PER_PHOTO_PIXEL * sum(image_pixels)
     res = suggest_resolution(resolution, need, int(0.9 * free_bytes), photos)
     raise UserError(
         f"This scene needs about {need / GIB:.1f} GB of GPU memory to train at {resolution} px "
