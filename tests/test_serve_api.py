@@ -281,7 +281,8 @@ def _video(path: Path, seconds: int = 20, fps: int = 10) -> None:
 
 def test_video_frames_capped(server, tmp_path):
     """A 20 s clip at the preset's 2 frames per second would give 40 frames; the server's cap
-    (--max-video-frames 10) lowers the rate so that about 10 are taken."""
+    (--max-video-frames 10) lowers the rate so that at most 10 are kept (frames with too little
+    motion may be dropped too)."""
     pytest.importorskip("av")
     clip = tmp_path / "clip.mp4"
     _video(clip)
@@ -294,11 +295,11 @@ def test_video_frames_capped(server, tmp_path):
     t0 = time.time()
     while took is None and time.time() - t0 < 90:
         for line in events.read_text().splitlines() if events.exists() else []:
-            m = re.search(r"Took (\d+) frames", json.loads(line).get("text", ""))
+            m = re.search(r"; kept (\d+),", json.loads(line).get("text", ""))
             took = int(m.group(1)) if m else took
         state = s.get(f"{server.url}/api/jobs/{jid}", timeout=10).json()["state"]
         if state in ("done", "failed", "cancelled"):
             break
         time.sleep(0.5)
     s.post(f"{server.url}/api/jobs/{jid}/cancel", timeout=10)
-    assert took is not None and 8 <= took <= 11, took
+    assert took is not None and 3 <= took <= 10, took
