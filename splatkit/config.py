@@ -276,7 +276,12 @@ PRESETS: dict[str, dict] = {
             "sh_degree": 1,
             "sh_degree_interval": 500,
             "refine_start": 200,
-            "refine_stop": 1500,
+            # DashGaussian's resolution schedule and splat budget, densifying until step 1000
+            # (measured on fountain and castle against 1500 and the plain schedule:
+            # docs/benchmarks.md, "quick preset").
+            "refine_stop": 1000,
+            "resolution_schedule": "dash",
+            "densify_budget": True,
             "reset_every": 100_000,
             "eval_every": 500,
             "checkpoint_every": 250,
