@@ -51,6 +51,12 @@ def describe(event: Event) -> str | None:
     return None
 
 
+def _thinned(event: StageProgress) -> bool:
+    """Counting progress (photos, cameras: more than 10 steps) is logged every 10th step and at
+    the end; a stage's few phases (features, matching, mapping) are always logged."""
+    return event.total > 10 and event.done != event.total and event.done % 10 != 0
+
+
 class TextLog:
     """``log.txt``: stage lines, messages, evaluations and a training line every ``every`` steps."""
 
@@ -61,7 +67,7 @@ class TextLog:
     def __call__(self, event: Event) -> None:
         if isinstance(event, TrainStep) and event.step % self.every and event.step != event.total_steps:
             return
-        if isinstance(event, StageProgress) and event.done not in (event.total,) and event.done % 10:
+        if isinstance(event, StageProgress) and _thinned(event):
             return
         line = describe(event)
         if line:
