@@ -74,7 +74,8 @@ def explain(
             others = [m for m in g if m != n]
             out[n] = (
                 f"it forms a separate group with {_names(others)} that shares nothing with the "
-                "placed photos (another place or object?)"
+                "placed photos (another place or object, or a gap in the coverage: photos taken in "
+                "between join the two)"
             )
             continue
         flag = flags.get(n, "")
