@@ -311,3 +311,23 @@ def test_an_option_the_renderer_cannot_honour_is_refused_before_training(scene, 
     with pytest.raises(UserError, match=f"--{option} is not available with the 'cpu' renderer"):
         train(scene, small_cfg(**{option: True}), tmp_path, BACKEND)
     assert not (tmp_path / "checkpoints").exists()  # refused before anything was trained
+
+
+def test_first_step_compile_time_stays_out_of_the_eta():
+    """A fresh install compiles the CPU kernels in the first step (~40 s): the first progress
+    line's s/step (and so its ETA) is the steps after it, the loss still every step's."""
+    import torch
+
+    from splatkit.train.loop import _Meter
+
+    m = _Meter(every=4, device="cpu")
+    for seconds, loss in [(40.0, 1.0), (0.1, 1.0), (0.1, 1.0), (0.1, 1.0)]:
+        m.add(torch.tensor(loss), seconds)
+    assert m.full() and abs(m.seconds_per_step() - 0.1) < 1e-9
+    assert float(m.loss) / m.n == 1.0
+    m.reset()
+    m.add(torch.tensor(2.0), 0.2)
+    assert m.seconds_per_step() == 0.2  # later windows count every step
+    one = _Meter(every=1, device="cpu")
+    one.add(torch.tensor(1.0), 40.0)
+    assert one.seconds_per_step() == 40.0  # a window of only the first step: its own time

@@ -315,19 +315,31 @@ def _train_step(state: TrainState, data: TrainData, cfg: TrainConfig, renderer: 
 
 
 class _Meter:
-    """Mean loss and seconds per step over the last logging window."""
+    """Mean loss and seconds per step over the last logging window.
+
+    The first step of a process is left out of the time (not the loss): it compiles the CPU
+    kernels on a fresh install (about 40 s) and would make the first ETA hours long."""
 
     def __init__(self, every: int, device: str) -> None:
         self.every, self.device = every, device
+        self.warm = False
         self.reset()
 
     def reset(self) -> None:
-        self.t, self.n, self.loss = 0.0, 0, torch.zeros((), device=self.device)
+        self.t, self.t_all, self.n, self.timed = 0.0, 0.0, 0, 0
+        self.loss = torch.zeros((), device=self.device)
 
     def add(self, loss: Tensor, seconds: float) -> None:
         self.loss += loss
-        self.t += seconds
         self.n += 1
+        self.t_all += seconds
+        if self.warm:
+            self.t += seconds
+            self.timed += 1
+        self.warm = True
+
+    def seconds_per_step(self) -> float:
+        return self.t / self.timed if self.timed else self.t_all / max(self.n, 1)
 
     def full(self) -> bool:
         return self.n >= self.every
@@ -335,7 +347,7 @@ class _Meter:
 
 def _emit_progress(meter: _Meter, state: TrainState, cfg: TrainConfig, result: TrainResult,
                    bus: EventBus) -> None:
-    sps = meter.t / max(meter.n, 1)
+    sps = meter.seconds_per_step()
     mean_loss = float(meter.loss) / max(meter.n, 1)
     done = state.step
     result.losses.append((done, mean_loss))
