@@ -135,6 +135,14 @@ def _section_cameras(out_dir: Path) -> str:
             + _img(png, "camera positions from above and from the side"))
 
 
+def _eval_views(m: dict) -> tuple[int, int] | None:
+    """(photos the evaluations during training used, held-out photos in all)."""
+    from ..train.loop import EVAL_VIEWS
+
+    test = (m.get("images") or {}).get("test")
+    return (min(EVAL_VIEWS, int(test)), int(test)) if test else None
+
+
 def _section_training(events: list[dict], m: dict) -> str:
     from .plots import training_figure
 
@@ -149,7 +157,7 @@ def _section_training(events: list[dict], m: dict) -> str:
         return "<p>No training progress recorded in events.jsonl.</p>"
     png = training_figure([e["step"] for e in steps], [float(e["loss"]) for e in steps],
                           [e["step"] for e in evals], [float(e["psnr"]) for e in evals],
-                          m.get("psnr"))
+                          m.get("psnr"), _eval_views(m))
     parts = [_img(png, "training loss and held-out PSNR curves")]
     if steps:
         last = steps[-1]

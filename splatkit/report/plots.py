@@ -97,8 +97,11 @@ def cameras_figure(centers, forwards, held_out, points, up) -> bytes:
     return _png(fig)
 
 
-def training_figure(loss_steps, losses, eval_steps, psnrs, final_psnr=None) -> bytes:
-    """Loss (left, log scale) and held-out PSNR (right) against the training step."""
+def training_figure(loss_steps, losses, eval_steps, psnrs, final_psnr=None,
+                    views: tuple[int, int] | None = None) -> bytes:
+    """Loss (left, log scale) and held-out PSNR (right) against the training step. ``views``:
+    (photos the evaluations during training used, held-out photos of the final evaluation),
+    named in the legend when they differ (the two are different averages)."""
     fig, axes = _figure(11, 3.8, 2)
     ax = axes[0, 0]
     if len(loss_steps):
@@ -118,9 +121,11 @@ def training_figure(loss_steps, losses, eval_steps, psnrs, final_psnr=None) -> b
     ax.grid(alpha=0.25)
     ax = axes[0, 1]
     if len(eval_steps):
-        ax.plot(eval_steps, psnrs, "o-", color=TEST_COLOR, label="held-out PSNR")
+        during = f" ({views[0]} of the {views[1]} photos)" if views and views[0] < views[1] else ""
+        ax.plot(eval_steps, psnrs, "o-", color=TEST_COLOR, label="held-out PSNR" + during)
     if final_psnr is not None and len(loss_steps):
-        ax.axhline(final_psnr, color="k", lw=1, ls="--", label=f"final {final_psnr:.2f} dB")
+        final = f" (all {views[1]} photos)" if views and views[0] < views[1] else ""
+        ax.axhline(final_psnr, color="k", lw=1, ls="--", label=f"final {final_psnr:.2f} dB{final}")
     if len(eval_steps) or final_psnr is not None:
         ax.legend(fontsize=8)
     else:
