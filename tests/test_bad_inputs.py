@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from input_util import error_lines
 from PIL import Image
 
 from splatkit.cli import main
@@ -76,12 +77,6 @@ def _run(capsys, photos: Path, out: Path, *extra: str) -> tuple[int, str]:
     return rc, text
 
 
-def _error_lines(text: str) -> list[str]:
-    lines = text.strip().splitlines()
-    i = next(k for k, line in enumerate(lines) if line.startswith("splatkit: error:"))
-    return lines[i:]
-
-
 def _copy_photos(fountain: Path, dst: Path, k: int) -> list[Path]:
     dst.mkdir(parents=True, exist_ok=True)
     out = []
@@ -95,7 +90,7 @@ def test_empty_folder(tmp_path, capsys):
     (tmp_path / "photos").mkdir()
     rc, text = _run(capsys, tmp_path / "photos", tmp_path / "out")
     assert rc == 2
-    err = _error_lines(text)
+    err = error_lines(text)
     assert len(err) == 2 and "No usable photos" in err[0] and "at least 3" in err[1]
 
 
@@ -107,7 +102,7 @@ def test_only_non_images(tmp_path, capsys):
     (d / "IMG_0001.HEIC").write_bytes(b"\0" * 64)
     rc, text = _run(capsys, d, tmp_path / "out")
     assert rc == 2
-    err = _error_lines(text)
+    err = error_lines(text)
     assert len(err) == 2 and "No usable photos" in err[0] and "3 file(s) skipped" in err[0]
     assert "HEIC is not supported" in text  # each skipped file is named with its reason
 
@@ -131,7 +126,7 @@ def test_one_or_two_photos(tmp_path, capsys, fountain, n):
     _copy_photos(fountain, d, n)
     rc, text = _run(capsys, d, tmp_path / "out")
     assert rc == 2
-    err = _error_lines(text)
+    err = error_lines(text)
     assert len(err) == 2 and f"Only {n} usable photo" in err[0] and "at least 3" in err[1]
 
 
@@ -145,7 +140,7 @@ def test_exact_duplicates(tmp_path, capsys, fountain):
     rc, text = _run(capsys, d, tmp_path / "out")
     assert rc == 2
     assert "Skipped copy1.jpg: an exact copy of copy0.jpg" in text
-    err = _error_lines(text)
+    err = error_lines(text)
     assert len(err) == 2 and "Only 1 usable photo" in err[0] and "3 file(s) skipped" in err[0]
 
 
@@ -172,7 +167,7 @@ def test_mostly_another_scene_fails_plainly(tmp_path, capsys, fountain):
     _small(CASTLE, d, names=[f"castle_{k}.jpg" for k in range(3)], k=3)
     rc, text = _run(capsys, d, tmp_path / "out")
     assert rc == 2
-    err = _error_lines(text)
+    err = error_lines(text)
     assert len(err) == 2, err
     assert "fell apart into 2 groups" in err[0] and "one place or object per folder" in err[1]
 
@@ -187,7 +182,7 @@ def test_all_black_images(tmp_path, capsys):
     rc, text = _run(capsys, d, tmp_path / "out")
     assert rc == 2
     assert "Skipped dark0.jpg: all black" in text
-    err = _error_lines(text)
+    err = error_lines(text)
     assert len(err) == 2 and "No usable photos" in err[0]
 
 
@@ -233,7 +228,7 @@ def test_unwritable_output_folder(tmp_path, capsys, fountain):
     (tmp_path / "out").write_text("a file where the output folder should be")
     rc, text = _run(capsys, d, tmp_path / "out")
     assert rc == 2
-    err = _error_lines(text)
+    err = error_lines(text)
     assert len(err) == 2 and "Cannot write to the output folder" in err[0] and "-o" in err[1]
 
 

@@ -16,22 +16,23 @@ import pycolmap
 MAX_IMAGE_ID = 2**31 - 1
 
 
-def image_ids(db_path: Path) -> dict[str, int]:
-    """Image name -> image id."""
+def _images(db_path: Path) -> list:
+    """Every image record of the database (name, image id, camera id, ...)."""
     db = pycolmap.Database.open(str(db_path))
     try:
-        return {im.name: im.image_id for im in db.read_all_images()}
+        return db.read_all_images()
     finally:
         db.close()
+
+
+def image_ids(db_path: Path) -> dict[str, int]:
+    """Image name -> image id."""
+    return {im.name: im.image_id for im in _images(db_path)}
 
 
 def image_cameras(db_path: Path) -> dict[str, int]:
     """Image name -> camera id."""
-    db = pycolmap.Database.open(str(db_path))
-    try:
-        return {im.name: im.camera_id for im in db.read_all_images()}
-    finally:
-        db.close()
+    return {im.name: im.camera_id for im in _images(db_path)}
 
 
 def verified_pairs(db_path: Path) -> dict[tuple[str, str], int]:

@@ -169,15 +169,22 @@ def _backward(x, y, w, maps, scale, l1_scale):
     return grad
 
 
+def _forward_pass(img: Tensor, gt: Tensor):
+    """The fused forward on ``[H, W, C]`` float32 CPU images: ``(x, y, window, SSIM sum, L1 sums,
+    the derivative maps for the backward, the number of SSIM values summed)``."""
+    H, W, nc = img.shape
+    w = gaussian_window(window_size(H, W))
+    x = img.detach().contiguous().numpy()
+    y = gt.detach().float().contiguous().numpy()
+    total, l1, maps = _forward(x, y, w)
+    count = nc * (H - w.shape[0] + 1) * (W - w.shape[0] + 1)
+    return x, y, w, total, l1, maps, count
+
+
 class _SSIM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, img: Tensor, gt: Tensor) -> Tensor:
-        H, W, nc = img.shape
-        w = gaussian_window(window_size(H, W))
-        x = img.detach().contiguous().numpy()
-        y = gt.detach().float().contiguous().numpy()
-        total, _, maps = _forward(x, y, w)
-        count = nc * (H - w.shape[0] + 1) * (W - w.shape[0] + 1)
+        x, y, w, total, _, maps, count = _forward_pass(img, gt)
         ctx.saved = (x, y, w, maps, count)
         return torch.tensor(total / count, dtype=img.dtype)
 
@@ -195,12 +202,7 @@ class _Photometric(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, img: Tensor, gt: Tensor, lam: float) -> Tensor:
-        H, W, nc = img.shape
-        w = gaussian_window(window_size(H, W))
-        x = img.detach().contiguous().numpy()
-        y = gt.detach().float().contiguous().numpy()
-        total, l1, maps = _forward(x, y, w)
-        count = nc * (H - w.shape[0] + 1) * (W - w.shape[0] + 1)
+        x, y, w, total, l1, maps, count = _forward_pass(img, gt)
         ctx.saved = (x, y, w, maps, count, lam)
         loss = (1.0 - lam) * l1.sum() / x.size + lam * (1.0 - total / count)
         return torch.tensor(loss, dtype=img.dtype)
