@@ -66,8 +66,10 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help="Where to train: auto (default) uses an NVIDIA GPU when there is one, else "
                         "the CPU.")
     p.add_argument("--seed", type=number(TrainConfig, "seed"), default=None,
-                   help="Random seed: the same seed, photos and settings on the same machine and "
-                        "thread count give the same result.")
+                   help="Random seed of training: the same seed, camera poses and settings on the "
+                        "same machine give the same result. SfM with several threads can place the "
+                        "cameras slightly differently from run to run; to repeat a run exactly, "
+                        "train again from its SfM output (OUT/sparse/0 with OUT/images).")
     _add_mapper_option(p)
     p.add_argument("--resume", action="store_true",
                    help="Continue the interrupted (or finished: train longer with --steps) run in OUT "

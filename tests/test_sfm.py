@@ -308,12 +308,14 @@ def test_reasons_for_photos_left_out():
 def test_same_seed_same_poses(tmp_path):
     """Two identical runs in two folders give identical poses and points (issue 12, class 9).
 
-    Retrieval pairs (vocabulary tree), RANSAC and the mapper are seeded (``SfmConfig.seed``);
-    the thread count is the same (2).
+    Retrieval pairs (vocabulary tree), RANSAC and the mapper are seeded (``SfmConfig.seed``).
+    With one thread this holds every time (15 of 15 repeats); with two, about 1 run in 12
+    differed (up to 0.16 in a pose entry): pycolmap's threads, so the promise (``--seed`` help)
+    is made for one thread only.
     """
     src = small_copies(FOUNTAIN / "images", tmp_path / "photos", 320)
     cfg = SfmConfig(max_image_size=320, max_features=1024, matcher="retrieval",
-                    retrieval_neighbours=5, num_threads=2)  # fmt: skip
+                    retrieval_neighbours=5, num_threads=1)  # fmt: skip
     scenes, recs = [], []
     for k in range(2):
         photos = ingest(src, tmp_path / f"work{k}", IngestConfig(max_image_size=320))
