@@ -9,7 +9,9 @@ preset settings are compared without re-running SfM for every variant.
 ``images/``). Each ``--variant NAME:KEY=VALUE,...`` overrides fields of the preset's
 ``TrainConfig`` (values parsed as JSON, else kept as text). Per variant: held-out PSNR/SSIM over
 every held-out view (INRIA split), splats, training seconds, the PSNR at each evaluation step and
-the load average; runs go to ``_runs/variants/<folder name>/<variant>`` (replaced).
+the load average (``--per-view``: each held-out photo's PSNR too); runs go to
+``_runs/variants/<folder name>/<variant>`` (replaced), with side-by-side previews in its
+``previews/``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import time
 from pathlib import Path
 
 from splatkit.config import preset_config
-from splatkit.evaluate import evaluate
+from splatkit.evaluate import evaluate, write_previews
 from splatkit.render import RenderSettings
 from splatkit.sfm import load_scene
 from splatkit.train.loop import train
@@ -52,8 +54,10 @@ def run_variant(scene, preset: str, name: str, over: dict, out: Path) -> dict:
     res = train(scene, cfg, out, "cpu")
     seconds = time.time() - t0
     settings = RenderSettings(sh_degree=cfg.sh_degree, antialiased=cfg.antialiased)
-    ev = evaluate(res.splats, scene, cfg.resolution, "cpu", "cpu", settings, keep_images=False)
-    return {"variant": name, "over": over, "psnr": ev["psnr"], "ssim": ev["ssim"],
+    ev = evaluate(res.splats, scene, cfg.resolution, "cpu", "cpu", settings)
+    write_previews(ev, out / "previews")
+    return {"per_view": [(v["name"], round(v["psnr"], 2)) for v in ev["per_image"]],
+            "variant": name, "over": over, "psnr": ev["psnr"], "ssim": ev["ssim"],
             "splats": len(res.splats.means), "train_s": seconds, "load": os.getloadavg()[0],
             "evals": [(e["step"], round(e["psnr"], 2)) for e in res.evals]}
 
@@ -63,6 +67,7 @@ def main() -> int:
     ap.add_argument("sfm_folder", type=Path)
     ap.add_argument("--preset", default="quick")
     ap.add_argument("--variant", action="append", default=[], help="NAME:KEY=VALUE,... (repeatable)")
+    ap.add_argument("--per-view", action="store_true", help="also print each held-out photo's PSNR")
     a = ap.parse_args()
     scene = load_scene(a.sfm_folder)
     variants = [parse_variant(v) for v in a.variant] or [("base", {})]
@@ -76,6 +81,8 @@ def main() -> int:
         r = run_variant(scene, a.preset, name, over, out)
         print(f"{name} | {r['psnr']:.2f} dB | {r['ssim']:.3f} | {r['splats']:,} | {r['train_s']:.0f} | "
               f"{r['load']:.1f} | " + " ".join(f"{s}:{p}" for s, p in r["evals"]), flush=True)
+        if a.per_view:
+            print("    per view: " + " ".join(f"{n}:{p}" for n, p in r["per_view"]), flush=True)
     return 0
 
 
