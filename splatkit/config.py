@@ -289,6 +289,11 @@ PRESETS: dict[str, dict] = {
             "refine_stop": 1000,
             "resolution_schedule": "dash",
             "densify_budget": True,
+            # A random background each step: the splats must cover every pixel (nerfstudio's
+            # default). Without it a short run leaves the sky and edges half transparent, dark
+            # on the black background (+0.3 to +1.8 dB held-out on fountain, castle and South
+            # Building; docs/benchmarks.md, "quick preset: random background").
+            "random_background": True,
             "reset_every": 100_000,
             "eval_every": 500,
             "checkpoint_every": 250,
@@ -330,6 +335,38 @@ PRESETS: dict[str, dict] = {
         },
     },
 }
+
+
+@dataclass(frozen=True)
+class PhotoTier:
+    """Training settings a preset changes for photo sets of at least ``train_photos`` training
+    photos (more views to fit: more steps and splats)."""
+
+    train_photos: int
+    train: dict
+
+
+#: Per preset, its tiers by number of training photos (the largest that applies wins). Applied
+#: once SfM has placed the photos (:func:`tiered`), never over a setting given explicitly.
+PHOTO_TIERS: dict[str, list[PhotoTier]] = {
+    # The class budget is 10 minutes in all on a 2-core laptop; large sets use more of it
+    # (docs/benchmarks.md, "quick preset on large photo sets").
+    "quick": [PhotoTier(80, {"steps": 3000, "max_splats": 60_000, "refine_stop": 1500})],
+}
+
+
+def tiered(cfg: RunConfig, train_photos: int, explicit: set[str]) -> tuple[RunConfig, dict]:
+    """``cfg`` with its preset's tier for ``train_photos`` applied, and what changed
+    (``{"steps": 3000, ...}``); settings in ``explicit`` (flattened keys, ``train.steps``) stay."""
+    tiers = [t for t in PHOTO_TIERS.get(cfg.preset, []) if train_photos >= t.train_photos]
+    if not tiers:
+        return cfg, {}
+    tier = max(tiers, key=lambda t: t.train_photos)
+    changed = {k: v for k, v in tier.train.items()
+               if f"train.{k}" not in explicit and getattr(cfg.train, k) != v}  # fmt: skip
+    if not changed:
+        return cfg, {}
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **changed)), changed
 
 
 def preset_config(name: str) -> RunConfig:

@@ -170,7 +170,7 @@ def _run_job(req: JobRequest, bus: EventBus, stop_flag, shown: str):
         if req.command == "sfm":
             return pipeline.run_sfm_only(req.source, rd, run.cfg, bus)
         return pipeline.run_train(req.source, rd, run.cfg, bus, resume=run.resume,
-                                  stop_flag=stop_flag, run_id=run.run_id)
+                                  stop_flag=stop_flag, run_id=run.run_id, explicit=req.explicit)
     finally:
         for w in writers:
             bus.unsubscribe(w)

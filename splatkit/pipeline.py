@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import RunConfig
+from .config import RunConfig, tiered
 from .events import EventBus, Message, StageFinished, StageStarted
 from .fileio import write_text_atomic
 from .render import Renderer, select_renderer
@@ -124,8 +124,11 @@ def run_train(
     stop_flag=None,
     run_id: str = "",
     renderer: Renderer | None = None,
+    explicit: set[str] | frozenset = frozenset(),
 ) -> RunResult:
-    """The stages of ``splatkit train`` (the folder is opened by :func:`splatkit.job.run_job`)."""
+    """The stages of ``splatkit train`` (the folder is opened by :func:`splatkit.job.run_job`).
+    ``explicit``: the settings given explicitly (flattened keys), which the preset's photo tiers
+    (:data:`splatkit.config.PHOTO_TIERS`) leave alone."""
     from .train import train
 
     rd = out_dir if isinstance(out_dir, RunDir) else RunDir(Path(out_dir))
@@ -133,6 +136,7 @@ def run_train(
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
     photo_set, scene = run_sfm_stage(photos, rd, cfg, bus, timings)
+    cfg = _apply_tier(rd, cfg, len(scene.train_idx), set(explicit), bus)
     with _Timer(bus, "train", f"{cfg.train.steps} steps on {renderer.device}") as t:
         result = train(scene, cfg.train, rd.root, renderer, bus=bus, resume=resume,
                        stop_flag=stop_flag, run_id=run_id)
@@ -150,6 +154,18 @@ def run_train(
         build_report(rd.root)
     bus.emit(Message(stage="done", text=f"held-out PSNR {ev['psnr']:.2f} dB, SSIM {ev['ssim']:.3f}"))
     return RunResult(out_dir=rd.root, metrics=metrics, scene=scene)
+
+
+def _apply_tier(rd: RunDir, cfg: RunConfig, train_photos: int, explicit: set[str], bus) -> RunConfig:
+    """The preset's settings for this many training photos, saved in ``config.json`` (so that a
+    resumed run keeps them) and said."""
+    cfg, changed = tiered(cfg, train_photos, explicit)
+    if changed:
+        write_text_atomic(rd.config, cfg.to_json())
+        said = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in changed.items())
+        bus.emit(Message(stage="train", text=f"{train_photos} training photos: the {cfg.preset} "
+                         f"preset uses {said} (larger photo sets get more)."))  # fmt: skip
+    return cfg
 
 
 def _evaluate_and_write(rd: RunDir, result, scene, cfg: RunConfig, renderer: Renderer, bus, timings):
