@@ -136,12 +136,6 @@ class TrainConfig:
     antialiased: bool = opt(False, "Antialiased rasterization (Mip-Splatting opacity compensation).")
     packed: bool = opt(False, "gsplat packed mode (less GPU memory for large scenes).")
     random_background: bool = opt(False, "Random background colour each step (fewer floaters).")
-    sky_points: int = opt(
-        0,
-        "Extra starting splats on a far sphere, in the directions the photos see, so that the sky "
-        "(where SfM finds no points) is filled in short runs; a count over the whole sphere, 0: none.",
-        min=0, max=1_000_000,
-    )
     pose_opt: bool = opt(False, "Refine the training cameras' poses while training (for phone "
                          "captures with imperfect SfM poses; held-out photos keep theirs).")
     pose_opt_lr: float = opt(1e-5, "Learning rate of the camera-pose corrections.", min=0.0, max=1.0)

@@ -44,7 +44,6 @@ from .optim import (
     splats_to_params,
     strategy_info,
 )
-from .sky import sky_points
 
 log = logging.getLogger(__name__)
 
@@ -238,11 +237,9 @@ def _start(scene: Scene, cfg: TrainConfig, data: TrainData, renderer: Renderer, 
                 "SfM produced no 3D points to start the splats from.",
                 "Use more overlapping photos, or check the SfM stage's messages.",
             )
-        points, colours = scene.points, scene.point_colors
-        if cfg.sky_points:
-            sky, sky_colours = sky_points(scene, cfg.sky_points)
-            points, colours = torch.cat([points.float(), sky]), torch.cat([colours.float(), sky_colours])
-        init = Splats.from_points(points, colours, cfg.sh_degree, cfg.init_opacity, cfg.init_scale)
+        init = Splats.from_points(
+            scene.points, scene.point_colors, cfg.sh_degree, cfg.init_opacity, cfg.init_scale
+        )
         params = splats_to_params(data.norm.splats_to_norm(init), renderer.device)
         state = TrainState(params, make_optimizers(params, cfg, data.scene_scale), strategy,
                            strategy_state, order)
