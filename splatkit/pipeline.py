@@ -133,9 +133,16 @@ def run_train(
 
     rd = out_dir if isinstance(out_dir, RunDir) else RunDir(Path(out_dir))
     renderer = renderer or select_renderer(cfg.device)
+    warming = None
+    if renderer.name == "cpu":  # compile the CPU kernels while SfM runs (fresh installs)
+        from .train import warmup
+
+        warming = warmup.start()
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
     photo_set, scene = run_sfm_stage(photos, rd, cfg, bus, timings)
+    if warming is not None:  # never two threads in the kernels at once
+        warming.join()
     cfg = _apply_tier(rd, cfg, len(scene.train_idx), set(explicit), bus)
     with _Timer(bus, "train", f"{cfg.train.steps} steps on {renderer.device}") as t:
         result = train(scene, cfg.train, rd.root, renderer, bus=bus, resume=resume,
