@@ -271,7 +271,8 @@ PRESETS: dict[str, dict] = {
         "sfm": {"max_image_size": 800, "max_features": 2048},
         "train": {
             # 3000: with the random background the held-out PSNR still rises from 2000 to 3000
-            # steps on every set (fountain +0.4, castle +1.1, fox +0.8 dB; docs/benchmarks.md).
+            # steps on every set (fountain +0.4, castle +1.1, fox +0.8 dB; docs/benchmarks.md);
+            # sets of 30+ training photos get 2000 (their SfM takes longer; PHOTO_TIERS below).
             "steps": 3000,
             "resolution": 320,
             # The CPU step time grows with the splat count: 40k keeps 3000 steps in minutes.
@@ -345,11 +346,16 @@ class PhotoTier:
 #: Per preset, its tiers by number of training photos (the largest that applies wins). Applied
 #: once SfM has placed the photos (:func:`tiered`), never over a setting given explicitly.
 PHOTO_TIERS: dict[str, list[PhotoTier]] = {
-    # The class budget is 10 minutes in all on a 2-core laptop; large sets use more of it.
-    # South Building (112 training photos): 22.1 dB at 2000 steps / 40k splats, 22.6 at 3000 /
-    # 60k, 23.0 at 4000 / 60k in 382 s of training (docs/benchmarks.md, "quick preset: random
-    # background and photo tiers"). Sets under 80 (fox: 43) keep 3000 steps and 40k splats.
-    "quick": [PhotoTier(80, {"steps": 4000, "max_splats": 60_000, "refine_stop": 2000})],
+    # quick spends about what a photo set's SfM leaves of a 5-minute run, or of the 10-minute
+    # class budget for large sets (docs/benchmarks.md, "quick preset: random background and
+    # photo tiers"): under 30 training photos SfM takes seconds and 3000 steps fit (fountain,
+    # castle: 146 s in all); from 30, SfM takes a minute or more (fox: 58 s) and 2000 steps keep
+    # the run near 4 minutes; from 80, more views need more steps and splats: South Building
+    # (112 training photos) 22.1 dB at 2000 steps / 40k splats, 23.0 at 4000 / 60k, 8 minutes.
+    "quick": [
+        PhotoTier(30, {"steps": 2000}),
+        PhotoTier(80, {"steps": 4000, "max_splats": 60_000, "refine_stop": 2000}),
+    ],
 }
 
 

@@ -171,7 +171,7 @@ def _apply_tier(rd: RunDir, cfg: RunConfig, train_photos: int, explicit: set[str
         write_text_atomic(rd.config, cfg.to_json())
         said = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in changed.items())
         bus.emit(Message(stage="train", text=f"{train_photos} training photos: the {cfg.preset} "
-                         f"preset uses {said} (larger photo sets get more)."))  # fmt: skip
+                         f"preset uses {said} for this many photos."))  # fmt: skip
     return cfg
 
 

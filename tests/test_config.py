@@ -12,7 +12,7 @@ from splatkit.rundir import RunDir
 
 def test_quick_gives_large_photo_sets_more_steps_and_splats():
     cfg = preset_config("quick")
-    tier = PHOTO_TIERS["quick"][0]
+    tier = PHOTO_TIERS["quick"][-1]
     big, changed = tiered(cfg, tier.train_photos, set())
     assert changed == {k: v for k, v in tier.train.items() if getattr(cfg.train, k) != v}
     assert big.train.steps > cfg.train.steps and big.train.max_splats > cfg.train.max_splats
@@ -28,6 +28,9 @@ def test_small_sets_and_other_presets_are_unchanged():
     quick = preset_config("quick")
     n = PHOTO_TIERS["quick"][0].train_photos
     assert tiered(quick, n - 1, set()) == (quick, {})
+    # Between two tiers the lower one applies, and only its settings change.
+    mid, changed = tiered(quick, PHOTO_TIERS["quick"][1].train_photos - 1, set())
+    assert changed == PHOTO_TIERS["quick"][0].train and mid.train.max_splats == quick.train.max_splats
     standard = preset_config("standard")
     assert "standard" not in PHOTO_TIERS
     assert tiered(standard, 10_000, set()) == (standard, {})
@@ -38,7 +41,7 @@ def test_settings_given_explicitly_win_over_the_tier():
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=1234))
     big, changed = tiered(cfg, 500, {"train.steps"})
     assert big.train.steps == 1234 and "steps" not in changed
-    assert big.train.max_splats == PHOTO_TIERS["quick"][0].train["max_splats"]
+    assert big.train.max_splats == PHOTO_TIERS["quick"][-1].train["max_splats"]
 
 
 def test_the_pipeline_saves_and_says_the_tier(tmp_path):
@@ -51,8 +54,8 @@ def test_the_pipeline_saves_and_says_the_tier(tmp_path):
     bus.subscribe(lambda e: said.append(e) if isinstance(e, Message) else None)
     out = _apply_tier(rd, cfg, 112, set(), bus)
     saved = RunConfig.load(rd.config)
-    assert saved == out and saved.train.steps == PHOTO_TIERS["quick"][0].train["steps"]
-    steps = PHOTO_TIERS["quick"][0].train["steps"]
+    assert saved == out and saved.train.steps == PHOTO_TIERS["quick"][-1].train["steps"]
+    steps = PHOTO_TIERS["quick"][-1].train["steps"]
     assert len(said) == 1 and "112 training photos" in said[0].text and f"steps {steps:,}" in said[0].text
     # Applying it again (a resumed run reads the saved config) changes nothing and says nothing.
     again = _apply_tier(rd, saved, 112, set(), bus)
