@@ -7,11 +7,12 @@ preset settings are compared without re-running SfM for every variant.
 
 ``SFM_FOLDER``: any folder `splatkit sfm` or `splatkit train` wrote (its ``sparse/`` and
 ``images/``). Each ``--variant NAME:KEY=VALUE,...`` overrides fields of the preset's
-``TrainConfig`` (values parsed as JSON, else kept as text). Per variant: held-out PSNR/SSIM over
-every held-out view (INRIA split), splats, training seconds, the PSNR at each evaluation step and
-the load average (``--per-view``: each held-out photo's PSNR too); runs go to
-``_runs/variants/<folder name>/<variant>`` (replaced), with side-by-side previews in its
-``previews/``.
+``TrainConfig`` (values parsed as JSON, else kept as text); the preset's photo tiers
+(``config.PHOTO_TIERS``) are not applied, so a variant states every setting it means. Per
+variant: held-out PSNR/SSIM over every held-out view (INRIA split), splats, training seconds,
+the PSNR at each evaluation step and the load average (``--per-view``: each held-out photo's
+PSNR too); runs go to ``_runs/variants/<folder name>/<variant>`` (replaced), with side-by-side
+previews in its ``previews/``.
 """
 
 from __future__ import annotations

@@ -337,7 +337,7 @@ PRESETS: dict[str, dict] = {
 @dataclass(frozen=True)
 class PhotoTier:
     """Training settings a preset changes for photo sets of at least ``train_photos`` training
-    photos (more views to fit: more steps and splats)."""
+    photos (steps and splats sized to what the set's SfM leaves of the run's time)."""
 
     train_photos: int
     train: dict

@@ -54,8 +54,8 @@ def test_the_pipeline_saves_and_says_the_tier(tmp_path):
     bus.subscribe(lambda e: said.append(e) if isinstance(e, Message) else None)
     out = _apply_tier(rd, cfg, 112, set(), bus)
     saved = RunConfig.load(rd.config)
-    assert saved == out and saved.train.steps == PHOTO_TIERS["quick"][-1].train["steps"]
     steps = PHOTO_TIERS["quick"][-1].train["steps"]
+    assert saved == out and saved.train.steps == steps
     assert len(said) == 1 and "112 training photos" in said[0].text and f"steps {steps:,}" in said[0].text
     # Applying it again (a resumed run reads the saved config) changes nothing and says nothing.
     again = _apply_tier(rd, saved, 112, set(), bus)
