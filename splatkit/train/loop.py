@@ -29,6 +29,7 @@ from ..scene import Scene
 from ..splats import Splats
 from . import checkpoint as ck
 from .addons import Addons
+from .clearance import camera_spacing, clear_cameras
 from .data import ViewOrder, WorldNorm, load_images, make_view, scaled_cameras
 from .losses import photometric_loss, regularisers
 from .optim import (
@@ -115,6 +116,10 @@ class TrainData:
     images: list[Tensor]
     #: longest side of the largest training image actually used (pixels)
     trained_longest_side: int
+    #: training camera centres in the normalised world ``[C, 3]``
+    centers: Tensor
+    #: splats closer than this to a training camera centre are removed (:mod:`.clearance`)
+    clearance: float = 0.0
 
 
 def check_options(cfg: TrainConfig, renderer: Renderer) -> None:
@@ -205,11 +210,14 @@ def _prepare_data(scene: Scene, cfg: TrainConfig, renderer: Renderer) -> TrainDa
         check_fits(pixels, min(expected, cfg.max_splats), cfg.resolution,
                    torch.cuda.mem_get_info(torch.device(device))[0])
     longest = max(max(int(cams.width[i]), int(cams.height[i])) for i in scene.train_idx)
+    centers = (scene.cameras.centers[scene.train_idx].double() - norm.center.double()) * norm.scale
+    centers = centers.float().to(device)
     return TrainData(
         norm=norm, scene_scale=scene.extent * norm.scale,
         images=load_images(scene, scene.train_idx, cams, device),
         views=[make_view(cams, i, norm, device) for i in scene.train_idx],
-        trained_longest_side=longest,
+        trained_longest_side=longest, centers=centers,
+        clearance=cfg.camera_clearance * camera_spacing(centers),
     )
 
 
@@ -311,6 +319,10 @@ def _train_step(state: TrainState, data: TrainData, cfg: TrainConfig, renderer: 
     else:
         state.strategy.step_post_backward(params, optimizers, state.strategy_state, step, info)
         cap_splats(params, optimizers, state.strategy_state, cfg.max_splats)
+    if (step + 1) % cfg.refine_every == 0 or step + 1 == cfg.steps:
+        # MCMC keeps no per-splat running state (only its binomial table).
+        clear_cameras(params, optimizers, {} if mcmc else state.strategy_state, data.centers,
+                      data.clearance)
     return loss.detach()
 
 

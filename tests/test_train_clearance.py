@@ -1,0 +1,94 @@
+"""Camera clearance: splats where the photographer stood are removed, with their Adam moments and
+the strategy's running state, during training and after its last step."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from test_train import BACKEND, make_scene, one_torch_thread, small_cfg  # noqa: F401 (autouse fixture)
+
+from splatkit.config import TrainConfig
+from splatkit.splats import Splats
+from splatkit.train import clearance, train
+from splatkit.train.data import WorldNorm
+from splatkit.train.optim import make_optimizers, make_strategy, splats_to_params
+
+
+def test_camera_spacing_is_the_median_nearest_neighbour_distance():
+    # Nearest neighbours: 1, 1, 3 (the third camera's nearest is the second, 3 away) -> median 1.
+    c = torch.tensor([[0.0, 0, 0], [1, 0, 0], [4, 0, 0]])
+    assert clearance.camera_spacing(c) == pytest.approx(1.0)
+    assert clearance.camera_spacing(c[:1]) == 0.0
+
+
+def test_near_cameras_marks_the_splats_inside_the_radius(monkeypatch):
+    monkeypatch.setattr(clearance, "CHUNK", 3)  # several chunks
+    centers = torch.tensor([[0.0, 0, 0], [10, 0, 0]])
+    means = torch.tensor([[0.5, 0, 0], [2, 0, 0], [9.2, 0, 0], [5, 5, 5], [10, 0.99, 0], [0, 0, -1.5]])
+    got = clearance.near_cameras(means, centers, 1.0)
+    assert got.tolist() == [True, False, True, False, True, False]
+    assert not clearance.near_cameras(means, centers, 0.0).any()
+
+
+def _params(n: int) -> torch.nn.ParameterDict:
+    g = torch.Generator().manual_seed(0)
+    s = Splats(torch.randn(n, 3, generator=g), torch.randn(n, 3, generator=g) - 3,
+               torch.randn(n, 4, generator=g), torch.randn(n, generator=g),
+               torch.randn(n, 1, 3, generator=g), torch.randn(n, 3, 3, generator=g))
+    return splats_to_params(s)
+
+
+def test_clear_cameras_removes_parameters_moments_and_state_together():
+    cfg = TrainConfig()
+    params = _params(50)
+    optimizers = make_optimizers(params, cfg, 1.0)
+    for p in params.values():
+        p.grad = torch.randn_like(p)
+    for o in optimizers.values():
+        o.step()
+    _, state = make_strategy(cfg, 1.0)
+    state.update(grad2d=torch.arange(50.0), count=torch.arange(50.0), radii=torch.arange(50.0))
+    centers = torch.tensor([[0.0, 0.0, 0.0]])
+    near = clearance.near_cameras(params["means"], centers, 1.0)
+    assert 0 < int(near.sum()) < 50
+    keep = (~near).nonzero().flatten()
+    means_before = params["means"].detach().clone()
+    moment_before = optimizers["means"].state[params["means"]]["exp_avg"].clone()
+
+    n = clearance.clear_cameras(params, optimizers, state, centers, 1.0)
+
+    assert n == int(near.sum())
+    assert all(len(p) == 50 - n for p in params.values())
+    assert torch.equal(params["means"].detach(), means_before[keep])
+    assert torch.equal(optimizers["means"].state[params["means"]]["exp_avg"], moment_before[keep])
+    assert torch.equal(state["grad2d"], keep.float())
+    assert not clearance.near_cameras(params["means"], centers, 1.0).any()
+
+
+def _scene_with_points_at_the_cameras(tmp_path):
+    scene, _ = make_scene(tmp_path, n=120, ncam=10)
+    at_cams = scene.cameras.centers[scene.train_idx[:4]]
+    points = torch.cat([scene.points, at_cams + 0.01])
+    colors = torch.cat([scene.point_colors, torch.full((4, 3), 0.5)])
+    return dataclasses.replace(scene, points=points, point_colors=colors)
+
+
+def _near_count(scene, splats, radius_spacings: float) -> int:
+    norm = WorldNorm.from_scene(scene)
+    centers = (scene.cameras.centers[scene.train_idx] - norm.center) * norm.scale
+    radius = radius_spacings * clearance.camera_spacing(centers)
+    return int(clearance.near_cameras((splats.means - norm.center) * norm.scale, centers, radius).sum())
+
+
+@pytest.mark.parametrize("strategy", ["default", "mcmc"])
+def test_training_leaves_no_splat_where_a_training_camera_stood(tmp_path, strategy):
+    scene = _scene_with_points_at_the_cameras(tmp_path)
+    # No densification in 25 steps: only the clearance removes splats.
+    cfg = small_cfg(strategy=strategy, max_splats=200, steps=25, refine_start=100)
+    kept = train(scene, dataclasses.replace(cfg, camera_clearance=0.0), tmp_path / "off", BACKEND)
+    cleared = train(scene, dataclasses.replace(cfg, camera_clearance=0.2), tmp_path / "on", BACKEND)
+    assert _near_count(scene, kept.splats, 0.2) >= 4  # the points put at the cameras stayed
+    assert _near_count(scene, cleared.splats, 0.2) == 0
+    assert len(cleared.splats) >= len(kept.splats) - 10  # the scene itself is kept
