@@ -7,12 +7,13 @@ import dataclasses
 
 import pytest
 import torch
-from test_train import BACKEND, make_scene, one_torch_thread, small_cfg  # noqa: F401 (autouse fixture)
+from test_train import BACKEND, W, make_scene, one_torch_thread, small_cfg  # noqa: F401 (autouse fixture)
 
 from splatkit.config import TrainConfig
+from splatkit.render import View
 from splatkit.splats import Splats
 from splatkit.train import clearance, train
-from splatkit.train.data import WorldNorm
+from splatkit.train.data import WorldNorm, make_view, scaled_cameras
 from splatkit.train.optim import make_optimizers, make_strategy, splats_to_params
 
 
@@ -23,13 +24,26 @@ def test_camera_spacing_is_the_median_nearest_neighbour_distance():
     assert clearance.camera_spacing(c[:1]) == 0.0
 
 
-def test_near_cameras_marks_the_splats_inside_the_radius(monkeypatch):
-    monkeypatch.setattr(clearance, "CHUNK", 3)  # several chunks
-    centers = torch.tensor([[0.0, 0, 0], [10, 0, 0]])
-    means = torch.tensor([[0.5, 0, 0], [2, 0, 0], [9.2, 0, 0], [5, 5, 5], [10, 0.99, 0], [0, 0, -1.5]])
-    got = clearance.near_cameras(means, centers, 1.0)
-    assert got.tolist() == [True, False, True, False, True, False]
-    assert not clearance.near_cameras(means, centers, 0.0).any()
+def _camera(center=(0.0, 0.0, 0.0)) -> View:
+    """Looking along +z from ``center``, 100x100 pixels, focal length 100."""
+    w2c = torch.eye(4)
+    w2c[:3, 3] = -torch.tensor(center)
+    K = torch.tensor([[100.0, 0, 50], [0, 100.0, 50], [0, 0, 1]])
+    return View(w2c, K, 100, 100)
+
+
+def test_near_cameras_marks_the_unseen_splats_inside_the_radius():
+    means = torch.tensor([
+        [0.0, 0, 0.5],    # in front, in the image: the photo holds it
+        [0.0, 0, -0.5],   # behind
+        [0.9, 0, 0.1],    # in front but outside the image (u = 950)
+        [0.2, 0.1, -0.9],  # behind, at the radius' edge
+        [2.0, 0, 0],      # too far
+        [10.0, 0, -0.5],  # behind the second camera
+    ])
+    got = clearance.near_cameras(means, [_camera(), _camera((10.0, 0, 0))], 1.0)
+    assert got.tolist() == [False, True, True, True, False, True]
+    assert not clearance.near_cameras(means, [_camera()], 0.0).any()
 
 
 def _params(n: int) -> torch.nn.ParameterDict:
@@ -50,27 +64,27 @@ def test_clear_cameras_removes_parameters_moments_and_state_together():
         o.step()
     _, state = make_strategy(cfg, 1.0)
     state.update(grad2d=torch.arange(50.0), count=torch.arange(50.0), radii=torch.arange(50.0))
-    centers = torch.tensor([[0.0, 0.0, 0.0]])
-    near = clearance.near_cameras(params["means"], centers, 1.0)
+    cameras = [_camera()]
+    near = clearance.near_cameras(params["means"].detach(), cameras, 1.0)
     assert 0 < int(near.sum()) < 50
     keep = (~near).nonzero().flatten()
     means_before = params["means"].detach().clone()
     moment_before = optimizers["means"].state[params["means"]]["exp_avg"].clone()
 
-    n = clearance.clear_cameras(params, optimizers, state, centers, 1.0)
+    n = clearance.clear_cameras(params, optimizers, state, cameras, 1.0)
 
     assert n == int(near.sum())
     assert all(len(p) == 50 - n for p in params.values())
     assert torch.equal(params["means"].detach(), means_before[keep])
     assert torch.equal(optimizers["means"].state[params["means"]]["exp_avg"], moment_before[keep])
     assert torch.equal(state["grad2d"], keep.float())
-    assert not clearance.near_cameras(params["means"], centers, 1.0).any()
+    assert not clearance.near_cameras(params["means"].detach(), cameras, 1.0).any()
 
 
 def _scene_with_points_at_the_cameras(tmp_path):
     scene, _ = make_scene(tmp_path, n=120, ncam=10)
-    at_cams = scene.cameras.centers[scene.train_idx[:4]]
-    points = torch.cat([scene.points, at_cams + 0.01])
+    at_cams = scene.cameras.centers[scene.train_idx[:4]]  # the cameras look at the origin:
+    points = torch.cat([scene.points, at_cams * 1.02])    # just behind four of them
     colors = torch.cat([scene.point_colors, torch.full((4, 3), 0.5)])
     return dataclasses.replace(scene, points=points, point_colors=colors)
 
@@ -79,7 +93,9 @@ def _near_count(scene, splats, radius_spacings: float) -> int:
     norm = WorldNorm.from_scene(scene)
     centers = (scene.cameras.centers[scene.train_idx] - norm.center) * norm.scale
     radius = radius_spacings * clearance.camera_spacing(centers)
-    return int(clearance.near_cameras((splats.means - norm.center) * norm.scale, centers, radius).sum())
+    cams = scaled_cameras(scene.cameras, W)
+    views = [make_view(cams, i, norm) for i in scene.train_idx]
+    return int(clearance.near_cameras((splats.means - norm.center) * norm.scale, views, radius).sum())
 
 
 @pytest.mark.parametrize("strategy", ["default", "mcmc"])

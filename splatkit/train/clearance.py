@@ -9,19 +9,22 @@ camera. Nothing real can be there: the camera and the person holding it occupy t
 
 So every ``refine_every`` steps, and after the last step, the splats whose centre lies within
 ``camera_clearance`` times the *camera spacing* (the median distance from a training camera to
-its nearest training neighbour) of any training camera centre are removed. The radius follows
-the capture: a phone video's frames a hand-width apart give a small radius, a walk with a photo
-every few steps a larger one.
+its nearest training neighbour) of a training camera centre are removed, unless that camera
+sees them: a splat in front of a camera and inside its image is held by that photo's loss at
+close range (a close-up subject), while the veils sat beside or behind the cameras near them.
+The radius follows the capture: a phone video's frames a hand-width apart give a small radius,
+a walk with a photo every few steps a larger one.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from gsplat.strategy.ops import remove
 from torch import Tensor
 
-#: Splats checked against the cameras at a time (bounds the distance matrix's memory).
-CHUNK = 65536
+from ..render import View
 
 
 def camera_spacing(centers: Tensor) -> float:
@@ -33,22 +36,34 @@ def camera_spacing(centers: Tensor) -> float:
     return float(d.min(dim=1).values.median())
 
 
-def near_cameras(means: Tensor, centers: Tensor, radius: float) -> Tensor:
-    """``[N]`` bool: the splats whose centre lies within ``radius`` of any camera centre."""
+def near_cameras(means: Tensor, cameras: Sequence[View], radius: float) -> Tensor:
+    """``[N]`` bool: the splats whose centre lies within ``radius`` of a camera centre and
+    outside that camera's view (behind it, or in front but outside its image)."""
     out = torch.zeros(len(means), dtype=torch.bool, device=means.device)
-    if radius <= 0 or len(centers) == 0:
+    if radius <= 0:
         return out
-    c = centers.to(means)
-    for lo in range(0, len(means), CHUNK):
-        out[lo:lo + CHUNK] = torch.cdist(means[lo:lo + CHUNK], c).min(dim=1).values < radius
+    for view in cameras:
+        out |= _near_unseen(means, view, radius)
     return out
 
 
+def _near_unseen(means: Tensor, view: View, radius: float) -> Tensor:
+    w2c = view.world_to_cam.to(means)
+    cam = means @ w2c[:3, :3].T + w2c[:3, 3]  # camera frame: the centre is the origin
+    near = cam.norm(dim=1) < radius
+    z = cam[:, 2].clamp(min=1e-12)
+    k = view.K.to(means)
+    u = k[0, 0] * cam[:, 0] / z + k[0, 2]
+    v = k[1, 1] * cam[:, 1] / z + k[1, 2]
+    seen = (cam[:, 2] > 0) & (u >= 0) & (u < view.width) & (v >= 0) & (v < view.height)
+    return near & ~seen
+
+
 @torch.no_grad()
-def clear_cameras(params, optimizers, state: dict, centers: Tensor, radius: float) -> int:
-    """Remove the splats within ``radius`` of a camera centre (parameters, Adam moments and the
-    strategy's per-splat state together); returns how many were removed."""
-    mask = near_cameras(params["means"], centers, radius)
+def clear_cameras(params, optimizers, state: dict, cameras: Sequence[View], radius: float) -> int:
+    """Remove the splats :func:`near_cameras` marks (parameters, Adam moments and the strategy's
+    per-splat state together); returns how many were removed."""
+    mask = near_cameras(params["means"].detach(), cameras, radius)
     n = int(mask.sum())
     if n:
         remove(params=params, optimizers=optimizers, state=state, mask=mask)

@@ -116,8 +116,6 @@ class TrainData:
     images: list[Tensor]
     #: longest side of the largest training image actually used (pixels)
     trained_longest_side: int
-    #: training camera centres in the normalised world ``[C, 3]``
-    centers: Tensor
     #: splats closer than this to a training camera centre are removed (:mod:`.clearance`)
     clearance: float = 0.0
 
@@ -211,12 +209,11 @@ def _prepare_data(scene: Scene, cfg: TrainConfig, renderer: Renderer) -> TrainDa
                    torch.cuda.mem_get_info(torch.device(device))[0])
     longest = max(max(int(cams.width[i]), int(cams.height[i])) for i in scene.train_idx)
     centers = (scene.cameras.centers[scene.train_idx].double() - norm.center.double()) * norm.scale
-    centers = centers.float().to(device)
     return TrainData(
         norm=norm, scene_scale=scene.extent * norm.scale,
         images=load_images(scene, scene.train_idx, cams, device),
         views=[make_view(cams, i, norm, device) for i in scene.train_idx],
-        trained_longest_side=longest, centers=centers,
+        trained_longest_side=longest,
         clearance=cfg.camera_clearance * camera_spacing(centers),
     )
 
@@ -321,7 +318,7 @@ def _train_step(state: TrainState, data: TrainData, cfg: TrainConfig, renderer: 
         cap_splats(params, optimizers, state.strategy_state, cfg.max_splats)
     if (step + 1) % cfg.refine_every == 0 or step + 1 == cfg.steps:
         # MCMC keeps no per-splat running state (only its binomial table).
-        clear_cameras(params, optimizers, {} if mcmc else state.strategy_state, data.centers,
+        clear_cameras(params, optimizers, {} if mcmc else state.strategy_state, data.views,
                       data.clearance)
     return loss.detach()
 
