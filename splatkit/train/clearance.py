@@ -13,7 +13,10 @@ its nearest training neighbour) of a training camera centre are removed, unless 
 sees them: a splat in front of a camera and inside its image is held by that photo's loss at
 close range (a close-up subject), while the veils sat beside or behind the cameras near them.
 The radius follows the capture: a phone video's frames a hand-width apart give a small radius,
-a walk with a photo every few steps a larger one.
+a walk with a photo every few steps a larger one. It never exceeds half the distance from a
+camera to its nearest SfM point (the median over the cameras): in a courtyard photographed
+from close to its walls (Strecha castle: 16 photos, spacing 0.26, nearest point 0.04) two
+spacings would reach the walls, the ground and the corners the other cameras see.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from torch import Tensor
 
 from ..render import View
 
+#: SfM points measured against the cameras at a time (bounds the distance matrix's memory).
+POINT_CHUNK = 16384
+
 
 def camera_spacing(centers: Tensor) -> float:
     """Median distance from each camera centre ``[C, 3]`` to its nearest other centre; 0 for one."""
@@ -34,6 +40,18 @@ def camera_spacing(centers: Tensor) -> float:
     d = torch.cdist(centers.double(), centers.double())
     d.fill_diagonal_(float("inf"))
     return float(d.min(dim=1).values.median())
+
+
+def clearance_radius(centers: Tensor, points: Tensor, spacings: float) -> float:
+    """``spacings`` x :func:`camera_spacing`, at most half the median over the cameras of the
+    distance to their nearest point; 0 with fewer than two cameras or no points."""
+    if spacings <= 0 or len(centers) < 2 or len(points) == 0:
+        return 0.0
+    c, p = centers.double(), points.double()
+    nearest = torch.full((len(c),), float("inf"), dtype=torch.float64)
+    for lo in range(0, len(p), POINT_CHUNK):
+        nearest = torch.minimum(nearest, torch.cdist(c, p[lo:lo + POINT_CHUNK]).min(dim=1).values)
+    return min(spacings * camera_spacing(c), 0.5 * float(nearest.median()))
 
 
 def near_cameras(means: Tensor, cameras: Sequence[View], radius: float) -> Tensor:

@@ -29,7 +29,7 @@ from ..scene import Scene
 from ..splats import Splats
 from . import checkpoint as ck
 from .addons import Addons
-from .clearance import camera_spacing, clear_cameras
+from .clearance import clear_cameras, clearance_radius
 from .data import ViewOrder, WorldNorm, load_images, make_view, scaled_cameras
 from .losses import photometric_loss, regularisers
 from .optim import (
@@ -209,12 +209,13 @@ def _prepare_data(scene: Scene, cfg: TrainConfig, renderer: Renderer) -> TrainDa
                    torch.cuda.mem_get_info(torch.device(device))[0])
     longest = max(max(int(cams.width[i]), int(cams.height[i])) for i in scene.train_idx)
     centers = (scene.cameras.centers[scene.train_idx].double() - norm.center.double()) * norm.scale
+    points = (scene.points.double() - norm.center.double()) * norm.scale
     return TrainData(
         norm=norm, scene_scale=scene.extent * norm.scale,
         images=load_images(scene, scene.train_idx, cams, device),
         views=[make_view(cams, i, norm, device) for i in scene.train_idx],
         trained_longest_side=longest,
-        clearance=cfg.camera_clearance * camera_spacing(centers),
+        clearance=clearance_radius(centers, points, cfg.camera_clearance),
     )
 
 
