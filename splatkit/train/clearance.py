@@ -4,7 +4,7 @@ A splat just behind a training camera, or closer to it than the near plane, is o
 training view that could show it up close: nothing in the loss moves it, yet a held-out or new
 view a step along the capture path sees it from a few centimetres, as a veil over the whole
 image. On South Building (128 photos walked around a building) two of sixteen held-out photos
-lost 8-9 dB to single splats like that, 0.02-0.08 (normalised units) from the nearest training
+lost 8-9 dB to single splats like that, 0.02-0.2 (normalised units) from the nearest training
 camera. Nothing real can be there: the camera and the person holding it occupy that space.
 
 So every ``refine_every`` steps, and after the last step, the splats whose centre lies within
