@@ -32,7 +32,8 @@ def _camera(center=(0.0, 0.0, 0.0)) -> View:
     return View(w2c, K, 100, 100)
 
 
-def test_near_cameras_marks_the_unseen_splats_inside_the_radius():
+def test_near_cameras_marks_the_unseen_splats_inside_the_radius(monkeypatch):
+    monkeypatch.setattr(clearance, "POINT_CHUNK", 4)  # the candidates found over several chunks
     means = torch.tensor([
         [0.0, 0, 0.5],    # in front, in the image: the photo holds it
         [0.0, 0, -0.5],   # behind
@@ -102,13 +103,12 @@ def _scene_with_points_at_the_cameras(tmp_path):
 
 def _near_count(scene, splats, radius_spacings: float) -> int:
     norm = WorldNorm.from_scene(scene)
-    centers = (scene.cameras.centers[scene.train_idx] - norm.center) * norm.scale
-    radius = clearance.clearance_radius(centers, (scene.points - norm.center) * norm.scale,
-                                        radius_spacings)
+    centers = norm.points_to_norm(scene.cameras.centers[scene.train_idx])
+    radius = clearance.clearance_radius(centers, norm.points_to_norm(scene.points), radius_spacings)
     assert radius > 0.1  # the two points behind cameras do not move the median nearest point
     cams = scaled_cameras(scene.cameras, W)
     views = [make_view(cams, i, norm) for i in scene.train_idx]
-    return int(clearance.near_cameras((splats.means - norm.center) * norm.scale, views, radius).sum())
+    return int(clearance.near_cameras(norm.points_to_norm(splats.means), views, radius).sum())
 
 
 @pytest.mark.parametrize("strategy", ["default", "mcmc"])

@@ -29,7 +29,8 @@ from torch import Tensor
 
 from ..render import View
 
-#: SfM points measured against the cameras at a time (bounds the distance matrix's memory).
+#: Points (SfM points, splat centres) measured against the cameras at a time (bounds the
+#: distance matrix's memory).
 POINT_CHUNK = 16384
 
 
@@ -58,10 +59,21 @@ def near_cameras(means: Tensor, cameras: Sequence[View], radius: float) -> Tenso
     """``[N]`` bool: the splats whose centre lies within ``radius`` of a camera centre and
     outside that camera's view (behind it, or in front but outside its image)."""
     out = torch.zeros(len(means), dtype=torch.bool, device=means.device)
-    if radius <= 0:
+    if radius <= 0 or len(cameras) == 0:
         return out
-    for view in cameras:
-        out |= _near_unseen(means, view, radius)
+    # Candidates first (one distance matrix, chunked): the view test then runs on the few splats
+    # near some camera instead of every splat once per camera. The margin keeps the exact
+    # decision to the test in the camera's frame.
+    w2c = torch.stack([v.world_to_cam for v in cameras]).to(means)
+    centers = -(w2c[:, :3, :3].transpose(1, 2) @ w2c[:, :3, 3:])[..., 0]
+    cand = torch.cat([(torch.cdist(means[lo:lo + POINT_CHUNK], centers) < radius * (1 + 1e-6)).any(1)
+                      for lo in range(0, len(means), POINT_CHUNK)]).nonzero().flatten()
+    if len(cand):
+        sub = means[cand]
+        hit = torch.zeros(len(cand), dtype=torch.bool, device=means.device)
+        for view in cameras:
+            hit |= _near_unseen(sub, view, radius)
+        out[cand] = hit
     return out
 
 
