@@ -169,9 +169,13 @@ class WorldNorm:
         w2c[..., :3, 3] = self.scale * (t + (R @ c[:, None])[..., 0])
         return w2c.float()
 
+    def points_to_norm(self, x: Tensor) -> Tensor:
+        """World points ``[..., 3]`` in the normalised world (in ``x``'s dtype)."""
+        return (x - self.center.to(x)) * self.scale
+
     def splats_to_norm(self, s: Splats) -> Splats:
         d = s.as_dict()
-        d["means"] = (s.means - self.center.to(s.means)) * self.scale
+        d["means"] = self.points_to_norm(s.means)
         d["log_scales"] = s.log_scales + math.log(self.scale)
         return Splats(**d)
 

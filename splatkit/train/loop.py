@@ -208,8 +208,8 @@ def _prepare_data(scene: Scene, cfg: TrainConfig, renderer: Renderer) -> TrainDa
         check_fits(pixels, min(expected, cfg.max_splats), cfg.resolution,
                    torch.cuda.mem_get_info(torch.device(device))[0])
     longest = max(max(int(cams.width[i]), int(cams.height[i])) for i in scene.train_idx)
-    centers = (scene.cameras.centers[scene.train_idx].double() - norm.center.double()) * norm.scale
-    points = (scene.points.double() - norm.center.double()) * norm.scale
+    centers = norm.points_to_norm(scene.cameras.centers[scene.train_idx].double())
+    points = norm.points_to_norm(scene.points.double())
     return TrainData(
         norm=norm, scene_scale=scene.extent * norm.scale,
         images=load_images(scene, scene.train_idx, cams, device),
