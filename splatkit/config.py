@@ -138,8 +138,8 @@ class TrainConfig:
     random_background: bool = opt(False, "Random background colour each step (fewer floaters).")
     camera_clearance: float = opt(
         0.0, "Remove splats where the photographer stood: within this many camera spacings (median "
-        "distance between neighbouring training cameras, at most half the distance to the nearest "
-        "SfM points) of a training camera and outside its view; 0 keeps them.", min=0.0)
+        "distance between neighbouring training cameras) of a training camera, outside its view "
+        "and nearer to it than to any SfM point; 0 keeps them.", min=0.0)
     pose_opt: bool = opt(False, "Refine the training cameras' poses while training (for phone "
                          "captures with imperfect SfM poses; held-out photos keep theirs).")
     pose_opt_lr: float = opt(1e-5, "Learning rate of the camera-pose corrections.", min=0.0, max=1.0)

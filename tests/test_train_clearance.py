@@ -12,7 +12,7 @@ from test_train import BACKEND, W, make_scene, one_torch_thread, small_cfg  # no
 from splatkit.config import TrainConfig
 from splatkit.render import View
 from splatkit.splats import Splats
-from splatkit.train import clearance, train
+from splatkit.train import clearance, loop, train
 from splatkit.train.data import WorldNorm, make_view, scaled_cameras
 from splatkit.train.optim import make_optimizers, make_strategy, splats_to_params
 
@@ -32,6 +32,10 @@ def _camera(center=(0.0, 0.0, 0.0)) -> View:
     return View(w2c, K, 100, 100)
 
 
+#: An SfM point far from every camera: no splat near a camera is nearer to it.
+FAR_POINT = clearance.point_index(torch.tensor([[0.0, 100.0, 0.0]]))
+
+
 def test_near_cameras_marks_the_unseen_splats_inside_the_radius(monkeypatch):
     monkeypatch.setattr(clearance, "POINT_CHUNK", 4)  # the candidates found over several chunks
     means = torch.tensor([
@@ -42,20 +46,31 @@ def test_near_cameras_marks_the_unseen_splats_inside_the_radius(monkeypatch):
         [2.0, 0, 0],      # too far
         [10.0, 0, -0.5],  # behind the second camera
     ])
-    got = clearance.near_cameras(means, [_camera(), _camera((10.0, 0, 0))], 1.0)
-    assert got.tolist() == [False, True, True, True, False, True]
-    assert not clearance.near_cameras(means, [_camera()], 0.0).any()
+    cams = [_camera(), _camera((10.0, 0, 0))]
+    assert clearance.near_cameras(means, cams, 1.0, FAR_POINT).tolist() == [
+        False, True, True, True, False, True]
+    assert not clearance.near_cameras(means, [_camera()], 0.0, FAR_POINT).any()
+    assert not clearance.near_cameras(means, cams, 1.0, None).any()  # no points: nothing is free
 
 
-def test_clearance_radius_is_capped_by_half_the_distance_to_the_nearest_points(monkeypatch):
-    monkeypatch.setattr(clearance, "POINT_CHUNK", 2)  # several chunks
+def test_near_cameras_keeps_splats_nearer_to_a_surface_than_to_the_camera():
+    # 0.3 behind the camera at the origin (radius 1): free space unless an SfM point is nearer.
+    behind = torch.tensor([[0.0, 0, -0.3], [0.0, 0, -0.6]])
+    wall = clearance.point_index(torch.tensor([[0.0, 0, -0.7], [0.0, 0.5, -0.7]]))  # 0.4 and 0.1 away
+    assert clearance.near_cameras(behind, [_camera()], 1.0, wall).tolist() == [True, False]
+    # The nearer of two unseeing cameras decides: the second, 0.05 in front of it, looks away.
+    both = [_camera(), _camera((0.0, 0.0, -0.25))]
+    ground = clearance.point_index(torch.tensor([[0.0, 0.2, -0.3]]))  # 0.2 from the first splat
+    assert clearance.near_cameras(behind[:1], [_camera()], 1.0, ground).tolist() == [False]
+    assert clearance.near_cameras(behind[:1], both, 1.0, ground).tolist() == [True]
+
+
+def test_clearance_radius_is_a_multiple_of_the_camera_spacing():
     centers = torch.tensor([[0.0, 0, 0], [1, 0, 0], [2, 0, 0]])  # spacing 1
-    far = torch.tensor([[0.0, 10, 0], [1, 10, 0], [2, 10, 0]])
-    assert clearance.clearance_radius(centers, far, 2.0) == pytest.approx(2.0)
-    close = torch.tensor([[0.0, 0.6, 0], [1, 0.6, 0], [2, 0.6, 0], [5, 5, 5]])  # 0.6 from each
-    assert clearance.clearance_radius(centers, close, 2.0) == pytest.approx(0.3)
-    assert clearance.clearance_radius(centers, far, 0.0) == 0.0
-    assert clearance.clearance_radius(centers[:1], far, 2.0) == 0.0
+    assert clearance.clearance_radius(centers, 2.0) == pytest.approx(2.0)
+    assert clearance.clearance_radius(centers, 0.0) == 0.0
+    assert clearance.clearance_radius(centers[:1], 2.0) == 0.0
+    assert clearance.point_index(torch.zeros(0, 3)) is None
 
 
 def _params(n: int) -> torch.nn.ParameterDict:
@@ -77,47 +92,51 @@ def test_clear_cameras_removes_parameters_moments_and_state_together():
     _, state = make_strategy(cfg, 1.0)
     state.update(grad2d=torch.arange(50.0), count=torch.arange(50.0), radii=torch.arange(50.0))
     cameras = [_camera()]
-    near = clearance.near_cameras(params["means"].detach(), cameras, 1.0)
+    near = clearance.near_cameras(params["means"].detach(), cameras, 1.0, FAR_POINT)
     assert 0 < int(near.sum()) < 50
     keep = (~near).nonzero().flatten()
     means_before = params["means"].detach().clone()
     moment_before = optimizers["means"].state[params["means"]]["exp_avg"].clone()
 
-    n = clearance.clear_cameras(params, optimizers, state, cameras, 1.0)
+    n = clearance.clear_cameras(params, optimizers, state, cameras, 1.0, FAR_POINT)
 
     assert n == int(near.sum())
     assert all(len(p) == 50 - n for p in params.values())
     assert torch.equal(params["means"].detach(), means_before[keep])
     assert torch.equal(optimizers["means"].state[params["means"]]["exp_avg"], moment_before[keep])
     assert torch.equal(state["grad2d"], keep.float())
-    assert not clearance.near_cameras(params["means"].detach(), cameras, 1.0).any()
+    assert not clearance.near_cameras(params["means"].detach(), cameras, 1.0, FAR_POINT).any()
 
 
 def _scene_with_points_at_the_cameras(tmp_path):
+    """The synthetic scene plus two points just behind two training cameras (they look at the
+    origin): splats start there. The clearance must see them as free space, as it sees the
+    splats that drift there in a real run, so its index holds the scene's own points only."""
     scene, _ = make_scene(tmp_path, n=120, ncam=10)
-    at_cams = scene.cameras.centers[scene.train_idx[:2]]  # the cameras look at the origin:
-    points = torch.cat([scene.points, at_cams * 1.02])    # just behind two of them
+    at_cams = scene.cameras.centers[scene.train_idx[:2]] * 1.02
+    points = torch.cat([scene.points, at_cams])
     colors = torch.cat([scene.point_colors, torch.full((2, 3), 0.5)])
-    return dataclasses.replace(scene, points=points, point_colors=colors)
+    return dataclasses.replace(scene, points=points, point_colors=colors), len(scene.points)
 
 
-def _near_count(scene, splats, radius_spacings: float) -> int:
+def _near_count(scene, n_real: int, splats, radius_spacings: float) -> int:
     norm = WorldNorm.from_scene(scene)
     centers = norm.points_to_norm(scene.cameras.centers[scene.train_idx])
-    radius = clearance.clearance_radius(centers, norm.points_to_norm(scene.points), radius_spacings)
-    assert radius > 0.1  # the two points behind cameras do not move the median nearest point
+    radius = clearance.clearance_radius(centers, radius_spacings)
     cams = scaled_cameras(scene.cameras, W)
     views = [make_view(cams, i, norm) for i in scene.train_idx]
-    return int(clearance.near_cameras(norm.points_to_norm(splats.means), views, radius).sum())
+    index = clearance.point_index(norm.points_to_norm(scene.points[:n_real]))
+    return int(clearance.near_cameras(norm.points_to_norm(splats.means), views, radius, index).sum())
 
 
 @pytest.mark.parametrize("strategy", ["default", "mcmc"])
-def test_training_leaves_no_splat_where_a_training_camera_stood(tmp_path, strategy):
-    scene = _scene_with_points_at_the_cameras(tmp_path)
+def test_training_leaves_no_splat_where_a_training_camera_stood(tmp_path, strategy, monkeypatch):
+    scene, n_real = _scene_with_points_at_the_cameras(tmp_path)
+    monkeypatch.setattr(loop, "point_index", lambda pts: clearance.point_index(pts[:n_real]))
     # No densification in 25 steps: only the clearance removes splats.
     cfg = small_cfg(strategy=strategy, max_splats=200, steps=25, refine_start=100)
     kept = train(scene, dataclasses.replace(cfg, camera_clearance=0.0), tmp_path / "off", BACKEND)
     cleared = train(scene, dataclasses.replace(cfg, camera_clearance=0.2), tmp_path / "on", BACKEND)
-    assert _near_count(scene, kept.splats, 0.2) >= 2  # the points put at the cameras stayed
-    assert _near_count(scene, cleared.splats, 0.2) == 0
+    assert _near_count(scene, n_real, kept.splats, 0.2) >= 2  # the points put at the cameras stayed
+    assert _near_count(scene, n_real, cleared.splats, 0.2) == 0
     assert len(cleared.splats) >= len(kept.splats) - 10  # the scene itself is kept

@@ -29,7 +29,7 @@ from ..scene import Scene
 from ..splats import Splats
 from . import checkpoint as ck
 from .addons import Addons
-from .clearance import clear_cameras, clearance_radius
+from .clearance import clear_cameras, clearance_radius, point_index
 from .data import ViewOrder, WorldNorm, load_images, make_view, scaled_cameras
 from .losses import photometric_loss, regularisers
 from .optim import (
@@ -118,6 +118,8 @@ class TrainData:
     trained_longest_side: int
     #: splats closer than this to a training camera centre are removed (:mod:`.clearance`)
     clearance: float = 0.0
+    #: the SfM points' k-d tree the clearance measures free space with
+    clearance_points: Any = None
 
 
 def check_options(cfg: TrainConfig, renderer: Renderer) -> None:
@@ -209,13 +211,14 @@ def _prepare_data(scene: Scene, cfg: TrainConfig, renderer: Renderer) -> TrainDa
                    torch.cuda.mem_get_info(torch.device(device))[0])
     longest = max(max(int(cams.width[i]), int(cams.height[i])) for i in scene.train_idx)
     centers = norm.points_to_norm(scene.cameras.centers[scene.train_idx].double())
-    points = norm.points_to_norm(scene.points.double())
+    clearance = clearance_radius(centers, cfg.camera_clearance)
     return TrainData(
         norm=norm, scene_scale=scene.extent * norm.scale,
         images=load_images(scene, scene.train_idx, cams, device),
         views=[make_view(cams, i, norm, device) for i in scene.train_idx],
         trained_longest_side=longest,
-        clearance=clearance_radius(centers, points, cfg.camera_clearance),
+        clearance=clearance,
+        clearance_points=point_index(norm.points_to_norm(scene.points.double())) if clearance else None,
     )
 
 
@@ -320,7 +323,7 @@ def _train_step(state: TrainState, data: TrainData, cfg: TrainConfig, renderer: 
     if (step + 1) % cfg.refine_every == 0 or step + 1 == cfg.steps:
         # MCMC keeps no per-splat running state (only its binomial table).
         clear_cameras(params, optimizers, {} if mcmc else state.strategy_state, data.views,
-                      data.clearance)
+                      data.clearance, data.clearance_points)
     return loss.detach()
 
 
