@@ -359,8 +359,9 @@ PHOTO_TIERS: dict[str, list[PhotoTier]] = {
     "quick": [
         PhotoTier(30, {"steps": 2000}),
         # Camera clearance (train/clearance.py) for a walk of 80+ photos: South Building's
-        # held-out photos were veiled by single splats on the path (22.76 -> 23.03 dB); on the
-        # small sets it cost 0.2-0.6 dB in three of three pairs (docs/benchmarks.md).
+        # held-out photos were veiled by single splats on the path (22.76 dB without it, 23.01
+        # over three seeds with it); on the small sets, with nothing to clear, it cost 0.2-0.6 dB
+        # in every pair measured (docs/benchmarks.md).
         PhotoTier(80, {"steps": 4000, "max_splats": 60_000, "refine_stop": 2000,
                        "camera_clearance": 2.0}),
     ],
