@@ -43,12 +43,8 @@ _EMPTY = (np.empty(0, np.uint8), np.empty(0, np.float32), np.empty(0, np.float32
 
 
 def _depth_order(idx: np.ndarray, depths: np.ndarray) -> np.ndarray:
-    """``idx`` stably sorted by ``depths[idx]`` (float32): one sort of unique 64-bit keys
-    (order-preserving depth bits, then the index), 2.5x faster than numpy's stable argsort."""
-    bits = depths[idx].view(np.uint32)
-    bits = bits ^ np.where(bits >> 31 == 1, np.uint32(0xFFFFFFFF), np.uint32(0x80000000))
-    keys = (bits.astype(np.uint64) << np.uint64(32)) | idx.astype(np.uint64)
-    return (np.sort(keys) & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    """``idx`` (increasing, int64) stably sorted by ``depths[idx]`` (float32)."""
+    return R._depth_sort(idx.astype(np.int64), depths.view(np.uint32))
 
 
 class _RasterizeTiles(torch.autograd.Function):

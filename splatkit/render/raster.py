@@ -2,7 +2,7 @@
 ``RasterizeToPixels3DGS{Fwd,Bwd}.cu``).
 
 1. binning: each visible Gaussian goes to the 16x16 tiles its ``[mean - radius, mean + radius]``
-   box overlaps (gsplat's ``isect_tiles``); Gaussians are first sorted by depth (stable), then
+   box overlaps (gsplat's ``isect_tiles``); Gaussians are first sorted by depth (stable radix), then
    counting-sorted by tile (stable), so every tile's list is in depth order;
 2. forward: one task per tile (longest lists first); each pixel composites its tile's list front
    to back (the rules of ``reference.py``). The walk is Gaussian-outer: each Gaussian visits
@@ -42,6 +42,37 @@ _SIGMA_MARGIN = 1e-6
 
 
 # ----------------------------------------------------------------------------- binning
+
+
+@njit(cache=True)
+def _depth_sort(idx, bits):
+    """``idx`` (increasing) stably sorted by the float32 depths whose bits are ``bits``: an LSD
+    radix sort, four 8-bit passes over order-preserving keys (negative floats' bits inverted,
+    positive ones' sign bit set), 4x faster than numpy's sort of 64-bit (depth, index) keys at 23k
+    splats. Stable, so equal depths keep their index order."""
+    n = idx.shape[0]
+    keys = np.empty(n, np.uint32)
+    for i in range(n):
+        b = bits[idx[i]]
+        keys[i] = b ^ (np.uint32(0xFFFFFFFF) if b >> np.uint32(31) else np.uint32(0x80000000))
+    src_k, src_i = keys, idx.copy()
+    dst_k, dst_i = np.empty_like(keys), np.empty_like(src_i)
+    count = np.empty(257, np.int64)
+    for shift in range(0, 32, 8):
+        count[:] = 0
+        for i in range(n):
+            count[((src_k[i] >> np.uint32(shift)) & np.uint32(255)) + 1] += 1
+        for c in range(256):
+            count[c + 1] += count[c]
+        for i in range(n):
+            d = (src_k[i] >> np.uint32(shift)) & np.uint32(255)
+            p = count[d]
+            count[d] = p + 1
+            dst_k[p] = src_k[i]
+            dst_i[p] = src_i[i]
+        src_k, dst_k = dst_k, src_k
+        src_i, dst_i = dst_i, src_i
+    return src_i
 
 
 @njit(parallel=True, cache=True)
