@@ -169,8 +169,7 @@ def _apply_tier(rd: RunDir, cfg: RunConfig, train_photos: int, explicit: set[str
     cfg, changed = tiered(cfg, train_photos, explicit)
     if changed:
         write_text_atomic(rd.config, cfg.to_json())
-        said = ", ".join(f"{k.replace('_', ' ')} {v:,}" if isinstance(v, int)
-                         else f"{k.replace('_', ' ')} {v:g}"
+        said = ", ".join(f"{k.replace('_', ' ')} {v:{',' if isinstance(v, int) else 'g'}}"
                          for k, v in changed.items())
         bus.emit(Message(stage="train", text=f"{train_photos} training photos: the {cfg.preset} "
                          f"preset uses {said} for this many photos."))  # fmt: skip

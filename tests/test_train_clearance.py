@@ -109,13 +109,13 @@ def test_clear_cameras_removes_parameters_moments_and_state_together():
 
 
 def _scene_with_points_at_the_cameras(tmp_path):
-    """The synthetic scene plus two points just behind two training cameras (they look at the
+    """The synthetic scene plus four points just behind four training cameras (they look at the
     origin): splats start there. The clearance must see them as free space, as it sees the
     splats that drift there in a real run, so its index holds the scene's own points only."""
     scene, _ = make_scene(tmp_path, n=120, ncam=10)
-    at_cams = scene.cameras.centers[scene.train_idx[:2]] * 1.02
+    at_cams = scene.cameras.centers[scene.train_idx[:4]] * 1.02
     points = torch.cat([scene.points, at_cams])
-    colors = torch.cat([scene.point_colors, torch.full((2, 3), 0.5)])
+    colors = torch.cat([scene.point_colors, torch.full((4, 3), 0.5)])
     return dataclasses.replace(scene, points=points, point_colors=colors), len(scene.points)
 
 
@@ -137,6 +137,6 @@ def test_training_leaves_no_splat_where_a_training_camera_stood(tmp_path, strate
     cfg = small_cfg(strategy=strategy, max_splats=200, steps=25, refine_start=100)
     kept = train(scene, dataclasses.replace(cfg, camera_clearance=0.0), tmp_path / "off", BACKEND)
     cleared = train(scene, dataclasses.replace(cfg, camera_clearance=0.2), tmp_path / "on", BACKEND)
-    assert _near_count(scene, n_real, kept.splats, 0.2) >= 2  # the points put at the cameras stayed
+    assert _near_count(scene, n_real, kept.splats, 0.2) >= 4  # the points put at the cameras stayed
     assert _near_count(scene, n_real, cleared.splats, 0.2) == 0
     assert len(cleared.splats) >= len(kept.splats) - 10  # the scene itself is kept

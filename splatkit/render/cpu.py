@@ -44,7 +44,7 @@ _EMPTY = (np.empty(0, np.uint8), np.empty(0, np.float32), np.empty(0, np.float32
 
 def _depth_order(idx: np.ndarray, depths: np.ndarray) -> np.ndarray:
     """``idx`` (increasing, int64) stably sorted by ``depths[idx]`` (float32)."""
-    return R._depth_sort(idx.astype(np.int64), depths.view(np.uint32))
+    return R._depth_sort(idx.astype(np.int64, copy=False), depths.view(np.uint32))
 
 
 class _RasterizeTiles(torch.autograd.Function):

@@ -56,7 +56,7 @@ def clearance_radius(centers: Tensor, spacings: float) -> float:
 
 
 def point_index(points: Tensor) -> cKDTree | None:
-    """A k-d tree of the SfM points ``[P, 3]`` (in the cameras' frame) for :func:`near_cameras`;
+    """A k-d tree of the SfM points ``[P, 3]`` (in the cameras' world frame) for :func:`near_cameras`;
     None without points (then no splat counts as nearer to a camera than to a surface)."""
     return cKDTree(points.detach().double().cpu().numpy()) if len(points) else None
 
