@@ -28,17 +28,6 @@ def _np(x: Tensor) -> np.ndarray:
     return x.detach().contiguous().numpy()
 
 
-def _with_dynamic_schedule(fn, *args):
-    """Hand tiles to threads one at a time (their costs differ a lot); results do not depend
-    on the schedule."""
-    old = numba.get_parallel_chunksize()
-    numba.set_parallel_chunksize(1)
-    try:
-        return fn(*args)
-    finally:
-        numba.set_parallel_chunksize(old)
-
-
 _EMPTY = (np.empty(0, np.uint8), np.empty(0, np.float32), np.empty(0, np.float32))
 
 
@@ -67,8 +56,9 @@ class _RasterizeTiles(torch.autograd.Function):
         table = POOL.take((tile_gauss.shape[0], R._P_COLS), np.float64)
         rec_base = R._tile_table(tile_offsets, tile_gauss, p, width, height, tiles_w, table)
         POOL.give(p)
-        # Longest lists first: with one-tile chunks, threads finish together.
-        tile_order = np.argsort(-np.diff(tile_offsets), kind="stable")
+        lists = np.diff(tile_offsets)
+        workers = numba.get_num_threads()
+        schedule = R._schedule(R.forward_costs(np.diff(rec_base), lists), workers)
         record = any(ctx.needs_input_grad[:4])
         if record:
             n_rec = int(rec_base[-1])
@@ -79,16 +69,17 @@ class _RasterizeTiles(torch.autograd.Function):
         n_isects = tile_gauss.shape[0]
         rec_off, rec_n = np.empty(n_isects, np.int64), np.empty(n_isects, np.int32)
         t_final = POOL.take((height, width), np.float64)
-        args = (tile_order, tile_offsets, tile_gauss, table, bg, width, height, tiles_w,
-                float(max_alpha))  # fmt: skip
-        image = _with_dynamic_schedule(R._forward, *args, rec_base, *recs, rec_off, rec_n, record,
-                                       t_final)  # fmt: skip
+        tile_rec = np.empty(lists.shape[0], np.int64)
+        args = (tile_offsets, tile_gauss, table, bg, width, height, tiles_w, float(max_alpha))
+        image = R._forward(schedule, *args, rec_base, *recs, rec_off, rec_n, record, t_final,
+                           tile_rec)  # fmt: skip
         alpha = (1.0 - t_final).astype(np.float32)[..., None]
         POOL.give(t_final)
         if record:
             ctx.args = args
             ctx.recs = (recs, rec_off, rec_n)
             ctx.bin = (order, g_offsets, perm, N)
+            ctx.schedule = R._schedule(R.backward_costs(tile_rec, lists), workers)
             ctx.means2d = means2d if absgrad else None
         else:
             POOL.give(table)
@@ -100,10 +91,10 @@ class _RasterizeTiles(torch.autograd.Function):
         recs, rec_off, rec_n = ctx.recs
         vi = _np(v_image.float())
         va = _np(v_alpha.float())[..., 0]
-        table = ctx.args[3]
+        table = ctx.args[2]
         grads = POOL.take((table.shape[0], R._G_COLS), np.float64)
-        _with_dynamic_schedule(R._backward, *ctx.args, *recs, rec_off, rec_n, vi, va,
-                               ctx.means2d is not None, grads)  # fmt: skip
+        R._backward(ctx.schedule, *ctx.args, *recs, rec_off, rec_n, vi, va,
+                    ctx.means2d is not None, grads)  # fmt: skip
         POOL.give(table, *recs)
         ctx.recs = ctx.args = None
         summed = POOL.take((N, R._G_COLS), np.float64)

@@ -264,10 +264,57 @@ def _tile_table(tile_offsets, tile_gauss, p, width, height, tiles_w, table):
     return np.cumsum(cap)
 
 
+#: Estimated cost of a tile, in units of one box pixel tested by the forward (or one record
+#: replayed by the backward): per Gaussian in its list and per tile (measured, see forward_costs).
+_COST_GAUSS_F, _COST_TILE_F, _COST_GAUSS_B, _COST_TILE_B = 8.0, 256.0, 2.0, 64.0
+
+
+def forward_costs(box_pixels: np.ndarray, lists: np.ndarray) -> np.ndarray:
+    """Estimated forward cost per tile from the pixels of its Gaussians' boxes (the record slots
+    of :func:`_tile_table`) and the length of its list."""
+    return box_pixels + _COST_GAUSS_F * lists + _COST_TILE_F
+
+
+def backward_costs(records: np.ndarray, lists: np.ndarray) -> np.ndarray:
+    """Estimated backward cost per tile from the records the forward wrote in it."""
+    return records + _COST_GAUSS_B * lists + _COST_TILE_B
+
+
+@njit(cache=True)
+def _schedule(costs, n_workers):
+    """Tiles to workers: longest first, each to the least-loaded worker so far (LPT, within 4/3 of
+    the best makespan). Returns ``offsets [n_workers + 1]`` and ``tiles``: worker ``w`` runs
+    ``tiles[offsets[w]:offsets[w + 1]]`` (decreasing cost).
+
+    The kernels run one ``prange`` iteration per worker. numba's parallel loops split their range
+    into contiguous equal blocks, one per thread (its chunk size does not make them dynamic under
+    OpenMP), so a longest-first tile list handed to ``prange`` gave one thread the heavy half."""
+    n = costs.shape[0]
+    order = np.argsort(-costs, kind="mergesort")
+    owner = np.empty(n, dtype=np.int64)
+    load = np.zeros(n_workers, dtype=np.float64)
+    offsets = np.zeros(n_workers + 1, dtype=np.int64)
+    for i in range(n):
+        w = np.argmin(load)
+        owner[i] = w
+        load[w] += costs[order[i]]
+        offsets[w + 1] += 1
+    offsets = np.cumsum(offsets)
+    cursor = offsets[:-1].copy()
+    tiles = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        w = owner[i]
+        tiles[cursor[w]] = order[i]
+        cursor[w] += 1
+    return offsets, tiles
+
+
 @njit(parallel=True, cache=True)
-def _forward(tile_order, tile_offsets, tile_gauss, p, background, width, height, tiles_w,
-             max_alpha, rec_base, rec_q, rec_vis, rec_t, rec_off, rec_n, record, t_final):  # fmt: skip
-    """``p``: the per-intersection table of :func:`_tile_table`.
+def _forward(schedule, tile_offsets, tile_gauss, p, background, width, height, tiles_w,
+             max_alpha, rec_base, rec_q, rec_vis, rec_t, rec_off, rec_n, record, t_final,
+             tile_rec):  # fmt: skip
+    """``schedule``: :func:`_schedule`'s ``(offsets, tiles)``; ``p``: the per-intersection table of
+    :func:`_tile_table`.
 
     Gaussian-outer walk of each tile: for each Gaussian (depth order) only the pixels of its
     box are visited; each pixel sees the same operations, in the same order, as a per-pixel walk
@@ -279,175 +326,182 @@ def _forward(tile_order, tile_offsets, tile_gauss, p, background, width, height,
     npix = TILE_SIZE * TILE_SIZE
     # (No whole-array expressions such as np.zeros in parallel kernels: numba would turn them
     # into parallel loops, scheduled one element at a time under chunk size 1.)
-    for ti in prange(tile_order.shape[0]):
-        t = tile_order[ti]
-        start = tile_offsets[t]
-        m = tile_offsets[t + 1] - start
-        i0 = (t // tiles_w) * TILE_SIZE
-        j0 = (t % tiles_w) * TILE_SIZE
-        hh = min(TILE_SIZE, height - i0)
-        ww = min(TILE_SIZE, width - j0)
+    w_offsets, w_tiles = schedule
+    for wk in prange(w_offsets.shape[0] - 1):
         st, _ = _tile_state(npix, 5)  # T, r, g, b, done
         qs, ss, vs = _batch(npix)
-        for q in range(npix):
-            st[q, 0] = 1.0
-            st[q, 1] = 0.0
-            st[q, 2] = 0.0
-            st[q, 3] = 0.0
-            st[q, 4] = 0.0
-        active = hh * ww
-        r = rec_base[t]
-        for k in range(m):
-            rec_off[start + k] = r
-            rec_n[start + k] = 0
-            if active == 0:
-                continue
-            g = start + k
-            mx = p[g, _P_X]
-            my = p[g, _P_Y]
-            ja, jb = _span(mx, p[g, _P_EX], j0, ww)
-            ia, ib = _span(my, p[g, _P_EY], i0, hh)
-            if ja >= jb or ia >= ib:
-                continue
-            ca, cb, cc, op, cr, cg, cbl = _gaussian(p, g)
-            smax = p[g, _P_SMAX]
-            r0 = r
-            # 1. the box's pixels that pass the sigma test, compacted branch-free
-            n = 0
-            for li in range(ia, ib):
-                dy = my - (i0 + li + 0.5)
-                for lj in range(ja, jb):
+        for ti in range(w_offsets[wk], w_offsets[wk + 1]):
+            t = w_tiles[ti]
+            start = tile_offsets[t]
+            m = tile_offsets[t + 1] - start
+            i0 = (t // tiles_w) * TILE_SIZE
+            j0 = (t % tiles_w) * TILE_SIZE
+            hh = min(TILE_SIZE, height - i0)
+            ww = min(TILE_SIZE, width - j0)
+            for q in range(npix):
+                st[q, 0] = 1.0
+                st[q, 1] = 0.0
+                st[q, 2] = 0.0
+                st[q, 3] = 0.0
+                st[q, 4] = 0.0
+            active = hh * ww
+            r = rec_base[t]
+            for k in range(m):
+                rec_off[start + k] = r
+                rec_n[start + k] = 0
+                if active == 0:
+                    continue
+                g = start + k
+                mx = p[g, _P_X]
+                my = p[g, _P_Y]
+                ja, jb = _span(mx, p[g, _P_EX], j0, ww)
+                ia, ib = _span(my, p[g, _P_EY], i0, hh)
+                if ja >= jb or ia >= ib:
+                    continue
+                ca, cb, cc, op, cr, cg, cbl = _gaussian(p, g)
+                smax = p[g, _P_SMAX]
+                r0 = r
+                # 1. the box's pixels that pass the sigma test, compacted branch-free
+                n = 0
+                for li in range(ia, ib):
+                    dy = my - (i0 + li + 0.5)
+                    for lj in range(ja, jb):
+                        q = li * TILE_SIZE + lj
+                        dx = mx - (j0 + lj + 0.5)
+                        sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+                        qs[n] = q
+                        ss[n] = sigma
+                        n += (sigma >= 0.0) & (sigma <= smax) & (st[q, 4] == 0.0)
+                # 2. their exp(-sigma), one batch; 3. compositing in the same (row-major) order
+                for i in range(n):
+                    vs[i] = _exp_neg(ss[i])
+                for i in range(n):
+                    q = qs[i]
+                    vis = vs[i]
+                    alpha = min(max_alpha, op * vis)
+                    if alpha < ALPHA_THRESHOLD:
+                        continue
+                    T = st[q, 0]
+                    next_t = T * (1.0 - alpha)
+                    if next_t <= TRANSMITTANCE_THRESHOLD:
+                        st[q, 4] = 1.0
+                        active -= 1
+                        continue
+                    w = alpha * T
+                    st[q, 1] += w * cr
+                    st[q, 2] += w * cg
+                    st[q, 3] += w * cbl
+                    st[q, 0] = next_t
+                    if record:
+                        rec_q[r] = q
+                        rec_vis[r] = vis
+                        rec_t[r] = T
+                        r += 1
+                rec_n[start + k] = r - r0
+            tile_rec[t] = r - rec_base[t]
+            for li in range(hh):
+                for lj in range(ww):
                     q = li * TILE_SIZE + lj
-                    dx = mx - (j0 + lj + 0.5)
-                    sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                    qs[n] = q
-                    ss[n] = sigma
-                    n += (sigma >= 0.0) & (sigma <= smax) & (st[q, 4] == 0.0)
-            # 2. their exp(-sigma), one batch; 3. compositing in the same (row-major) order
-            for i in range(n):
-                vs[i] = _exp_neg(ss[i])
-            for i in range(n):
-                q = qs[i]
-                vis = vs[i]
-                alpha = min(max_alpha, op * vis)
-                if alpha < ALPHA_THRESHOLD:
-                    continue
-                T = st[q, 0]
-                next_t = T * (1.0 - alpha)
-                if next_t <= TRANSMITTANCE_THRESHOLD:
-                    st[q, 4] = 1.0
-                    active -= 1
-                    continue
-                w = alpha * T
-                st[q, 1] += w * cr
-                st[q, 2] += w * cg
-                st[q, 3] += w * cbl
-                st[q, 0] = next_t
-                if record:
-                    rec_q[r] = q
-                    rec_vis[r] = vis
-                    rec_t[r] = T
-                    r += 1
-            rec_n[start + k] = r - r0
-        for li in range(hh):
-            for lj in range(ww):
-                q = li * TILE_SIZE + lj
-                T = st[q, 0]
-                image[i0 + li, j0 + lj, 0] = st[q, 1] + T * background[0]
-                image[i0 + li, j0 + lj, 1] = st[q, 2] + T * background[1]
-                image[i0 + li, j0 + lj, 2] = st[q, 3] + T * background[2]
-                t_final[i0 + li, j0 + lj] = T
+                    T = st[q, 0]
+                    image[i0 + li, j0 + lj, 0] = st[q, 1] + T * background[0]
+                    image[i0 + li, j0 + lj, 1] = st[q, 2] + T * background[1]
+                    image[i0 + li, j0 + lj, 2] = st[q, 3] + T * background[2]
+                    t_final[i0 + li, j0 + lj] = T
     return image
 
 
 @njit(parallel=True, cache=True)
-def _backward(tile_order, tile_offsets, tile_gauss, p, background, width, height, tiles_w,
+def _backward(schedule, tile_offsets, tile_gauss, p, background, width, height, tiles_w,
               max_alpha, rec_q, rec_vis, rec_t, rec_off, rec_n, v_image, v_alpha, absgrad,
               grads):  # fmt: skip
     """Per-intersection gradients ``grads [n_isects, 11]`` (tile-major order) from the forward's
-    records, each tile back to front (see the module docstring); ``p`` as in :func:`_forward`.
+    records, each tile back to front (see the module docstring); ``schedule`` and ``p`` as in
+    :func:`_forward`.
     The absolute-gradient columns are summed only when ``absgrad`` (0 otherwise)."""
     npix = TILE_SIZE * TILE_SIZE
-    for ti in prange(tile_order.shape[0]):
-        t = tile_order[ti]
-        start = tile_offsets[t]
-        m = tile_offsets[t + 1] - start
-        if m == 0:
-            continue
-        i0 = (t // tiles_w) * TILE_SIZE
-        j0 = (t % tiles_w) * TILE_SIZE
-        hh = min(TILE_SIZE, height - i0)
-        ww = min(TILE_SIZE, width - j0)
-        # Per pixel: d loss / d colour (r, g, b) and D = S . v_colour - P v_alpha, with S the colour
-        # composited behind the current Gaussian (background included) and P the transmittance
-        # behind it: then d loss / d alpha_k = T_k (c_k . v_colour - D), and D follows
-        # D <- alpha_k c_k . v_colour + (1 - alpha_k) D back to front.
+    w_offsets, w_tiles = schedule
+    for wk in prange(w_offsets.shape[0] - 1):
         st, _ = _tile_state(npix, 4)
-        for li in range(hh):
-            for lj in range(ww):
-                q = li * TILE_SIZE + lj
-                vr = np.float64(v_image[i0 + li, j0 + lj, 0])
-                vg = np.float64(v_image[i0 + li, j0 + lj, 1])
-                vb = np.float64(v_image[i0 + li, j0 + lj, 2])
-                st[q, 0] = vr
-                st[q, 1] = vg
-                st[q, 2] = vb
-                st[q, 3] = (background[0] * vr + background[1] * vg + background[2] * vb
-                            - v_alpha[i0 + li, j0 + lj])  # fmt: skip
-        for k in range(m - 1, -1, -1):
-            row = grads[start + k]
-            g = start + k
-            mx = p[g, _P_X] - (j0 + 0.5)
-            my = p[g, _P_Y] - (i0 + 0.5)
-            ca, cb, cc, op, cr, cg, cbl = _gaussian(p, g)
-            # Sums over the records of v_sigma * (dx, dy, dx^2, dx dy, dy^2): the conic and mean
-            # gradients follow after the loop (fewer live values in it than summing them there).
-            s_x = s_y = s_xx = s_xy = s_yy = g_r = g_g = g_bl = g_op = g_ax = g_ay = 0.0
-            r0 = rec_off[start + k]
-            for r in range(r0, r0 + rec_n[start + k]):
-                q = np.int64(rec_q[r])
-                vis = np.float64(rec_vis[r])
-                T = np.float64(rec_t[r])
-                dx = mx - (q & (TILE_SIZE - 1))
-                dy = my - (q // TILE_SIZE)
-                raw = op * vis
-                alpha = min(max_alpha, raw)
-                fac = alpha * T
-                vr = st[q, 0]
-                vg = st[q, 1]
-                vb = st[q, 2]
-                g_r += fac * vr
-                g_g += fac * vg
-                g_bl += fac * vb
-                cv = cr * vr + cg * vg + cbl * vb
-                d = st[q, 3]
-                v_a = T * (cv - d)
-                # No gradient through alpha where it is clamped at max_alpha.
-                unclamped = raw <= max_alpha
-                v_sigma = -raw * v_a if unclamped else 0.0
-                g_op += vis * v_a if unclamped else 0.0
-                a_x = v_sigma * dx
-                a_y = v_sigma * dy
-                s_x += a_x
-                s_y += a_y
-                s_xx += a_x * dx
-                s_xy += a_x * dy
-                s_yy += a_y * dy
-                if absgrad:
-                    g_ax += abs(ca * a_x + cb * a_y)
-                    g_ay += abs(cb * a_x + cc * a_y)
-                st[q, 3] = alpha * cv + (1.0 - alpha) * d
-            row[_G_XY] = ca * s_x + cb * s_y
-            row[_G_XY + 1] = cb * s_x + cc * s_y
-            row[_G_CONIC] = 0.5 * s_xx
-            row[_G_CONIC + 1] = s_xy
-            row[_G_CONIC + 2] = 0.5 * s_yy
-            row[_G_RGB] = g_r
-            row[_G_RGB + 1] = g_g
-            row[_G_RGB + 2] = g_bl
-            row[_G_OPAC] = g_op
-            row[_G_ABS] = g_ax
-            row[_G_ABS + 1] = g_ay
+        for ti in range(w_offsets[wk], w_offsets[wk + 1]):
+            t = w_tiles[ti]
+            start = tile_offsets[t]
+            m = tile_offsets[t + 1] - start
+            if m == 0:
+                continue
+            i0 = (t // tiles_w) * TILE_SIZE
+            j0 = (t % tiles_w) * TILE_SIZE
+            hh = min(TILE_SIZE, height - i0)
+            ww = min(TILE_SIZE, width - j0)
+            # Per pixel: d loss / d colour (r, g, b) and D = S . v_colour - P v_alpha, with S the colour
+            # composited behind the current Gaussian (background included) and P the transmittance
+            # behind it: then d loss / d alpha_k = T_k (c_k . v_colour - D), and D follows
+            # D <- alpha_k c_k . v_colour + (1 - alpha_k) D back to front.
+            for li in range(hh):
+                for lj in range(ww):
+                    q = li * TILE_SIZE + lj
+                    vr = np.float64(v_image[i0 + li, j0 + lj, 0])
+                    vg = np.float64(v_image[i0 + li, j0 + lj, 1])
+                    vb = np.float64(v_image[i0 + li, j0 + lj, 2])
+                    st[q, 0] = vr
+                    st[q, 1] = vg
+                    st[q, 2] = vb
+                    st[q, 3] = (background[0] * vr + background[1] * vg + background[2] * vb
+                                - v_alpha[i0 + li, j0 + lj])  # fmt: skip
+            for k in range(m - 1, -1, -1):
+                row = grads[start + k]
+                g = start + k
+                mx = p[g, _P_X] - (j0 + 0.5)
+                my = p[g, _P_Y] - (i0 + 0.5)
+                ca, cb, cc, op, cr, cg, cbl = _gaussian(p, g)
+                # Sums over the records of v_sigma * (dx, dy, dx^2, dx dy, dy^2): the conic and mean
+                # gradients follow after the loop (fewer live values in it than summing them there).
+                s_x = s_y = s_xx = s_xy = s_yy = g_r = g_g = g_bl = g_op = g_ax = g_ay = 0.0
+                r0 = rec_off[start + k]
+                for r in range(r0, r0 + rec_n[start + k]):
+                    q = np.int64(rec_q[r])
+                    vis = np.float64(rec_vis[r])
+                    T = np.float64(rec_t[r])
+                    dx = mx - (q & (TILE_SIZE - 1))
+                    dy = my - (q // TILE_SIZE)
+                    raw = op * vis
+                    alpha = min(max_alpha, raw)
+                    fac = alpha * T
+                    vr = st[q, 0]
+                    vg = st[q, 1]
+                    vb = st[q, 2]
+                    g_r += fac * vr
+                    g_g += fac * vg
+                    g_bl += fac * vb
+                    cv = cr * vr + cg * vg + cbl * vb
+                    d = st[q, 3]
+                    v_a = T * (cv - d)
+                    # No gradient through alpha where it is clamped at max_alpha.
+                    unclamped = raw <= max_alpha
+                    v_sigma = -raw * v_a if unclamped else 0.0
+                    g_op += vis * v_a if unclamped else 0.0
+                    a_x = v_sigma * dx
+                    a_y = v_sigma * dy
+                    s_x += a_x
+                    s_y += a_y
+                    s_xx += a_x * dx
+                    s_xy += a_x * dy
+                    s_yy += a_y * dy
+                    if absgrad:
+                        g_ax += abs(ca * a_x + cb * a_y)
+                        g_ay += abs(cb * a_x + cc * a_y)
+                    st[q, 3] = alpha * cv + (1.0 - alpha) * d
+                row[_G_XY] = ca * s_x + cb * s_y
+                row[_G_XY + 1] = cb * s_x + cc * s_y
+                row[_G_CONIC] = 0.5 * s_xx
+                row[_G_CONIC + 1] = s_xy
+                row[_G_CONIC + 2] = 0.5 * s_yy
+                row[_G_RGB] = g_r
+                row[_G_RGB + 1] = g_g
+                row[_G_RGB + 2] = g_bl
+                row[_G_OPAC] = g_op
+                row[_G_ABS] = g_ax
+                row[_G_ABS + 1] = g_ay
+
 
 @njit(parallel=True, cache=True)
 def _reduce(order, g_offsets, perm, grads, out):

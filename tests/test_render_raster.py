@@ -1,0 +1,65 @@
+"""The tile rasterizer's scheduling pieces: the depth sort, the tile schedule, and results that do
+not depend on how tiles are shared among workers."""
+
+import numpy as np
+import pytest
+import torch
+
+from splatkit.render import RenderSettings
+from splatkit.render import cpu as C
+from splatkit.render import raster as R
+from splatkit.render.reference import make_test_scene
+from tests.test_render_cpu import NAMES, run
+
+
+def test_depth_sort_is_numpys_stable_sort_with_ties_and_signs():
+    rng = np.random.default_rng(3)
+    depths = rng.choice(np.float32([-2.5, -0.0, 0.0, 1e-30, 0.5, 0.5, 3.0, 7e5]), 5000)
+    depths[::7] = rng.normal(size=depths[::7].shape).astype(np.float32)
+    idx = np.sort(rng.choice(5000, 3000, replace=False)).astype(np.int64)
+    got = R._depth_sort(idx, depths.view(np.uint32))
+    want = idx[np.argsort(depths[idx], kind="stable")]
+    # -0.0 and 0.0 compare equal for numpy but not as bits: compare the depths, then the order
+    # within each run of equal bit patterns.
+    assert np.array_equal(depths[got], depths[want])
+    keys = depths.view(np.uint32)[got]
+    for k in np.unique(keys):
+        run_ = got[keys == k]
+        assert np.all(np.diff(run_) > 0), "equal depths must keep their index order"
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3, 8])
+def test_schedule_runs_every_tile_once_and_balances_the_load(workers):
+    rng = np.random.default_rng(workers)
+    costs = np.concatenate([rng.pareto(1.2, 300) * 1000, np.zeros(20)])  # heavy tail, empty tiles
+    offsets, tiles = R._schedule(costs, workers)
+    assert offsets.shape == (workers + 1,) and offsets[0] == 0 and offsets[-1] == costs.shape[0]
+    assert np.array_equal(np.sort(tiles), np.arange(costs.shape[0]))
+    loads = np.array([costs[tiles[offsets[w] : offsets[w + 1]]].sum() for w in range(workers)])
+    # Longest-first greedy: no worker ends more than one tile's cost after the least loaded one.
+    assert loads.max() - loads.min() <= costs.max() + 1e-9
+    for w in range(workers):
+        mine = costs[tiles[offsets[w] : offsets[w + 1]]]
+        assert np.all(np.diff(mine) <= 0), "each worker runs its tiles longest first"
+
+
+def test_a_sorted_tile_list_is_not_given_to_one_worker():
+    """The failure the schedule replaced: a longest-first list split into contiguous halves."""
+    costs = np.arange(100, 0, -1, dtype=np.float64) ** 2
+    offsets, tiles = R._schedule(costs, 2)
+    loads = [costs[tiles[offsets[w] : offsets[w + 1]]].sum() for w in range(2)]
+    halves = [costs[:50].sum(), costs[50:].sum()]
+    assert max(loads) / min(loads) < 1.01 < max(halves) / min(halves)
+
+
+@pytest.mark.parametrize("workers", [1, 3, 7])
+def test_results_do_not_depend_on_the_number_of_workers(monkeypatch, workers):
+    splats, view = make_test_scene(11, n=2500, sh_degree=2, width=90, height=70)
+    sp32 = splats.to(torch.float32)
+    settings = RenderSettings(background=(0.5, 0.1, 0.9))
+    a, ga = run(C.render, sp32, view, settings)
+    monkeypatch.setattr(C.numba, "get_num_threads", lambda: workers)
+    b, gb = run(C.render, sp32, view, settings)
+    assert torch.equal(a.image, b.image) and torch.equal(a.alpha, b.alpha)
+    for k in NAMES:
+        assert torch.equal(ga[k], gb[k]), k
