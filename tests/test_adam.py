@@ -151,3 +151,29 @@ def test_optimizer_step_and_make_optimizers_follow_the_config():
     for k, p in params.items():
         assert torch.equal(p[::3], before[k][::3]) and not torch.equal(p[1::3], before[k][1::3])
         assert p.grad is None
+
+
+def test_one_launch_for_all_groups_equals_one_step_per_optimizer():
+    from splatkit.train.adam import step_selective
+
+    a_params, a_opts = make(n=2000, seed=4)
+    b_params, b_opts = make(n=2000, seed=4)
+    # One group off the numba path (a transposed, non-contiguous parameter): the torch update.
+    for params, opts in ((a_params, a_opts), (b_params, b_opts)):
+        t = torch.nn.Parameter(torch.randn(3, 2000, generator=torch.Generator().manual_seed(9)).t())
+        params["t"] = t
+        opts["t"] = SelectiveAdam([{"params": [t], "lr": 1e-2, "name": "t"}], eps=1e-15)
+        for i, o in enumerate(opts.values()):  # each group its own hyperparameters
+            o.param_groups[0].update(lr=1e-3 * (i + 1), betas=(0.9 - 0.1 * i, 0.999 - 0.01 * i))
+    for step in range(3):
+        vis = torch.arange(2000) % (step + 2) != 0
+        for params in (a_params, b_params):
+            set_grads(params, 10 + step)
+        for o in a_opts.values():
+            o.step(visibility=vis)
+        step_selective(list(b_opts.values()), vis)
+    for k in a_params:
+        assert torch.equal(a_params[k], b_params[k]), k
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(state(a_opts[k])[key], state(b_opts[k])[key]), (k, key)
+    assert not a_params["t"].is_contiguous() and float(state(b_opts["t"])["step"]) == 3

@@ -63,3 +63,9 @@ def test_results_do_not_depend_on_the_number_of_workers(monkeypatch, workers):
     assert torch.equal(a.image, b.image) and torch.equal(a.alpha, b.alpha)
     for k in NAMES:
         assert torch.equal(ga[k], gb[k]), k
+
+
+def test_visible_are_the_gaussians_with_both_radii_positive():
+    rad = np.array([[0, 0], [3, 0], [0, 2], [1, 1], [5, 7], [-1, 4]], dtype=np.int32)
+    assert R._visible(rad).tolist() == [3, 4]
+    assert R._visible(np.zeros((0, 2), np.int32)).shape == (0,)

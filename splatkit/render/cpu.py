@@ -45,7 +45,7 @@ class _RasterizeTiles(torch.autograd.Function):
         tiles_h = (height + TILE_SIZE - 1) // TILE_SIZE
         m2d, con, col, op = (_np(x.float()) for x in (means2d, conics, colors, opacities))
         rad = _np(radii.to(torch.int32))
-        order = _depth_order(np.nonzero((rad > 0).all(axis=1))[0], _np(depths.float()))
+        order = _depth_order(R._visible(rad), _np(depths.float()))
         bg = np.asarray(background, dtype=np.float64)
         boxes, counts = R._tile_boxes(order, m2d, rad, tiles_w, tiles_h, TILE_SIZE)
         tile_offsets, tile_gauss, g_offsets, perm = R._bin(

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from ..config import TrainConfig
 from ..splats import Splats
-from .adam import SelectiveAdam
+from .adam import SelectiveAdam, step_selective
 
 #: Splats field -> gsplat parameter name.
 SPLAT_TO_PARAM = {
@@ -85,17 +85,18 @@ def _adam_class(cfg: TrainConfig, p: Tensor) -> type[torch.optim.Adam]:
 
 
 def optimizer_step(optimizers: dict[str, torch.optim.Optimizer], radii: Tensor) -> None:
-    """One step of every optimizer, then ``zero_grad``; a :class:`SelectiveAdam` updates only
-    the splats with ``radii > 0`` (those the view saw)."""
-    visible = None
+    """One step of every optimizer, then their gradients set to None (``zero_grad``); the
+    :class:`SelectiveAdam` ones update only the splats with ``radii > 0`` (those the view saw),
+    all in one :func:`step_selective`."""
+    selective = [o for o in optimizers.values() if isinstance(o, SelectiveAdam)]
+    if selective:
+        step_selective(selective, (radii > 0).all(dim=-1).nonzero().flatten())
     for opt in optimizers.values():
-        if isinstance(opt, SelectiveAdam):
-            if visible is None:  # indices, computed once for all the optimizers
-                visible = (radii > 0).all(dim=-1).nonzero().flatten()
-            opt.step(visibility=visible)
-        else:
+        if not isinstance(opt, SelectiveAdam):
             opt.step()
-        opt.zero_grad(set_to_none=True)
+        for group in opt.param_groups:
+            for p in group["params"]:
+                p.grad = None
 
 
 def means_lr_at(step: int, cfg: TrainConfig, scene_scale: float) -> float:
