@@ -4,8 +4,9 @@
 1. binning: each visible Gaussian goes to the 16x16 tiles its ``[mean - radius, mean + radius]``
    box overlaps (gsplat's ``isect_tiles``); Gaussians are first sorted by depth (stable radix), then
    counting-sorted by tile (stable), so every tile's list is in depth order;
-2. forward: one task per tile (longest lists first); each pixel composites its tile's list front
-   to back (the rules of ``reference.py``). The walk is Gaussian-outer: each Gaussian visits
+2. forward: tiles shared among the threads by estimated cost (:func:`_schedule`); each pixel
+   composites its tile's list front to back (the rules of ``reference.py``). The walk is
+   Gaussian-outer: each Gaussian visits
    only the pixels of its conservative sigma box (:func:`_prepare`), which skips most
    pixel-Gaussian pairs without changing any result. Per Gaussian the pixels that pass the
    sigma test are first compacted (branch-free), their ``exp(-sigma)`` taken in one batch
@@ -338,7 +339,7 @@ def _forward(schedule, tile_offsets, tile_gauss, p, background, width, height, t
     image = np.empty((height, width, 3), dtype=np.float32)
     npix = TILE_SIZE * TILE_SIZE
     # (No whole-array expressions such as np.zeros in parallel kernels: numba would turn them
-    # into parallel loops, scheduled one element at a time under chunk size 1.)
+    # into nested parallel loops.)
     w_offsets, w_tiles = schedule
     for wk in prange(w_offsets.shape[0] - 1):
         st, _ = _tile_state(npix, 5)  # T, r, g, b, done
