@@ -69,3 +69,53 @@ def test_visible_are_the_gaussians_with_both_radii_positive():
     rad = np.array([[0, 0], [3, 0], [0, 2], [1, 1], [5, 7], [-1, 4]], dtype=np.int32)
     assert R._visible(rad).tolist() == [3, 4]
     assert R._visible(np.zeros((0, 2), np.int32)).shape == (0,)
+
+
+def _thin_ellipses(n=400, seed=0, width=70, height=50):
+    """Rasterizer inputs of splats from round to needle-thin (eigenvalue ratios up to 1e6), at
+    every angle, opacities from just over 1/255 to 1."""
+    g = torch.Generator().manual_seed(seed)
+    angle = torch.rand(n, generator=g) * torch.pi
+    major = 0.3 + 6.0 * torch.rand(n, generator=g)
+    minor = major / 10 ** (6.0 * torch.rand(n, generator=g))
+    c, s = torch.cos(angle), torch.sin(angle)
+    cov = torch.stack([c * c * major**2 + s * s * minor**2, c * s * (major**2 - minor**2),
+                       s * s * major**2 + c * c * minor**2], 1).double()  # fmt: skip
+    det = cov[:, 0] * cov[:, 2] - cov[:, 1] ** 2
+    conics = torch.stack([cov[:, 2] / det, -cov[:, 1] / det, cov[:, 0] / det], 1).float()
+    means2d = torch.rand(n, 2, generator=g) * torch.tensor([width, height])
+    radii = (3 * major).ceil().int().clamp(min=1)[:, None].expand(n, 2).contiguous()
+    opac = 1 / 255 + torch.rand(n, generator=g) * (1 - 1 / 255)
+    colors = torch.rand(n, 3, generator=g)
+    depths = torch.rand(n, generator=g) + 1
+    return means2d, conics, colors, opac, radii, depths, width, height
+
+
+def test_sigma_boxes_are_conservative_on_thin_ellipses(monkeypatch):
+    """The boxes only pre-filter: the same images and gradients bitwise as whole-tile walks."""
+    args = _thin_ellipses()
+
+    def run_(upstream_seed=1):
+        ins = [a.clone().requires_grad_(i < 4) if torch.is_tensor(a) else a
+               for i, a in enumerate(args)]  # fmt: skip
+        image, alpha = C.rasterize_tiles(*ins, background=(0.2, 0.4, 0.6))
+        g = torch.Generator().manual_seed(upstream_seed)
+        torch.autograd.backward([image, alpha], [torch.randn(image.shape, generator=g),
+                                                 torch.randn(alpha.shape, generator=g)])  # fmt: skip
+        return [image.detach(), alpha.detach()] + [x.grad for x in ins[:4]]
+
+    boxed = run_()
+    real = R._prepare
+
+    def whole_tiles(order, means2d, conics, colors, opacities, p):
+        real(order, means2d, conics, colors, opacities, p)
+        rows = p[order]
+        live = rows[:, R._P_EX] > -1.0
+        rows[live, R._P_EX] = rows[live, R._P_EY] = 1e9
+        p[order] = rows
+
+    monkeypatch.setattr(R, "_prepare", whole_tiles)
+    walked = run_()
+    assert boxed[0].std() > 0.05  # the scene covers the image
+    for x, y in zip(boxed, walked, strict=True):
+        assert torch.equal(x, y)
