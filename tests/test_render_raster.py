@@ -119,3 +119,26 @@ def test_sigma_boxes_are_conservative_on_thin_ellipses(monkeypatch):
     assert boxed[0].std() > 0.05  # the scene covers the image
     for x, y in zip(boxed, walked, strict=True):
         assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize("workers", [2, 3, 8])
+def test_binning_in_blocks_is_the_serial_counting_sort(workers):
+    rng = np.random.default_rng(workers)
+    n, tiles_w, tiles_h = 700, 9, 6
+    order = rng.permutation(1000)[:n].astype(np.int64)
+    x0 = rng.integers(0, tiles_w, n)
+    y0 = rng.integers(0, tiles_h, n)
+    boxes = np.stack([x0, np.minimum(x0 + rng.integers(0, 4, n), tiles_w), y0,
+                      np.minimum(y0 + rng.integers(0, 3, n), tiles_h)], 1).astype(np.int64)  # fmt: skip
+    counts = (boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2])
+    serial = R._bin(order, boxes, counts, tiles_w * tiles_h, tiles_w, 1)
+    blocks = R._bin(order, boxes, counts, tiles_w * tiles_h, tiles_w, workers)
+    for a, b in zip(serial, blocks, strict=True):
+        assert np.array_equal(a, b)
+    offsets, gauss, g_offsets, perm = serial
+    rank = np.empty(1000, np.int64)
+    rank[order] = np.arange(n)
+    for t in range(tiles_w * tiles_h):  # each tile's run in depth (order) order
+        assert np.all(np.diff(rank[gauss[offsets[t] : offsets[t + 1]]]) > 0)
+    assert np.array_equal(np.sort(perm), np.arange(counts.sum()))
+    assert np.array_equal(gauss[perm], np.repeat(order, counts))

@@ -48,8 +48,9 @@ class _RasterizeTiles(torch.autograd.Function):
         order = _depth_order(R._visible(rad), _np(depths.float()))
         bg = np.asarray(background, dtype=np.float64)
         boxes, counts = R._tile_boxes(order, m2d, rad, tiles_w, tiles_h, TILE_SIZE)
+        workers = numba.get_num_threads()
         tile_offsets, tile_gauss, g_offsets, perm = R._bin(
-            order, boxes, counts, tiles_w * tiles_h, tiles_w
+            order, boxes, counts, tiles_w * tiles_h, tiles_w, workers
         )
         p = POOL.take((N, R._P_COLS), np.float64)
         R._prepare(order, m2d, con, col, op, p)
@@ -57,7 +58,6 @@ class _RasterizeTiles(torch.autograd.Function):
         rec_base = R._tile_table(tile_offsets, tile_gauss, p, width, height, tiles_w, table)
         POOL.give(p)
         lists = np.diff(tile_offsets)
-        workers = numba.get_num_threads()
         schedule = R._schedule(R.forward_costs(np.diff(rec_base), lists), workers)
         record = any(ctx.needs_input_grad[:4])
         if record:

@@ -113,9 +113,12 @@ def _tile_boxes(order, means2d, radii, tiles_w, tiles_h, tile_size):
     return boxes, counts
 
 
-@njit(cache=True)
-def _bin(order, boxes, counts, n_tiles, tiles_w):
-    """Stable counting sort of the intersections by tile.
+@njit(parallel=True, cache=True)
+def _bin(order, boxes, counts, n_tiles, tiles_w, n_workers):
+    """Stable counting sort of the intersections by tile, in ``n_workers`` contiguous blocks of
+    ``order``: each block counts its tiles, the blocks' runs are laid out in block order within
+    each tile, then each block scatters its own; so every tile's run is in ``order``'s (depth)
+    order, exactly as one serial pass would make it.
 
     Returns ``tile_offsets [n_tiles + 1]``, ``tile_gauss [n_isects]`` (Gaussian ids, each tile's
     run in depth order), ``g_offsets [n + 1]`` (intersections of ``order[k]`` are
@@ -123,30 +126,42 @@ def _bin(order, boxes, counts, n_tiles, tiles_w):
     position -> tile-major position).
     """
     n = order.shape[0]
-    g_offsets = np.zeros(n + 1, dtype=np.int64)
+    g_offsets = np.empty(n + 1, dtype=np.int64)
+    g_offsets[0] = 0
     for k in range(n):
         g_offsets[k + 1] = g_offsets[k] + counts[k]
     n_isects = g_offsets[n]
-    tile_counts = np.zeros(n_tiles + 1, dtype=np.int64)
-    for k in range(n):
-        for ty in range(boxes[k, 2], boxes[k, 3]):
-            for tx in range(boxes[k, 0], boxes[k, 1]):
-                tile_counts[ty * tiles_w + tx + 1] += 1
-    tile_offsets = np.cumsum(tile_counts)
-    cursor = tile_offsets[:-1].copy()
+    hist = np.empty((n_workers, n_tiles), dtype=np.int64)
+    for w in prange(n_workers):
+        for t in range(n_tiles):
+            hist[w, t] = 0
+        for k in range(w * n // n_workers, (w + 1) * n // n_workers):
+            for ty in range(boxes[k, 2], boxes[k, 3]):
+                for tx in range(boxes[k, 0], boxes[k, 1]):
+                    hist[w, ty * tiles_w + tx] += 1
+    tile_offsets = np.empty(n_tiles + 1, dtype=np.int64)
+    tile_offsets[0] = 0
+    for t in range(n_tiles):  # hist becomes each block's first slot in each tile
+        q = tile_offsets[t]
+        for w in range(n_workers):
+            c = hist[w, t]
+            hist[w, t] = q
+            q += c
+        tile_offsets[t + 1] = q
     tile_gauss = np.empty(n_isects, dtype=np.int32)
     perm = np.empty(n_isects, dtype=np.int64)
-    p = 0
-    for k in range(n):
-        g = order[k]
-        for ty in range(boxes[k, 2], boxes[k, 3]):
-            for tx in range(boxes[k, 0], boxes[k, 1]):
-                t = ty * tiles_w + tx
-                q = cursor[t]
-                cursor[t] = q + 1
-                tile_gauss[q] = g
-                perm[p] = q
-                p += 1
+    for w in prange(n_workers):
+        for k in range(w * n // n_workers, (w + 1) * n // n_workers):
+            g = order[k]
+            p = g_offsets[k]
+            for ty in range(boxes[k, 2], boxes[k, 3]):
+                for tx in range(boxes[k, 0], boxes[k, 1]):
+                    t = ty * tiles_w + tx
+                    q = hist[w, t]
+                    hist[w, t] = q + 1
+                    tile_gauss[q] = g
+                    perm[p] = q
+                    p += 1
     return tile_offsets, tile_gauss, g_offsets, perm
 
 
