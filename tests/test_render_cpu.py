@@ -126,3 +126,14 @@ def test_depth_order_is_a_stable_sort():
     d[::7] = d[3]  # ties, and negative depths
     idx = np.sort(rng.choice(5000, 3000, replace=False))
     assert (_depth_order(idx, d) == idx[np.argsort(d[idx], kind="stable")]).all()
+
+
+def test_visible_indices_are_the_splats_with_both_radii_positive():
+    from splatkit.render.cpu import visible_indices
+
+    g = torch.Generator().manual_seed(2)
+    for dtype in (torch.int32, torch.int64):
+        radii = torch.randint(-1, 3, (500, 2), generator=g).to(dtype)
+        got = visible_indices(radii)
+        assert got.dtype == torch.int64
+        assert torch.equal(got, (radii > 0).all(dim=-1).nonzero().flatten())

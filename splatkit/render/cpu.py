@@ -31,6 +31,14 @@ def _np(x: Tensor) -> np.ndarray:
 _EMPTY = (np.empty(0, np.uint8), np.empty(0, np.float32), np.empty(0, np.float32))
 
 
+def visible_indices(radii: Tensor) -> Tensor:
+    """Indices (int64, increasing) of the splats whose two radii are positive, the ones a view
+    saw: by :func:`.raster._visible` on the CPU, torch ops elsewhere."""
+    if radii.device.type == "cpu":
+        return torch.from_numpy(R._visible(_np(radii.to(torch.int32))))
+    return (radii > 0).all(dim=-1).nonzero().flatten()
+
+
 def _depth_order(idx: np.ndarray, depths: np.ndarray) -> np.ndarray:
     """``idx`` (increasing, int64) stably sorted by ``depths[idx]`` (float32)."""
     return R._depth_sort(idx.astype(np.int64, copy=False), depths.view(np.uint32))
@@ -173,7 +181,7 @@ def _project_torch(sp: Splats, view: View, settings: RenderSettings, degree: int
     means2d, conics, depths, radii, opacities, w2c = project_splats(sp, view, settings)
     # Colours only for the Gaussians the rasterizer reads (radii > 0); the others get 0, and so
     # do their colour gradients, exactly as when the rasterizer ignores them.
-    vis = torch.nonzero((radii > 0).all(dim=-1)).squeeze(-1)
+    vis = visible_indices(radii)
     if vis.numel() == radii.shape[0]:
         colors = sh_to_color(degree, sp.means - camera_centre(w2c), _sh(sp, degree))
     else:

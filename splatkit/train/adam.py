@@ -65,7 +65,6 @@ class SelectiveAdam(torch.optim.Adam):
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8):
         super().__init__(params, lr=lr, betas=betas, eps=eps)
 
-    @torch.no_grad()
     def step(self, closure=None, visibility: Tensor | None = None):  # type: ignore[override]
         if closure is not None:
             raise ValueError("SelectiveAdam does not take a closure")

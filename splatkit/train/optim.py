@@ -26,6 +26,7 @@ from gsplat.strategy.ops import _multinomial_sample, _update_param_with_optimize
 from torch import Tensor
 
 from ..config import TrainConfig
+from ..render.cpu import visible_indices
 from ..splats import Splats
 from .adam import SelectiveAdam, step_selective
 
@@ -90,7 +91,7 @@ def optimizer_step(optimizers: dict[str, torch.optim.Optimizer], radii: Tensor) 
     all in one :func:`step_selective`."""
     selective = [o for o in optimizers.values() if isinstance(o, SelectiveAdam)]
     if selective:
-        step_selective(selective, (radii > 0).all(dim=-1).nonzero().flatten())
+        step_selective(selective, visible_indices(radii))
     for opt in optimizers.values():
         if not isinstance(opt, SelectiveAdam):
             opt.step()
