@@ -86,8 +86,13 @@ def export_run(
         from splatkit.sfm.loaders import load_scene
 
         scene = load_scene(rd.root)
+    sky = None
+    if rd.sky.is_file():
+        from splatkit.sky import load as load_sky
+
+        sky = load_sky(rd.sky)
     paths = export_unreal(
-        splats, scene, Path(dest) if dest else rd.unreal, options, gps=read_photo_gps(rd.root)
+        splats, scene, Path(dest) if dest else rd.unreal, options, gps=read_photo_gps(rd.root), sky=sky
     )
     return ExportResult(paths, json.loads(paths[-1].read_text(encoding="utf-8")))
 
