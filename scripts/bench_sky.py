@@ -107,7 +107,8 @@ def main() -> int:
     print(f"command: python scripts/bench_sky.py {a.sfm_folder} --preset {a.preset} --variants {a.variants}")
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs; "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; tier: {changed or 'none'}")
-    print("sky | all PSNR | near PSNR | near+sky (Unreal) PSNR | far splats / splats | sky share | train s | load")
+    print("sky | all PSNR | near PSNR | near+sky (Unreal) PSNR | far splats / splats | sky share | "
+          "train s | load")
     for mode in a.variants.split(","):
         cfg = dataclasses.replace(base.train, sky=mode)
         out = REPO / "_runs" / "sky" / a.sfm_folder.name / mode

@@ -20,7 +20,7 @@ from splatkit.scene import Cameras, Scene
 from splatkit.sky import SkyMap, composite, fill_unseen, pixel_directions
 from splatkit.splats import Splats, rgb_to_sh0
 from splatkit.train import train
-from splatkit.train.sky import Sky, decision_step, sky_frame
+from splatkit.train.sky import decision_step, sky_frame
 
 W, H = 64, 48
 
@@ -77,7 +77,8 @@ def write_scene(tmp: Path, truth: Splats, w2cs: list[torch.Tensor], sky=None) ->
         out = render(truth, view, RenderSettings(sh_degree=0))
         img = out.image if sky is None else out.image + (1 - out.alpha) * sky(pixel_directions(view))
         names.append(f"img_{i:03d}.png")
-        Image.fromarray((img.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)).save(tmp / "images" / names[-1])
+        arr = (img.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
+        Image.fromarray(arr).save(tmp / "images" / names[-1])
     n = len(w2cs)
     cams = Cameras(names, K[None].repeat(n, 1, 1).float(), torch.stack(w2cs).float(),
                    torch.full((n,), W), torch.full((n,), H))  # fmt: skip
@@ -212,7 +213,7 @@ def test_the_panorama_wraps_without_a_seam():
 def test_pixel_directions_go_through_the_pixel_centres():
     splats, view = make_test_scene(seed=0, n=4)
     d = pixel_directions(view)
-    R, t = view.world_to_cam[:3, :3], view.world_to_cam[:3, 3]
+    R = view.world_to_cam[:3, :3]
     cam = d @ R.T  # camera axes
     proj = cam @ view.K.T
     px = proj[..., :2] / proj[..., 2:]

@@ -21,7 +21,8 @@ tile's place; imports the collision mesh, if any, as a static mesh with complex 
 hidden in game; imports the sky panorama, if any, and shows it on a sky sphere (Unreal's
 ``/Engine/BasicShapes/Sphere`` scaled around the scene) whose unlit, two-sided material looks
 the texture up by the view direction (``SKY_UV_HLSL``: the manifest's ``sky.mapping``), so the
-sky stays at infinity and aligned with the splats wherever the camera goes; saves the level when running headless (or with ``--save``). Every failure is
+sky stays at infinity and aligned with the splats wherever the camera goes; saves the level
+when running headless (or with ``--save``). Every failure is
 reported in the returned dict and the log, not raised. Standard library and ``unreal`` only.
 """
 

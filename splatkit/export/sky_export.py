@@ -24,7 +24,8 @@ from splatkit.export import panorama as P
 from splatkit.sky import SkyMap, to_u8
 
 #: The formula ``import_splat.py``'s material evaluates (HLSL), written in the manifest.
-MAPPING = "u = 0.5 + atan2(d.y, d.x) / (2 pi), v = 0.5 - asin(d.z) / pi; d = view direction in Unreal world axes"
+MAPPING = ("u = 0.5 + atan2(d.y, d.x) / (2 pi), v = 0.5 - asin(d.z) / pi; "
+           "d = view direction in Unreal world axes")
 
 
 def ue_panorama(sky: SkyMap, to_upright: F.Similarity, width: int | None = None) -> Tensor:
