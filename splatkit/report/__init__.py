@@ -215,6 +215,18 @@ def _section_quality(out_dir: Path, m: dict) -> str:
     return "\n".join(out)
 
 
+def _section_sky(out_dir: Path, m: dict) -> str:
+    """The learned sky panorama (``sky.png``), when the run has one."""
+    png = out_dir / "sky.png"
+    sky = m.get("sky") or {}
+    share = f" {100 * sky['share']:.1f}% of the training pixels show it;" if "share" in sky else ""
+    return (f"<p>What lies at infinity, learned behind the splats as a {sky.get('width', '?')} x "
+            f"{sky.get('height', '?')} panorama (forward in the middle, up at the top);{share} "
+            "the Unreal export places it as the level's sky, aligned with the splats. Parts no "
+            "photo saw are filled from their neighbours.</p>"
+            f"<figure class='sky'>{_img(_preview_png(png), 'the learned sky panorama')}</figure>")
+
+
 def _section_outputs(out_dir: Path, m: dict) -> str:
     what = {
         "scene.ply": "the trained splats (INRIA 3DGS PLY): open in a splat viewer or export",
@@ -224,6 +236,7 @@ def _section_outputs(out_dir: Path, m: dict) -> str:
         "previews": "held-out photos beside their renders", "sparse": "camera poses (COLMAP)",
         "images": "undistorted images used for training", "checkpoints": "for --resume",
         "work": "working copies of the photos", "sfm_work": "SfM database",
+        "sky.npz": "the learned sky (exported as Unreal's sky)", "sky.png": "the sky panorama, to look at",
     }
     rows = []
     for p in sorted(out_dir.iterdir(), key=lambda p: (p.is_dir(), p.name)):
@@ -304,6 +317,7 @@ def render_html(out_dir: Path, next_step: str | None = None, shown_path: str | N
         ("cameras", "Where the cameras are", _section_cameras(out_dir)),
         ("training", "How training went", _section_training(events, m)),
         ("quality", "How good it is", _section_quality(out_dir, m)),
+        *([("sky", "The sky", _section_sky(out_dir, m))] if (out_dir / "sky.png").is_file() else []),
         ("outputs", "What came out", _section_outputs(out_dir, m)),
         ("next", "Next step", _section_next(out_dir) if next_step is None else next_step),
     ]
