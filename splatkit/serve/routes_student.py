@@ -59,12 +59,12 @@ def presets_now(request: Request) -> list[str]:
 
 @router.get("/api/info")
 def info(request: Request):
-    from ..export.unreal import PLUGINS
+    from ..export.plugins import PLUGINS
 
     c = ctx(request)
     names = presets_now(request)
     return {"presets": names, "preset_help": {p: PRESET_HELP.get(p, "") for p in names},
-            "plugins": {k: v["title"] for k, v in PLUGINS.items()},
+            "plugins": {k: v.title for k, v in PLUGINS.items()},
             "limits": {"max_request_mb": c.limits.max_request_mb, "max_files": c.limits.max_files,
                        "jobs_per_student": c.store.int_setting("jobs_per_student")}}
 
