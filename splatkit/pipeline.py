@@ -19,6 +19,7 @@ from .config import RunConfig, tiered
 from .events import EventBus, Message, StageFinished, StageStarted
 from .fileio import write_text_atomic
 from .render import Renderer, select_renderer
+from .run import check_model
 from .rundir import RunDir, suggest_out_dir
 
 
@@ -141,6 +142,7 @@ def run_train(
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
     photo_set, scene = run_sfm_stage(photos, rd, cfg, bus, timings)
+    check_model(rd, resume)  # a checkpoint continues only on the cameras it was trained on
     if warming is not None:  # never two threads in the kernels at once
         warming.join()
     cfg = _apply_tier(rd, cfg, len(scene.train_idx), set(explicit), bus)
