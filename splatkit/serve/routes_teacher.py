@@ -96,7 +96,9 @@ def overview(request: Request, page: int = 1, per_page: int = PER_PAGE, seats_pa
             "gallery": [job_view(j, pos, teacher=True) for j in shown],
             "gallery_page": gallery_page, "gallery_pages": gallery_pages, "gallery_total": len(latest),
             "students": _students(c, seats_page), "seats_page": seats_page, "seats_pages": seats_pages,
-            "seats_total": seats, "cluster": d.cluster, "hardware": hardware(d.cluster),
+            "seats_total": seats,
+            "seat_names": [{"id": x["id"], "name": x["name"]} for x in c.store.students()],
+            "cluster": d.cluster, "hardware": hardware(d.cluster),
             "presets": sorted(PRESETS),
             "offered": offered_presets(d.cluster, _settings(c)["allow_full_on_cpu"] == 1),
             "time_limits_min": {p: round(job_time_limit_s(p, d.cluster, minutes) / 60, 2)
