@@ -3,13 +3,13 @@
 A name is shown as typed, cleaned: Unicode NFKC (full-width and styled letters become plain ones),
 invisible characters removed (zero-width spaces and joiners, bidi marks, soft hyphens: every
 format character, category ``Cf``; variation selectors and the other default-ignorable ones),
-control characters removed, runs of spaces made one. Two names are the same seat when their keys are equal: the cleaned name, case-folded,
-then each letter replaced by the prototype of its confusable class (the *skeleton* of Unicode
-Technical Standard #39, from the Unicode confusables table as packaged by
-``confusable_homoglyphs``): a Cyrillic ``а`` is a Latin ``a``, ``0`` is ``O``, ``rn`` is ``m``.
-So ``Ada``, ``ADA``, ``A da`` with a zero-width space, ``Аda`` with a Cyrillic letter and
-``Ａｄａ`` are one seat; ``Ada2`` is another name (the teacher merges or removes such seats, and
-may cap the number of seats).
+control characters removed, runs of spaces made one. Two names are the same seat when their keys
+are equal: the cleaned name, case-folded, then each letter replaced by the prototype of its
+confusable class (the *skeleton* of Unicode Technical Standard #39, from the Unicode confusables
+table as packaged by ``confusable_homoglyphs``): a Cyrillic ``а`` is a Latin ``a``, ``0`` is
+``O``, ``rn`` is ``m``. So ``Ada``, ``ADA``, ``A da`` with a zero-width space, ``Аda`` with a
+Cyrillic letter and ``Ａｄａ`` are one seat; ``Ada2`` is another name (the teacher merges or
+removes such seats, and may cap the number of seats).
 """
 
 from __future__ import annotations
