@@ -253,7 +253,7 @@ def test_files_not_world_readable(stub_server):
     assert (d / "splatkit.db").exists()
 
 
-def _flood(fn, threads: int = 8, seconds: float = 3.0) -> list[int]:
+def _hammer(fn, threads: int = 8, seconds: float = 3.0) -> list[int]:
     """Status codes of ``fn()`` called over and over from ``threads`` threads for ``seconds``."""
     stop, codes = time.time() + seconds, []
 
@@ -283,7 +283,7 @@ def test_guessing_slowed_never_locked_out(tmp_path):
         codes = [requests.post(url + "/api/join", json={"class_code": f"WRONG{i}", "name": "guess"},
                                timeout=10).status_code for i in range(10)]
         assert codes == [403] * 10
-        guesses = _flood(lambda: requests.post(url + "/api/join", json={"class_code": "NOPE99", "name": "g"},
+        guesses = _hammer(lambda: requests.post(url + "/api/join", json={"class_code": "NOPE99", "name": "g"},
                                                timeout=60).status_code)
         print(f"\n{len(guesses)} wrong class codes answered in 3 s from 8 threads once slowed")
         assert set(guesses) == {403} and len(guesses) <= 8  # about one a second, not hundreds
@@ -303,7 +303,7 @@ def test_guessing_slowed_never_locked_out(tmp_path):
         first = [wrong() for _ in range(5)]
         with ThreadPoolExecutor(1) as ex:  # the right token during a flood of wrong ones
             later = ex.submit(right)
-            flood = _flood(wrong)
+            flood = _hammer(wrong)
             assert later.result() == 200
         print(f"{len(flood)} wrong teacher tokens answered in 3 s from 8 threads once slowed")
         assert first == [403] * 5 and set(flood) == {403} and len(flood) <= 8

@@ -96,13 +96,18 @@ def typical_seconds(store, preset: str, cache: dict) -> float | None:
 
 def queue_waits(store, slots: int, now: float | None = None) -> dict[int, float | None]:
     """Estimated seconds until each queued job starts, from measured run times: the running jobs'
-    remaining time (their preset's median run time less what they ran), then the queue in fair
-    order, each job on the first slot that frees (``slots``: jobs the cluster runs at once). A
-    job's wait is None when a job before it (or running) is of a preset with no finished job."""
+    remaining time (training's own estimate once they train, else their preset's median run time
+    less what they ran), then the queue in fair order, each job on the first slot that frees
+    (``slots``: jobs the cluster runs at once). A job's wait is None when every slot is behind a
+    job of a preset with no finished job."""
     now = time.time() if now is None else now
     cache: dict = {}
     free: list[float | None] = []
     for j in store.jobs(states=("running",)):
+        prog = progress(Path(j["out_dir"]))
+        if prog.get("stage") == "train" and prog.get("eta_seconds") is not None:
+            free.append(float(prog["eta_seconds"]))  # training's own estimate
+            continue
         typ = typical_seconds(store, j["preset"], cache)
         ran = (j["run_seconds"] or 0) + max(0.0, now - (j["started"] or now))
         free.append(None if typ is None else max(typ - ran, 0.1 * typ))
