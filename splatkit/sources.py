@@ -165,7 +165,8 @@ def extract_frames(video: Path, frames_dir: Path, cfg: IngestConfig, bus: EventB
 
     video, frames_dir = Path(video), Path(frames_dir)
     if cfg.video_fps <= 0:
-        raise UserError(f"video_fps must be positive, got {cfg.video_fps}.", "Use e.g. 2.")
+        raise UserError(f"--video-fps must be above 0, not {cfg.video_fps:g}.",
+                        "Give the most frames to take per second of video, e.g. --video-fps 2.")
     st = video.stat()
     key = {
         "recipe": FRAMES_RECIPE,
@@ -221,13 +222,27 @@ def extract_frames(video: Path, frames_dir: Path, cfg: IngestConfig, bus: EventB
         )
     )
     if len(names) < 3:
-        raise UserError(
-            f"Only {len(names)} usable frame(s) in {video.name}.",
-            "Film for longer (10 s or more), moving slowly around the object; or raise video_fps.",
-        )
+        raise _too_few_frames(video, len(names), seen, sel.still, cfg.video_fps)
     record = {"key": key, "frames": names, "seconds": [times[n] for n in names]}
     write_text_atomic(manifest, json.dumps(record, indent=1))
     return frames_dir
+
+
+def _too_few_frames(video: Path, kept: int, seen: int, still: int, fps: float) -> UserError:
+    """Fewer than 3 frames: the camera stood still (no viewpoints to gain from more frames), or
+    the clip is too short for ``--video-fps``."""
+    if still >= seen / 2:
+        return UserError(
+            f"Only {kept} usable frame(s) in {video.name}: the camera hardly moved ({still} of "
+            f"{seen} frames looked at showed no new viewpoint).",
+            "Film again walking slowly around the object: a camera on a tripod, or turning on "
+            "the spot, sees the scene from one place only.",
+        )
+    return UserError(
+        f"Only {kept} usable frame(s) in {video.name} (at most {fps:g} per second, --video-fps).",
+        f"Film for longer (10 s or more), moving slowly around the object, or take more frames "
+        f"per second: --video-fps {min(60.0, fps * 3):g}.",
+    )
 
 
 def _offer_frames(container, video: Path, cfg: IngestConfig, selector: FrameSelector,
