@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
+from splatkit import frames as F
 from splatkit.export import crop as C
-from splatkit.export import frames as F
 from splatkit.export import limits as L
 from splatkit.export import tiles as T
 from splatkit.export.plugins import PluginPreset
@@ -68,7 +68,7 @@ def _write_tile(
     from splatkit.export.formats import write_format
     from splatkit.export.gltf import write_glb
 
-    R_p = F.upright_to_ply(job.options.plugin)
+    R_p = F.upright_to_ply(job.preset.ply_axes)
     local = T.local_splats(ply_all, tile, R_p)
     chk = L.check(local, job.options.plugin, where=name)
     job.checks.append(chk)
@@ -126,7 +126,7 @@ def _write_collision(job: ExportJob, s_up: Splats, cams_up) -> tuple[dict | None
 def write_all(job: ExportJob, s_up: Splats, tiles: list[T.Tile], cams_up) -> list[Path]:
     """Write every tile, the collision mesh, the editor script and the manifest (last)."""
     job.out_dir.mkdir(parents=True, exist_ok=True)
-    R_p = F.upright_to_ply(job.options.plugin)
+    R_p = F.upright_to_ply(job.preset.ply_axes)
     ply_all = F.transform_splats(s_up, F.Similarity(R_p, torch.zeros(3, dtype=torch.float64)))
     entries, paths = [], []
     for tile in tiles:
