@@ -88,7 +88,7 @@ def run_sfm_stage(photos: Path, out_dir: Path | RunDir, cfg: RunConfig, bus: Eve
 
     out_dir = out_dir.root if isinstance(out_dir, RunDir) else Path(out_dir)
     kind = detect_source(Path(photos))
-    if kind in ("colmap", "transforms"):  # cameras given: SfM skipped
+    if kind.has_cameras:  # cameras given: SfM skipped
         with _Timer(bus, "sfm", f"existing cameras ({kind})") as t:
             photo_set, scene = import_cameras(Path(photos), kind, out_dir, cfg, bus)
             t.summary = _sfm_summary(photo_set, scene)

@@ -35,6 +35,7 @@ WHY_NOT = {
     "train.sh_degree": "the checkpoint holds that many colour coefficients per splat",
     "train.strategy": "the densification state in the checkpoint belongs to it",
     "train.seed": "the random state in the checkpoint came from it",
+    "ingest.video_fps": "the frames of the video were chosen with it (start a new run to take others)",
     "preset": "it sets the resolution, steps and densification the run was started with",
 }
 
