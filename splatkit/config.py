@@ -382,6 +382,20 @@ def tiered(cfg: RunConfig, train_photos: int, explicit: set[str]) -> tuple[RunCo
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **changed)), changed
 
 
+#: Presets made for a GPU (a CPU runs them only when asked with ``--device cpu``).
+GPU_PRESETS = ("fast", "full")
+#: The unit of :func:`cpu_hours`: the standard preset (7,000 steps at 800 px) takes about an hour
+#: on a laptop CPU (docs/benchmarks.md); a step's time grows with the pixels drawn.
+CPU_HOUR = (7000, 800)
+
+
+def cpu_hours(cfg: RunConfig) -> float:
+    """Roughly how many hours ``cfg``'s training takes on a laptop CPU (its steps and pixels
+    against the standard preset's hour; SfM not counted)."""
+    steps, res = CPU_HOUR
+    return cfg.train.steps / steps * (cfg.train.resolution / res) ** 2
+
+
 def preset_config(name: str) -> RunConfig:
     """The resolved configuration of a named preset."""
     if name not in PRESETS:

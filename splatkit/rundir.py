@@ -51,6 +51,17 @@ LAYOUT = (
     "checkpoints", "previews", "scene.ply", "metrics.json", "report.html", "unreal", "exports",
     "previous",
 )  # fmt: skip
+#: What each entry is, in a user's words (the report's list of files).
+DESCRIPTIONS = {
+    "scene.ply": "the trained splats (INRIA 3DGS PLY): open in a splat viewer or export",
+    "metrics.json": "quality and run facts (machine-readable)",
+    "config.json": "the settings used (reproduces the run)",
+    "log.txt": "the run's log", "events.jsonl": "progress events (machine-readable)",
+    "previews": "held-out photos beside their renders", "sparse": "camera poses (COLMAP)",
+    "images": "undistorted images used for training", "checkpoints": "for --resume",
+    "work": "working copies of the photos", "sfm_work": "SfM database",
+    "unreal": "the Unreal export (splatkit export)", "previous": "earlier runs and exports, kept",
+}
 #: The layout names that are files (the others are folders).
 FILES = ("config.json", "log.txt", "events.jsonl", "scene.ply", "metrics.json", "report.html")
 #: What the classroom server keeps in a job's folder beside the run (its own bookkeeping).
@@ -277,6 +288,11 @@ class RunDir:
         src = rec.source if rec and rec.source else "SOURCE"
         cmd = f"splatkit train {shlex.quote(src)} -o {shlex.quote(str(self.root))}"
         return cmd + (" --resume" if resume else "")
+
+
+def as_rundir(out: Path | str | RunDir) -> RunDir:
+    """``out`` as a RunDir (stages take one; a path is accepted from library callers)."""
+    return out if isinstance(out, RunDir) else RunDir(Path(out))
 
 
 @dataclass
@@ -559,6 +575,18 @@ def colmap_models(project: Path) -> tuple[Path, ...]:
     return project / "sparse" / "0", project / "sparse", project
 
 
+def check_layout(rd: RunDir) -> None:
+    """Refuse a folder where a layout name is of the wrong kind (:meth:`RunDir.misplaced`):
+    neither a run nor a reader can use it, and it is not splatkit's to move."""
+    odd = rd.misplaced()
+    if odd:
+        raise UserError(
+            f"{rd.root} holds {', '.join(odd)}, which is not what splatkit writes under that name "
+            "(a folder where it writes a file, or the other way round); splatkit did not make it.",
+            "Move it out of the output folder, or choose another folder with -o.",
+        )
+
+
 def check_new_folder(rd: RunDir, rec: RunRecord | None) -> None:
     """Refuse an existing folder with entries of the user's in it that splatkit did not make
     (``-o ~``): splatkit's files would be mixed with theirs."""
@@ -575,7 +603,7 @@ def check_new_folder(rd: RunDir, rec: RunRecord | None) -> None:
         )
 
 
-__all__ = ["RunDir", "RunRecord", "RunLock", "LAYOUT", "TRAINING_OUTPUTS", "check_separate",
+__all__ = ["RunDir", "as_rundir", "RunRecord", "RunLock", "LAYOUT", "TRAINING_OUTPUTS", "check_separate",
            "suggest_out_dir", "foreign_entries", "input_root", "new_run_id", "is_empty", "reading",
-           "writing", "busy_message", "live_step", "check_new_folder", "colmap_images",
+           "writing", "busy_message", "live_step", "check_new_folder", "check_layout", "colmap_images",
            "colmap_models"]
