@@ -233,18 +233,16 @@ PLUGIN_NAMES = {
 
 def plugin_names() -> dict[str, str]:
     """Plugin key -> plain name, for every plugin splatkit exports to."""
-    from ..export.unreal import PLUGINS
+    from ..export.plugins import PLUGINS
 
-    return {k: PLUGIN_NAMES.get(k) or re.sub(r"\s*\(.*\)", "", v["title"]) for k, v in PLUGINS.items()}
+    return {k: PLUGIN_NAMES.get(k) or re.sub(r"\s*\(.*\)", "", v.title) for k, v in PLUGINS.items()}
 
 
 def unreal_zip(job: dict, plugin: str) -> Path:
     """``OUT/exports/<plugin>.zip``: the Unreal export for ``plugin``, made once, then reused."""
-    from ..errors import UserError
-    from ..export.unreal import PLUGINS
+    from ..export.plugins import preset
 
-    if plugin not in PLUGINS:
-        raise UserError(f"Unknown plugin {plugin!r}.", f"Use one of {', '.join(PLUGINS)}.")
+    preset(plugin)  # an unknown plugin: a UserError naming the known ones
     out = Path(job["out_dir"])
     target = out / "exports" / f"{plugin}.zip"
     with _cache_lock:
@@ -272,15 +270,15 @@ def unreal_zip(job: dict, plugin: str) -> Path:
 
 def unreal_readme(plugin: str, name: str, files: list[str]) -> str:
     """The short import guide inside the Unreal zip."""
-    from ..export.unreal import PLUGINS
+    from ..export.plugins import PLUGINS
 
     p = PLUGINS[plugin]
     ply = next((f for f in files if f.endswith(".ply")), f"{name}.ply")
     manifest = next((f for f in files if f.endswith(".unreal.json")), f"{name}.unreal.json")
     how = ("Drag the .ply file into the Content Browser: the plugin imports it as a splat asset."
-           if p.get("factory_import") else "Import the .ply with the plugin's own import button "
+           if p.factory_import else "Import the .ply with the plugin's own import button "
            "(or drag it into the editor).")
-    return f"""Your Gaussian splat scene for Unreal Engine ({p['title']})
+    return f"""Your Gaussian splat scene for Unreal Engine ({p.title})
 {'=' * 60}
 
 Files:
@@ -288,7 +286,7 @@ Files:
   {manifest:<40} how it was made (scale, up axis, transform)
 
 Import:
-  1. In your Unreal project, enable the plugin "{p['title']}"
+  1. In your Unreal project, enable the plugin "{p.title}"
      (Edit > Plugins), then restart the editor.
   2. Unzip this folder to a path with plain letters only (no accents or
      special characters: some importers fail otherwise).
@@ -296,7 +294,7 @@ Import:
   4. Drag the new asset into the level. It needs no rotation: +Z is up.
 
 The size is an estimate (photos have no scale): if the scene is too big
-or too small, scale the actor. About this plugin: {p['note']}
+or too small, scale the actor. About this plugin: {p.note}
 
 Automatic import (optional): splatkit's unreal_export/import_splat.py,
 run in the editor (Tools > Execute Python Script) with the path of
