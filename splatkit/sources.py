@@ -26,7 +26,7 @@ from .config import IngestConfig, RunConfig
 from .errors import UserError
 from .events import NULL_BUS, EventBus, Message, StageProgress
 from .fileio import write_text_atomic
-from .ingest import Photo, PhotoSet, ingest
+from .ingest import Photo, PhotoSet, SourceKind, ingest
 from .ingest.hdr import frame_colour, frame_to_image
 from .ingest.names import shown
 from .ingest.scan import IMAGE_EXTS
@@ -39,8 +39,8 @@ FRAMES_RECIPE = 3  # 3: HDR frames converted to SDR (ingest/hdr.py)
 STAGE = "ingest"
 
 
-def detect_source(path: Path) -> str:
-    """``"photos"`` (a folder of photos), ``"video"``, ``"colmap"`` or ``"transforms"``.
+def detect_source(path: Path) -> SourceKind:
+    """What ``path`` is: a folder of photos, a video, a COLMAP project or a ``transforms.json``.
 
     Raises:
         UserError: the path is missing, a broken link or unreachable, or is a file of another
@@ -75,9 +75,9 @@ def detect_source(path: Path) -> str:
                         "Check its permissions, or copy the photos into a folder of your own.") from None
 
 
-def _folder_kind(path: Path) -> str:
+def _folder_kind(path: Path) -> SourceKind:
     if any((path / n).is_file() for n in ("transforms.json", "transforms_train.json")):
-        return "transforms"
+        return SourceKind.TRANSFORMS
     if any((path / f"cameras{e}").is_file() and (path / f"images{e}").is_file() for e in (".bin", ".txt")):
         raise UserError(
             f"{shown(path)} is a COLMAP model folder (cameras, images, points3D), not a project.",
@@ -90,20 +90,20 @@ def _folder_kind(path: Path) -> str:
                 f"{shown(path)} holds a COLMAP model (sparse/) but no images folder beside it.",
                 f"Put the photos the model was made from in {shown(path / 'images')}.",
             )
-        return "colmap"
-    return "photos"
+        return SourceKind.COLMAP
+    return SourceKind.PHOTOS
 
 
 def _has_model(d: Path) -> bool:
     return (d / "cameras.bin").exists() or (d / "cameras.txt").exists()
 
 
-def _file_kind(path: Path) -> str:
+def _file_kind(path: Path) -> SourceKind:
     ext = path.suffix.lower()
     if ext in VIDEO_EXTS:
-        return "video"
+        return SourceKind.VIDEO
     if ext == ".json":
-        return "transforms"
+        return SourceKind.TRANSFORMS
     if ext in IMAGE_EXTS:
         raise UserError(f"{shown(path)} is a single photo.", "Give the folder that holds all the photos.")
     raise UserError(
@@ -114,17 +114,47 @@ def _file_kind(path: Path) -> str:
 
 
 def ingest_source(
-    path: Path, kind: str, out_dir: Path, cfg: IngestConfig, bus: EventBus = NULL_BUS
+    path: Path, kind: SourceKind, out_dir: Path, cfg: IngestConfig, bus: EventBus = NULL_BUS
 ) -> PhotoSet:
     """Photos or video -> working copies in ``out_dir/work/images`` (see :func:`ingest`)."""
-    path, out_dir = Path(path), Path(out_dir)
-    work = out_dir / "work" / "images"
-    if kind == "video":
-        frames = extract_frames(path, out_dir / "work" / "frames", cfg, bus)
-        photo_set = ingest(frames, work, cfg, bus)
-        photo_set.source_kind = "video"
-        return photo_set
-    return ingest(path, work, cfg, bus)
+    return _handler(INGESTERS, kind, "pictures to ingest")(Path(path), Path(out_dir), cfg, bus)
+
+
+def _ingest_photos(path: Path, out_dir: Path, cfg: IngestConfig, bus: EventBus) -> PhotoSet:
+    return ingest(path, out_dir / "work" / "images", cfg, bus)
+
+
+def _ingest_video(path: Path, out_dir: Path, cfg: IngestConfig, bus: EventBus) -> PhotoSet:
+    frames = extract_frames(path, out_dir / "work" / "frames", cfg, bus)
+    photo_set = ingest(frames, out_dir / "work" / "images", cfg, bus)
+    photo_set.source_kind = SourceKind.VIDEO
+    return photo_set
+
+
+def _import_colmap(path: Path, out_dir: Path, cfg: RunConfig, bus: EventBus):
+    from .sfm.importer import import_colmap
+
+    return import_colmap(path, out_dir, cfg.sfm, bus)
+
+
+def _import_transforms(path: Path, out_dir: Path, cfg: RunConfig, bus: EventBus):
+    from .sfm.importer import import_transforms
+
+    return import_transforms(path, out_dir, cfg.sfm, bus)
+
+
+#: The kinds that give pictures (ingest, then SfM) and those that bring cameras (imported; SfM
+#: skipped). Every :class:`SourceKind` is in exactly one (``tests/test_sources.py``).
+INGESTERS = {SourceKind.PHOTOS: _ingest_photos, SourceKind.VIDEO: _ingest_video}
+IMPORTERS = {SourceKind.COLMAP: _import_colmap, SourceKind.TRANSFORMS: _import_transforms}
+
+
+def _handler(table: dict, kind: SourceKind, what: str):
+    """``table[kind]``; a kind without a handler there is a bug, never another kind's branch."""
+    try:
+        return table[SourceKind(kind)]
+    except KeyError:
+        raise ValueError(f"source kind {kind!r} has no {what}") from None
 
 
 def extract_frames(video: Path, frames_dir: Path, cfg: IngestConfig, bus: EventBus = NULL_BUS) -> Path:
@@ -265,7 +295,7 @@ def _upright(im: Image.Image, rotation: float) -> Image.Image:
             3: im.transpose(Image.Transpose.ROTATE_270)}.get(r, im)
 
 
-def import_cameras(path: Path, kind: str, out_dir: Path, cfg: RunConfig, bus: EventBus = NULL_BUS):
+def import_cameras(path: Path, kind: SourceKind, out_dir: Path, cfg: RunConfig, bus: EventBus = NULL_BUS):
     """Existing cameras (COLMAP project or ``transforms.json``) -> ``out_dir/sparse/0`` + images.
 
     Returns ``(photo_set, scene)`` like the ingest + SfM stages. The camera files are checked
@@ -276,17 +306,14 @@ def import_cameras(path: Path, kind: str, out_dir: Path, cfg: RunConfig, bus: Ev
     """
     import pycolmap
 
-    from .sfm.importer import import_colmap, import_transforms
     from .sfm.validate import validate_cameras
 
     path, out_dir = Path(path), Path(out_dir)
+    importer = _handler(IMPORTERS, kind, "cameras to import")
     old = pycolmap.logging.minloglevel
     pycolmap.logging.minloglevel = 1  # COLMAP's step-by-step INFO lines are not for users
     try:
-        if kind == "colmap":
-            scene = import_colmap(path, out_dir, cfg.sfm, bus)
-        else:
-            scene = import_transforms(path, out_dir, cfg.sfm, bus)
+        scene = importer(path, out_dir, cfg, bus)
     finally:
         pycolmap.logging.minloglevel = old
     validate_cameras(scene, path)  # what training gets: never garbage
@@ -295,7 +322,7 @@ def import_cameras(path: Path, kind: str, out_dir: Path, cfg: RunConfig, bus: Ev
         w, h = int(scene.cameras.width[i]), int(scene.cameras.height[i])
         f = scene.image_dir / n
         photos.append(Photo(name=n, source=f, path=f, width=w, height=h, orig_width=w, orig_height=h))
-    photo_set = PhotoSet(src=path, image_dir=scene.image_dir, photos=photos, source_kind=kind)
+    photo_set = PhotoSet(src=path, image_dir=scene.image_dir, photos=photos, source_kind=SourceKind(kind))
     bus.emit(
         Message(
             "sfm",
@@ -306,4 +333,4 @@ def import_cameras(path: Path, kind: str, out_dir: Path, cfg: RunConfig, bus: Ev
     return photo_set, scene
 
 
-__all__ = ["detect_source", "ingest_source", "extract_frames", "import_cameras", "VIDEO_EXTS"]
+__all__ = ["detect_source", "ingest_source", "extract_frames", "import_cameras", "SourceKind", "VIDEO_EXTS"]
