@@ -112,6 +112,17 @@ def test_heic_mixed_with_jpeg_and_png(tmp_path):
 
 
 @needs_heif
+def test_heic_named_jpg_is_read(tmp_path):
+    """Some apps save HEIC with a .jpg name: read by what it is, not by its name."""
+    src = tmp_path / "src"
+    for k in range(3):
+        _write(src / f"IMG_{k}.JPG", "HEIF", stamp=k)
+    ps = ingest(src, tmp_path / "work", CFG)
+    assert len(ps) == 3 and not ps.skipped
+    _check_upright_and_exif(ps.photos[0])
+
+
+@needs_heif
 def test_damaged_heic_is_skipped_by_name(tmp_path):
     src = tmp_path / "src"
     for k in range(3):

@@ -298,7 +298,8 @@ class _Skip(Exception):
 
 def _open(f: Path) -> Image.Image:
     ext = f.suffix.lower()
-    problem = heif_problem() if ext in HEIF_EXTS else avif_problem() if ext in AVIF_EXTS else None
+    heif = heif_problem()  # registers the HEIF reader: also a HEIC named .jpg is read
+    problem = heif if ext in HEIF_EXTS else avif_problem() if ext in AVIF_EXTS else None
     if problem:
         raise _Skip(problem, "format")
     try:
