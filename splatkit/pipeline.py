@@ -93,6 +93,14 @@ def run_sfm_stage(photos: Path, out_dir: Path | RunDir, cfg: RunConfig, bus: Eve
             t.summary = _sfm_summary(photo_set, scene)
         timings["sfm"] = t.seconds
         return photo_set, scene
+    if kind in ("pano", "pano_video"):  # 360 frames: cut into views, placed as a rig
+        from .pano.source import run_pano_sfm
+
+        with _Timer(bus, "sfm", f"360 frames ({kind})") as t:
+            photo_set, scene = run_pano_sfm(Path(photos), kind, out_dir, cfg, bus)
+            t.summary = _sfm_summary(photo_set, scene)
+        timings["sfm"] = t.seconds
+        return photo_set, scene
     with _Timer(bus, "ingest", str(photos)) as t:
         photo_set = ingest_source(Path(photos), kind, out_dir, cfg.ingest, bus)
         t.summary = {"used": len(photo_set.images), "skipped": len(photo_set.skipped)}

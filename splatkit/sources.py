@@ -39,7 +39,8 @@ STAGE = "ingest"
 
 
 def detect_source(path: Path) -> str:
-    """``"photos"`` (a folder of photos), ``"video"``, ``"colmap"`` or ``"transforms"``.
+    """``"photos"`` (a folder of photos), ``"video"``, ``"pano"`` / ``"pano_video"`` (360-degree
+    frames, :mod:`splatkit.pano`), ``"colmap"`` or ``"transforms"``.
 
     Raises:
         UserError: the path is missing, a broken link or unreachable, or is a file of another
@@ -90,7 +91,9 @@ def _folder_kind(path: Path) -> str:
                 f"Put the photos the model was made from in {shown(path / 'images')}.",
             )
         return "colmap"
-    return "photos"
+    from .pano.source import folder_is_pano
+
+    return "pano" if folder_is_pano(path) else "photos"
 
 
 def _has_model(d: Path) -> bool:
@@ -100,7 +103,9 @@ def _has_model(d: Path) -> bool:
 def _file_kind(path: Path) -> str:
     ext = path.suffix.lower()
     if ext in VIDEO_EXTS:
-        return "video"
+        from .pano.source import video_is_pano
+
+        return "pano_video" if video_is_pano(path) else "video"
     if ext == ".json":
         return "transforms"
     if ext in IMAGE_EXTS:
