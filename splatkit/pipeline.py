@@ -93,6 +93,14 @@ def run_sfm_stage(photos: Path, out_dir: Path | RunDir, cfg: RunConfig, bus: Eve
             t.summary = _sfm_summary(photo_set, scene)
         timings["sfm"] = t.seconds
         return photo_set, scene
+    if kind in ("polycam", "record3d"):  # phone-scan exports: their own poses, SfM skipped
+        from .scans import import_scan
+
+        with _Timer(bus, "sfm", f"{kind} export") as t:
+            photo_set, scene = import_scan(Path(photos), kind, out_dir, cfg, bus)
+            t.summary = _sfm_summary(photo_set, scene)
+        timings["sfm"] = t.seconds
+        return photo_set, scene
     if kind in ("pano", "pano_video"):  # 360 frames: cut into views, placed as a rig
         from .pano.source import run_pano_sfm
 

@@ -40,7 +40,8 @@ STAGE = "ingest"
 
 def detect_source(path: Path) -> str:
     """``"photos"`` (a folder of photos), ``"video"``, ``"pano"`` / ``"pano_video"`` (360-degree
-    frames, :mod:`splatkit.pano`), ``"colmap"`` or ``"transforms"``.
+    frames, :mod:`splatkit.pano`), ``"polycam"`` / ``"record3d"`` (phone-scan exports with poses,
+    :mod:`splatkit.scans`), ``"colmap"`` or ``"transforms"``.
 
     Raises:
         UserError: the path is missing, a broken link or unreachable, or is a file of another
@@ -76,6 +77,11 @@ def detect_source(path: Path) -> str:
 
 
 def _folder_kind(path: Path) -> str:
+    from .scans import scan_kind
+
+    scan = scan_kind(path)
+    if scan:
+        return scan
     if any((path / n).is_file() for n in ("transforms.json", "transforms_train.json")):
         return "transforms"
     if any((path / f"cameras{e}").is_file() and (path / f"images{e}").is_file() for e in (".bin", ".txt")):

@@ -25,7 +25,8 @@ def wall_textures(seed: int = 0, size: int = 384) -> list[np.ndarray]:
         acc = np.zeros((size, size, 3), np.float32)
         for cells, w in ((4, 1.0), (12, 0.8), (32, 0.6), (96, 0.4)):
             small = rng.random((cells, cells, 3)).astype(np.float32)
-            im = Image.fromarray((small * 255).astype(np.uint8)).resize((size, size), Image.Resampling.BICUBIC)
+            im = Image.fromarray((small * 255).astype(np.uint8))
+            im = im.resize((size, size), Image.Resampling.BICUBIC)
             acc += w * np.asarray(im, np.float32)
         acc -= acc.min()
         out.append(np.clip(acc * (255.0 / acc.max()), 0, 255).astype(np.uint8))
@@ -89,3 +90,30 @@ def rotation_error_deg(Ra: np.ndarray, Rb: np.ndarray) -> float:
     D = Ra @ Rb.T
     s = np.linalg.norm([D[2, 1] - D[1, 2], D[0, 2] - D[2, 0], D[1, 0] - D[0, 1]]) / 2.0
     return float(np.degrees(np.arctan2(s, (np.trace(D) - 1.0) / 2.0)))
+
+
+def render_pinhole(c2w: np.ndarray, K: np.ndarray, w: int, h: int, textures) -> tuple[np.ndarray, np.ndarray]:
+    """``(uint8 [h, w, 3] image, float [h, w] z-depth)`` of an OpenCV camera in the room."""
+    v, u = np.mgrid[0:h, 0:w] + 0.5
+    d_cam = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1).reshape(-1, 3)
+    d = d_cam @ c2w[:3, :3].T
+    o = np.broadcast_to(c2w[:3, 3], d.shape).copy()
+    colour = cast(o, d, textures)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bound = np.where(d > 0, ROOM_MAX, ROOM_MIN)
+        t = np.where(np.isfinite((bound - o) / d) & ((bound - o) / d > 0), (bound - o) / d, np.inf)
+    z = t.min(1)  # along a ray whose camera-z component is 1: t is the z-depth
+    img = np.clip(np.rint(colour), 0, 255).astype(np.uint8).reshape(h, w, 3)
+    return img, z.reshape(h, w)
+
+
+def look_at(centre: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """OpenCV camera-to-world at ``centre`` looking at ``target``, world -y up."""
+    f = target - centre
+    f = f / np.linalg.norm(f)
+    r = np.cross(f, [0.0, -1.0, 0.0])
+    r /= np.linalg.norm(r)
+    m = np.eye(4)
+    m[:3, :3] = np.stack([r, np.cross(f, r), f], 1)
+    m[:3, 3] = centre
+    return m

@@ -133,4 +133,4 @@ def test_feature_masks_give_each_direction_to_one_view():
 
 def test_equirect_size():
     assert is_equirect_size(5760, 2880) and is_equirect_size(3840, 1920) and is_equirect_size(2001, 1000)
-    assert not is_equirect_size(4032, 3024) and not is_equirect_size(1920, 1080) and not is_equirect_size(4000, 1000)
+    assert not any(is_equirect_size(w, h) for w, h in ((4032, 3024), (1920, 1080), (4000, 1000)))

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pycolmap
 import pytest
+from pano_synth import render_pano, rotation_error_deg, walk, wall_textures
 from PIL import Image
 
-from pano_synth import render_pano, rotation_error_deg, walk, wall_textures
 from splatkit.config import RunConfig
 from splatkit.errors import UserError
 from splatkit.pano.equirect import LAYOUTS

@@ -83,7 +83,8 @@ def run_rig_sfm(views: CutViews, out_dir: Path, cfg: SfmConfig, bus: EventBus = 
     except (OSError, ValueError):
         old = {}
     if old.get("key") == key and (out_dir / "sparse" / "0").is_dir():
-        bus.emit(Message(STAGE, "Reusing the panorama poses computed before for the same frames and settings."))
+        bus.emit(Message(STAGE, "Reusing the panorama poses computed before for the same frames and "
+                                "settings."))
         return load_scene(out_dir, unregistered=old["unregistered"])
     record.unlink(missing_ok=True)
     with quiet_colmap():
@@ -110,7 +111,8 @@ def _place(views: CutViews, work: Path, cfg: SfmConfig, bus: EventBus):
     reader.camera_model = cam.model.name
     reader.camera_params = cam.params_to_string()
     reader.mask_path = str(views.mask_dir)
-    interruptible_call(pycolmap.extract_features, str(db), str(views.image_dir), image_names=views.all_names(),
+    interruptible_call(pycolmap.extract_features, str(db), str(views.image_dir),
+                       image_names=views.all_names(),
                        camera_mode=pycolmap.CameraMode.PER_FOLDER, reader_options=reader,
                        extraction_options=extraction_options(cfg))  # fmt: skip
     with pycolmap.Database.open(str(db)) as d:
@@ -127,7 +129,8 @@ def _place(views: CutViews, work: Path, cfg: SfmConfig, bus: EventBus):
         pairing = pycolmap.SequentialPairingOptions()
         pairing.overlap = SEQUENTIAL_OVERLAP
         pairing.expand_rig_images = True
-        interruptible_call(pycolmap.match_sequential, str(db), matching_options=mopts, pairing_options=pairing)
+        interruptible_call(pycolmap.match_sequential, str(db), matching_options=mopts,
+                           pairing_options=pairing)
     secs["match"] = time.time() - t
     t = time.time()
     bus.emit(StageProgress(STAGE, 2, 3, detail="placing the panoramas"))
@@ -166,8 +169,8 @@ def _write(rec: pycolmap.Reconstruction, views: CutViews, out_dir: Path) -> None
 
 
 def _key(views: CutViews, cfg: SfmConfig) -> str:
-    h = hashlib.sha256(json.dumps({"recipe": RECIPE, "pycolmap": pycolmap.__version__,
-                                   "cfg": asdict(cfg), "views": views.key}, sort_keys=True).encode())  # fmt: skip
+    what = {"recipe": RECIPE, "pycolmap": pycolmap.__version__, "cfg": asdict(cfg), "views": views.key}
+    h = hashlib.sha256(json.dumps(what, sort_keys=True).encode())
     return h.hexdigest()
 
 

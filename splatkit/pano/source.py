@@ -114,7 +114,8 @@ def run_pano_sfm(path: Path, kind: str, out_dir: Path, cfg: RunConfig, bus: Even
     icfg = pano_ingest_config(cfg.ingest)
     src = extract_frames(path, out_dir / "work" / "frames", icfg, bus) if kind == "pano_video" else path
     panos = ingest(src, out_dir / "work" / "images", icfg, bus)
-    views = cut_panoramas([(p.name, p.path) for p in panos.photos], out_dir / "work", cfg.ingest.pano_views, bus)
+    frames = [(p.name, p.path) for p in panos.photos]
+    views = cut_panoramas(frames, out_dir / "work", cfg.ingest.pano_views, bus)
     scene = run_rig_sfm(views, out_dir, cfg.sfm, bus)
     photos = [Photo(name=n, source=views.image_dir / n, path=views.image_dir / n, width=views.size,
                     height=views.size, orig_width=views.size, orig_height=views.size)

@@ -117,7 +117,7 @@ def cut_panoramas(panos: list[tuple[str, Path]], work: Path, layout_name: str,
     for k in range(len(layout)):
         (image_dir / views.folder(k)).mkdir(parents=True)
         (mask_dir / views.folder(k)).mkdir(parents=True)
-    for i, (name, path) in enumerate(panos):
+    for i, (_, path) in enumerate(panos):
         with Image.open(path) as im:
             pano = np.asarray(im.convert("RGB"))
         f = views.frames[i]
