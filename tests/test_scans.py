@@ -14,9 +14,10 @@ from scipy.spatial.transform import Rotation
 
 from splatkit.config import RunConfig
 from splatkit.errors import UserError
-from splatkit.scans import import_scan, scan_kind
+from splatkit.ingest import SourceKind
+from splatkit.scans import scan_kind
 from splatkit.scans.posed import GL_TO_CV
-from splatkit.sources import detect_source
+from splatkit.sources import detect_source, import_cameras
 
 W, H = 320, 240
 K = np.array([[260.0, 0, 161.0], [0, 260.0, 119.0], [0, 0, 1]])
@@ -108,12 +109,12 @@ def test_polycam_export(frames, tmp_path):
     src = write_polycam(tmp_path / "scan", frames, blurry=5)
     assert scan_kind(src) == "polycam" and detect_source(src) == "polycam"
     before = sorted(p.relative_to(src) for p in src.rglob("*"))
-    photo_set, scene = import_scan(src, "polycam", tmp_path / "out", _cfg())
+    photo_set, scene = import_cameras(src, SourceKind.POLYCAM, tmp_path / "out", _cfg())
     assert sorted(p.relative_to(src) for p in src.rglob("*")) == before  # the export is only read
     names = [f"{1000 + 37 * i}.jpg" for i in range(N)]
     kept = [f for i, f in enumerate(frames) if i != 5]
     _check_scene(scene, kept, [n for i, n in enumerate(names) if i != 5])  # the blurry one is left out
-    assert photo_set.source_kind == "scan" and len(photo_set.photos) == N - 1
+    assert photo_set.source_kind is SourceKind.POLYCAM and len(photo_set.photos) == N - 1
     rec = json.loads((tmp_path / "out" / "depth" / "depth.json").read_text())
     assert rec["app"] == "Polycam" and rec["metres_per_unit"] == 0.001 and len(rec["frames"]) == N - 1
     row = rec["frames"][0]
@@ -125,7 +126,7 @@ def test_polycam_export(frames, tmp_path):
 def test_record3d_export(frames, tmp_path):
     src = write_record3d(tmp_path / "rec", frames)
     assert scan_kind(src) == "record3d" and detect_source(src) == "record3d"
-    photo_set, scene = import_scan(src, "record3d", tmp_path / "out", _cfg())
+    photo_set, scene = import_cameras(src, SourceKind.RECORD3D, tmp_path / "out", _cfg())
     _check_scene(scene, frames, [f"{i:05d}.jpg" for i in range(N)])
     assert len(photo_set.photos) == N  # 3(1).jpg, a copy, ignored
     rec = json.loads((tmp_path / "out" / "depth" / "depth.json").read_text())
@@ -143,14 +144,14 @@ def test_polycam_refusals_name_the_file_and_field(frames, tmp_path):
     cam["fx"] = "wide"
     first.write_text(json.dumps(cam))
     with pytest.raises(UserError, match="fx is 'wide', not a number"):
-        import_scan(src, "polycam", tmp_path / "o1", _cfg())
+        import_cameras(src, SourceKind.POLYCAM, tmp_path / "o1", _cfg())
     cam["fx"], cam["width"] = K[0, 0], W + 100  # the camera is for another image size
     first.write_text(json.dumps(cam))
     with pytest.raises(UserError, match="420x240"):
-        import_scan(src, "polycam", tmp_path / "o2", _cfg())
+        import_cameras(src, SourceKind.POLYCAM, tmp_path / "o2", _cfg())
     first.unlink()
     with pytest.raises(UserError, match="has no camera file"):
-        import_scan(src, "polycam", tmp_path / "o3", _cfg())
+        import_cameras(src, SourceKind.POLYCAM, tmp_path / "o3", _cfg())
     assert not (tmp_path / "o3" / "sparse").exists()  # refused before anything is written
 
 
@@ -159,15 +160,15 @@ def test_record3d_refusals(frames, tmp_path):
     meta = json.loads((src / "metadata.json").read_text())
     (src / "metadata.json").write_text(json.dumps({**meta, "poses": meta["poses"][:2]}))
     with pytest.raises(UserError, match="2 poses but rgb/ holds frame 2.jpg"):
-        import_scan(src, "record3d", tmp_path / "o1", _cfg())
+        import_cameras(src, SourceKind.RECORD3D, tmp_path / "o1", _cfg())
     (src / "metadata.json").write_text(json.dumps({**meta, "K": [1, 2, 3]}))
     with pytest.raises(UserError, match="K is not the 9 numbers"):
-        import_scan(src, "record3d", tmp_path / "o2", _cfg())
+        import_cameras(src, SourceKind.RECORD3D, tmp_path / "o2", _cfg())
     bad = [list(p) for p in meta["poses"]]
     bad[1][:4] = [0, 0, 0, 0]
     (src / "metadata.json").write_text(json.dumps({**meta, "poses": bad}))
     with pytest.raises(UserError, match="pose of frame 1"):
-        import_scan(src, "record3d", tmp_path / "o3", _cfg())
+        import_cameras(src, SourceKind.RECORD3D, tmp_path / "o3", _cfg())
     (src / "metadata.json").write_text("{not json")
     with pytest.raises(UserError, match="cannot be read as JSON"):
-        import_scan(src, "record3d", tmp_path / "o4", _cfg())
+        import_cameras(src, SourceKind.RECORD3D, tmp_path / "o4", _cfg())

@@ -67,8 +67,12 @@ def rig_config(views: CutViews) -> pycolmap.RigConfig:
     return pycolmap.RigConfig(cameras=cams)
 
 
-def run_rig_sfm(views: CutViews, out_dir: Path, cfg: SfmConfig, bus: EventBus = NULL_BUS) -> Scene:
+def run_rig_sfm(views: CutViews, out_dir: Path, cfg: SfmConfig, bus: EventBus = NULL_BUS,
+                sequential: bool = False) -> Scene:  # fmt: skip
     """Place the panoramas of ``views``; write ``out_dir/images`` + ``out_dir/sparse/0``.
+
+    Frames are matched all against all up to :data:`EXHAUSTIVE_MAX_FRAMES` of them; beyond, or
+    when ``sequential`` (frames of a video), each with its :data:`SEQUENTIAL_OVERLAP` neighbours.
 
     Raises:
         UserError: fewer than 3 panoramas could be placed.
@@ -76,7 +80,7 @@ def run_rig_sfm(views: CutViews, out_dir: Path, cfg: SfmConfig, bus: EventBus = 
     out_dir = Path(out_dir)
     work = RunDir(out_dir).sfm_work
     work.mkdir(parents=True, exist_ok=True)
-    key = _key(views, cfg)
+    key = _key(views, cfg, sequential)
     record = work / "pano.json"
     try:
         old = json.loads(record.read_text(encoding="utf-8"))
@@ -88,7 +92,7 @@ def run_rig_sfm(views: CutViews, out_dir: Path, cfg: SfmConfig, bus: EventBus = 
         return load_scene(out_dir, unregistered=old["unregistered"])
     record.unlink(missing_ok=True)
     with quiet_colmap():
-        rec, res = _place(views, work, cfg, bus)
+        rec, res = _place(views, work, cfg, bus, sequential)
     _write(rec, views, out_dir)
     unregistered = [views.view_name(k, f) for f in res.unplaced for k in range(len(views.rotations))]
     write_text_atomic(record, json.dumps({"key": key, "unregistered": unregistered, **asdict(res)}, indent=1))
@@ -101,7 +105,7 @@ def run_rig_sfm(views: CutViews, out_dir: Path, cfg: SfmConfig, bus: EventBus = 
     return load_scene(out_dir, unregistered=unregistered)
 
 
-def _place(views: CutViews, work: Path, cfg: SfmConfig, bus: EventBus):
+def _place(views: CutViews, work: Path, cfg: SfmConfig, bus: EventBus, sequential: bool):
     db = work / "pano.db"
     db.unlink(missing_ok=True)
     t, secs = time.time(), {}
@@ -123,7 +127,7 @@ def _place(views: CutViews, work: Path, cfg: SfmConfig, bus: EventBus):
     mopts = matching_options(cfg)
     mopts.rig_verification = True
     mopts.skip_image_pairs_in_same_frame = True
-    if len(views.frames) <= EXHAUSTIVE_MAX_FRAMES:
+    if len(views.frames) <= EXHAUSTIVE_MAX_FRAMES and not sequential:
         interruptible_call(pycolmap.match_exhaustive, str(db), matching_options=mopts)
     else:
         pairing = pycolmap.SequentialPairingOptions()
@@ -168,8 +172,9 @@ def _write(rec: pycolmap.Reconstruction, views: CutViews, out_dir: Path) -> None
         shutil.copy2(views.image_dir / n, out_dir / "images" / n)
 
 
-def _key(views: CutViews, cfg: SfmConfig) -> str:
-    what = {"recipe": RECIPE, "pycolmap": pycolmap.__version__, "cfg": asdict(cfg), "views": views.key}
+def _key(views: CutViews, cfg: SfmConfig, sequential: bool) -> str:
+    what = {"recipe": RECIPE, "pycolmap": pycolmap.__version__, "cfg": asdict(cfg), "views": views.key,
+            "sequential": sequential}
     h = hashlib.sha256(json.dumps(what, sort_keys=True).encode())
     return h.hexdigest()
 

@@ -23,7 +23,7 @@ from PIL import Image
 from ..config import IngestConfig, RunConfig
 from ..errors import UserError
 from ..events import NULL_BUS, EventBus
-from ..ingest import Photo, PhotoSet, ingest
+from ..ingest import Photo, PhotoSet, SourceKind, ingest
 from ..ingest.names import shown
 from ..ingest.scan import scan
 from .equirect import is_equirect_size
@@ -104,7 +104,7 @@ def pano_ingest_config(cfg: IngestConfig) -> IngestConfig:
 def run_pano_sfm(path: Path, kind: str, out_dir: Path, cfg: RunConfig, bus: EventBus = NULL_BUS):
     """360 photos or video -> views -> rig SfM: ``(photo_set, scene)`` as ingest + SfM give.
 
-    ``photo_set`` lists the views (``vNN/<frame>.jpg``), ``source_kind`` ``"pano"``.
+    ``photo_set`` lists the views (``vNN/<frame>.jpg``); its ``source_kind`` is ``kind``.
     """
     from ..sources import extract_frames
     from .rig import run_rig_sfm
@@ -112,16 +112,17 @@ def run_pano_sfm(path: Path, kind: str, out_dir: Path, cfg: RunConfig, bus: Even
 
     path, out_dir = Path(path), Path(out_dir)
     icfg = pano_ingest_config(cfg.ingest)
-    src = extract_frames(path, out_dir / "work" / "frames", icfg, bus) if kind == "pano_video" else path
+    video = SourceKind(kind) is SourceKind.PANO_VIDEO
+    src = extract_frames(path, out_dir / "work" / "frames", icfg, bus) if video else path
     panos = ingest(src, out_dir / "work" / "images", icfg, bus)
     frames = [(p.name, p.path) for p in panos.photos]
     views = cut_panoramas(frames, out_dir / "work", cfg.ingest.pano_views, bus)
-    scene = run_rig_sfm(views, out_dir, cfg.sfm, bus)
+    scene = run_rig_sfm(views, out_dir, cfg.sfm, bus, sequential=SourceKind(kind).sequential)
     photos = [Photo(name=n, source=views.image_dir / n, path=views.image_dir / n, width=views.size,
                     height=views.size, orig_width=views.size, orig_height=views.size)
               for n in views.all_names()]  # fmt: skip
     photo_set = PhotoSet(src=path, image_dir=views.image_dir, photos=photos, skipped=panos.skipped,
-                         source_kind="pano")  # fmt: skip
+                         source_kind=SourceKind(kind))  # fmt: skip
     return photo_set, scene
 
 

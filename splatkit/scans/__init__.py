@@ -24,7 +24,8 @@ def scan_kind(path: Path) -> str | None:
 
 
 def import_scan(path: Path, kind: str, out_dir: Path, cfg, bus=None):
-    """Read the export ``path`` of app ``kind`` and import it: ``(photo_set, scene)``."""
+    """Read the export ``path`` of app ``kind`` and import it: the scene (see
+    :func:`splatkit.sources.import_cameras`, which calls this)."""
     from ..events import NULL_BUS
     from .posed import import_posed
 

@@ -25,8 +25,8 @@ from ..config import RunConfig
 from ..errors import UserError
 from ..events import NULL_BUS, EventBus, Message
 from ..fileio import write_text_atomic
-from ..ingest import Photo, PhotoSet
 from ..ingest.names import shown
+from ..scene import Scene
 from ..sfm.validate import Labels, camera_problems, image_status, refuse, set_problems, size_scale
 
 STAGE = "sfm"
@@ -105,8 +105,9 @@ def check_frames(fr: PosedFrames) -> np.ndarray:
     return K
 
 
-def import_posed(fr: PosedFrames, out_dir: Path, cfg: RunConfig, bus: EventBus = NULL_BUS):
-    """``fr`` -> ``out_dir/sparse/0`` + ``out_dir/images`` (+ ``out_dir/depth``); ``(photo_set, scene)``."""
+def import_posed(fr: PosedFrames, out_dir: Path, cfg: RunConfig, bus: EventBus = NULL_BUS) -> Scene:
+    """``fr`` -> ``out_dir/sparse/0`` + ``out_dir/images`` (+ ``out_dir/depth``): the scene, with
+    the app's poses used directly."""
     from ..sfm.importer import triangulate_if_needed, write_pinhole_model
     from ..sfm.loaders import load_scene
 
@@ -136,21 +137,10 @@ def import_posed(fr: PosedFrames, out_dir: Path, cfg: RunConfig, bus: EventBus =
         triangulate_if_needed(out_dir, cfg.sfm, bus)
         record.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(record, json.dumps({"key": key}))
-    scene = load_scene(out_dir, unregistered=[])
-    c = scene.cameras
-    photos = [Photo(name=n, source=f, path=scene.image_dir / n, width=int(c.width[i]),
-                    height=int(c.height[i]), orig_width=int(c.width[i]), orig_height=int(c.height[i]))
-              for i, (n, f) in enumerate(zip(c.names, _by_name(fr, c.names), strict=True))]  # fmt: skip
     depth = sum(d is not None for d in fr.depth)
-    bus.emit(Message(STAGE, f"Using the {fr.app} poses of {len(photos)} frames directly (structure from "
-                            f"motion skipped); {scene.points.shape[0]} points triangulated from them"
-                            + (f"; {depth} depth maps kept in depth/." if depth else ".")))  # fmt: skip
-    return PhotoSet(src=fr.root, image_dir=scene.image_dir, photos=photos, source_kind="scan"), scene
-
-
-def _by_name(fr: PosedFrames, names: list[str]) -> list[Path]:
-    files = dict(zip(fr.names, fr.files, strict=True))
-    return [files[n] for n in names]
+    if depth:
+        bus.emit(Message(STAGE, f"{depth} {fr.app} depth maps kept in depth/ (see depth/depth.json)."))
+    return load_scene(out_dir, unregistered=[])
 
 
 def _copy_depth(fr: PosedFrames, out_dir: Path) -> None:
