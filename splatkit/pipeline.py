@@ -84,13 +84,19 @@ def run_sfm_stage(photos: Path, out_dir: Path | RunDir, cfg: RunConfig, bus: Eve
     ``photos`` may also be a video, a COLMAP project or a transforms.json (see ``sources.py``).
     """
     from .sfm import run_sfm
-    from .sources import detect_source, import_cameras, ingest_source
+    from .sources import detect_source, import_cameras, ingest_source, place_rig
 
     out_dir = out_dir.root if isinstance(out_dir, RunDir) else Path(out_dir)
     kind = detect_source(Path(photos))
     if kind.has_cameras:  # cameras given: SfM skipped
         with _Timer(bus, "sfm", f"existing cameras ({kind})") as t:
             photo_set, scene = import_cameras(Path(photos), kind, out_dir, cfg, bus)
+            t.summary = _sfm_summary(photo_set, scene)
+        timings["sfm"] = t.seconds
+        return photo_set, scene
+    if kind.rig:  # 360 frames: cut into views, placed as a rig
+        with _Timer(bus, "sfm", f"360 frames ({kind})") as t:
+            photo_set, scene = place_rig(Path(photos), kind, out_dir, cfg, bus)
             t.summary = _sfm_summary(photo_set, scene)
         timings["sfm"] = t.seconds
         return photo_set, scene

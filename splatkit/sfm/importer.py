@@ -231,3 +231,8 @@ def _clear(out_dir: Path) -> None:
     for p in (out_dir / "images", out_dir / "sparse" / "0"):
         if p.exists():
             shutil.rmtree(p)
+
+
+#: for other importers of posed cameras (phone-scan exports, :mod:`splatkit.scans`)
+triangulate_if_needed = _triangulate_if_needed
+write_pinhole_model = _write_pinhole_model
