@@ -161,6 +161,15 @@ class TrainConfig:
         "none", "none (train at --resolution throughout) or dash (DashGaussian: low resolution "
         "first, full resolution from the end of densification).", choices=("none", "dash"),
     )
+    sky: str = opt(
+        "auto",
+        "A learned sky behind the splats, exported as Unreal's sky: on, off, or auto (kept when at "
+        "least 2% of the training pixels still show it at the end of densification, e.g. outdoors; "
+        "off for a closed room).", choices=("auto", "on", "off"),
+    )
+    sky_width: int = opt(512, "Width in texels of the sky panorama (its height is half).",
+                         min=16, max=8192)
+    sky_lr: float = opt(0.01, "Learning rate of the sky's texels.", min=0.0, max=1.0)
     densify_budget: bool = opt(False, "Grow splats within DashGaussian's budget (default strategy).")
     sparse_adam: bool = opt(
         True,

@@ -189,12 +189,17 @@ def _evaluate_and_write(rd: RunDir, result, scene, cfg: RunConfig, renderer: Ren
     from .export.ply import write_ply
 
     with _Timer(bus, "evaluate", f"{len(scene.test_idx)} held-out photos") as t:
-        ev = evaluate(result.splats, scene, cfg.train.resolution, renderer.name, renderer.device)
+        ev = evaluate(result.splats, scene, cfg.train.resolution, renderer.name, renderer.device,
+                      sky=result.sky)
         write_previews(ev, rd.previews)
         t.summary = {"psnr": ev["psnr"], "ssim": ev["ssim"]}
     timings["evaluate"] = t.seconds
     with _Timer(bus, "export", "scene.ply") as t:
         write_ply(result.splats.detach().to("cpu"), rd.scene_ply)
+        if result.sky is not None:
+            from .sky import save as save_sky
+
+            save_sky(result.sky, rd.sky, rd.sky_png)
     timings["export"] = t.seconds
     return ev
 
@@ -225,6 +230,9 @@ def _metrics(ev, result, scene, photo_set, cfg: RunConfig, renderer: Renderer, t
             "train": len(scene.train_idx),
             "test": len(scene.test_idx),
         },
+        "sky": None if result.sky is None else {
+            "share": round(result.sky.share, 4), "width": result.sky.width, "height": result.sky.height,
+            "seen_fraction": round(float((result.sky.seen > 0).float().mean()), 4)},
         "seconds": {k: round(v, 2) for k, v in timings.items()},
         "cpu_count": os.cpu_count(),
         "versions": versions(),

@@ -12,6 +12,7 @@ Layout (the one place these names live; every other module asks :class:`RunDir`)
     checkpoints/       training checkpoints (``--resume``)
     previews/          each held-out photo beside its render
     scene.ply          the trained splats;  metrics.json: held-out PSNR/SSIM and run facts
+    sky.npz, sky.png   the learned sky behind the splats (when the run has one; splatkit/sky.py)
     report.html        the report page
     unreal/, exports/  Unreal exports (``splatkit export``; the classroom server's zips)
     previous/<run>/    an earlier run's results, moved aside when a fresh run starts here
@@ -49,7 +50,7 @@ from .fileio import write_text_atomic
 LAYOUT = (
     "config.json", "log.txt", "events.jsonl", "work", "sfm_work", "sparse", "images",
     "checkpoints", "previews", "scene.ply", "metrics.json", "report.html", "unreal", "exports",
-    "previous",
+    "previous", "sky.npz", "sky.png",
 )  # fmt: skip
 #: What each entry is, in a user's words (the report's list of files).
 DESCRIPTIONS = {
@@ -70,7 +71,7 @@ SERVER_FILES = ("cancel", "attempt", "node.json")
 #: a folder that holds another run's. SfM's outputs stay: they are reused when the inputs match.
 TRAINING_OUTPUTS = (
     "config.json", "checkpoints", "previews", "scene.ply", "metrics.json", "report.html", "unreal",
-    "exports",
+    "exports", "sky.npz", "sky.png",
 )  # fmt: skip
 #: Top-level names each writing command may write (claimed in ``.splatkit/run.json`` first).
 CLAIMS = {
@@ -141,6 +142,14 @@ class RunDir:
     @property
     def scene_ply(self) -> Path:
         return self.root / "scene.ply"
+
+    @property
+    def sky(self) -> Path:
+        return self.root / "sky.npz"
+
+    @property
+    def sky_png(self) -> Path:
+        return self.root / "sky.png"
 
     @property
     def metrics(self) -> Path:
