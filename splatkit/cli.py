@@ -12,7 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from .config import PRESETS, RunConfig, TrainConfig, preset_config
+from .config import PRESETS, IngestConfig, RunConfig, TrainConfig, preset_config
 from .errors import UserError
 from .options import input_path, number, output_path, port_number
 
@@ -32,12 +32,14 @@ class _Parser(argparse.ArgumentParser):
 TRAIN_OPTIONS = {"steps": "train.steps", "resolution": "train.resolution",
                  "sh_degree": "train.sh_degree", "strategy": "train.strategy",
                  "max_splats": "train.max_splats", "seed": "train.seed", "mapper": "sfm.mapper",
-                 "pose_opt": "train.pose_opt", "appearance": "train.appearance", "packed": "train.packed"}
+                 "pose_opt": "train.pose_opt", "appearance": "train.appearance", "packed": "train.packed",
+                 "video_fps": "ingest.video_fps"}
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("photos", type=input_path, help="Folder of photos (JPEG or PNG), a video (MP4, MOV), a "
-                   "COLMAP project or a transforms.json. It is never written to.")
+    p.add_argument("photos", type=input_path, help="Folder of photos (JPEG, PNG, HEIC, AVIF or camera "
+                   "RAW), a video (MP4, MOV; HDR too), a COLMAP project or a transforms.json. It is "
+                   "never written to.")
     p.add_argument("-o", "--out", type=output_path, default=None,
                    help="Output folder (default: <photos-folder-name>-splatkit beside the photos).")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
@@ -71,6 +73,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                         "cameras slightly differently from run to run; to repeat a run exactly, "
                         "train again from its SfM output (OUT/sparse/0 with OUT/images).")
     _add_mapper_option(p)
+    _add_video_fps_option(p)
     p.add_argument("--resume", action="store_true",
                    help="Continue the interrupted (or finished: train longer with --steps) run in OUT "
                         "from its last checkpoint, with its own settings.")
@@ -78,6 +81,13 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help="Start over in an OUT that holds an unfinished run (it is kept in "
                         "OUT/previous/).")
     p.add_argument("--quiet", action="store_true", help="Print nothing but errors.")
+
+
+def _add_video_fps_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--video-fps", type=number(IngestConfig, "video_fps"), default=None,
+                   help="From a video: most frames taken per second (default 2; at most 60 times "
+                        "this per minute), chosen by sharpness and camera motion. Raise it for a "
+                        "short or fast clip.")
 
 
 def _add_mapper_option(p: argparse.ArgumentParser) -> None:
@@ -116,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Named settings (image size used for matching; default: standard on a CPU, "
                         "full on a GPU, as for train).")
     _add_mapper_option(p)
+    _add_video_fps_option(p)
     p.add_argument("--quiet", action="store_true", help="Print nothing but errors.")
 
     p = sub.add_parser("export", help="Write the trained scene in the formats Unreal plugins read.",

@@ -19,6 +19,7 @@ from .config import RunConfig, tiered
 from .events import EventBus, Message, StageFinished, StageStarted
 from .fileio import write_text_atomic
 from .render import Renderer, select_renderer
+from .run import check_model
 from .rundir import RunDir, suggest_out_dir
 
 
@@ -87,7 +88,7 @@ def run_sfm_stage(photos: Path, out_dir: Path | RunDir, cfg: RunConfig, bus: Eve
 
     out_dir = out_dir.root if isinstance(out_dir, RunDir) else Path(out_dir)
     kind = detect_source(Path(photos))
-    if kind in ("colmap", "transforms"):  # cameras given: SfM skipped
+    if kind.has_cameras:  # cameras given: SfM skipped
         with _Timer(bus, "sfm", f"existing cameras ({kind})") as t:
             photo_set, scene = import_cameras(Path(photos), kind, out_dir, cfg, bus)
             t.summary = _sfm_summary(photo_set, scene)
@@ -141,6 +142,7 @@ def run_train(
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
     photo_set, scene = run_sfm_stage(photos, rd, cfg, bus, timings)
+    check_model(rd, resume)  # a checkpoint continues only on the cameras it was trained on
     if warming is not None:  # never two threads in the kernels at once
         warming.join()
     cfg = _apply_tier(rd, cfg, len(scene.train_idx), set(explicit), bus)

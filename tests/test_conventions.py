@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from splatkit.export.frames import PLY_TO_UE, UPRIGHT_TO_UE_AXES, ply_to_ue
+from splatkit.export.frames import UPRIGHT_TO_UE_AXES, ply_to_ue
+from splatkit.export.plugins import PLUGINS
 from splatkit.render import View
 from splatkit.render.projection import project
 from splatkit.scene import Cameras, inria_split
@@ -63,4 +64,4 @@ def test_convention_plugins_map_ply_minus_y_to_unreal_up():
     for plugin in ("nanogs", "picosplat", "italink"):
         ue = ply_to_ue(up, plugin)[0]
         assert ue[2] > 0 and abs(float(ue[0])) < 1e-9 and abs(float(ue[1])) < 1e-9, plugin
-    assert set(PLY_TO_UE) >= {"nanogs", "picosplat", "italink"}
+    assert set(PLUGINS) >= {"nanogs", "picosplat", "italink"}

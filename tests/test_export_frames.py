@@ -9,6 +9,7 @@ import torch
 
 from splatkit.export import frames as F
 from splatkit.export.frames import Similarity, rotate_sh, transform_splats
+from splatkit.export.plugins import PLUGINS
 
 
 def random_rotation(seed: int) -> torch.Tensor:
@@ -57,7 +58,7 @@ def test_sh_basis_matches_renderer():
         assert torch.allclose(F.sh_band(l, d), full[:, l * l : (l + 1) ** 2], atol=1e-12)
 
 
-@pytest.mark.parametrize("plugin", sorted(F.PLY_TO_UE))
+@pytest.mark.parametrize("plugin", sorted(PLUGINS))
 def test_plugin_frames_upright(plugin):
     R = F.upright_to_ply(plugin)
     assert torch.allclose(R @ R.T, torch.eye(3, dtype=torch.float64))

@@ -10,6 +10,7 @@ import torch
 
 from splatkit.export import frames as F
 from splatkit.export import limits as L
+from splatkit.export.plugins import PLUGINS
 from splatkit.export.ply import read_ply, write_ply
 from splatkit.export.unreal import UnrealExportOptions, export_unreal
 from splatkit.splats import Splats
@@ -113,7 +114,7 @@ def test_picosplat_sigma_limit(tmp_path):
     fixed = P.picosplat_covariances_cm2(
         write_ply(L.apply(s, "picosplat"), tmp_path / "fixed.ply", sh_degree=0)
     )
-    limit_cm2 = (100 * L.STORAGE["picosplat"]["max_sigma_m"]) ** 2
+    limit_cm2 = (100 * PLUGINS["picosplat"].storage.max_sigma_m) ** 2
     assert abs(fixed[0, 1, 1] / limit_cm2 - 1) < 0.04  # shrunk to the limit, stored right
     assert abs(fixed[1, 1, 1] / true_cm2[1, 0].item() - 1) < 0.04  # a normal splat untouched
 

@@ -10,8 +10,9 @@ import torch
 
 from splatkit.errors import UserError
 from splatkit.export import frames as F
+from splatkit.export.plugins import PLUGINS
 from splatkit.export.ply import read_ply
-from splatkit.export.unreal import PLUGINS, UnrealExportOptions, export_transform, export_unreal
+from splatkit.export.unreal import UnrealExportOptions, export_transform, export_unreal
 from splatkit.splats import Splats
 from tests.unreal_util import angle_deg, random_rotation, random_splats, synthetic_scene
 

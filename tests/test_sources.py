@@ -90,3 +90,27 @@ def test_colmap_project_input(tmp_path, capsys):
     c = load_scene(out2)
     assert c.points.shape[0] > 0.5 * a.points.shape[0]
     assert np.allclose(c.cameras.world_to_cam.numpy(), a.cameras.world_to_cam.numpy(), atol=1e-5)
+
+
+def test_every_source_kind_has_exactly_one_handler():
+    """A kind brings cameras (imported) or pictures (ingested): one table each, never both or
+    neither, so a new kind cannot fall into another kind's branch."""
+    from splatkit.ingest import SourceKind
+    from splatkit.sources import IMPORTERS, INGESTERS
+
+    for kind in SourceKind:
+        assert (kind in IMPORTERS) != (kind in INGESTERS), kind
+        assert (kind in IMPORTERS) == kind.has_cameras, kind
+    assert str(SourceKind.VIDEO) == f"{SourceKind.VIDEO}" == "video" == SourceKind.VIDEO
+
+
+def test_a_kind_without_a_handler_is_refused_not_taken_for_another(tmp_path):
+    from splatkit.config import RunConfig
+    from splatkit.ingest import SourceKind
+    from splatkit.sources import import_cameras, ingest_source
+
+    with pytest.raises(ValueError, match="no cameras to import"):
+        import_cameras(tmp_path, SourceKind.PHOTOS, tmp_path / "out", RunConfig())
+    with pytest.raises(ValueError, match="no pictures to ingest"):
+        ingest_source(tmp_path, SourceKind.TRANSFORMS, tmp_path / "out", RunConfig().ingest)
+    assert not (tmp_path / "out").exists()

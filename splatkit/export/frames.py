@@ -12,8 +12,9 @@ Frames, in the order the export goes through them:
     :mod:`splatkit.export.unreal`).
 ``ply:<plugin>``
     The frame the PLY is written in, chosen per plugin so that the plugin's *own* fixed PLY->UE
-    mapping (:data:`PLY_TO_UE`) puts Unreal +Z up and +X forward. Metres (plugins multiply by
-    100 themselves). Reached from ``upright`` by a proper rotation (:func:`upright_to_ply`).
+    mapping (the preset's ``ply_axes``, :mod:`splatkit.export.plugins`) puts Unreal +Z up and
+    +X forward. Metres (plugins multiply by 100 themselves). Reached from ``upright`` by a
+    proper rotation (:func:`upright_to_ply`).
 ``gltf``
     glTF files (splats with ``KHR_gaussian_splatting``, the collision mesh): +Y up, right-handed,
     metres, reached from ``upright`` by the rotation :data:`UPRIGHT_TO_GLTF`.
@@ -35,32 +36,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from splatkit.export.plugins import PLUGINS
 from splatkit.splats import Splats
 
 from ..render.sh import sh_bases
-
-# --------------------------------------------------------------------------------------------
-# Plugin mappings PLY -> UE (unit-less; every plugin also multiplies positions by 100).
-# Sources: /work/shared/notes/unreal-plugins.md (plugins' PLY readers).
-
-#: NanoGS (PLYFileReader.cpp) and PICOSplat (splat_ply_conversion.h): UE = 100 * (z, x, -y):
-#: PLY +Z forward, +X right, -Y up (COLMAP/OpenCV "RDF").
-_RDF = ((0.0, 0.0, 1.0), (1.0, 0.0, 0.0), (0.0, -1.0, 0.0))
-#: Italink (GaussianSplattingPointCloud.cpp): UE = 100 * (x, -z, -y): PLY +X forward, -Y up.
-_ITALINK = ((1.0, 0.0, 0.0), (0.0, 0.0, -1.0), (0.0, -1.0, 0.0))
-
-#: ``ue = 100 * M @ ply`` for each plugin. XV3DGS, Luma and UEFN are closed source: they are
-#: assumed to follow the de-facto COLMAP "RDF" convention of NanoGS/PICOSplat (unverified);
-#: ``generic`` is that convention too.
-PLY_TO_UE: dict[str, tuple[tuple[float, ...], ...]] = {
-    "nanogs": _RDF,
-    "picosplat": _RDF,
-    "italink": _ITALINK,
-    "xv3dgs": _RDF,
-    "luma": _RDF,
-    "uefn": _RDF,
-    "generic": _RDF,
-}
 
 #: ``ue = UPRIGHT_TO_UE_AXES @ upright * 100``: same physical axes, Y negated (handedness).
 UPRIGHT_TO_UE_AXES = ((1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, 1.0))
@@ -68,7 +47,7 @@ UPRIGHT_TO_UE_AXES = ((1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, 1.0))
 
 def ply_to_ue_matrix(plugin: str) -> Tensor:
     """``[3, 3]`` M with ``ue_cm = 100 * M @ ply_m`` for ``plugin`` (float64)."""
-    return torch.tensor(PLY_TO_UE[plugin], dtype=torch.float64)
+    return torch.tensor(PLUGINS[plugin].ply_axes, dtype=torch.float64)
 
 
 def ply_to_ue(points: Tensor, plugin: str) -> Tensor:

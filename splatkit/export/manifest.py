@@ -27,6 +27,7 @@ from splatkit.export import crop as C
 from splatkit.export import frames as F
 from splatkit.export import limits as L
 from splatkit.export import tiles as T
+from splatkit.export.plugins import PluginPreset
 from splatkit.fileio import write_text_atomic
 from splatkit.splats import Splats
 
@@ -40,7 +41,7 @@ class ExportJob:
     """Everything the writers need besides the splats."""
 
     options: object
-    preset: dict
+    preset: PluginPreset
     formats: list[str]
     sh_degree: int
     out_dir: Path
@@ -176,10 +177,10 @@ def manifest(job: ExportJob, tiles: list[dict], collision: dict | None) -> dict:
         "splatkit_manifest": MANIFEST_VERSION,
         "name": job.name,
         "plugin": o.plugin,
-        "plugin_title": p["title"],
-        "verified": p["verified"],
-        "factory_class": p["factory_class"],
-        "factory_import": p["factory_import"],
+        "plugin_title": p.title,
+        "verified": p.verified,
+        "factory_class": p.factory_class,
+        "factory_import": p.factory_import,
         "destination_path": f"/Game/Splats/{job.name}",
         "tiles": tiles,
         "files": [f for t in tiles for f in t["files"]],
@@ -194,10 +195,10 @@ def manifest(job: ExportJob, tiles: list[dict], collision: dict | None) -> dict:
         "sh_degree": job.sh_degree,
         "frame": {
             **fr,
-            "ply_to_ue": F.PLY_TO_UE[o.plugin],
+            "ply_to_ue": p.ply_axes,
             "ply_units": "metres (the plugin multiplies by 100)",
         },
         "messages": job.crop.lines + job.messages,
         "options": dataclasses.asdict(o),
-        "note": p["note"],
+        "note": p.note,
     }

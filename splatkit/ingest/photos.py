@@ -24,6 +24,7 @@ from ..fileio import atomic_path, write_text_atomic
 from .checks import check_photos
 from .names import safe_name, shown, unique_name
 from .scan import Found, Skipped, os_reason, scan
+from .source_kind import SourceKind
 
 STAGE = "ingest"
 MANIFEST = "ingest.json"
@@ -105,8 +106,11 @@ class PhotoSet:
     reused: int = 0
     #: working-copy name -> warning from the checks (blurry, dark, near duplicate, ...)
     flags: dict[str, str] = field(default_factory=dict)
-    #: "photos", or "video" for frames taken from a video (SfM then matches sequentially)
-    source_kind: str = "photos"
+    #: photos, or video for frames taken from a video (SfM then matches sequentially)
+    source_kind: SourceKind = SourceKind.PHOTOS
+
+    def __post_init__(self) -> None:
+        self.source_kind = SourceKind(self.source_kind)  # "video" -> SourceKind.VIDEO
 
     def __len__(self) -> int:
         return len(self.photos)
