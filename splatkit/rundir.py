@@ -10,6 +10,7 @@ Layout (the one place these names live; every other module asks :class:`RunDir`)
     sparse/0/          the undistorted COLMAP model (the world frame of scene.ply)
     images/            the undistorted images trained on
     checkpoints/       training checkpoints (``--resume``)
+    blocks/            a large capture's blocks, each a run of its own (``block_NNN/``, blocks.json)
     previews/          each held-out photo beside its render
     scene.ply          the trained splats;  metrics.json: held-out PSNR/SSIM and run facts
     report.html        the report page
@@ -48,7 +49,7 @@ from .fileio import write_text_atomic
 #: Every top-level name splatkit writes in a run folder.
 LAYOUT = (
     "config.json", "log.txt", "events.jsonl", "work", "sfm_work", "sparse", "images",
-    "checkpoints", "previews", "scene.ply", "metrics.json", "report.html", "unreal", "exports",
+    "checkpoints", "blocks", "previews", "scene.ply", "metrics.json", "report.html", "unreal", "exports",
     "previous",
 )  # fmt: skip
 #: The layout names that are files (the others are folders).
@@ -58,7 +59,7 @@ SERVER_FILES = ("cancel", "attempt", "node.json")
 #: The results of training, moved aside (to ``previous/<run id>/``) when a fresh run starts in
 #: a folder that holds another run's. SfM's outputs stay: they are reused when the inputs match.
 TRAINING_OUTPUTS = (
-    "config.json", "checkpoints", "previews", "scene.ply", "metrics.json", "report.html", "unreal",
+    "config.json", "checkpoints", "blocks", "previews", "scene.ply", "metrics.json", "report.html", "unreal",
     "exports",
 )  # fmt: skip
 #: Top-level names each writing command may write (claimed in ``.splatkit/run.json`` first).
@@ -122,6 +123,10 @@ class RunDir:
     @property
     def checkpoints(self) -> Path:
         return self.root / "checkpoints"
+
+    @property
+    def blocks(self) -> Path:
+        return self.root / "blocks"
 
     @property
     def previews(self) -> Path:

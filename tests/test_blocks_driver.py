@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 
@@ -18,8 +19,7 @@ from splatkit.blocks.driver import (
     split_scene,
     train_blocks_sequential,
 )
-from splatkit.blocks.partition import BlockConfig
-from splatkit.config import RunConfig
+from splatkit.config import BlocksConfig, RunConfig
 from splatkit.evaluate import evaluate
 from splatkit.render import RenderSettings, View, get_renderer, make_renderer
 from splatkit.scene import Cameras, Scene
@@ -82,14 +82,14 @@ def street(tmp_path_factory) -> Scene:
 
 
 def _blocks(scene: Scene, out: Path, n: int, stop_flag=None):
-    part = split_scene(scene, UP, BlockConfig(blocks=n, overlap=0.25))
+    part = split_scene(scene, n, BlocksConfig(overlap=0.25), UP)
     folders = [out / f"block_{b.index:03d}" for b in part.blocks]
     res = train_blocks_sequential(scene, part, run_cfg(), folders, make_renderer("cpu"), stop_flag=stop_flag)
     return part, folders, res
 
 
 def test_block_scenes_hold_no_held_out_photo(street):
-    part = split_scene(street, UP, BlockConfig(blocks=2, overlap=0.25))
+    part = split_scene(street, 2, BlocksConfig(overlap=0.25), UP)
     held = {street.cameras.names[i] for i in street.test_idx}
     for b in part.blocks:
         sub = block_scene(street, b)
@@ -141,3 +141,23 @@ def test_blocks_through_a_local_ray_equal_sequential_blocks(street, tmp_path):
     par, _ = merge_blocks(part, rfolders)
     assert len(par) == len(seq)
     assert torch.allclose(par.means, seq.means, atol=1e-5)
+
+
+def test_splatkit_train_blocks_2_on_a_project_writes_one_merged_scene(tiny_project, tmp_path, capsys):
+    from tiny_project import cli
+
+    from splatkit.export.ply import read_ply
+    from splatkit.rundir import RunDir
+
+    rc, out = cli(capsys, "train", str(tiny_project), "-o", str(tmp_path / "out"), "--preset", "tiny",
+                  "--blocks", "2", "--quiet")
+    assert rc == 0, out
+    rd = RunDir(tmp_path / "out")
+    rows = json.loads((rd.blocks / "blocks.json").read_text())
+    assert [r["block"] for r in rows] == [0, 1] and all(r["finished"] for r in rows)
+    splats = read_ply(rd.scene_ply)
+    kept = sum(1 for _ in splats.means)
+    assert 0 < kept <= sum(r["splats"] for r in rows)  # each block keeps its core only
+    assert json.loads(rd.config.read_text())["blocks"]["blocks"] == 2
+    metrics = json.loads(rd.metrics.read_text())
+    assert metrics["num_splats"] == kept and metrics["psnr"] > 15

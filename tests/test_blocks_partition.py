@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from splatkit.blocks.partition import BlockConfig, GroundFrame, merge, partition, visible_fraction
+from splatkit.blocks.partition import GroundFrame, merge, partition, visible_fraction
 from splatkit.scene import Cameras
 from splatkit.splats import Splats
 
@@ -44,7 +44,7 @@ def _street(n: int, length: float = 100.0, seed: int = 0):
 
 def test_every_camera_and_point_lies_in_one_core_and_blocks_overlap():
     cams, pts = _street(400)
-    part = partition(cams, pts, np.array([0.0, 0.0, 1.0]), BlockConfig(max_cameras=100, overlap=0.2))
+    part = partition(cams, pts, np.array([0.0, 0.0, 1.0]), 4, overlap=0.2)
     assert len(part.blocks) == 4
     owner = part.owner(pts)
     assert (owner >= 0).all()
@@ -66,7 +66,7 @@ def test_every_camera_and_point_lies_in_one_core_and_blocks_overlap():
 def test_overlap_grows_the_bounds_by_the_configured_fraction():
     cams, pts = _street(400)
     for overlap in (0.0, 0.1, 0.3):
-        part = partition(cams, pts, np.array([0.0, 0.0, 1.0]), BlockConfig(max_cameras=100, overlap=overlap))
+        part = partition(cams, pts, np.array([0.0, 0.0, 1.0]), 4, overlap=overlap)
         inner = [b for b in part.blocks if all(math.isfinite(x) for x in b.core[:2])]
         assert inner, "a street of four blocks has inner blocks along its length"
         for b in inner:
@@ -87,8 +87,8 @@ def test_a_camera_outside_a_block_that_looks_into_it_trains_it():
     cams2 = Cameras(cams.names + ["back.jpg", "away.jpg"], K, w2c,
                     torch.cat([cams.width, torch.tensor([320, 320])]),
                     torch.cat([cams.height, torch.tensor([240, 240])]))
-    part = partition(cams2, pts, np.array([0.0, 0.0, 1.0]), BlockConfig(blocks=4, overlap=0.1,
-                                                                           visibility=0.05))
+    part = partition(cams2, pts, np.array([0.0, 0.0, 1.0]), 4, overlap=0.1,
+                     visibility=0.05)
     second = sorted(part.blocks, key=lambda b: b.core[0])[1]
     uv = part.frame.to_ground(cams2.centers.double().numpy())
     assert not second.in_bounds(uv[n:]).any()  # both stand outside the second block
@@ -105,7 +105,7 @@ def test_visible_fraction_counts_points_in_front_and_inside_the_image():
 
 def test_merge_keeps_each_splat_exactly_once():
     cams, pts = _street(400)
-    part = partition(cams, pts, np.array([0.0, 0.0, 1.0]), BlockConfig(max_cameras=100, overlap=0.25))
+    part = partition(cams, pts, np.array([0.0, 0.0, 1.0]), 4, overlap=0.25)
     base = Splats.random(3000, sh_degree=1, seed=1)
     base.means[:] = torch.from_numpy(pts[:3000]).float()
     # each block "trains" the splats in its bounds (the same ones as the others where they overlap)

@@ -10,6 +10,8 @@ The same function trains one block in-process and inside a Ray task (:mod:`.ray_
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import tempfile
 import time
@@ -20,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import RunConfig, tiered
+from ..config import BlocksConfig, RunConfig, tiered
 from ..events import NULL_BUS, EventBus, Message
 from ..scene import Scene
 from ..splats import Splats
-from .partition import Block, BlockConfig, Partition, merge, partition
+from .partition import Block, Partition, merge, partition
 
 #: The finished block's splats, beside its checkpoints.
 BLOCK_SPLATS = "splats.pt"
@@ -43,6 +45,7 @@ class BlockResult:
     seconds: float
     peak_rss_mb: float
     interrupted: bool = False
+    longest_side: int = 0
 
 
 def block_scene(scene: Scene, block: Block) -> Scene:
@@ -55,9 +58,23 @@ def block_scene(scene: Scene, block: Block) -> Scene:
                  train_idx=list(range(len(idx))), test_idx=[])
 
 
-def split_scene(scene: Scene, up: np.ndarray, cfg: BlockConfig) -> Partition:
-    """The scene's blocks (held-out cameras count for the split but train nothing)."""
-    return partition(scene.cameras, scene.points.double().numpy(), up, cfg)
+def blocks_for(cfg: BlocksConfig, photos: int) -> int:
+    """How many blocks a capture of ``photos`` photos trains in."""
+    return cfg.blocks if cfg.blocks > 0 else max(1, math.ceil(photos / cfg.max_photos))
+
+
+def scene_up(scene: Scene) -> np.ndarray:
+    """World up of the scene (the export's estimate: cameras, then the ground plane)."""
+    from ..export.up import estimate_up
+
+    c = scene.cameras
+    return estimate_up(c.world_to_cam.double(), c.centers.double(), scene.points).vector.numpy()
+
+
+def split_scene(scene: Scene, n: int, cfg: BlocksConfig, up: np.ndarray | None = None) -> Partition:
+    """The scene's ``n`` blocks (held-out cameras count for the split but train nothing)."""
+    up = scene_up(scene) if up is None else up
+    return partition(scene.cameras, scene.points.double().numpy(), up, n, cfg.overlap, cfg.visibility)
 
 
 def peak_rss_mb() -> float:
@@ -106,7 +123,8 @@ def train_block(scene: Scene, block: Block, cfg: RunConfig, folder: Path, render
     if not result.interrupted:
         _save_splats(result.splats, folder / BLOCK_SPLATS)
     return BlockResult(block.index, folder, len(sub.cameras), len(block.point_idx), result.steps_done,
-                       len(result.splats), time.perf_counter() - t0, peak_rss_mb(), result.interrupted)
+                       len(result.splats), time.perf_counter() - t0, peak_rss_mb(), result.interrupted,
+                       result.trained_longest_side)
 
 
 def train_blocks_sequential(scene: Scene, part: Partition, cfg: RunConfig, folders: list[Path],
@@ -133,3 +151,47 @@ def merge_blocks(part: Partition, folders: list[Path]) -> tuple[Splats, np.ndarr
             raise RuntimeError(f"block {block.index} has not finished")
         trained[block.index] = s
     return merge(part, trained)
+
+
+def train_in_blocks(scene: Scene, cfg: RunConfig, root: Path, renderer, n: int, bus: EventBus = NULL_BUS,
+                    stop_flag=None, run_id: str = "", explicit: frozenset[str] = frozenset()):
+    """:func:`splatkit.train.train` for a capture split into ``n`` blocks: the blocks trained in
+    ``root/block_NNN`` (here or under Ray), merged into one :class:`TrainResult`."""
+    from ..train import TrainResult
+
+    t0 = time.perf_counter()
+    part = split_scene(scene, n, cfg.blocks)
+    folders = [Path(root) / f"block_{b.index:03d}" for b in part.blocks]
+    sizes = ", ".join(str(len(b.camera_idx)) for b in part.blocks)
+    bus.emit(Message(stage="train", text=f"{len(scene.cameras)} photos: training in {len(part.blocks)} "
+                     f"blocks of {sizes} photos ({cfg.blocks.overlap:.0%} overlap)."))
+    if cfg.blocks.ray_address:
+        from .ray_dispatch import RayBlocksConfig, train_blocks_ray
+
+        b = cfg.blocks
+        address = None if b.ray_address == "local" else b.ray_address
+        rcfg = RayBlocksConfig(address, b.ray_workers, b.ray_cpus_per_block, b.ray_gpus_per_block)
+        results = train_blocks_ray(scene, part, cfg, folders, renderer.device, rcfg, run_id, explicit)
+    else:
+        results = train_blocks_sequential(scene, part, cfg, folders, renderer, bus, stop_flag, run_id,
+                                          explicit)
+    _write_summary(Path(root), part, results)
+    steps = sum(max(r.steps, 0) for r in results)
+    longest = max((r.longest_side for r in results), default=0)
+    if len(results) < len(part.blocks) or any(r.interrupted for r in results):
+        return TrainResult(Splats.random(0, cfg.train.sh_degree), steps, time.perf_counter() - t0,
+                           interrupted=True, trained_longest_side=longest)
+    merged, _ = merge_blocks(part, folders)
+    return TrainResult(merged, steps, time.perf_counter() - t0, trained_longest_side=longest)
+
+
+def _write_summary(root: Path, part: Partition, results: list[BlockResult]) -> None:
+    """``blocks.json``: each block's core, photos, points, splats, time and peak memory."""
+    from ..fileio import write_text_atomic
+
+    rows = [{"block": r.index, "core": [None if not math.isfinite(x) else x for x in b.core],
+             "photos": r.cameras, "points": r.points, "splats": r.splats, "seconds": round(r.seconds, 2),
+             "peak_rss_mb": round(r.peak_rss_mb, 1), "finished": not r.interrupted}
+            for b, r in zip(part.blocks, results, strict=False)]
+    root.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(root / "blocks.json", json.dumps(rows, indent=2))

@@ -2,7 +2,8 @@
 
 A block has a **core** (a rectangle of the ground plane; the cores tile the whole plane, the
 outer ones reaching to infinity, so every point of space belongs to exactly one core) and
-**bounds**, the core grown by ``overlap`` of its size on each side. A block trains on:
+**bounds**, the core grown by ``overlap`` of its size on each side
+(:class:`splatkit.config.BlocksConfig`). A block trains on:
 
 - the SfM points inside its bounds (its initial splats);
 - every camera standing inside its bounds, and every camera outside them that looks into the
@@ -28,21 +29,6 @@ import torch
 
 from splatkit.scene import Cameras
 from splatkit.splats import Splats
-
-
-@dataclass(frozen=True)
-class BlockConfig:
-    """How a large capture is split into blocks."""
-
-    max_cameras: int = 300
-    """Cameras per block core at most (before the overlap adds its neighbours' cameras)."""
-    overlap: float = 0.2
-    """How far each block's training bounds reach past its core, as a fraction of the core's size."""
-    visibility: float = 0.25
-    """A camera outside a block's bounds trains it when it sees at least this fraction of the
-    block's core points."""
-    blocks: int | None = None
-    """Exactly this many blocks (None: as many as ``max_cameras`` needs)."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +84,7 @@ class Partition:
 
     frame: GroundFrame
     blocks: list[Block]
-    config: BlockConfig
+    overlap: float
 
     def owner(self, xyz: np.ndarray) -> np.ndarray:
         """``[N]`` index of the block whose core holds each world point (exactly one each)."""
@@ -181,23 +167,23 @@ def visible_fraction(cameras: Cameras, points: np.ndarray) -> np.ndarray:
     return out
 
 
-def partition(cameras: Cameras, points: np.ndarray, up: np.ndarray, cfg: BlockConfig) -> Partition:
-    """Split a capture into blocks (see the module's docstring)."""
+def partition(cameras: Cameras, points: np.ndarray, up: np.ndarray, n: int, overlap: float = 0.2,
+              visibility: float = 0.25) -> Partition:
+    """Split a capture into about ``n`` blocks (see the module's docstring)."""
     centers = cameras.centers.double().numpy()
     frame = GroundFrame.from_up(up, centers)
     cam_uv = frame.to_ground(centers)
     pts = np.asarray(points, np.float64)
     pts_uv = frame.to_ground(pts) if len(pts) else np.zeros((0, 2))
-    n = cfg.blocks if cfg.blocks is not None else max(1, math.ceil(len(cameras) / cfg.max_cameras))
-    blocks = grid_blocks(cam_uv, n, cfg.overlap)
+    blocks = grid_blocks(cam_uv, n, overlap)
     for b in blocks:
         inside = b.in_bounds(cam_uv)
         core_pts = pts[b.in_core(pts_uv)] if len(pts) else pts
         sample = core_pts[:: max(1, len(core_pts) // 2000)]
-        looks_in = visible_fraction(cameras, sample) >= cfg.visibility if len(sample) else inside
+        looks_in = visible_fraction(cameras, sample) >= visibility if len(sample) else inside
         b.camera_idx = np.flatnonzero(inside | looks_in)
         b.point_idx = np.flatnonzero(b.in_bounds(pts_uv)) if len(pts) else np.zeros(0, np.int64)
-    return Partition(frame, blocks, cfg)
+    return Partition(frame, blocks, overlap)
 
 
 def core_mask(part: Partition, block: Block, means: np.ndarray) -> np.ndarray:
