@@ -15,12 +15,12 @@ from PIL import Image
 from test_unreal_editor_script import Recorder, script  # noqa: F401 - the fixture
 from unreal_util import random_rotation, synthetic_scene
 
-from splatkit.export import frames as F
+from splatkit import frames as F
 from splatkit.export import panorama as P
 from splatkit.export.unreal import UnrealExportOptions, estimate_upright, export_unreal
 from splatkit.sky import SkyMap, pixel_directions
 from splatkit.splats import Splats
-from splatkit.train.data import make_view, WorldNorm
+from splatkit.train.data import WorldNorm, make_view
 from splatkit.train.sky import sky_frame
 
 
@@ -34,7 +34,7 @@ def test_convention_panorama_centre_is_forward_right_is_plus_y_in_unreal():
     torch.testing.assert_close(u[:4], torch.tensor([0.5, 0.75, 0.25, 0.5], dtype=torch.float64))
     torch.testing.assert_close(v[:4], torch.tensor([0.5, 0.5, 0.5, 0.0], dtype=torch.float64))
     assert float(u[4]) in (0.0, 1.0) or abs(float(u[4]) - 1.0) < 1e-9 or float(u[4]) < 1e-9
-    up = P.upright_to_ue_directions(ue)  # the same directions in upright coordinates
+    up = F.upright_to_ue_directions(ue)  # the same directions in upright coordinates
     for a, b in zip(P.direction_to_uv(up), (u, v), strict=True):
         torch.testing.assert_close(a, b)
     # the frames module's position mapping uses the same axes (Y negated, cm)
@@ -49,7 +49,8 @@ def smooth_sky(width: int, rotation: torch.Tensor) -> SkyMap:
     """A smooth sky defined by world direction, stored in the training frame ``rotation``."""
     d_world = P.texel_directions(width, width // 2) @ rotation  # R^T d
     lon = torch.atan2(d_world[..., 1], d_world[..., 0])
-    col = torch.stack([0.5 + 0.3 * torch.cos(lon), 0.5 + 0.3 * torch.sin(lon), 0.6 + 0.3 * d_world[..., 2]], -1)
+    col = torch.stack([0.5 + 0.3 * torch.cos(lon), 0.5 + 0.3 * torch.sin(lon),
+                       0.6 + 0.3 * d_world[..., 2]], -1)  # fmt: skip
     return SkyMap(col.float().clamp(0, 1), torch.ones(width // 2, width), rotation, 0.5)
 
 
@@ -81,12 +82,13 @@ def test_exported_panorama_by_direction_in_unreal_equals_the_training_background
         tex = torch.from_numpy(np.asarray(Image.open(out / m["sky"]["path"]), dtype=np.float64) / 255.0)
         assert tex.shape == (64, 128, 3)
         T_up, _ = estimate_upright(scene, opts)
-        torch.testing.assert_close(torch.tensor(m["frame"]["sfm_to_upright_4x4"], dtype=torch.float64), T_up.matrix())
+        written = torch.tensor(m["frame"]["sfm_to_upright_4x4"], dtype=torch.float64)
+        torch.testing.assert_close(written, T_up.matrix())
         for i in range(len(scene.cameras)):
             view = make_view(scene.cameras, i, WorldNorm.identity())
             d_world = pixel_directions(view).double()
             train_bg = sky.background(d_world)
-            d_ue = P.upright_to_ue_directions(d_world @ T_up.R.T)
+            d_ue = F.upright_to_ue_directions(d_world @ T_up.R.T)
             unreal_bg = P.sample(tex, d_ue, y_right=True)
             err = (train_bg - unreal_bg).abs()
             assert float(err.max()) < 0.01, (seed, up, i, float(err.max()))
@@ -121,7 +123,7 @@ def test_import_script_creates_the_sky_sphere(script, tmp_path, monkeypatch):  #
     assert ("material", 0, "M_garden_sky") in rec.calls and ("collision", "none") in rec.calls
 
 
-def test_the_material_formula_is_the_panorama_convention(script):
+def test_the_material_formula_is_the_panorama_convention(script):  # noqa: F811
     """SKY_UV_HLSL, evaluated as Python on Unreal view directions, gives panorama.direction_to_uv."""
     d = torch.nn.functional.normalize(torch.randn(50, 3, dtype=torch.float64), dim=-1)
     u, v = P.direction_to_uv(d, y_right=True)
@@ -199,7 +201,8 @@ class SkyRecorder(Recorder):
             setattr(u, name, name)
         u.MaterialEditingLibrary = type(u.CollisionTraceFlag)(
             create_material_expression=lambda mat, cls, x, y: Node(cls),
-            connect_material_expressions=lambda a, ao, b, bi: rec.calls.append(("connect", a.kind, ao, b.kind, bi)),
+            connect_material_expressions=lambda a, ao, b, bi: rec.calls.append(
+                ("connect", a.kind, ao, b.kind, bi)),
             connect_material_property=lambda a, ao, prop: rec.calls.append((prop, a.kind, ao)),
             recompile_material=lambda mat: rec.calls.append(("recompile",)),
         )

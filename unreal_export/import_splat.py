@@ -34,7 +34,7 @@ import os
 import sys
 
 IMPORTABLE = (".ply", ".spz")
-ITALINK_MAX_SPLATS = 10 * 1024 * 1024
+ITALINK_MAX_SPLATS = 10 * 1024 * 1024  # splatkit.export.plugins (Unreal cannot import splatkit)
 ENV_FOLDER = "SPLATKIT_UNREAL_EXPORT"
 
 

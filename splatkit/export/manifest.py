@@ -25,10 +25,11 @@ from pathlib import Path
 
 import torch
 
+from splatkit import frames as F
 from splatkit.export import crop as C
-from splatkit.export import frames as F
 from splatkit.export import limits as L
 from splatkit.export import tiles as T
+from splatkit.export.plugins import PluginPreset
 from splatkit.fileio import write_text_atomic
 from splatkit.splats import Splats
 
@@ -42,7 +43,7 @@ class ExportJob:
     """Everything the writers need besides the splats."""
 
     options: object
-    preset: dict
+    preset: PluginPreset
     formats: list[str]
     sh_degree: int
     out_dir: Path
@@ -71,7 +72,7 @@ def _write_tile(
     from splatkit.export.formats import write_format
     from splatkit.export.gltf import write_glb
 
-    R_p = F.upright_to_ply(job.options.plugin)
+    R_p = F.upright_to_ply(job.preset.ply_axes)
     local = T.local_splats(ply_all, tile, R_p)
     chk = L.check(local, job.options.plugin, where=name)
     job.checks.append(chk)
@@ -129,7 +130,7 @@ def _write_collision(job: ExportJob, s_up: Splats, cams_up) -> tuple[dict | None
 def write_all(job: ExportJob, s_up: Splats, tiles: list[T.Tile], cams_up) -> list[Path]:
     """Write every tile, the collision mesh, the editor script and the manifest (last)."""
     job.out_dir.mkdir(parents=True, exist_ok=True)
-    R_p = F.upright_to_ply(job.options.plugin)
+    R_p = F.upright_to_ply(job.preset.ply_axes)
     ply_all = F.transform_splats(s_up, F.Similarity(R_p, torch.zeros(3, dtype=torch.float64)))
     entries, paths = [], []
     for tile in tiles:
@@ -193,10 +194,10 @@ def manifest(job: ExportJob, tiles: list[dict], collision: dict | None, sky: dic
         "splatkit_manifest": MANIFEST_VERSION,
         "name": job.name,
         "plugin": o.plugin,
-        "plugin_title": p["title"],
-        "verified": p["verified"],
-        "factory_class": p["factory_class"],
-        "factory_import": p["factory_import"],
+        "plugin_title": p.title,
+        "verified": p.verified,
+        "factory_class": p.factory_class,
+        "factory_import": p.factory_import,
         "destination_path": f"/Game/Splats/{job.name}",
         "tiles": tiles,
         "files": [f for t in tiles for f in t["files"]],
@@ -212,10 +213,10 @@ def manifest(job: ExportJob, tiles: list[dict], collision: dict | None, sky: dic
         "sh_degree": job.sh_degree,
         "frame": {
             **fr,
-            "ply_to_ue": F.PLY_TO_UE[o.plugin],
+            "ply_to_ue": p.ply_axes,
             "ply_units": "metres (the plugin multiplies by 100)",
         },
         "messages": job.crop.lines + job.messages,
         "options": dataclasses.asdict(o),
-        "note": p["note"],
+        "note": p.note,
     }

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from splatkit.export import frames as F
+from splatkit import frames as F
 from splatkit.export import panorama as P
 from splatkit.sky import SkyMap, to_u8
 
@@ -33,7 +33,7 @@ def ue_panorama(sky: SkyMap, to_upright: F.Similarity, width: int | None = None)
     texels filled (:meth:`SkyMap.filled`); ``width`` defaults to the training map's."""
     w = int(width or sky.width)
     d_ue = P.texel_directions(w, max(w // 2, 1), y_right=True)
-    d_world = P.upright_to_ue_directions(d_ue) @ to_upright.R.double()  # R^T d, row vectors
+    d_world = F.upright_to_ue_directions(d_ue) @ to_upright.R.double()  # R^T d, row vectors
     filled = SkyMap(sky.filled(), sky.seen, sky.rotation, sky.share)
     return filled.background(d_world).float().clamp(0.0, 1.0)
 
