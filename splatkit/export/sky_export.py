@@ -21,7 +21,7 @@ from torch import Tensor
 
 from splatkit import frames as F
 from splatkit.export import panorama as P
-from splatkit.sky import SkyMap, to_u8
+from splatkit.sky import SEEN_MIN, SkyMap, to_u8
 
 #: The formula ``import_splat.py``'s material evaluates (HLSL), written in the manifest.
 MAPPING = ("u = 0.5 + atan2(d.y, d.x) / (2 pi), v = 0.5 - asin(d.z) / pi; "
@@ -49,7 +49,7 @@ def write_sky(sky: SkyMap, to_upright: F.Similarity, out_dir: Path, name: str,
     path = Path(out_dir) / f"{name}_sky.png"
     with atomic_path(path) as tmp:
         Image.fromarray(to_u8(img)).save(tmp, format="PNG")
-    seen = float((sky.seen > 0).float().mean())
+    seen = float((sky.seen >= SEEN_MIN).float().mean())
     entry = {
         "path": path.name,
         "format": "png",
