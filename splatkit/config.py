@@ -39,6 +39,13 @@ class IngestConfig:
         3.0, "Photos more than this many times as wide as tall (or as tall as wide) are skipped "
         "as panoramas or strips: structure from motion needs ordinary photos.", min=1.0, max=100.0,
     )
+    pano_views: str = opt(
+        "ring8",
+        "Views cut from each 360-degree (equirectangular) frame: ring8 (8 around the horizon and "
+        "4 looking up, overlapping), cube5 (a cube without its bottom face) or cube4 (its 4 "
+        "sides). None looks at the bottom of the sphere (tripod, operator).",
+        choices=("ring8", "cube5", "cube4"),
+    )
 
 
 @dataclass
@@ -154,6 +161,15 @@ class TrainConfig:
         "none", "none (train at --resolution throughout) or dash (DashGaussian: low resolution "
         "first, full resolution from the end of densification).", choices=("none", "dash"),
     )
+    sky: str = opt(
+        "auto",
+        "A learned sky behind the splats, exported as Unreal's sky: on, off, or auto (kept when at "
+        "least 2% of the training pixels still show it at the end of densification, e.g. outdoors; "
+        "off for a closed room).", choices=("auto", "on", "off"),
+    )
+    sky_width: int = opt(512, "Width in texels of the sky panorama (its height is half).",
+                         min=16, max=8192)
+    sky_lr: float = opt(0.01, "Learning rate of the sky's texels.", min=0.0, max=1.0)
     densify_budget: bool = opt(False, "Grow splats within DashGaussian's budget (default strategy).")
     sparse_adam: bool = opt(
         True,
@@ -404,6 +420,20 @@ def tiered(cfg: RunConfig, train_photos: int, explicit: set[str]) -> tuple[RunCo
     if not changed:
         return cfg, {}
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **changed)), changed
+
+
+#: Presets made for a GPU (a CPU runs them only when asked with ``--device cpu``).
+GPU_PRESETS = ("fast", "full")
+#: The unit of :func:`cpu_hours`: the standard preset (7,000 steps at 800 px) takes about an hour
+#: on a laptop CPU (docs/benchmarks.md); a step's time grows with the pixels drawn.
+CPU_HOUR = (7000, 800)
+
+
+def cpu_hours(cfg: RunConfig) -> float:
+    """Roughly how many hours ``cfg``'s training takes on a laptop CPU (its steps and pixels
+    against the standard preset's hour; SfM not counted)."""
+    steps, res = CPU_HOUR
+    return cfg.train.steps / steps * (cfg.train.resolution / res) ** 2
 
 
 def preset_config(name: str) -> RunConfig:

@@ -84,13 +84,19 @@ def run_sfm_stage(photos: Path, out_dir: Path | RunDir, cfg: RunConfig, bus: Eve
     ``photos`` may also be a video, a COLMAP project or a transforms.json (see ``sources.py``).
     """
     from .sfm import run_sfm
-    from .sources import detect_source, import_cameras, ingest_source
+    from .sources import detect_source, import_cameras, ingest_source, place_rig
 
     out_dir = out_dir.root if isinstance(out_dir, RunDir) else Path(out_dir)
     kind = detect_source(Path(photos))
     if kind.has_cameras:  # cameras given: SfM skipped
         with _Timer(bus, "sfm", f"existing cameras ({kind})") as t:
             photo_set, scene = import_cameras(Path(photos), kind, out_dir, cfg, bus)
+            t.summary = _sfm_summary(photo_set, scene)
+        timings["sfm"] = t.seconds
+        return photo_set, scene
+    if kind.rig:  # 360 frames: cut into views, placed as a rig
+        with _Timer(bus, "sfm", f"360 frames ({kind})") as t:
+            photo_set, scene = place_rig(Path(photos), kind, out_dir, cfg, bus)
             t.summary = _sfm_summary(photo_set, scene)
         timings["sfm"] = t.seconds
         return photo_set, scene
@@ -194,12 +200,17 @@ def _evaluate_and_write(rd: RunDir, result, scene, cfg: RunConfig, renderer: Ren
     from .export.ply import write_ply
 
     with _Timer(bus, "evaluate", f"{len(scene.test_idx)} held-out photos") as t:
-        ev = evaluate(result.splats, scene, cfg.train.resolution, renderer.name, renderer.device)
+        ev = evaluate(result.splats, scene, cfg.train.resolution, renderer.name, renderer.device,
+                      sky=result.sky)
         write_previews(ev, rd.previews)
         t.summary = {"psnr": ev["psnr"], "ssim": ev["ssim"]}
     timings["evaluate"] = t.seconds
     with _Timer(bus, "export", "scene.ply") as t:
         write_ply(result.splats.detach().to("cpu"), rd.scene_ply)
+        if result.sky is not None:
+            from .sky import save as save_sky
+
+            save_sky(result.sky, rd.sky, rd.sky_png)
     timings["export"] = t.seconds
     return ev
 
@@ -230,6 +241,9 @@ def _metrics(ev, result, scene, photo_set, cfg: RunConfig, renderer: Renderer, t
             "train": len(scene.train_idx),
             "test": len(scene.test_idx),
         },
+        "sky": None if result.sky is None else {
+            "share": round(result.sky.share, 4), "width": result.sky.width, "height": result.sky.height,
+            "seen_fraction": round(float((result.sky.seen > 0).float().mean()), 4)},
         "seconds": {k: round(v, 2) for k, v in timings.items()},
         "cpu_count": os.cpu_count(),
         "versions": versions(),
