@@ -77,7 +77,8 @@ def test_levels_are_ordered_and_each_renders_close_to_the_full_set_from_its_dist
     levels = build_levels(wall, levels=3, focal_px=FOCAL, pixel_error=2.0)
     assert len(levels) == 3
     counts = [len(lv.splats) for lv in levels]
-    assert counts == sorted(counts, reverse=True) and counts[1] <= counts[0] / 4 and counts[2] <= counts[1] / 4
+    assert counts == sorted(counts, reverse=True)
+    assert counts[1] <= counts[0] / 4 and counts[2] <= counts[1] / 4
     dists = [lv.distance for lv in levels]
     assert dists == sorted(dists) and dists[0] == 0
     render = make_renderer("cpu")

@@ -118,6 +118,12 @@ class UnrealExportOptions:
         choices=COLLISION_CHOICES,
     )
     name: str = _help("scene", "Base name of the files and of the Unreal asset (ASCII).")
+    lod: int = _help(
+        1,
+        "Levels of detail per tile: 1 (none) or more, each coarser one with at most a quarter of "
+        "the splats (neighbours merged), shown from the distance the manifest gives (large scenes).",
+        min=1, max=6,
+    )
 
 
 # --------------------------------------------------------------------------------------------
