@@ -30,6 +30,8 @@ from .partition import Block, Partition, merge, partition
 
 #: The finished block's splats, beside its checkpoints.
 BLOCK_SPLATS = "splats.pt"
+#: The blocks' summary in the blocks folder (read by the report).
+BLOCKS_SUMMARY = "blocks.json"
 
 
 @dataclass
@@ -175,7 +177,7 @@ def train_in_blocks(scene: Scene, cfg: RunConfig, root: Path, renderer, n: int, 
     else:
         results = train_blocks_sequential(scene, part, cfg, folders, renderer, bus, stop_flag, run_id,
                                           explicit)
-    _write_summary(Path(root), part, results)
+    _write_summary(Path(root), part, results, border_views(scene, part))
     steps = sum(max(r.steps, 0) for r in results)
     longest = max((r.longest_side for r in results), default=0)
     if len(results) < len(part.blocks) or any(r.interrupted for r in results):
@@ -185,8 +187,28 @@ def train_in_blocks(scene: Scene, cfg: RunConfig, root: Path, renderer, n: int, 
     return TrainResult(merged, steps, time.perf_counter() - t0, trained_longest_side=longest)
 
 
-def _write_summary(root: Path, part: Partition, results: list[BlockResult]) -> None:
-    """``blocks.json``: each block's core, photos, points, splats, time and peak memory."""
+def border_views(scene: Scene, part: Partition, least: float = 0.2) -> dict[str, list[int]]:
+    """Held-out photos that look across a border: the blocks holding at least ``least`` of the
+    SfM points each one sees (a seam would show in them)."""
+    from .partition import visible_in
+
+    owner = part.owner(scene.points.double().numpy())
+    out = {}
+    for i in scene.test_idx:
+        seen = visible_in(scene.cameras.subset([i]), scene.points.double().numpy())
+        if not seen.any():
+            continue
+        share = np.bincount(owner[seen], minlength=max(b.index for b in part.blocks) + 1) / seen.sum()
+        blocks = [int(b) for b in np.flatnonzero(share >= least)]
+        if len(blocks) >= 2:
+            out[scene.cameras.names[i]] = blocks
+    return out
+
+
+def _write_summary(root: Path, part: Partition, results: list[BlockResult],
+                   borders: dict[str, list[int]]) -> None:
+    """``blocks.json``: each block's core, photos, points, splats, time and peak memory, and the
+    held-out photos that look across a border."""
     from ..fileio import write_text_atomic
 
     rows = [{"block": r.index, "core": [None if not math.isfinite(x) else x for x in b.core],
@@ -194,4 +216,4 @@ def _write_summary(root: Path, part: Partition, results: list[BlockResult]) -> N
              "peak_rss_mb": round(r.peak_rss_mb, 1), "finished": not r.interrupted}
             for b, r in zip(part.blocks, results, strict=False)]
     root.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(root / "blocks.json", json.dumps(rows, indent=2))
+    write_text_atomic(root / BLOCKS_SUMMARY, json.dumps({"blocks": rows, "border_views": borders}, indent=2))
