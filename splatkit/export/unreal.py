@@ -338,9 +338,12 @@ def export_unreal(
     out_dir: Path,
     options: UnrealExportOptions,
     gps: dict | None = None,
+    sky=None,
 ) -> list[Path]:
     """Write ``splats`` for ``options.plugin`` into ``out_dir``; returns the files written
     (the manifest ``<name>.unreal.json`` last). ``gps``: ``{photo name: (lat, lon, alt)}``.
+    ``sky``: the learned sky (:class:`splatkit.sky.SkyMap`), written as Unreal's sky
+    (:mod:`splatkit.export.sky_export`).
 
     Raises:
         UserError: unknown plugin/format, bad scale, up or tile options, nothing left to write.
@@ -385,4 +388,5 @@ def export_unreal(
         rep,
         {"input": n_in, "after_crop": n_crop, "written": 0},
     )
+    job.sky = (sky, T_up)
     return M.write_all(job, s_up, tiles, cams_up)

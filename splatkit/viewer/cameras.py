@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..frames import CV_TO_GL
+from ..rundir import RunDir
 
 
 @dataclass
@@ -53,7 +54,7 @@ class CameraInfo:
 
 
 def sparse_dir(out_dir: Path) -> Path:
-    return Path(out_dir) / "sparse" / "0"
+    return RunDir(Path(out_dir)).sparse
 
 
 def has_model(out_dir: Path) -> bool:
@@ -62,14 +63,15 @@ def has_model(out_dir: Path) -> bool:
 
 
 def read_model(out_dir: Path) -> tuple[list[CameraInfo], np.ndarray, np.ndarray]:
-    """``(cameras by name, points [P, 3] float64, colours [P, 3] uint8)`` of ``OUT/sparse/0``."""
-    import pycolmap
+    """``(cameras by name, points [P, 3] float64, colours [P, 3] uint8)`` of ``OUT/sparse/0``,
+    checked as every reader of a model is (:func:`splatkit.sfm.model_files.read_model`)."""
+    from ..sfm.model_files import read_model as read_checked
 
-    d = sparse_dir(out_dir)
+    rd = RunDir(Path(out_dir))
     if not has_model(out_dir):
-        raise UserError(f"No camera poses in {d}.",
+        raise UserError(f"No camera poses in {rd.sparse}.",
                         "Run `splatkit train` (or `splatkit sfm`) on the photos first.")
-    rec = pycolmap.Reconstruction(str(d))
+    rec = read_checked(rd.sparse, todo=f"Compute the camera poses again: {rd.train_command()} --restart")
     cams = []
     for im in rec.images.values():
         if hasattr(im, "has_pose") and not im.has_pose:
