@@ -7,6 +7,7 @@ traceback. Ctrl-C during training writes a checkpoint and prints the command tha
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import os
 import shlex
@@ -176,12 +177,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_export_options(p: argparse.ArgumentParser) -> None:
-    """Options of the Unreal export, taken from its options dataclass when available."""
+    """One ``--flag`` per :class:`~splatkit.export.unreal.UnrealExportOptions` field, from its
+    help metadata (when the export is available)."""
     try:
-        from .export.unreal import add_cli_options
+        from .export.unreal import UnrealExportOptions
     except ImportError:
         return
-    add_cli_options(p)
+    for f in dataclasses.fields(UnrealExportOptions):
+        kw = {"help": f.metadata["help"], "default": None, "dest": f"unreal_{f.name}"}
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        numeric = "min" in f.metadata or "max" in f.metadata
+        kw["type"] = number(UnrealExportOptions, f.name) if numeric else str
+        if "choices" not in f.metadata:
+            kw["metavar"] = f.name.upper()
+        p.add_argument("--" + f.name.replace("_", "-"), **kw)
+
+
+def export_options_from_args(args: argparse.Namespace):
+    """The :class:`~splatkit.export.unreal.UnrealExportOptions` the flags ask for."""
+    from .export.unreal import UnrealExportOptions
+
+    vals = {}
+    for f in dataclasses.fields(UnrealExportOptions):
+        v = getattr(args, f"unreal_{f.name}", None)
+        if v is not None:
+            vals[f.name] = v
+    return UnrealExportOptions(**vals)
+
+
+def run_export(out_dir: Path, args: argparse.Namespace) -> list[Path]:
+    """``splatkit export OUT --for unreal`` and ``splatkit train --export unreal``: one
+    run-folder export (:func:`splatkit.export.run_folder.export_run`), printed."""
+    from .export.run_folder import export_run, print_result
+
+    result = export_run(Path(out_dir), export_options_from_args(args))
+    print_result(result)
+    return result.paths
 
 
 def _default_preset(device: str) -> str:
@@ -292,9 +324,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return code
     out_dir = result.out_dir
     if args.export == "unreal":
-        from .export.unreal import run_export_cli
-
-        run_export_cli(out_dir, argparse.Namespace())
+        run_export(out_dir, argparse.Namespace())
     if not args.quiet:
         m = result.metrics
         print(f"\nDone: {out_dir}\n  scene.ply: {m['num_splats']:,} splats, trained at "
@@ -324,11 +354,11 @@ def cmd_sfm(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     try:
-        from .export.unreal import run_export_cli
+        import splatkit.export.unreal  # noqa: F401
     except ImportError:
         raise UserError("The Unreal export is not available in this installation.",
                         "Reinstall splatkit.") from None
-    run_export_cli(args.out, args)
+    run_export(args.out, args)
     return 0
 
 

@@ -16,7 +16,7 @@ from splatkit.config import RunConfig
 from splatkit.errors import UserError
 from splatkit.ingest import SourceKind
 from splatkit.scans import scan_kind
-from splatkit.scans.posed import GL_TO_CV
+from splatkit.frames import GL_TO_CV
 from splatkit.sources import detect_source, import_cameras
 
 W, H = 320, 240

@@ -34,8 +34,22 @@ from splatkit.fileio import write_text_atomic
 from splatkit.splats import Splats
 
 MANIFEST_VERSION = 2
-#: The editor script, copied beside the manifest so that Tools > Execute Python Script finds it.
-EDITOR_SCRIPT = Path(__file__).resolve().parents[2] / "unreal_export" / "import_splat.py"
+#: The editor script, copied beside the manifest so that Tools > Execute Python Script finds it:
+#: in an installed splatkit the wheel's copy (``setup.py`` puts it in the package), in a source
+#: checkout (or an editable install) the repository's ``unreal_export/import_splat.py``.
+EDITOR_SCRIPT_CANDIDATES = (
+    Path(__file__).resolve().parents[1] / "unreal_export" / "import_splat.py",
+    Path(__file__).resolve().parents[2] / "unreal_export" / "import_splat.py",
+)
+
+
+def editor_script() -> Path:
+    """The Unreal editor script every export carries (an installation without it is broken)."""
+    for path in EDITOR_SCRIPT_CANDIDATES:
+        if path.is_file():
+            return path
+    raise RuntimeError(f"splatkit's Unreal editor script is missing (looked at "
+                       f"{', '.join(map(str, EDITOR_SCRIPT_CANDIDATES))}): reinstall splatkit")
 
 
 @dataclass
@@ -170,10 +184,10 @@ def write_all(job: ExportJob, s_up: Splats, tiles: list[T.Tile], cams_up) -> lis
     paths += p
     sky, p = _write_sky(job, s_up)
     paths += p
-    script = job.out_dir / EDITOR_SCRIPT.name
-    if EDITOR_SCRIPT.is_file():
-        shutil.copyfile(EDITOR_SCRIPT, script)
-        paths.append(script)
+    source = editor_script()
+    script = job.out_dir / source.name
+    shutil.copyfile(source, script)
+    paths.append(script)
     mpath = job.out_dir / f"{job.name}.unreal.json"
     write_text_atomic(mpath, json.dumps(manifest(job, entries, collision, sky), indent=2))
     return paths + [mpath]

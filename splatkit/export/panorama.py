@@ -93,5 +93,5 @@ def gather(image: Tensor, idx: Tensor, wts: Tensor) -> Tensor:
 
 def upright_to_ue_directions(d: Tensor) -> Tensor:
     """Directions in the upright frame (+Y left) -> Unreal's axes (+Y right): Y negated, as for
-    positions (:data:`splatkit.export.frames.UPRIGHT_TO_UE_AXES`, without the cm factor)."""
+    positions (:data:`splatkit.frames.UPRIGHT_TO_UE_AXES`, without the cm factor)."""
     return d * d.new_tensor([1.0, -1.0, 1.0])

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from splatkit.export import frames as F
+from splatkit import frames as F
 from splatkit.export import panorama as P
 from splatkit.sky import SkyMap, to_u8
 

@@ -25,14 +25,13 @@ from ..config import RunConfig
 from ..errors import UserError
 from ..events import NULL_BUS, EventBus, Message
 from ..fileio import write_text_atomic
+from ..frames import GL_TO_CV  # OpenGL/ARKit camera axes -> OpenCV
 from ..ingest.names import shown
 from ..scene import Scene
 from ..sfm.validate import Labels, camera_problems, image_status, refuse, set_problems, size_scale
 
 STAGE = "sfm"
 RECIPE = 1
-#: OpenGL/ARKit camera axes (x right, y up, looking down -z) -> OpenCV (x right, y down, z forward)
-GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
 @dataclass

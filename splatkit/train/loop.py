@@ -27,10 +27,11 @@ from ..events import NULL_BUS, EvalResult, EventBus, Message, TrainStep
 from ..render import Renderer, RenderSettings, View, make_renderer
 from ..scene import Scene
 from ..splats import Splats
+from ..views import WorldNorm, load_images, make_view, scaled_cameras
 from . import checkpoint as ck
 from .addons import Addons
 from .clearance import clear_cameras, clearance_radius, point_index
-from .data import ViewOrder, WorldNorm, load_images, make_view, scaled_cameras
+from .data import ViewOrder
 from .losses import photometric_loss, regularisers
 from .optim import (
     SplatMCMCStrategy,
