@@ -159,7 +159,7 @@ def run_train(
     write_text_atomic(rd.metrics, json.dumps(metrics, indent=2))
     from .report import build_report
 
-    with _Timer(bus, "report", "report.html"):
+    with _Timer(bus, "report", rd.report.name):
         build_report(rd.root)
     bus.emit(Message(stage="done", text=f"held-out PSNR {ev['psnr']:.2f} dB, SSIM {ev['ssim']:.3f}"))
     return RunResult(out_dir=rd.root, metrics=metrics, scene=scene)
@@ -187,7 +187,7 @@ def _evaluate_and_write(rd: RunDir, result, scene, cfg: RunConfig, renderer: Ren
         write_previews(ev, rd.previews)
         t.summary = {"psnr": ev["psnr"], "ssim": ev["ssim"]}
     timings["evaluate"] = t.seconds
-    with _Timer(bus, "export", "scene.ply") as t:
+    with _Timer(bus, "export", rd.scene_ply.name) as t:
         write_ply(result.splats.detach().to("cpu"), rd.scene_ply)
     timings["export"] = t.seconds
     return ev

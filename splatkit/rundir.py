@@ -65,7 +65,7 @@ DESCRIPTIONS = {
 #: The layout names that are files (the others are folders).
 FILES = ("config.json", "log.txt", "events.jsonl", "scene.ply", "metrics.json", "report.html")
 #: What the classroom server keeps in a job's folder beside the run (its own bookkeeping).
-SERVER_FILES = ("cancel", "attempt", "node.json")
+SERVER_FILES = ("cancel", "attempt", "node.json", "report_student.html")
 #: The results of training, moved aside (to ``previous/<run id>/``) when a fresh run starts in
 #: a folder that holds another run's. SfM's outputs stay: they are reused when the inputs match.
 TRAINING_OUTPUTS = (
@@ -173,6 +173,15 @@ class RunDir:
     @property
     def node(self) -> Path:
         return self.root / "node.json"
+
+    @property
+    def student_report(self) -> Path:
+        """The report as the classroom's students see it (the server's)."""
+        return self.root / "report_student.html"
+
+    def export_zip(self, plugin: str) -> Path:
+        """The classroom server's zip of the Unreal export for ``plugin``."""
+        return self.exports / f"{plugin}.zip"
 
     @property
     def meta(self) -> Path:

@@ -33,7 +33,7 @@ from ..scene import Scene
 from .calls import quiet_colmap
 from .cameras import CameraGroup, camera_groups, describe
 from .database import no_parallax_share
-from .diagnose import clusters, explain, failure, pair_inliers
+from .diagnose import NO_PARALLAX_TODO, clusters, explain, failure, pair_inliers
 from .features import extract, mark_second_chance, prepare_database
 from .loaders import load_cached, load_scene, undistort_model
 from .mapping import MAPPERS, MapStats, Model, choose_mapper, map_photos
@@ -89,6 +89,7 @@ def _run_sfm(photos: PhotoSet, out_dir: Path, cfg: SfmConfig, bus: EventBus) -> 
     for stale in ("inputs.json", "vocab_tree.bin"):
         (work / stale).unlink(missing_ok=True)
     stages = _place(photos, work, cfg, bus)
+    _warn_no_parallax(work / "database.db", bus)
     t = time.time()
     final_model = work / "model"
     if final_model.exists():
@@ -251,6 +252,15 @@ def _cached(out_dir: Path, key: str) -> dict | None:
     if not (out_dir / "sparse" / "0" / "cameras.bin").exists() or not (out_dir / "images").is_dir():
         return None
     return rec
+
+
+def _warn_no_parallax(db: Path, bus: EventBus) -> None:
+    """Placed, but from one spot: say that depth will be guessed, and how to capture instead."""
+    share = no_parallax_share(db) if db.is_file() else 0.0
+    if share >= 0.9:
+        bus.emit(Message(STAGE, f"{share:.0%} of the matched photo pairs show no change of viewpoint: "
+                         "the photos look taken from one spot, so the scene's depth is poorly "
+                         f"measured. {NO_PARALLAX_TODO}", level="warning"))
 
 
 def _check_config(cfg: SfmConfig) -> None:
