@@ -20,7 +20,7 @@ from .events import EventBus, Message, StageFinished, StageStarted
 from .fileio import write_text_atomic
 from .render import Renderer, select_renderer
 from .run import check_model
-from .rundir import RunDir, suggest_out_dir
+from .rundir import RunDir, as_rundir, suggest_out_dir
 
 
 @dataclass
@@ -86,20 +86,20 @@ def run_sfm_stage(photos: Path, out_dir: Path | RunDir, cfg: RunConfig, bus: Eve
     from .sfm import run_sfm
     from .sources import detect_source, import_cameras, ingest_source
 
-    out_dir = out_dir.root if isinstance(out_dir, RunDir) else Path(out_dir)
+    rd = as_rundir(out_dir)
     kind = detect_source(Path(photos))
     if kind.has_cameras:  # cameras given: SfM skipped
         with _Timer(bus, "sfm", f"existing cameras ({kind})") as t:
-            photo_set, scene = import_cameras(Path(photos), kind, out_dir, cfg, bus)
+            photo_set, scene = import_cameras(Path(photos), kind, rd, cfg, bus)
             t.summary = _sfm_summary(photo_set, scene)
         timings["sfm"] = t.seconds
         return photo_set, scene
     with _Timer(bus, "ingest", str(photos)) as t:
-        photo_set = ingest_source(Path(photos), kind, out_dir, cfg.ingest, bus)
+        photo_set = ingest_source(Path(photos), kind, rd, cfg.ingest, bus)
         t.summary = {"used": len(photo_set.images), "skipped": len(photo_set.skipped)}
     timings["ingest"] = t.seconds
     with _Timer(bus, "sfm", f"{len(photo_set.images)} photos") as t:
-        scene = run_sfm(photo_set, out_dir, cfg.sfm, bus)
+        scene = run_sfm(photo_set, rd, cfg.sfm, bus)
         t.summary = _sfm_summary(photo_set, scene)
     timings["sfm"] = t.seconds
     return photo_set, scene
@@ -132,7 +132,7 @@ def run_train(
     (:data:`splatkit.config.PHOTO_TIERS`) leave alone."""
     from .train import train
 
-    rd = out_dir if isinstance(out_dir, RunDir) else RunDir(Path(out_dir))
+    rd = as_rundir(out_dir)
     renderer = renderer or select_renderer(cfg.device)
     warming = None
     if renderer.name == "cpu":  # compile the CPU kernels while SfM runs (fresh installs)
@@ -147,7 +147,7 @@ def run_train(
         warming.join()
     cfg = _apply_tier(rd, cfg, len(scene.train_idx), set(explicit), bus)
     with _Timer(bus, "train", f"{cfg.train.steps} steps on {renderer.device}") as t:
-        result = train(scene, cfg.train, rd.root, renderer, bus=bus, resume=resume,
+        result = train(scene, cfg.train, rd, renderer, bus=bus, resume=resume,
                        stop_flag=stop_flag, run_id=run_id)
         t.summary = {"steps": result.steps_done, "splats": len(result.splats)}
     timings["train"] = t.seconds

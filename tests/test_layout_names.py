@@ -2,8 +2,9 @@
 
 An AST scan of every other module of the package: a layout name (``scene.ply``, ``sparse``,
 ``checkpoints``, the server's ``cancel`` ...) as a string literal in a path join (``a / "x"``,
-``Path(..., "x")``, ``joinpath``, ``os.path.join``, ``open``) or, for the names with a dot (no other
-meaning), anywhere outside a docstring, fails the test with the file and line.
+``Path(..., "x")``, ``joinpath``, ``os.path.join``, ``open``), as a module constant, or, for the
+names with a dot (no other meaning), anywhere outside a docstring, fails the test with the file and
+line.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def _in_join(node: ast.Constant, parents: dict) -> bool:
     p = parents.get(id(node))
     if isinstance(p, ast.BinOp) and isinstance(p.op, ast.Div):
         return True
+    if isinstance(p, (ast.Assign, ast.AnnAssign)) and isinstance(parents.get(id(p)), ast.Module):
+        return True  # a module constant naming it (CHECKPOINT_DIR = "checkpoints")
     if isinstance(p, ast.Call) and node in p.args:
         f = p.func
         name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
@@ -64,7 +67,8 @@ def test_the_scan_finds_a_join(tmp_path):
     try:
         bad.write_text('from pathlib import Path\n\n\ndef f(out):\n    return Path(out) / "sparse" / "0"\n')
         assert violations(bad) == ["splatkit/_layout_probe.py:5: 'sparse'"]
-        bad.write_text('KNOWN = {"scene.ply": 1}\n')
-        assert violations(bad) == ["splatkit/_layout_probe.py:1: 'scene.ply'"]
+        bad.write_text('KNOWN = {"scene.ply": 1}\nDIR = "checkpoints"\n')
+        assert sorted(violations(bad)) == ["splatkit/_layout_probe.py:1: 'scene.ply'",
+                                   "splatkit/_layout_probe.py:2: 'checkpoints'"]
     finally:
         bad.unlink()

@@ -221,7 +221,7 @@ def send_file(path: Path, media_type: str | None, download_name: str | None = No
 @router.get("/api/jobs/{job_id}/report.html")
 def report(request: Request, job_id: int):
     job = job_files(request, job_id)
-    if not (Path(job["out_dir"]) / "report.html").is_file():
+    if not RunDir(job["out_dir"]).report.is_file():
         raise HTTPException(404, "Not there (yet).")
     return send_file(class_report(job), "text/html")
 
