@@ -277,8 +277,8 @@ class RunDir:
             if not os.path.lexists(p):
                 continue
             want_file = name in FILES
-            if p.is_symlink() or (p.is_file() != want_file) or (not want_file and not p.is_dir()):
-                out.append(name + ("" if want_file else "/"))
+            if p.is_file() != want_file or (not want_file and not p.is_dir()):
+                out.append(name + ("/" if p.is_dir() else ""))
         return out
 
     def read_json_object(self, path: Path) -> dict | None:
