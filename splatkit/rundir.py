@@ -507,11 +507,12 @@ def _os_lock(lock: RunLock) -> bool:
 @contextlib.contextmanager
 def reading(root: Path, command: str):
     """Hold a reader's (shared) lock on ``root`` while the block reads it. A folder splatkit
-    cannot lock (read-only media, no run there) is read as it is: nobody can write it then."""
+    cannot lock (read-only media, no ``.splatkit/`` there) is read as it is: no splatkit command
+    writes there then."""
     rd = RunDir(Path(root))
     lock = RunLock(rd, command, shared=True)
-    try:
-        if rd.root.is_dir() and os.access(rd.root, os.W_OK):
+    try:  # only where splatkit keeps its bookkeeping: a reader never adds it to a user's folder
+        if rd.meta.is_dir() and os.access(rd.meta, os.W_OK):
             lock.acquire()
     except OSError:
         pass
