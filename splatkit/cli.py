@@ -13,7 +13,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from .config import PRESETS, IngestConfig, RunConfig, TrainConfig, preset_config
+from .config import PRESETS, BlocksConfig, IngestConfig, RunConfig, TrainConfig, preset_config
 from .errors import UserError
 from .options import input_path, number, output_path, port_number
 from .rundir import RunDir
@@ -38,7 +38,8 @@ TRAIN_OPTIONS = {"steps": "train.steps", "resolution": "train.resolution",
                  "sh_degree": "train.sh_degree", "strategy": "train.strategy",
                  "max_splats": "train.max_splats", "seed": "train.seed", "mapper": "sfm.mapper",
                  "pose_opt": "train.pose_opt", "appearance": "train.appearance", "packed": "train.packed",
-                 "video_fps": "ingest.video_fps"}
+                 "video_fps": "ingest.video_fps", "blocks": "blocks.blocks",
+                 "ray_address": "blocks.ray_address"}
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
@@ -79,6 +80,13 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                         "train again from its SfM output (OUT/sparse/0 with OUT/images).")
     _add_mapper_option(p)
     _add_video_fps_option(p)
+    p.add_argument("--blocks", type=number(BlocksConfig, "blocks"), default=None,
+                   help="Train a large capture in this many blocks (default: one block per 1,000 "
+                        "photos; 1: never split). Each block trains on the photos that see it and "
+                        "holds the memory alone.")
+    p.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="Train the blocks as Ray tasks: 'local' (a Ray on this machine) or a "
+                        "cluster's address (ray://HOST:10001). Default: one block after another.")
     p.add_argument("--resume", action="store_true",
                    help="Continue the interrupted (or finished: train longer with --steps) run in OUT "
                         "from its last checkpoint, with its own settings.")

@@ -10,8 +10,10 @@ Layout (the one place these names live; every other module asks :class:`RunDir`)
     sparse/0/          the undistorted COLMAP model (the world frame of scene.ply)
     images/            the undistorted images trained on
     checkpoints/       training checkpoints (``--resume``)
+    blocks/            a large capture's blocks, each a run of its own (``block_NNN/``, blocks.json)
     previews/          each held-out photo beside its render
     scene.ply          the trained splats;  metrics.json: held-out PSNR/SSIM and run facts
+    sky.npz, sky.png   the learned sky behind the splats (when the run has one; splatkit/sky.py)
     report.html        the report page
     unreal/, exports/  Unreal exports (``splatkit export``; the classroom server's zips)
     previous/<run>/    an earlier run's results, moved aside when a fresh run starts here
@@ -48,8 +50,8 @@ from .fileio import write_text_atomic
 #: Every top-level name splatkit writes in a run folder.
 LAYOUT = (
     "config.json", "log.txt", "events.jsonl", "work", "sfm_work", "sparse", "images",
-    "checkpoints", "previews", "scene.ply", "metrics.json", "report.html", "unreal", "exports",
-    "previous",
+    "checkpoints", "blocks", "previews", "scene.ply", "metrics.json", "report.html", "unreal",
+    "exports", "previous", "sky.npz", "sky.png",
 )  # fmt: skip
 #: What each entry is, in a user's words (the report's list of files).
 DESCRIPTIONS = {
@@ -61,6 +63,7 @@ DESCRIPTIONS = {
     "images": "undistorted images used for training", "checkpoints": "for --resume",
     "work": "working copies of the photos", "sfm_work": "SfM database",
     "unreal": "the Unreal export (splatkit export)", "previous": "earlier runs and exports, kept",
+    "blocks": "a large capture's blocks, each trained as a run of its own",
 }
 #: The layout names that are files (the others are folders).
 FILES = ("config.json", "log.txt", "events.jsonl", "scene.ply", "metrics.json", "report.html")
@@ -69,8 +72,8 @@ SERVER_FILES = ("cancel", "attempt", "node.json", "report_student.html")
 #: The results of training, moved aside (to ``previous/<run id>/``) when a fresh run starts in
 #: a folder that holds another run's. SfM's outputs stay: they are reused when the inputs match.
 TRAINING_OUTPUTS = (
-    "config.json", "checkpoints", "previews", "scene.ply", "metrics.json", "report.html", "unreal",
-    "exports",
+    "config.json", "checkpoints", "blocks", "previews", "scene.ply", "metrics.json", "report.html",
+    "unreal", "exports", "sky.npz", "sky.png",
 )  # fmt: skip
 #: Top-level names each writing command may write (claimed in ``.splatkit/run.json`` first).
 CLAIMS = {
@@ -135,12 +138,24 @@ class RunDir:
         return self.root / "checkpoints"
 
     @property
+    def blocks(self) -> Path:
+        return self.root / "blocks"
+
+    @property
     def previews(self) -> Path:
         return self.root / "previews"
 
     @property
     def scene_ply(self) -> Path:
         return self.root / "scene.ply"
+
+    @property
+    def sky(self) -> Path:
+        return self.root / "sky.npz"
+
+    @property
+    def sky_png(self) -> Path:
+        return self.root / "sky.png"
 
     @property
     def metrics(self) -> Path:

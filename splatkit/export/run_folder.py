@@ -101,9 +101,14 @@ def _export_locked(rd: RunDir, options: UnrealExportOptions, dest: Path | None) 
         from splatkit.sfm.loaders import load_scene
 
         scene = load_scene(rd)
+    sky = None
+    if rd.sky.is_file():
+        from splatkit.sky import load as load_sky
+
+        sky = load_sky(rd.sky)
     target = Path(dest) if dest else rd.unreal
     notes = _keep_other_export(rd, target, options, record) if dest is None else []
-    paths = export_unreal(splats, scene, target, options, gps=read_photo_gps(rd.root))
+    paths = export_unreal(splats, scene, target, options, gps=read_photo_gps(rd.root), sky=sky)
     manifest = json.loads(paths[-1].read_text(encoding="utf-8"))
     manifest["run_id"] = record.run_id if record else ""  # which run this export came from
     manifest["messages"] = list(manifest.get("messages", [])) + notes

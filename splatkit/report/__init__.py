@@ -221,6 +221,56 @@ def _section_quality(out_dir: Path, m: dict) -> str:
     return "\n".join(out)
 
 
+def _section_coach(out_dir: Path, c) -> str:
+    """The capture coach (:mod:`.coach`): the diagnosis, the advice, the map from above, the
+    photos not placed and why, the worst held-out views and their causes."""
+    from .coach import split_preview
+    from .plots import coverage_figure, view_errors_figure
+
+    out = [f"<p class='diagnosis' data-key='coach.diagnosis'><b>{html.escape(c.diagnosis)}</b></p>"]
+    if c.advice:
+        out.append("<h3>For your next capture</h3><ol class='advice'>")
+        out += [f"<li>{html.escape(a)}</li>" for a in c.advice]
+        out.append("</ol>")
+    if c.findings:
+        out.append("<h3>What the coach measured</h3><ul class='findings'>")
+        out += [f"<li data-key='{html.escape(f.key)}'>{html.escape(f.text[0].upper() + f.text[1:])}"
+                + (f" (<code>{html.escape(_short_list(f.photos))}</code>)" if f.photos else "")
+                + "</li>" for f in c.findings]
+        out.append("</ul>")
+    if c.unplaced:
+        out.append("<h3>Photos that were not placed, and why</h3><ul class='unplaced'>")
+        out += [f"<li data-kind='{html.escape(r['kind'])}'><code>{html.escape(r['name'])}</code>: "
+                f"{html.escape(r['why'])}</li>" for r in c.unplaced]
+        out.append("</ul>")
+    if c.coverage is not None and c.coverage.get("points", 0) >= 10:
+        out.append("<h3>From above: how many photos saw each part</h3><p>Each square is a patch "
+                   "of the scene seen from above, coloured by how many photos saw the points SfM "
+                   "found there (bright: many). Orange squares were seen by 3 photos or fewer "
+                   "(thin: blurry or missing in the result); red hatching marks gaps inside the "
+                   "scene that no photo saw well enough; white dots are where you stood.</p>")
+        out.append(_img(coverage_figure(c.coverage), "map from above of how many photos saw "
+                        "each part of the scene"))
+    bad = [v for v in c.views if v.key not in ("ok", "unknown")][:WORST]
+    if bad:
+        out.append("<h3>Where the held-out views are worst, and why</h3>")
+    for v in bad:
+        pr = split_preview(RunDir(out_dir).previews / f"{Path(v.name).stem}.png")
+        if pr is not None:
+            import numpy as np
+
+            out.append(_img(view_errors_figure(pr[0], pr[1], np.asarray(v.error_blocks),
+                                               f"{v.name}: {v.psnr:.2f} dB"),
+                            f"{v.name}: photo, render and where they differ"))
+        out.append(f"<p class='cause' data-key='{html.escape(v.key)}'><code>{html.escape(v.name)}"
+                   f"</code> ({v.psnr:.2f} dB): {html.escape(v.cause)}.</p>")
+    return "\n".join(out)
+
+
+def _short_list(names: list[str], most: int = 6) -> str:
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
 def _section_outputs(out_dir: Path, m: dict) -> str:
     what = DESCRIPTIONS
     rows = []
@@ -284,12 +334,15 @@ td,th{padding:3px 10px;text-align:left;border-bottom:1px solid #eee;vertical-ali
 pre{background:#f4f4f4;padding:8px 12px;border-radius:4px;overflow-x:auto}
 code{background:#f4f4f4;padding:0 3px;border-radius:3px} .missing{color:#999}
 nav a{margin-right:12px}
+.diagnosis{font-size:17px;background:#fff6e0;padding:8px 12px;border-left:4px solid #e0a000}
 """
 
 
-def render_html(out_dir: Path, next_step: str | None = None, shown_path: str | None = None) -> str:
+def render_html(out_dir: Path, next_step: str | None = None, shown_path: str | None = None,
+                coaching=None) -> str:
     """The page for ``out_dir`` as a string (see :func:`build_report`); ``next_step`` (HTML) and
-    ``shown_path`` replace the next-step commands and the folder shown (the classroom server).
+    ``shown_path`` replace the next-step commands and the folder shown (the classroom server);
+    ``coaching``: the coach's result (:func:`.coach.analyse`; made here when not given).
 
     A damaged run file (``metrics.json`` that is not an object, an event with a field of the wrong
     type, a model that cannot be read) costs its section, which says so, never the page."""
@@ -298,7 +351,12 @@ def render_html(out_dir: Path, next_step: str | None = None, shown_path: str | N
     damaged = m is None and rd.metrics.exists()
     m = m or {}
     events = read_events(rd.events)
+    if coaching is None:
+        from .coach import analyse
+
+        coaching = analyse(out_dir, m)
     sections = [
+        ("coach", "Capture coach", _guard(_section_coach, out_dir, coaching)),
         ("inputs", "What went in", _guard(_section_inputs, m)),
         ("cameras", "Where the cameras are", _guard(_section_cameras, out_dir)),
         ("training", "How training went", _guard(_section_training, events, m)),
@@ -307,7 +365,7 @@ def render_html(out_dir: Path, next_step: str | None = None, shown_path: str | N
         ("next", "Next step", _guard(_section_next, out_dir) if next_step is None else next_step),
     ]
     if damaged:
-        sections[0] = (sections[0][0], sections[0][1],
+        sections[1] = (sections[1][0], sections[1][1],
                        f"<p class='missing'>{rd.metrics.name} is damaged (not a JSON object): the "
                        "run's numbers cannot be shown.</p>")
     title = f"splatkit report: {out_dir.name}"
@@ -360,5 +418,9 @@ def build_report(out_dir: Path) -> Path:
         raise UserError(f"{out_dir} does not look like a splatkit output folder "
                         "(no metrics.json, events.jsonl, sparse/ or scene.ply).",
                         "Give the folder that `splatkit train -o OUT` wrote.")
-    write_text_atomic(rd.report, render_html(out_dir))
+    from . import coach
+
+    coaching = coach.analyse(out_dir)
+    coach.save(out_dir, coaching)  # the one-line diagnosis in metrics.json, for the class wall
+    write_text_atomic(rd.report, render_html(out_dir, coaching=coaching))
     return rd.report

@@ -238,3 +238,8 @@ def _clear(out_dir: Path) -> None:
     for p in (rd.images, rd.sparse):
         if p.exists():
             shutil.rmtree(p)
+
+
+#: for other importers of posed cameras (phone-scan exports, :mod:`splatkit.scans`)
+triangulate_if_needed = _triangulate_if_needed
+write_pinhole_model = _write_pinhole_model

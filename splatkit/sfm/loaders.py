@@ -13,7 +13,7 @@ Conventions (see also ``splatkit/scene.py``):
 * COLMAP's pixel coordinates put the centre of the top-left pixel at (0.5, 0.5), as ours do, so
   ``K`` is the camera's calibration matrix unchanged.
 * ``transforms.json`` stores camera-to-world matrices with OpenGL camera axes (x right, y up,
-  z backward, the camera looks along -z). OpenCV c2w = OpenGL c2w @ diag(1, -1, -1, 1) (flip the
+  z backward, the camera looks along -z). OpenCV c2w = OpenGL c2w @ ``frames.GL_TO_CV`` (flip the
   camera's y and z axes); world-to-camera is its inverse. The world frame is kept as it is.
 * ``transforms.json`` intrinsics ``fl_x, fl_y, cx, cy, w, h`` (pixels, top level or per frame)
   and optional OpenCV distortion ``k1, k2, p1, p2`` (``k3``, ``k4`` for the full OPENCV model are
@@ -33,6 +33,7 @@ import torch
 
 from ..errors import UserError
 from ..events import NULL_BUS, EventBus, Message
+from ..frames import GL_TO_CV
 from ..ingest.names import shown
 from ..rundir import RunDir, as_rundir, colmap_images, colmap_models
 from ..scene import Cameras, Scene
@@ -43,8 +44,6 @@ from .validate import check_model
 STAGE = "sfm"
 PINHOLE_MODELS = ("PINHOLE", "SIMPLE_PINHOLE")
 
-#: OpenGL camera axes -> OpenCV camera axes (flip y and z), applied on the camera side of c2w.
-GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
 def scene_from_reconstruction(

@@ -3,8 +3,8 @@
 Axes. COLMAP stores world-to-camera poses with OpenCV camera axes: x right, y down, z forward
 (``x_cam = R @ x_world + t``). three.js cameras use OpenGL axes: x right, y up, looking down -z.
 The world frame is left exactly as COLMAP's (it is the frame of ``scene.ply``), so only the
-camera side changes: ``c2w_gl = inverse(w2c_cv) @ diag(1, -1, -1, 1)`` (flip the camera's y and
-z axes). The intrinsics become an off-centre OpenGL projection, see :func:`gl_projection`.
+camera side changes: ``c2w_gl = inverse(w2c_cv) @ CV_TO_GL`` (:mod:`splatkit.frames`: flip the
+camera's y and z axes). The intrinsics become an off-centre OpenGL projection, see :func:`gl_projection`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..frames import CV_TO_GL
 from ..rundir import RunDir
-
-#: OpenCV camera axes -> OpenGL camera axes (x right, y up, z backward).
-CV_TO_GL = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
 @dataclass
