@@ -18,6 +18,8 @@ PKG = Path(rundir.__file__).resolve().parent
 NAMES = set(rundir.LAYOUT) | set(rundir.SERVER_FILES) | {
     rundir.META, "run.json", "lock", "lock.json", "readers", "frames.json", "inputs.json", "import.json",
 }
+#: a line that names an input's folder, not the output's, says so (Polycam's keyframes/images)
+INPUT_MARK = "# input, not OUT/"
 JOINS = {"Path", "PurePath", "joinpath", "join", "open", "with_name"}
 
 
@@ -48,9 +50,12 @@ def violations(path: Path) -> list[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     parents = {id(c): n for n in ast.walk(tree) for c in ast.iter_child_nodes(n)}
     docs = _docstrings(tree)
+    lines = path.read_text(encoding="utf-8").splitlines()
     out = []
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Constant) and isinstance(node.value, str)) or id(node) in docs:
+            continue
+        if INPUT_MARK in lines[node.lineno - 1]:  # another program's folder that reuses a name
             continue
         if node.value in NAMES and ("." in node.value or _in_join(node, parents)):
             out.append(f"{path.relative_to(PKG.parent)}:{node.lineno}: {node.value!r}")
