@@ -17,6 +17,7 @@ from pathlib import Path
 from .config import PRESETS, BlocksConfig, IngestConfig, RunConfig, TrainConfig, preset_config
 from .errors import UserError
 from .options import input_path, number, output_path, port_number
+from .rundir import RunDir
 
 PROG = "splatkit"
 #: OS errors that come from a path the user gave, not from a bug (said in two lines, exit 2).
@@ -347,7 +348,7 @@ def cmd_sfm(args: argparse.Namespace) -> int:
         return code
     scene = result.scene
     if not args.quiet:
-        print(f"\nPoses: {result.out_dir / 'sparse' / '0'} ({len(scene.cameras)} cameras, "
+        print(f"\nPoses: {RunDir(result.out_dir).sparse} ({len(scene.cameras)} cameras, "
               f"{scene.points.shape[0]:,} points)")
     return 0
 

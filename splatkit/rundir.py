@@ -68,7 +68,7 @@ DESCRIPTIONS = {
 #: The layout names that are files (the others are folders).
 FILES = ("config.json", "log.txt", "events.jsonl", "scene.ply", "metrics.json", "report.html")
 #: What the classroom server keeps in a job's folder beside the run (its own bookkeeping).
-SERVER_FILES = ("cancel", "attempt", "node.json")
+SERVER_FILES = ("cancel", "attempt", "node.json", "report_student.html")
 #: The results of training, moved aside (to ``previous/<run id>/``) when a fresh run starts in
 #: a folder that holds another run's. SfM's outputs stay: they are reused when the inputs match.
 TRAINING_OUTPUTS = (
@@ -190,6 +190,15 @@ class RunDir:
         return self.root / "node.json"
 
     @property
+    def student_report(self) -> Path:
+        """The report as the classroom's students see it (the server's)."""
+        return self.root / "report_student.html"
+
+    def export_zip(self, plugin: str) -> Path:
+        """The classroom server's zip of the Unreal export for ``plugin``."""
+        return self.exports / f"{plugin}.zip"
+
+    @property
     def meta(self) -> Path:
         return self.root / META
 
@@ -283,8 +292,8 @@ class RunDir:
             if not os.path.lexists(p):
                 continue
             want_file = name in FILES
-            if p.is_symlink() or (p.is_file() != want_file) or (not want_file and not p.is_dir()):
-                out.append(name + ("" if want_file else "/"))
+            if p.is_file() != want_file or (not want_file and not p.is_dir()):
+                out.append(name + ("/" if p.is_dir() else ""))
         return out
 
     def read_json_object(self, path: Path) -> dict | None:
@@ -513,11 +522,12 @@ def _os_lock(lock: RunLock) -> bool:
 @contextlib.contextmanager
 def reading(root: Path, command: str):
     """Hold a reader's (shared) lock on ``root`` while the block reads it. A folder splatkit
-    cannot lock (read-only media, no run there) is read as it is: nobody can write it then."""
+    cannot lock (read-only media, no ``.splatkit/`` there) is read as it is: no splatkit command
+    writes there then."""
     rd = RunDir(Path(root))
     lock = RunLock(rd, command, shared=True)
-    try:
-        if rd.root.is_dir() and os.access(rd.root, os.W_OK):
+    try:  # only where splatkit keeps its bookkeeping: a reader never adds it to a user's folder
+        if rd.meta.is_dir() and os.access(rd.meta, os.W_OK):
             lock.acquire()
     except OSError:
         pass

@@ -83,7 +83,7 @@ def export_run(
     with other settings is moved to ``OUT/previous/unreal-<time>/`` (and said), not replaced.
     """
     rd = RunDir(Path(out_dir))
-    if not rd.root.is_dir():
+    if not rd.meta.is_dir():  # not a folder splatkit keeps: say why before adding anything to it
         check_finished(rd.root)
     with writing(rd.root, "export") as rd:
         return _export_locked(rd, options or UnrealExportOptions(), dest)
