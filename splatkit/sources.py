@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import statistics
+from functools import partial
 from pathlib import Path
 
 from PIL import Image
@@ -40,7 +41,9 @@ STAGE = "ingest"
 
 
 def detect_source(path: Path) -> SourceKind:
-    """What ``path`` is: a folder of photos, a video, a COLMAP project or a ``transforms.json``.
+    """What ``path`` is: a folder of photos, a video, a COLMAP project or a ``transforms.json``;
+    360-degree frames, a folder or a video (:mod:`splatkit.pano`); a phone-scan export with
+    poses (Polycam, Record3D: :mod:`splatkit.scans`).
 
     Raises:
         UserError: the path is missing, a broken link or unreachable, or is a file of another
@@ -76,6 +79,11 @@ def detect_source(path: Path) -> SourceKind:
 
 
 def _folder_kind(path: Path) -> SourceKind:
+    from .scans import scan_kind
+
+    scan = scan_kind(path)
+    if scan:
+        return SourceKind(scan)
     if any((path / n).is_file() for n in ("transforms.json", "transforms_train.json")):
         return SourceKind.TRANSFORMS
     if any((path / f"cameras{e}").is_file() and (path / f"images{e}").is_file() for e in (".bin", ".txt")):
@@ -91,7 +99,9 @@ def _folder_kind(path: Path) -> SourceKind:
                 f"Put the photos the model was made from in {shown(path / 'images')}.",
             )
         return SourceKind.COLMAP
-    return SourceKind.PHOTOS
+    from .pano.source import folder_is_pano
+
+    return SourceKind.PANO if folder_is_pano(path) else SourceKind.PHOTOS
 
 
 def _has_model(d: Path) -> bool:
@@ -101,7 +111,9 @@ def _has_model(d: Path) -> bool:
 def _file_kind(path: Path) -> SourceKind:
     ext = path.suffix.lower()
     if ext in VIDEO_EXTS:
-        return SourceKind.VIDEO
+        from .pano.source import video_is_pano
+
+        return SourceKind.PANO_VIDEO if video_is_pano(path) else SourceKind.VIDEO
     if ext == ".json":
         return SourceKind.TRANSFORMS
     if ext in IMAGE_EXTS:
@@ -143,10 +155,33 @@ def _import_transforms(path: Path, out_dir: Path, cfg: RunConfig, bus: EventBus)
     return import_transforms(path, out_dir, cfg.sfm, bus)
 
 
-#: The kinds that give pictures (ingest, then SfM) and those that bring cameras (imported; SfM
-#: skipped). Every :class:`SourceKind` is in exactly one (``tests/test_sources.py``).
+def _import_scan(path: Path, out_dir: Path, cfg: RunConfig, bus: EventBus, kind: SourceKind):
+    from .scans import import_scan
+
+    return import_scan(path, str(kind), out_dir, cfg, bus)
+
+
+def _place_pano(path: Path, out_dir: Path, cfg: RunConfig, bus: EventBus, kind: SourceKind):
+    from .pano.source import run_pano_sfm
+
+    return run_pano_sfm(path, kind, out_dir, cfg, bus)
+
+
+#: The kinds that give pictures (ingest, then SfM), those that bring cameras (imported; SfM
+#: skipped) and those whose frames are placed by their own SfM (360 frames, as a rig). Every
+#: :class:`SourceKind` is in exactly one (``tests/test_sources.py``).
 INGESTERS = {SourceKind.PHOTOS: _ingest_photos, SourceKind.VIDEO: _ingest_video}
-IMPORTERS = {SourceKind.COLMAP: _import_colmap, SourceKind.TRANSFORMS: _import_transforms}
+IMPORTERS = {SourceKind.COLMAP: _import_colmap, SourceKind.TRANSFORMS: _import_transforms,
+             SourceKind.POLYCAM: partial(_import_scan, kind=SourceKind.POLYCAM),
+             SourceKind.RECORD3D: partial(_import_scan, kind=SourceKind.RECORD3D)}
+RIGS = {SourceKind.PANO: partial(_place_pano, kind=SourceKind.PANO),
+        SourceKind.PANO_VIDEO: partial(_place_pano, kind=SourceKind.PANO_VIDEO)}
+
+
+def place_rig(path: Path, kind: SourceKind, out_dir: Path, cfg: RunConfig, bus: EventBus = NULL_BUS):
+    """360 frames (a folder or a video) -> views placed as a rig: ``(photo_set, scene)`` as the
+    ingest + SfM stages give (:func:`splatkit.pano.source.run_pano_sfm`)."""
+    return _handler(RIGS, kind, "360 frames to place")(Path(path), Path(out_dir), cfg, bus)
 
 
 def _handler(table: dict, kind: SourceKind, what: str):
@@ -333,4 +368,5 @@ def import_cameras(path: Path, kind: SourceKind, out_dir: Path, cfg: RunConfig, 
     return photo_set, scene
 
 
-__all__ = ["detect_source", "ingest_source", "extract_frames", "import_cameras", "SourceKind", "VIDEO_EXTS"]
+__all__ = ["detect_source", "ingest_source", "extract_frames", "import_cameras", "place_rig", "SourceKind",
+           "VIDEO_EXTS"]
