@@ -8,7 +8,8 @@ conventions of :mod:`splatkit.pano.equirect`. Then ``splatkit``'s 360 path (view
 places them; the rotation of every frame relative to the first is compared with the known one.
 With ``--train`` the whole ``splatkit train FRAMES`` runs after (held-out PSNR of the views).
 
-    python scripts/bench_pano.py --run RUN --frames 12 --width 2048 [--layout ring8] [--train]
+    python scripts/bench_pano.py --run RUN --frames 12 --width 2048 [--layout ring8] [--approach 0.4] \
+        [--train] [--steps N]
 
 Rows: ``layout frames registered rot_err_median_deg rot_err_max_deg cut_s sfm_s s_per_frame``
 (and ``psnr train_s`` with ``--train``).
@@ -67,12 +68,14 @@ def crop_to_points(splats, scene, margin: float = 0.1):
     return Splats(**{k: v[keep] for k, v in d.items()})
 
 
-def walk_poses(scene, n: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``(centre, pano_to_world)`` along the run's cameras (sorted by name), upright on average,
-    each turned by a random yaw (so that the rotations differ)."""
+def walk_poses(scene, n: int, approach: float, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(centre, pano_to_world)`` along the run's cameras (sorted by name), moved ``approach`` of
+    the way towards the sparse points' median, upright on average, each turned by a random yaw
+    (so that the rotations differ)."""
     c2w = scene.cameras.cam_to_world.double().numpy()
     order = np.argsort(scene.cameras.names)
-    centres = c2w[order, :3, 3]
+    target = np.median(scene.points.double().numpy(), 0)
+    centres = c2w[order, :3, 3] * (1 - approach) + target * approach
     s = np.linspace(0, len(centres) - 1, n)
     path = np.stack([np.interp(s, np.arange(len(centres)), centres[:, k]) for k in range(3)], 1)
     down = c2w[:, :3, 1].mean(0)
@@ -90,7 +93,8 @@ def render_pano(splats, centre, pano_to_world, width: int) -> np.ndarray:
 
     H, face = width // 2, width // 4
     K = torch.tensor([[face / 2, 0, face / 2], [0, face / 2, face / 2], [0, 0, 1]], dtype=torch.float32)
-    settings = RenderSettings(sh_degree=splats.sh_degree)
+    # grey, not black, around the scene: the ingest skips all-black frames
+    settings = RenderSettings(sh_degree=splats.sh_degree, background=(0.5, 0.5, 0.5))
     faces, rots = [], []
     for yaw, pitch in FACES:
         R = view_rotation(yaw, pitch) @ pano_to_world.T  # cam_from_world
@@ -126,6 +130,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--width", type=int, default=2048)
     ap.add_argument("--layout", default="ring8", choices=sorted(LAYOUTS))
+    ap.add_argument("--approach", type=float, default=0.4,
+                    help="fraction of the way from the run's cameras to its scene centre walked")
     ap.add_argument("--train", action="store_true",
                     help="then run splatkit train on the frames (--preset quick)")
     ap.add_argument("--steps", type=int, default=0, help="with --train: steps (0: the preset's)")
@@ -135,7 +141,7 @@ def main() -> None:
     frames_dir.mkdir(parents=True, exist_ok=True)
     scene = load_scene(a.run)
     splats = crop_to_points(load_splats(a.run), scene)
-    poses = walk_poses(scene, a.frames)
+    poses = walk_poses(scene, a.frames, a.approach)
     t = time.time()
     for i, (c, R) in enumerate(poses):
         f = frames_dir / f"pano_{i:03d}.jpg"
