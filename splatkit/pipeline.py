@@ -136,7 +136,6 @@ def run_train(
     """The stages of ``splatkit train`` (the folder is opened by :func:`splatkit.job.run_job`).
     ``explicit``: the settings given explicitly (flattened keys), which the preset's photo tiers
     (:data:`splatkit.config.PHOTO_TIERS`) leave alone."""
-    from .train import train
 
     rd = out_dir if isinstance(out_dir, RunDir) else RunDir(Path(out_dir))
     renderer = renderer or select_renderer(cfg.device)
@@ -153,8 +152,7 @@ def run_train(
         warming.join()
     cfg = _apply_tier(rd, cfg, len(scene.train_idx), set(explicit), bus)
     with _Timer(bus, "train", f"{cfg.train.steps} steps on {renderer.device}") as t:
-        result = train(scene, cfg.train, rd.root, renderer, bus=bus, resume=resume,
-                       stop_flag=stop_flag, run_id=run_id)
+        result = _train(scene, cfg, rd, renderer, bus, resume, stop_flag, run_id, frozenset(explicit))
         t.summary = {"steps": result.steps_done, "splats": len(result.splats)}
     timings["train"] = t.seconds
     if result.interrupted:
@@ -169,6 +167,19 @@ def run_train(
         build_report(rd.root)
     bus.emit(Message(stage="done", text=f"held-out PSNR {ev['psnr']:.2f} dB, SSIM {ev['ssim']:.3f}"))
     return RunResult(out_dir=rd.root, metrics=metrics, scene=scene)
+
+
+def _train(scene, cfg: RunConfig, rd: RunDir, renderer: Renderer, bus, resume: bool, stop_flag,
+           run_id: str, explicit: frozenset[str]):
+    """One training run, or a large capture in blocks (:mod:`splatkit.blocks`)."""
+    from .blocks.driver import blocks_for, train_in_blocks
+    from .train import train
+
+    n = blocks_for(cfg.blocks, len(scene.cameras))
+    if n > 1:
+        return train_in_blocks(scene, cfg, rd.blocks, renderer, n, bus, stop_flag, run_id, explicit)
+    return train(scene, cfg.train, rd.root, renderer, bus=bus, resume=resume, stop_flag=stop_flag,
+                 run_id=run_id)
 
 
 def _apply_tier(rd: RunDir, cfg: RunConfig, train_photos: int, explicit: set[str], bus) -> RunConfig:
@@ -189,12 +200,17 @@ def _evaluate_and_write(rd: RunDir, result, scene, cfg: RunConfig, renderer: Ren
     from .export.ply import write_ply
 
     with _Timer(bus, "evaluate", f"{len(scene.test_idx)} held-out photos") as t:
-        ev = evaluate(result.splats, scene, cfg.train.resolution, renderer.name, renderer.device)
+        ev = evaluate(result.splats, scene, cfg.train.resolution, renderer.name, renderer.device,
+                      sky=result.sky)
         write_previews(ev, rd.previews)
         t.summary = {"psnr": ev["psnr"], "ssim": ev["ssim"]}
     timings["evaluate"] = t.seconds
     with _Timer(bus, "export", "scene.ply") as t:
         write_ply(result.splats.detach().to("cpu"), rd.scene_ply)
+        if result.sky is not None:
+            from .sky import save as save_sky
+
+            save_sky(result.sky, rd.sky, rd.sky_png)
     timings["export"] = t.seconds
     return ev
 
@@ -225,6 +241,9 @@ def _metrics(ev, result, scene, photo_set, cfg: RunConfig, renderer: Renderer, t
             "train": len(scene.train_idx),
             "test": len(scene.test_idx),
         },
+        "sky": None if result.sky is None else {
+            "share": round(result.sky.share, 4), "width": result.sky.width, "height": result.sky.height,
+            "seen_fraction": round(float((result.sky.seen > 0).float().mean()), 4)},
         "seconds": {k: round(v, 2) for k, v in timings.items()},
         "cpu_count": os.cpu_count(),
         "versions": versions(),

@@ -4,12 +4,12 @@
 :class:`~splatkit.ingest.PhotoSet` for SfM; :func:`import_cameras` loads existing cameras (SfM is
 skipped) into ``OUT/sparse/0`` + ``OUT/images``, the layout that training and the rest read.
 
-Video: frames are decoded with PyAV (ffmpeg ships in its wheel), downscaled, and chosen by
-sharpness and camera motion, at most ``IngestConfig.video_fps`` per second on average
-(:mod:`splatkit.video`); then frames far blurrier than the clip's median (variance of the
-Laplacian under :data:`VIDEO_BLUR_RATIO` of it) are dropped. The frames land in
-``OUT/work/frames`` (listed in ``OUT/work/frames.json``, which lets a second run reuse them) and
-go through the normal ingest.
+Video: frames are decoded with PyAV (ffmpeg ships in its wheel; HDR frames converted to SDR by
+:mod:`splatkit.ingest.hdr`), downscaled, and chosen by sharpness and camera motion, at most
+``IngestConfig.video_fps`` per second on average (:mod:`splatkit.video`); then frames far
+blurrier than the clip's median (variance of the Laplacian under :data:`VIDEO_BLUR_RATIO` of
+it) are dropped. The frames land in ``OUT/work/frames`` (listed in ``OUT/work/frames.json``,
+which lets a second run reuse them) and go through the normal ingest.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from .errors import UserError
 from .events import NULL_BUS, EventBus, Message, StageProgress
 from .fileio import write_text_atomic
 from .ingest import Photo, PhotoSet, SourceKind, ingest
+from .ingest.hdr import frame_colour, frame_to_image
 from .ingest.names import shown
 from .ingest.scan import IMAGE_EXTS
 from .video import SAMPLES_PER_KEPT, Candidate, FrameSelector, Tracker
@@ -35,7 +36,7 @@ from .video import SAMPLES_PER_KEPT, Candidate, FrameSelector, Tracker
 VIDEO_EXTS = {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mts", ".m2ts", ".3gp", ".mpg", ".mpeg"}
 #: frames whose sharpness is below this fraction of the clip's median are dropped
 VIDEO_BLUR_RATIO = 0.4
-FRAMES_RECIPE = 2
+FRAMES_RECIPE = 3  # 3: HDR frames converted to SDR (ingest/hdr.py)
 STAGE = "ingest"
 
 
@@ -296,7 +297,7 @@ def _offer_frames(container, video: Path, cfg: IngestConfig, selector: FrameSele
     duration = float(stream.duration * stream.time_base) if stream.duration else 0.0
     step = 1.0 / (SAMPLES_PER_KEPT * cfg.video_fps)
     tracker = Tracker()
-    seen, next_t, t = 0, 0.0, 0.0
+    seen, next_t, t, colour = 0, 0.0, 0.0, None
     try:
         for k, frame in enumerate(container.decode(stream)):
             t = frame.time if frame.time is not None else k / rate
@@ -305,7 +306,11 @@ def _offer_frames(container, video: Path, cfg: IngestConfig, selector: FrameSele
             while next_t <= t + 1e-6:
                 next_t += step
             seen += 1
-            im = _upright(frame.to_image(), getattr(frame, "rotation", 0) or 0)
+            if colour is None:  # HDR (HLG, PQ) frames are converted to SDR: say which way
+                colour = frame_colour(frame)
+                bus.emit(Message(STAGE, f"{video.name}: {colour.description}."))
+            im = frame_to_image(frame, colour, cfg.max_image_size)
+            im = _upright(im, getattr(frame, "rotation", 0) or 0)
             im.thumbnail((cfg.max_image_size, cfg.max_image_size), Image.Resampling.LANCZOS)
             selector.offer(tracker.candidate(t, im))
             if duration:

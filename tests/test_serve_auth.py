@@ -254,12 +254,15 @@ def test_files_not_world_readable(stub_server):
 
 
 def _hammer(fn, threads: int = 8, seconds: float = 3.0) -> list[int]:
-    """Status codes of ``fn()`` called over and over from ``threads`` threads for ``seconds``."""
+    """Status codes of ``fn()`` called over and over from ``threads`` threads, those answered
+    within ``seconds``."""
     stop, codes = time.time() + seconds, []
 
     def loop(_):
         while time.time() < stop:
-            codes.append(fn())
+            code = fn()
+            if time.time() < stop:
+                codes.append(code)
 
     with ThreadPoolExecutor(threads) as ex:
         list(ex.map(loop, range(threads)))
@@ -286,7 +289,7 @@ def test_guessing_slowed_never_locked_out(tmp_path):
         guesses = _hammer(lambda: requests.post(url + "/api/join", json={"class_code": "NOPE99", "name": "g"},
                                                timeout=60).status_code)
         print(f"\n{len(guesses)} wrong class codes answered in 3 s from 8 threads once slowed")
-        assert set(guesses) == {403} and len(guesses) <= 8  # about one a second, not hundreds
+        assert set(guesses) <= {403} and len(guesses) <= 6  # about one a second, not hundreds
         r = requests.post(url + "/api/join", json={"class_code": CODE, "name": "late"}, timeout=60)
         assert r.status_code == 200  # the right code gets in
         token = (srv.data / "teacher_token").read_text().strip()
@@ -306,7 +309,7 @@ def test_guessing_slowed_never_locked_out(tmp_path):
             flood = _hammer(wrong)
             assert later.result() == 200
         print(f"{len(flood)} wrong teacher tokens answered in 3 s from 8 threads once slowed")
-        assert first == [403] * 5 and set(flood) == {403} and len(flood) <= 8
+        assert first == [403] * 5 and set(flood) <= {403} and len(flood) <= 6
         logins = [requests.post(url + "/api/teacher/login", json={"token": "nope"}, timeout=60).status_code
                   for _ in range(3)]
         assert logins == [403] * 3

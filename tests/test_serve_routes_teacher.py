@@ -93,8 +93,9 @@ def test_removed_files_answer_without_paths(stub_server):
     s = stub_server.student("Kept Short")
     jid = s.post(url + "/api/jobs", data={"preset": "tiny"}, files=PHOTOS, timeout=30).json()["id"]
     stub_server.wait_jobs(s, [jid], timeout=60)
+    time.sleep(1.0)  # ended more than 0.1 s ago: the purge that the new setting starts removes it
     try:
-        t.post(url + "/api/teacher/settings", json={"keep_days": 0.00001}, timeout=10).raise_for_status()
+        t.post(url + "/api/teacher/settings", json={"keep_days": 0.000001}, timeout=10).raise_for_status()
         t0 = time.time()
         while not s.get(f"{url}/api/jobs/{jid}", timeout=10).json()["purged"] and time.time() - t0 < 30:
             time.sleep(0.3)

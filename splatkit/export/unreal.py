@@ -10,7 +10,7 @@ The pipeline (:func:`export_unreal`):
 4. budget: the ``max_splats`` most important splats;
 5. tiles (:mod:`splatkit.export.tiles`) when the plugin's storage would cost quality or range
    (:mod:`splatkit.export.limits`), each tile rotated into the plugin's PLY frame
-   (:func:`splatkit.export.frames.upright_to_ply`, SH rotated too) relative to its own origin;
+   (:func:`splatkit.frames.upright_to_ply`, SH rotated too) relative to its own origin;
 6. write the files (plugin formats, optional glTF, optional collision mesh) and the manifest
    ``<name>.unreal.json`` (:mod:`splatkit.export.manifest`) that
    ``unreal_export/import_splat.py`` reads.
@@ -31,9 +31,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from splatkit import frames as F
 from splatkit.errors import UserError
 from splatkit.export import crop as C
-from splatkit.export import frames as F
 from splatkit.export import limits as L
 from splatkit.export import plugins as P
 from splatkit.export import scale as S
@@ -241,7 +241,7 @@ def export_transform(
 ) -> tuple[F.Similarity, dict]:
     """SfM world -> the plugin's PLY frame (upright similarity, then the plugin rotation)."""
     to_up, info = estimate_upright(scene, options, splats)
-    R_p = F.upright_to_ply(options.plugin)
+    R_p = F.upright_to_ply(P.PLUGINS[options.plugin].ply_axes)
     return to_up.then(F.Similarity(R_p, torch.zeros(3, dtype=torch.float64), 1.0)), info
 
 
@@ -340,9 +340,12 @@ def export_unreal(
     out_dir: Path,
     options: UnrealExportOptions,
     gps: dict | None = None,
+    sky=None,
 ) -> list[Path]:
     """Write ``splats`` for ``options.plugin`` into ``out_dir``; returns the files written
     (the manifest ``<name>.unreal.json`` last). ``gps``: ``{photo name: (lat, lon, alt)}``.
+    ``sky``: the learned sky (:class:`splatkit.sky.SkyMap`), written as Unreal's sky
+    (:mod:`splatkit.export.sky_export`).
 
     Raises:
         UserError: unknown plugin/format, bad scale, up or tile options, nothing left to write.
@@ -370,7 +373,7 @@ def export_unreal(
         raise UserError("No splats left after cropping.", "Try --crop none or --drop-background 0.")
     n_crop = len(s_up)
     s_up = C.budget(s_up, max_splats)
-    R_p = F.upright_to_ply(options.plugin)
+    R_p = F.upright_to_ply(P.PLUGINS[options.plugin].ply_axes)
     info["sfm_to_upright_4x4"] = T_up.matrix().tolist()
     info["sfm_to_ply_4x4"] = (
         T_up.then(F.Similarity(R_p, torch.zeros(3, dtype=torch.float64))).matrix().tolist()
@@ -387,6 +390,7 @@ def export_unreal(
         rep,
         {"input": n_in, "after_crop": n_crop, "written": 0},
     )
+    job.sky = (sky, T_up)
     return M.write_all(job, s_up, tiles, cams_up)
 
 

@@ -101,13 +101,15 @@ class TokenGate:
 
     Each request that presents a secret (``/api/join``, ``/api/teacher/login``, or any request
     with an ``X-Teacher-Token`` header) belongs to a *lane*: ``join`` or ``teacher``. While a
-    client has fewer than ``free`` failures in the last ``window_s`` (counting its requests under
-    way), its requests pass at once. Past that, its requests of that lane go one at a time, each
-    after ``delay_s``: at most one guess per ``delay_s`` from one address, however many it sends in
+    client has fewer than ``FREE`` failures in the last ``window_s`` (its requests under way
+    counting as failures once one failed), and fewer than ``BURST`` requests under way, its
+    requests pass at once. Past that, its requests of that lane go one at a time, each after
+    ``delay_s``: at most one guess per ``delay_s`` from one address, however many it sends in
     parallel (about 400 a second before). A right secret waits its turn and is then accepted; a
     teacher's session cookie is never slowed. A success clears the client's failures."""
 
     FREE = {"join": 10, "teacher": 5}
+    BURST = {"join": 64, "teacher": 16}  # a whole class joining at once behind one proxy passes
     PATHS = {"/api/join": "join", "/api/teacher/login": "teacher"}
 
     def __init__(self, app=None, delay_s: float = 1.0, window_s: float = 60.0):
@@ -154,7 +156,10 @@ class TokenGate:
             return await self.app(scope, receive, send)
         key = (lane, scope["client"][0] if scope.get("client") else "?")
         with self._lock:
-            slow = len(self._recent(key)) + self._busy.get(key, 0) >= self.FREE[lane]
+            fails, busy = len(self._recent(key)), self._busy.get(key, 0)
+            # requests under way count as failures once one failed (a burst of guesses), or when
+            # there are very many (a first burst); a script's few parallel requests pass
+            slow = fails + (busy if fails else 0) >= self.FREE[lane] or busy >= self.BURST[lane]
             self._busy[key] = self._busy.get(key, 0) + 1
             lock = self._locks.setdefault(key, asyncio.Lock())
         try:
