@@ -119,6 +119,9 @@ def _file_kind(path: Path) -> SourceKind:
         return SourceKind.TRANSFORMS
     if ext in IMAGE_EXTS:
         raise UserError(f"{shown(path)} is a single photo.", "Give the folder that holds all the photos.")
+    if ext == ".zip":
+        raise UserError(f"{shown(path)} is a zip archive.",
+                        "Unzip it and give the folder (a Polycam raw export is read as it unzips).")
     raise UserError(
         f"{shown(path)} is neither a folder of photos nor a video.",
         "Give a folder of JPEG/PNG photos, a video (MP4, MOV), a COLMAP project or a "

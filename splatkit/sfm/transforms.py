@@ -52,6 +52,8 @@ STAGE = "sfm"
 MAX_BYTES = 100 * 2**20
 #: ``camera_model`` values that are pinhole cameras with (optional) OpenCV k1, k2, p1, p2
 PINHOLE_MODELS = (None, "OPENCV", "PINHOLE", "SIMPLE_PINHOLE")
+#: camera_model values of 360-degree cameras (nerfstudio writes EQUIRECTANGULAR)
+SPHERICAL_MODELS = ("EQUIRECTANGULAR", "SPHERICAL", "PANORAMA")
 EXT_GUESSES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 NUMBER_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h", "camera_angle_x", "camera_angle_y",
                "k1", "k2", "p1", "p2", "k3", "k4")
@@ -189,6 +191,10 @@ def _frame(i: int, fr, meta: dict, root: Path, notes: set) -> _Frame:
     g = {**meta, **fr}
     model = g.get("camera_model")
     if model not in PINHOLE_MODELS:
+        if isinstance(model, str) and model.upper() in SPHERICAL_MODELS:
+            raise _Bad(Problem(where, "camera_model", f"is {shown(model)}: a 360-degree camera's poses "
+                               "cannot be used; give the folder of its equirectangular frames instead "
+                               "(splatkit cuts them into pinhole views)"))
         raise _Bad(Problem(where, "camera_model", f"is {shown(model)}: only pinhole cameras (OPENCV, "
                                                   "PINHOLE) can be used, not fisheye or 360 ones"))
     num = {k: _number(g, k, where) for k in NUMBER_KEYS}
