@@ -12,6 +12,8 @@ Layout (the one place these names live; every other module asks :class:`RunDir`)
     checkpoints/       training checkpoints (``--resume``)
     previews/          each held-out photo beside its render
     scene.ply          the trained splats;  metrics.json: held-out PSNR/SSIM and run facts
+    scene_clean.ply    the trained splats after cleanup (what export and view use by default)
+    previews/cleanup/  the scene before and after cleanup, seen from above and behind the cameras
     report.html        the report page
     unreal/, exports/  Unreal exports (``splatkit export``; the classroom server's zips)
     previous/<run>/    an earlier run's results, moved aside when a fresh run starts here
@@ -47,16 +49,16 @@ from .fileio import write_text_atomic
 #: Every top-level name splatkit writes in a run folder.
 LAYOUT = (
     "config.json", "log.txt", "events.jsonl", "work", "sfm_work", "sparse", "images",
-    "checkpoints", "previews", "scene.ply", "metrics.json", "report.html", "unreal", "exports",
-    "previous",
+    "checkpoints", "previews", "scene.ply", "scene_clean.ply", "metrics.json", "report.html",
+    "unreal", "exports", "previous",
 )  # fmt: skip
 #: What the classroom server keeps in a job's folder beside the run (its own bookkeeping).
 SERVER_FILES = ("cancel", "attempt", "node.json")
 #: The results of training, moved aside (to ``previous/<run id>/``) when a fresh run starts in
 #: a folder that holds another run's. SfM's outputs stay: they are reused when the inputs match.
 TRAINING_OUTPUTS = (
-    "config.json", "checkpoints", "previews", "scene.ply", "metrics.json", "report.html", "unreal",
-    "exports",
+    "config.json", "checkpoints", "previews", "scene.ply", "scene_clean.ply", "metrics.json",
+    "report.html", "unreal", "exports",
 )  # fmt: skip
 #: Files an operating system leaves in folders; a folder holding only these counts as empty.
 OS_LITTER = {".DS_Store", "Thumbs.db", "desktop.ini", ".localized"}
@@ -121,6 +123,14 @@ class RunDir:
     @property
     def scene_ply(self) -> Path:
         return self.root / "scene.ply"
+
+    @property
+    def scene_clean_ply(self) -> Path:
+        return self.root / "scene_clean.ply"
+
+    def cleanup_preview(self, which: str) -> Path:
+        """``before`` or ``after`` cleanup, seen from off the photo path."""
+        return self.root / "previews" / "cleanup" / f"{which}.png"
 
     @property
     def metrics(self) -> Path:

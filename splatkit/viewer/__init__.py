@@ -4,7 +4,8 @@ A stdlib HTTP server on 127.0.0.1 serves four things and nothing else:
 
 * ``/`` and ``/static/...``: the page (``static/index.html``, ``viewer.js``) and the vendored
   WebGL Gaussian-splat renderer Spark with three.js (``static/vendor/``, see ``VENDOR.md``);
-* ``/scene.ply``: ``OUT/scene.ply`` as it is;
+* ``/scene.ply``: the run's scene as it is: ``OUT/scene_clean.ply`` after cleanup, else
+  ``OUT/scene.ply`` (:func:`splatkit.cleanup.scene_path`);
 * ``/cameras.json``: the training cameras from ``OUT/sparse/0`` with OpenGL axes
   (:func:`splatkit.viewer.cameras.cameras_payload`).
 
@@ -58,7 +59,10 @@ class _Handler(SimpleHTTPRequestHandler):
             self._send_bytes(self.cameras, "application/json")
             return True
         if path == "/scene.ply":
-            ply = self.out_dir / "scene.ply"
+            from ..cleanup import scene_path
+            from ..rundir import RunDir
+
+            ply = scene_path(RunDir(self.out_dir))
             if not ply.exists():
                 self.send_error(HTTPStatus.NOT_FOUND, "no scene.ply in the output folder")
                 return True
