@@ -74,13 +74,15 @@ def export_run(
     out_dir: Path, options: UnrealExportOptions | None = None, dest: Path | None = None
 ) -> ExportResult:
     """Export the run in ``out_dir`` for Unreal into ``dest`` (default ``out_dir/unreal``)."""
+    from splatkit.cleanup import scene_path
     from splatkit.export.ply import read_ply
     from splatkit.export.scale import read_photo_gps
 
     rd = RunDir(Path(out_dir))
     check_finished(rd.root)
     options = options or UnrealExportOptions()
-    splats = read_ply(rd.scene_ply)
+    source = scene_path(rd, options.cleanup)
+    splats = read_ply(source)
     scene = None
     if rd.sparse.is_dir():
         from splatkit.sfm.loaders import load_scene
@@ -89,13 +91,35 @@ def export_run(
     paths = export_unreal(
         splats, scene, Path(dest) if dest else rd.unreal, options, gps=read_photo_gps(rd.root)
     )
-    return ExportResult(paths, json.loads(paths[-1].read_text(encoding="utf-8")))
+    return ExportResult(paths, {**json.loads(paths[-1].read_text(encoding="utf-8")),
+                                "source_ply": source.name})
+
+
+def made_line(m: dict) -> str:
+    """One line: what the export made (files, splats, tiles, far field or sky)."""
+    tiles = m.get("tiles", [])
+    sizes = [t["num_splats"] for t in tiles]
+    n_files = len(m.get("files", []))
+    tile_txt = (f"in {len(tiles)} tiles (smallest {min(sizes):,})" if len(tiles) > 1
+                else "in 1 file set")  # fmt: skip
+    far = (m.get("crop") or {}).get("far_field")
+    sky = m.get("sky")
+    if sky:
+        far_txt = f"sky: {sky.get('path', sky) if isinstance(sky, dict) else sky}"
+    elif far is None:
+        far_txt = "far field kept"
+    else:
+        far_txt = f"sky: none, {far:,} far splats dropped"
+    src = f" from {m['source_ply']}" if m.get("source_ply") else ""
+    return (f"made {n_files} files for {m.get('plugin')}: {sum(sizes):,} splats {tile_txt}{src}; "
+            f"{far_txt}")
 
 
 def summary_lines(result: ExportResult) -> list[str]:
-    """What to tell the user: files, up, scale (with every candidate), warnings, next step."""
+    """What to tell the user: what was made, files, up, scale (with every candidate), warnings,
+    next step."""
     m = result.manifest
-    out = ["Unreal export:"] + [f"  {p}" for p in result.paths]
+    out = ["Unreal export: " + made_line(m)] + [f"  {p}" for p in result.paths]
     out.append(f"  up: {m['up']} (to override: --up -y, or +z, ...)")
     for c in m["frame"].get("scale_candidates", []):
         unc = "?" if c["uncertainty"] is None else f"{100 * c['uncertainty']:.1f}%"
