@@ -95,8 +95,8 @@ def test_default_export_of_every_plugin_has_no_stray_tile(tmp_path, plugin):
 def test_precision_tiles_exist_and_none_is_under_the_share(tmp_path):
     """PICOSplat's box quantisation makes the auto export tile this scene; no tile is stray."""
     scene, s = _scene_with_outliers(seed=2)
-    m = json.loads(export_unreal(s, scene, tmp_path, UnrealExportOptions(plugin="picosplat", scale="1",
-                                                                         crop="none"))[-1].read_text())  # fmt: skip
+    opts = UnrealExportOptions(plugin="picosplat", scale="1", crop="none")
+    m = json.loads(export_unreal(s, scene, tmp_path, opts)[-1].read_text())
     sizes = [t["num_splats"] for t in m["tiles"]]
     assert len(sizes) > 1 and sum(sizes) == 3000
     assert min(sizes) >= T.min_tile_splats(3000, len(sizes))

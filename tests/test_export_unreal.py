@@ -117,7 +117,8 @@ def test_crop_keeps_what_the_cameras_see_and_reports_the_background(tmp_path):
     assert m["crop"]["not_seen"] == 50 and m["num_splats"]["written"] == 250
     assert any("no training camera sees them" in x for x in m["messages"])
     # By default the far field (300 units away, cameras 8 apart) is left out, said in one line.
-    m = json.loads(export_unreal(s, scene, tmp_path / "ff", UnrealExportOptions(tiles="none"))[-1].read_text())
+    opts = UnrealExportOptions(tiles="none")
+    m = json.loads(export_unreal(s, scene, tmp_path / "ff", opts)[-1].read_text())
     assert m["crop"]["far_field"] == 50 and m["num_splats"]["written"] == 200
     assert m["far_field"]["beyond_far_factor"] == 50
     assert sum("50 far splats dropped" in x for x in m["messages"]) == 1
