@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     for i, M in enumerate(w2cs):
         view = View(torch.from_numpy(M).float(), torch.from_numpy(K).float(), W, H)
         img = render(splats, view, settings).image.clamp(0, 1).numpy()
-        Image.fromarray((img * 255 + 0.5).astype(np.uint8)).save(a.out / "images" / f"{i:06d}.jpg", quality=92)
+        out = a.out / "images" / f"{i:06d}.jpg"
+        Image.fromarray((img * 255 + 0.5).astype(np.uint8)).save(out, quality=92)
         if (i + 1) % 500 == 0:
             print(f"views {i + 1:6d}  seconds {time.perf_counter() - t0:8.1f}", flush=True)
     cols = (scene.point_colors.numpy() * 255).round().clip(0, 255)

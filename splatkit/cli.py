@@ -40,7 +40,8 @@ TRAIN_OPTIONS = {"steps": "train.steps", "resolution": "train.resolution",
                  "max_splats": "train.max_splats", "seed": "train.seed", "mapper": "sfm.mapper",
                  "pose_opt": "train.pose_opt", "appearance": "train.appearance", "packed": "train.packed",
                  "video_fps": "ingest.video_fps", "blocks": "blocks.blocks",
-                 "ray_address": "blocks.ray_address"}
+                 "ray_address": "blocks.ray_address",
+                 "cleanup": "cleanup.mode"}
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
@@ -71,6 +72,10 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                         "grid per photo) or none.")
     p.add_argument("--packed", action="store_const", const=True, default=None,
                    help="GPU only: gsplat's packed mode (less GPU memory for large scenes).")
+    p.add_argument("--cleanup", choices=("auto", "none"), default=None,
+                   help="After training, remove the splats no training view needs (thresholds "
+                        "chosen on the held-out photos) into scene_clean.ply, which export and "
+                        "view use; scene.ply stays as trained. none: no cleanup.")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
                    help="Where to train: auto (default) uses an NVIDIA GPU when there is one, else "
                         "the CPU.")

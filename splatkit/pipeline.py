@@ -1,4 +1,4 @@
-"""Chains the stages: ingest -> sfm -> train -> evaluate -> scene.ply -> metrics -> report.
+"""Chains the stages: ingest -> sfm -> train -> evaluate -> scene.ply -> cleanup -> metrics -> report.
 
 No stage logic lives here and no folder rules: :func:`splatkit.job.run_job` opens, locks and
 plans the run folder (:mod:`splatkit.rundir`, :mod:`splatkit.run`) and then calls
@@ -158,8 +158,11 @@ def run_train(
     if result.interrupted:
         return RunResult(out_dir=rd.root, interrupted=True)
     ev = _evaluate_and_write(rd, result, scene, cfg, renderer, bus, timings)
+    cleaned = _cleanup(rd, result, scene, cfg, bus, timings)
     timings["total"] = time.perf_counter() - t_all
     metrics = _metrics(ev, result, scene, photo_set, cfg, renderer, timings)
+    if cleaned is not None:
+        metrics["cleanup"] = cleaned
     write_text_atomic(rd.metrics, json.dumps(metrics, indent=2))
     from .report import build_report
 
@@ -213,6 +216,27 @@ def _evaluate_and_write(rd: RunDir, result, scene, cfg: RunConfig, renderer: Ren
             save_sky(result.sky, rd.sky, rd.sky_png)
     timings["export"] = t.seconds
     return ev
+
+
+def _cleanup(rd: RunDir, result, scene, cfg: RunConfig, bus, timings) -> dict | None:
+    """Cleanup (:mod:`splatkit.cleanup`): ``scene_clean.ply``, the before/after previews, and
+    the per-rule counts for metrics.json (None with ``--cleanup none``: a stale cleaned scene
+    from an earlier run is removed so that export and view take scene.ply)."""
+    if cfg.cleanup.mode == "none":
+        rd.scene_clean_ply.unlink(missing_ok=True)
+        return None
+    from .cleanup import run_cleanup
+
+    def say(text: str) -> None:
+        bus.emit(Message(stage="cleanup", text=text))
+
+    with _Timer(bus, "cleanup", "splats no training view needs") as t:
+        res = run_cleanup(rd, result.splats, scene, cfg.train.resolution, cfg.cleanup, say)
+        t.summary = {"removed": res.removed, "removed_total": res.num_removed,
+                     "psnr_before": res.psnr_before, "psnr_after": res.psnr_after}  # fmt: skip
+    timings["cleanup"] = t.seconds
+    say(res.summary())
+    return res.as_dict()
 
 
 def _metrics(ev, result, scene, photo_set, cfg: RunConfig, renderer: Renderer, timings) -> dict:

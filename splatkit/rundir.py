@@ -14,6 +14,8 @@ Layout (the one place these names live; every other module asks :class:`RunDir`)
     previews/          each held-out photo beside its render
     scene.ply          the trained splats;  metrics.json: held-out PSNR/SSIM and run facts
     sky.npz, sky.png   the learned sky behind the splats (when the run has one; splatkit/sky.py)
+    scene_clean.ply    the trained splats after cleanup (what export and view use by default)
+    previews/cleanup/  the scene before and after cleanup, seen from above and behind the cameras
     report.html        the report page
     unreal/, exports/  Unreal exports (``splatkit export``; the classroom server's zips)
     previous/<run>/    an earlier run's results, moved aside when a fresh run starts here
@@ -50,8 +52,8 @@ from .fileio import write_text_atomic
 #: Every top-level name splatkit writes in a run folder.
 LAYOUT = (
     "config.json", "log.txt", "events.jsonl", "work", "sfm_work", "sparse", "images",
-    "checkpoints", "blocks", "previews", "scene.ply", "metrics.json", "report.html", "unreal",
-    "exports", "previous", "sky.npz", "sky.png",
+    "checkpoints", "blocks", "previews", "scene.ply", "scene_clean.ply", "metrics.json",
+    "report.html", "unreal", "exports", "previous", "sky.npz", "sky.png",
 )  # fmt: skip
 #: What each entry is, in a user's words (the report's list of files).
 DESCRIPTIONS = {
@@ -72,8 +74,8 @@ SERVER_FILES = ("cancel", "attempt", "node.json", "report_student.html")
 #: The results of training, moved aside (to ``previous/<run id>/``) when a fresh run starts in
 #: a folder that holds another run's. SfM's outputs stay: they are reused when the inputs match.
 TRAINING_OUTPUTS = (
-    "config.json", "checkpoints", "blocks", "previews", "scene.ply", "metrics.json", "report.html",
-    "unreal", "exports", "sky.npz", "sky.png",
+    "config.json", "checkpoints", "blocks", "previews", "scene.ply", "scene_clean.ply",
+    "metrics.json", "report.html", "unreal", "exports", "sky.npz", "sky.png",
 )  # fmt: skip
 #: Top-level names each writing command may write (claimed in ``.splatkit/run.json`` first).
 CLAIMS = {
@@ -156,6 +158,14 @@ class RunDir:
     @property
     def sky_png(self) -> Path:
         return self.root / "sky.png"
+
+    @property
+    def scene_clean_ply(self) -> Path:
+        return self.root / "scene_clean.ply"
+
+    def cleanup_preview(self, which: str) -> Path:
+        """``before`` or ``after`` cleanup, seen from off the photo path."""
+        return self.root / "previews" / "cleanup" / f"{which}.png"
 
     @property
     def metrics(self) -> Path:

@@ -12,6 +12,7 @@ The manifest ``<name>.unreal.json`` (``splatkit_manifest`` 2) is what
   direction -> texture mapping, sky-sphere radius; :mod:`splatkit.export.sky_export`) or null;
 - ``scale_source``, ``metres_per_unit``, ``scale_uncertainty``, ``up`` and the full
   ``frame`` (``sfm_to_ply_4x4`` of the untiled scene, candidates), ``num_splats``, ``crop``,
+  ``far_field`` (what :mod:`splatkit.export.farfield` left out, null when kept),
   ``limits`` and ``messages`` (what was dropped, shrunk or would cost quality).
 """
 
@@ -250,6 +251,7 @@ def manifest(job: ExportJob, tiles: list[dict], collision: dict | None, sky: dic
         "up": fr["up"],
         "num_splats": job.counts,
         "crop": job.crop.counts,
+        "far_field": job.crop.far_field,
         "sh_degree": job.sh_degree,
         "frame": {
             **fr,
