@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from splatkit import frames as F
 from splatkit.config import preset_config, tiered
 from splatkit.export import panorama as P
 from splatkit.render import RenderSettings, get_renderer
@@ -91,7 +92,7 @@ def score(splats, scene, resolution, far, sky=None, tex=None, R_up=None) -> dict
         rows["near"].append(psnr(b.image.clamp(0, 1), gt))
         if tex is not None:
             d_up = pixel_directions(view).double() @ R_up.T
-            bg = P.sample(tex.double(), P.upright_to_ue_directions(d_up), y_right=True).float()
+            bg = P.sample(tex.double(), F.upright_to_ue_directions(d_up), y_right=True).float()
             rows["near+sky"].append(psnr(composite(b.image, b.alpha, bg).clamp(0, 1), gt))
     return {k: (sum(v) / len(v) if v else float("nan")) for k, v in rows.items()}
 

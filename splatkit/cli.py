@@ -39,6 +39,7 @@ TRAIN_OPTIONS = {"steps": "train.steps", "resolution": "train.resolution",
                  "sh_degree": "train.sh_degree", "strategy": "train.strategy",
                  "max_splats": "train.max_splats", "seed": "train.seed", "mapper": "sfm.mapper",
                  "pose_opt": "train.pose_opt", "appearance": "train.appearance", "packed": "train.packed",
+                 "sky": "train.sky",
                  "video_fps": "ingest.video_fps", "blocks": "blocks.blocks",
                  "ray_address": "blocks.ray_address",
                  "cleanup": "cleanup.mode"}
@@ -70,6 +71,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--appearance", choices=("none", "bilagrid"), default=None,
                    help="Compensate exposure and colour changes between photos: bilagrid (a bilateral "
                         "grid per photo) or none.")
+    p.add_argument("--sky", choices=("auto", "on", "off"), default=None,
+                   help=_field_help(TrainConfig, "sky"))
     p.add_argument("--packed", action="store_const", const=True, default=None,
                    help="GPU only: gsplat's packed mode (less GPU memory for large scenes).")
     p.add_argument("--cleanup", choices=("auto", "none"), default=None,
@@ -107,6 +110,14 @@ def _add_video_fps_option(p: argparse.ArgumentParser) -> None:
                    help="From a video: most frames taken per second (default 2; at most 60 times "
                         "this per minute), chosen by sharpness and camera motion. Raise it for a "
                         "short or fast clip.")
+
+
+def _field_help(section, name: str) -> str:
+    """A config field's help text (config.py), so that --help and config.json say the same."""
+    import dataclasses
+
+    text = next(f for f in dataclasses.fields(section) if f.name == name).metadata["help"]
+    return text.replace("%", "%%")  # argparse formats help texts with %
 
 
 def _add_mapper_option(p: argparse.ArgumentParser) -> None:

@@ -240,6 +240,8 @@ def _cleanup(rd: RunDir, result, scene, cfg: RunConfig, bus, timings) -> dict | 
 
 
 def _metrics(ev, result, scene, photo_set, cfg: RunConfig, renderer: Renderer, timings) -> dict:
+    from .sky import SEEN_MIN
+
     return {
         "psnr": ev["psnr"],
         "ssim": ev["ssim"],
@@ -267,7 +269,7 @@ def _metrics(ev, result, scene, photo_set, cfg: RunConfig, renderer: Renderer, t
         },
         "sky": None if result.sky is None else {
             "share": round(result.sky.share, 4), "width": result.sky.width, "height": result.sky.height,
-            "seen_fraction": round(float((result.sky.seen > 0).float().mean()), 4)},
+            "seen_fraction": round(float((result.sky.seen >= SEEN_MIN).float().mean()), 4)},
         "seconds": {k: round(v, 2) for k, v in timings.items()},
         "cpu_count": os.cpu_count(),
         "versions": versions(),

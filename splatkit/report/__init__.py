@@ -249,6 +249,18 @@ def _section_blocks(out_dir: Path, m: dict) -> str:
     return "\n".join(out)
 
 
+def _section_sky(out_dir: Path, m: dict) -> str:
+    """The learned sky panorama (``sky.png``), when the run has one."""
+    png = RunDir(out_dir).sky_png
+    sky = m.get("sky") or {}
+    share = f" {100 * sky['share']:.1f}% of the training pixels show it;" if "share" in sky else ""
+    return (f"<p>What lies at infinity, learned behind the splats as a {sky.get('width', '?')} x "
+            f"{sky.get('height', '?')} panorama (forward in the middle, up at the top);{share} "
+            "the Unreal export places it as the level's sky, aligned with the splats. Parts no "
+            "photo saw are filled from their neighbours.</p>"
+            f"<figure class='sky'>{_img(_preview_png(png), 'the learned sky panorama')}</figure>")
+
+
 def _section_coach(out_dir: Path, c) -> str:
     """The capture coach (:mod:`.coach`): the diagnosis, the advice, the map from above, the
     photos not placed and why, the worst held-out views and their causes."""
@@ -391,6 +403,7 @@ def render_html(out_dir: Path, next_step: str | None = None, shown_path: str | N
         ("quality", "How good it is", _guard(_section_quality, out_dir, m)),
         *([("blocks", "Blocks", _guard(_section_blocks, out_dir, m))]
           if RunDir(out_dir).blocks.is_dir() else []),
+        *([("sky", "The sky", _guard(_section_sky, out_dir, m))] if rd.sky_png.is_file() else []),
         ("outputs", "What came out", _guard(_section_outputs, out_dir, m)),
         ("next", "Next step", _guard(_section_next, out_dir) if next_step is None else next_step),
     ]
