@@ -46,6 +46,8 @@ VIEW_BLUR_RATIO = 0.5
 SAME_SPOT = 0.03
 #: parts of the scene seen by at most this many photos are thin
 THIN_PHOTOS = 3
+#: turning on the spot: the view turned more than this many times the parallax of the step
+TURN_RATIO = 4.0
 #: the widest angle around an object with no camera above which a side counts as left out
 SIDE_GAP_DEG = 100.0
 #: a per-channel gain that gains this many dB of PSNR means exposure or colour changed
@@ -228,13 +230,35 @@ def unplaced(out_dir: Path, metrics: dict, rel_sharp: dict[str, float]) -> list[
 
 # -- where the cameras stood -------------------------------------------------------------------
 def same_spot(m: Model) -> list[str]:
-    """Placed photos taken from (nearly) the spot of another: turning, not walking."""
+    """Placed photos taken by turning on the spot: another photo stands closer than
+    :data:`SAME_SPOT` of the distance to what they see, and the camera turned more than
+    :data:`TURN_RATIO` times the parallax that step gives (a video's next frame, moved along
+    and barely turned, is not turning)."""
     if len(m.names) < 2:
         return []
     d = np.linalg.norm(m.centers[:, None] - m.centers[None], axis=-1)
     np.fill_diagonal(d, np.inf)
     depth = _depths(m)
-    return [n for i, n in enumerate(m.names) if d[i].min() < SAME_SPOT * depth[i]]
+    parallax = np.degrees(d / depth[:, None])
+    turn = np.degrees(np.arccos(np.clip(m.forwards @ m.forwards.T, -1.0, 1.0)))
+    hit = (d < SAME_SPOT * depth[:, None]) & (turn > TURN_RATIO * parallax)
+    return [n for i, n in enumerate(m.names) if hit[i].any()]
+
+
+def backed_by_wall(m: Model, centre: np.ndarray) -> bool:
+    """The subject stands against a wall or is a facade: the sparse points behind the point the
+    cameras aim at lie on one plane facing them (there is no back to walk around to)."""
+    if len(m.points) < 30:
+        return False
+    fw = m.forwards.mean(0)
+    fw /= max(np.linalg.norm(fw), 1e-12)
+    behind = m.points[(m.points - centre) @ fw > 0]
+    if len(behind) < max(20, 0.15 * len(m.points)):
+        return False
+    mu = behind.mean(0)
+    n = np.linalg.svd(behind - mu, full_matrices=False)[2][2]
+    near = np.abs((behind - mu) @ n) < 0.03 * float(np.median(_depths(m)))
+    return bool(abs(n @ fw) > 0.85 and near.mean() > 0.6)
 
 
 def _depths(m: Model) -> np.ndarray:
@@ -494,10 +518,12 @@ def _capture_findings(m: Model | None, cov: dict | None, rel_sharp: dict[str, fl
     up = up_vector(m)
     centre, around = aim_point(m)
     meas["around_object"] = around
+    wall = around and backed_by_wall(m, centre)
+    meas["against_wall"] = wall
     if around:
         gap, mid = side_gap(m, up, centre)
         meas["side_gap_deg"] = round(gap, 1)
-        if gap > SIDE_GAP_DEG:
+        if gap > SIDE_GAP_DEG and not wall:
             if cov is not None:
                 cov["gap"] = (gap, mid, centre)
             out.append(Finding("side", 0.15 + 0.4 * (gap - SIDE_GAP_DEG) / (360 - SIDE_GAP_DEG),
