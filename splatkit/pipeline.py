@@ -180,7 +180,7 @@ def _train(scene, cfg: RunConfig, rd: RunDir, renderer: Renderer, bus, resume: b
 
     n = blocks_for(cfg.blocks, len(scene.cameras))
     if n > 1:
-        return train_in_blocks(scene, cfg, rd.blocks, renderer, n, bus, stop_flag, run_id, explicit)
+        return train_in_blocks(scene, cfg, rd, renderer, n, bus, stop_flag, run_id, explicit)
     return train(scene, cfg.train, rd, renderer, bus=bus, resume=resume, stop_flag=stop_flag,
                  run_id=run_id)
 

@@ -146,6 +146,10 @@ class RunDir:
         return self.root / "blocks"
 
     @property
+    def blocks_summary(self) -> Path:
+        return self.blocks / "blocks.json"
+
+    @property
     def previews(self) -> Path:
         return self.root / "previews"
 
@@ -164,6 +168,13 @@ class RunDir:
     @property
     def scene_clean_ply(self) -> Path:
         return self.root / "scene_clean.ply"
+
+    def scene_in_use(self, cleanup: str = "auto") -> Path:
+        """The scene the export and the viewer use: the cleaned one unless ``cleanup`` is
+        ``none`` (or there is none: a run from before cleanup, or trained with ``--cleanup none``)."""
+        if cleanup != "none" and self.scene_clean_ply.is_file():
+            return self.scene_clean_ply
+        return self.scene_ply
 
     def cleanup_preview(self, which: str) -> Path:
         """``before`` or ``after`` cleanup, seen from off the photo path."""

@@ -90,13 +90,12 @@ def export_run(
 
 
 def _export_locked(rd: RunDir, options: UnrealExportOptions, dest: Path | None) -> ExportResult:
-    from splatkit.cleanup import scene_path
     from splatkit.export.ply import read_ply
     from splatkit.export.scale import read_photo_gps
 
     check_finished(rd.root)
     record = rd.read_record()
-    source = scene_path(rd, options.cleanup)
+    source = rd.scene_in_use(options.cleanup)
     splats = read_ply(source)
     scene = None
     if rd.sparse.is_dir():

@@ -224,10 +224,8 @@ def _section_quality(out_dir: Path, m: dict) -> str:
 def _section_blocks(out_dir: Path, m: dict) -> str:
     """A capture trained in blocks: each block's share, and the held-out photos that look
     across a border (where a seam would show)."""
-    from ..blocks.driver import BLOCKS_SUMMARY
-
-    path = RunDir(out_dir).blocks / BLOCKS_SUMMARY
-    summary = RunDir(out_dir).read_json_object(path) or {}
+    rd = RunDir(out_dir)
+    summary = rd.read_json_object(rd.blocks_summary) or {}
     rows = [r for r in summary.get("blocks", []) if isinstance(r, dict)]
     out = [f"<p>This capture was trained in {len(rows)} blocks, each on the photos that see it; "
            "each block kept the splats of its own part of the ground.</p>",
