@@ -33,13 +33,13 @@ from PIL import Image
 
 from splatkit import frames as F
 from splatkit.config import preset_config, tiered
-from splatkit.evaluate import psnr
 from splatkit.export import panorama as P
 from splatkit.render import RenderSettings, get_renderer
+from splatkit.scores import psnr
 from splatkit.sfm import load_scene
 from splatkit.sky import composite, pixel_directions
-from splatkit.train.data import WorldNorm, load_images, make_view, scaled_cameras
 from splatkit.train.loop import train
+from splatkit.views import WorldNorm, load_images, make_view, scaled_cameras
 
 REPO = Path(__file__).resolve().parents[1]
 
