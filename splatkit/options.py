@@ -38,6 +38,25 @@ def number(section: type, name: str):
     return parse
 
 
+def add_config_option(p: argparse.ArgumentParser, section: type, name: str, *, note: str = "",
+                      dest: str | None = None, metavar: str | None = None) -> None:
+    """One ``--flag`` for the config field ``section.name``, built from the field: its help text
+    (plus ``note``, what the command line adds), its choices, its range (numbers are checked
+    where typed, :func:`number`), a switch for a bool. The default is None: "not given", so a
+    preset or a resumed run's own value stays unless the flag is typed."""
+    f = next(f for f in dataclasses.fields(section) if f.name == name)
+    kw: dict = {"help": f.metadata["help"] + note, "default": None, "dest": dest or name}
+    if f.type in (bool, "bool"):
+        kw.update(action="store_const", const=True)
+    else:
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        kw["type"] = number(section, name) if field_range(f) else str
+        if "choices" not in f.metadata:
+            kw["metavar"] = metavar or name.upper()
+    p.add_argument("--" + name.replace("_", "-"), **kw)
+
+
 def input_path(text: str) -> Path:
     """An argparse type for the input: an empty argument (``""``) is refused, not read as ``.``."""
     if not text.strip():
