@@ -66,7 +66,8 @@ DESCRIPTIONS = {
     "blocks": "a large capture's blocks, each trained as a run of its own",
 }
 #: The layout names that are files (the others are folders).
-FILES = ("config.json", "log.txt", "events.jsonl", "scene.ply", "metrics.json", "report.html")
+FILES = ("config.json", "log.txt", "events.jsonl", "scene.ply", "metrics.json", "report.html",
+         "sky.npz", "sky.png")
 #: What the classroom server keeps in a job's folder beside the run (its own bookkeeping).
 SERVER_FILES = ("cancel", "attempt", "node.json", "report_student.html")
 #: The results of training, moved aside (to ``previous/<run id>/``) when a fresh run starts in
