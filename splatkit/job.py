@@ -27,6 +27,7 @@ from .rundir import (
     RunDir,
     RunLock,
     RunRecord,
+    check_layout,
     check_new_folder,
     check_separate,
     foreign_entries,
@@ -102,13 +103,7 @@ def open_run_dir(out_dir: Path, source: Path | None, command: str, wait_s: float
 
 
 def _refuse_foreign(rd: RunDir) -> None:
-    odd = rd.misplaced()
-    if odd:
-        raise UserError(
-            f"{rd.root} holds {', '.join(odd)}, which is not what splatkit writes under that name "
-            "(a folder where it writes a file, or the other way round).",
-            "Move it out of the output folder, or choose another folder with -o.",
-        )
+    check_layout(rd)
     foreign = foreign_entries(rd, rd.read_record())
     if foreign:
         raise UserError(

@@ -4,12 +4,12 @@
 :class:`~splatkit.ingest.PhotoSet` for SfM; :func:`import_cameras` loads existing cameras (SfM is
 skipped) into ``OUT/sparse/0`` + ``OUT/images``, the layout that training and the rest read.
 
-Video: frames are decoded with PyAV (ffmpeg ships in its wheel), downscaled, and chosen by
-sharpness and camera motion, at most ``IngestConfig.video_fps`` per second on average
-(:mod:`splatkit.video`); then frames far blurrier than the clip's median (variance of the
-Laplacian under :data:`VIDEO_BLUR_RATIO` of it) are dropped. The frames land in
-``OUT/work/frames`` (listed in ``OUT/work/frames.json``, which lets a second run reuse them) and
-go through the normal ingest.
+Video: frames are decoded with PyAV (ffmpeg ships in its wheel; HDR frames converted to SDR by
+:mod:`splatkit.ingest.hdr`), downscaled, and chosen by sharpness and camera motion, at most
+``IngestConfig.video_fps`` per second on average (:mod:`splatkit.video`); then frames far
+blurrier than the clip's median (variance of the Laplacian under :data:`VIDEO_BLUR_RATIO` of
+it) are dropped. The frames land in ``OUT/work/frames`` (listed in ``OUT/work/frames.json``,
+which lets a second run reuse them) and go through the normal ingest.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import statistics
+from functools import partial
 from pathlib import Path
 
 from PIL import Image
@@ -27,19 +28,23 @@ from .errors import UserError
 from .events import NULL_BUS, EventBus, Message, StageProgress
 from .fileio import write_text_atomic
 from .ingest import Photo, PhotoSet, SourceKind, ingest
+from .ingest.hdr import frame_colour, frame_to_image
 from .ingest.names import shown
 from .ingest.scan import IMAGE_EXTS
+from .rundir import RunDir, as_rundir, colmap_images, colmap_models
 from .video import SAMPLES_PER_KEPT, Candidate, FrameSelector, Tracker
 
 VIDEO_EXTS = {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mts", ".m2ts", ".3gp", ".mpg", ".mpeg"}
 #: frames whose sharpness is below this fraction of the clip's median are dropped
 VIDEO_BLUR_RATIO = 0.4
-FRAMES_RECIPE = 2
+FRAMES_RECIPE = 3  # 3: HDR frames converted to SDR (ingest/hdr.py)
 STAGE = "ingest"
 
 
 def detect_source(path: Path) -> SourceKind:
-    """What ``path`` is: a folder of photos, a video, a COLMAP project or a ``transforms.json``.
+    """What ``path`` is: a folder of photos, a video, a COLMAP project or a ``transforms.json``;
+    360-degree frames, a folder or a video (:mod:`splatkit.pano`); a phone-scan export with
+    poses (Polycam, Record3D: :mod:`splatkit.scans`).
 
     Raises:
         UserError: the path is missing, a broken link or unreachable, or is a file of another
@@ -75,6 +80,11 @@ def detect_source(path: Path) -> SourceKind:
 
 
 def _folder_kind(path: Path) -> SourceKind:
+    from .scans import scan_kind
+
+    scan = scan_kind(path)
+    if scan:
+        return SourceKind(scan)
     if any((path / n).is_file() for n in ("transforms.json", "transforms_train.json")):
         return SourceKind.TRANSFORMS
     if any((path / f"cameras{e}").is_file() and (path / f"images{e}").is_file() for e in (".bin", ".txt")):
@@ -83,14 +93,16 @@ def _folder_kind(path: Path) -> SourceKind:
             f"Give the project folder that holds sparse/ and images/ (probably "
             f"{shown(path.parent.parent if path.parent.name == 'sparse' else path.parent)}).",
         )
-    if any(_has_model(d) for d in (path / "sparse" / "0", path / "sparse")):
-        if not (path / "images").is_dir():
+    if any(_has_model(d) for d in colmap_models(path)[:2]):
+        if not colmap_images(path).is_dir():
             raise UserError(
                 f"{shown(path)} holds a COLMAP model (sparse/) but no images folder beside it.",
-                f"Put the photos the model was made from in {shown(path / 'images')}.",
+                f"Put the photos the model was made from in {shown(colmap_images(path))}.",
             )
         return SourceKind.COLMAP
-    return SourceKind.PHOTOS
+    from .pano.source import folder_is_pano
+
+    return SourceKind.PANO if folder_is_pano(path) else SourceKind.PHOTOS
 
 
 def _has_model(d: Path) -> bool:
@@ -100,11 +112,16 @@ def _has_model(d: Path) -> bool:
 def _file_kind(path: Path) -> SourceKind:
     ext = path.suffix.lower()
     if ext in VIDEO_EXTS:
-        return SourceKind.VIDEO
+        from .pano.source import video_is_pano
+
+        return SourceKind.PANO_VIDEO if video_is_pano(path) else SourceKind.VIDEO
     if ext == ".json":
         return SourceKind.TRANSFORMS
     if ext in IMAGE_EXTS:
         raise UserError(f"{shown(path)} is a single photo.", "Give the folder that holds all the photos.")
+    if ext == ".zip":
+        raise UserError(f"{shown(path)} is a zip archive.",
+                        "Unzip it and give the folder (a Polycam raw export is read as it unzips).")
     raise UserError(
         f"{shown(path)} is neither a folder of photos nor a video.",
         "Give a folder of JPEG/PNG photos, a video (MP4, MOV), a COLMAP project or a "
@@ -113,39 +130,62 @@ def _file_kind(path: Path) -> SourceKind:
 
 
 def ingest_source(
-    path: Path, kind: SourceKind, out_dir: Path, cfg: IngestConfig, bus: EventBus = NULL_BUS
+    path: Path, kind: SourceKind, out_dir: RunDir | Path, cfg: IngestConfig, bus: EventBus = NULL_BUS
 ) -> PhotoSet:
     """Photos or video -> working copies in ``out_dir/work/images`` (see :func:`ingest`)."""
-    return _handler(INGESTERS, kind, "pictures to ingest")(Path(path), Path(out_dir), cfg, bus)
+    return _handler(INGESTERS, kind, "pictures to ingest")(Path(path), as_rundir(out_dir), cfg, bus)
 
 
-def _ingest_photos(path: Path, out_dir: Path, cfg: IngestConfig, bus: EventBus) -> PhotoSet:
-    return ingest(path, out_dir / "work" / "images", cfg, bus)
+def _ingest_photos(path: Path, rd: RunDir, cfg: IngestConfig, bus: EventBus) -> PhotoSet:
+    return ingest(path, rd.work_images, cfg, bus)
 
 
-def _ingest_video(path: Path, out_dir: Path, cfg: IngestConfig, bus: EventBus) -> PhotoSet:
-    frames = extract_frames(path, out_dir / "work" / "frames", cfg, bus)
-    photo_set = ingest(frames, out_dir / "work" / "images", cfg, bus)
+def _ingest_video(path: Path, rd: RunDir, cfg: IngestConfig, bus: EventBus) -> PhotoSet:
+    frames = extract_frames(path, rd.frames, cfg, bus)
+    photo_set = ingest(frames, rd.work_images, cfg, bus)
     photo_set.source_kind = SourceKind.VIDEO
     return photo_set
 
 
-def _import_colmap(path: Path, out_dir: Path, cfg: RunConfig, bus: EventBus):
+def _import_colmap(path: Path, out_dir: RunDir, cfg: RunConfig, bus: EventBus):
     from .sfm.importer import import_colmap
 
     return import_colmap(path, out_dir, cfg.sfm, bus)
 
 
-def _import_transforms(path: Path, out_dir: Path, cfg: RunConfig, bus: EventBus):
+def _import_transforms(path: Path, out_dir: RunDir, cfg: RunConfig, bus: EventBus):
     from .sfm.importer import import_transforms
 
     return import_transforms(path, out_dir, cfg.sfm, bus)
 
 
-#: The kinds that give pictures (ingest, then SfM) and those that bring cameras (imported; SfM
-#: skipped). Every :class:`SourceKind` is in exactly one (``tests/test_sources.py``).
+def _import_scan(path: Path, out_dir: Path, cfg: RunConfig, bus: EventBus, kind: SourceKind):
+    from .scans import import_scan
+
+    return import_scan(path, str(kind), out_dir, cfg, bus)
+
+
+def _place_pano(path: Path, out_dir: Path, cfg: RunConfig, bus: EventBus, kind: SourceKind):
+    from .pano.source import run_pano_sfm
+
+    return run_pano_sfm(path, kind, out_dir, cfg, bus)
+
+
+#: The kinds that give pictures (ingest, then SfM), those that bring cameras (imported; SfM
+#: skipped) and those whose frames are placed by their own SfM (360 frames, as a rig). Every
+#: :class:`SourceKind` is in exactly one (``tests/test_sources.py``).
 INGESTERS = {SourceKind.PHOTOS: _ingest_photos, SourceKind.VIDEO: _ingest_video}
-IMPORTERS = {SourceKind.COLMAP: _import_colmap, SourceKind.TRANSFORMS: _import_transforms}
+IMPORTERS = {SourceKind.COLMAP: _import_colmap, SourceKind.TRANSFORMS: _import_transforms,
+             SourceKind.POLYCAM: partial(_import_scan, kind=SourceKind.POLYCAM),
+             SourceKind.RECORD3D: partial(_import_scan, kind=SourceKind.RECORD3D)}
+RIGS = {SourceKind.PANO: partial(_place_pano, kind=SourceKind.PANO),
+        SourceKind.PANO_VIDEO: partial(_place_pano, kind=SourceKind.PANO_VIDEO)}
+
+
+def place_rig(path: Path, kind: SourceKind, out_dir: Path, cfg: RunConfig, bus: EventBus = NULL_BUS):
+    """360 frames (a folder or a video) -> views placed as a rig: ``(photo_set, scene)`` as the
+    ingest + SfM stages give (:func:`splatkit.pano.source.run_pano_sfm`)."""
+    return _handler(RIGS, kind, "360 frames to place")(Path(path), Path(out_dir), cfg, bus)
 
 
 def _handler(table: dict, kind: SourceKind, what: str):
@@ -258,7 +298,7 @@ def _offer_frames(container, video: Path, cfg: IngestConfig, selector: FrameSele
     duration = float(stream.duration * stream.time_base) if stream.duration else 0.0
     step = 1.0 / (SAMPLES_PER_KEPT * cfg.video_fps)
     tracker = Tracker()
-    seen, next_t, t = 0, 0.0, 0.0
+    seen, next_t, t, colour = 0, 0.0, 0.0, None
     try:
         for k, frame in enumerate(container.decode(stream)):
             t = frame.time if frame.time is not None else k / rate
@@ -267,7 +307,11 @@ def _offer_frames(container, video: Path, cfg: IngestConfig, selector: FrameSele
             while next_t <= t + 1e-6:
                 next_t += step
             seen += 1
-            im = _upright(frame.to_image(), getattr(frame, "rotation", 0) or 0)
+            if colour is None:  # HDR (HLG, PQ) frames are converted to SDR: say which way
+                colour = frame_colour(frame)
+                bus.emit(Message(STAGE, f"{video.name}: {colour.description}."))
+            im = frame_to_image(frame, colour, cfg.max_image_size)
+            im = _upright(im, getattr(frame, "rotation", 0) or 0)
             im.thumbnail((cfg.max_image_size, cfg.max_image_size), Image.Resampling.LANCZOS)
             selector.offer(tracker.candidate(t, im))
             if duration:
@@ -290,7 +334,8 @@ def _upright(im: Image.Image, rotation: float) -> Image.Image:
             3: im.transpose(Image.Transpose.ROTATE_270)}.get(r, im)
 
 
-def import_cameras(path: Path, kind: SourceKind, out_dir: Path, cfg: RunConfig, bus: EventBus = NULL_BUS):
+def import_cameras(path: Path, kind: SourceKind, out_dir: RunDir | Path, cfg: RunConfig,
+                   bus: EventBus = NULL_BUS):
     """Existing cameras (COLMAP project or ``transforms.json``) -> ``out_dir/sparse/0`` + images.
 
     Returns ``(photo_set, scene)`` like the ingest + SfM stages. The camera files are checked
@@ -303,12 +348,12 @@ def import_cameras(path: Path, kind: SourceKind, out_dir: Path, cfg: RunConfig, 
 
     from .sfm.validate import validate_cameras
 
-    path, out_dir = Path(path), Path(out_dir)
+    path, rd = Path(path), as_rundir(out_dir)
     importer = _handler(IMPORTERS, kind, "cameras to import")
     old = pycolmap.logging.minloglevel
     pycolmap.logging.minloglevel = 1  # COLMAP's step-by-step INFO lines are not for users
     try:
-        scene = importer(path, out_dir, cfg, bus)
+        scene = importer(path, rd, cfg, bus)
     finally:
         pycolmap.logging.minloglevel = old
     validate_cameras(scene, path)  # what training gets: never garbage
@@ -328,4 +373,5 @@ def import_cameras(path: Path, kind: SourceKind, out_dir: Path, cfg: RunConfig, 
     return photo_set, scene
 
 
-__all__ = ["detect_source", "ingest_source", "extract_frames", "import_cameras", "SourceKind", "VIDEO_EXTS"]
+__all__ = ["detect_source", "ingest_source", "extract_frames", "import_cameras", "place_rig", "SourceKind",
+           "VIDEO_EXTS"]

@@ -49,6 +49,32 @@ def test_sniff():
     assert sniff(b"PK\x03\x04" + b"\0" * 12) == "zip"
     assert sniff(b"\0\0\0\x18ftypmp42" + b"\0" * 4) == "mp4"
     assert sniff(b"GIF89a" + b"\0" * 10) is None
+    assert sniff(b"\0\0\0\x18ftypheic" + b"\0" * 4) == "heic"
+    assert sniff(b"\0\0\0\x18ftypavif" + b"\0" * 4) == "avif"
+    assert sniff(b"\0\0\0\x18ftypqt  " + b"\0" * 4) == "mp4"  # a phone's .mov
+
+
+def test_heic_and_avif_uploads_are_photos(tmp_path):
+    """An iPhone's HEIC photos (and AVIF) are taken as they are; the job's ingest reads them."""
+    import io
+
+    from PIL import Image, features
+
+    from splatkit.serve.uploads import UploadLimits, save_upload
+
+    pytest.importorskip("pillow_heif").register_heif_opener()
+    fmts = ["HEIF"] + (["AVIF"] if features.check("avif") else [])
+    for fmt in fmts:
+        files = []
+        for k in range(3):
+            buf = io.BytesIO()
+            Image.new("RGB", (64, 48), (k * 60, 20, 20)).save(buf, fmt, quality=80)
+            (tmp_path / f"{fmt}{k}").write_bytes(buf.getvalue())
+            files.append((f"IMG_{k}.{fmt.lower()}", tmp_path / f"{fmt}{k}"))
+        note, fps = save_upload(files, tmp_path / f"job_{fmt}", UploadLimits())
+        assert note == "3 photos" and fps is None
+        ext = ".heic" if fmt == "HEIF" else ".avif"
+        assert sorted(p.suffix for p in (tmp_path / f"job_{fmt}").iterdir()) == [ext] * 3
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from splatkit.export import frames as F
+from splatkit import frames as F
 from splatkit.export.plugins import PLUGINS, Storage
 from splatkit.splats import Splats
 
@@ -75,7 +75,7 @@ def typical_size(s: Splats) -> float:
 
 
 def _ue_metres(s: Splats, plugin: str) -> Tensor:
-    return F.ply_to_ue(s.means, plugin) / 100.0
+    return F.ply_to_ue(s.means, PLUGINS[plugin].ply_axes) / 100.0
 
 
 def _axis_errors(s: Splats, plugin: str) -> Tensor:
@@ -196,7 +196,7 @@ def _open_flat_box(s: Splats, plugin: str) -> Splats:
     if not bool(flat.any()):
         return s
     means = s.means.clone()
-    M = F.ply_to_ue_matrix(plugin)
+    M = F.ply_to_ue_matrix(PLUGINS[plugin].ply_axes)
     nudge = M.T @ (flat.double() * FLAT_BOX_NUDGE_M)  # UE axes -> PLY (M^-1 = M^T)
     means[0] += nudge.to(means.dtype)
     return Splats(**{**s.as_dict(), "means": means})

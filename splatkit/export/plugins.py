@@ -3,9 +3,9 @@
 A preset holds everything the export needs to know about one plugin: how it is shown, whether
 its conventions were read in its importer's source (``verified``), the formats and SH degree it
 reads, the splat budget, the import factory ``unreal_export/import_splat.py`` pins, the plugin's
-own fixed PLY->Unreal axis mapping (``ply_axes``) and how it stores splats (:class:`Storage`,
-applied by :mod:`splatkit.export.limits`). ``xv3dgs``, ``luma`` and ``uefn`` ship binary-only
-importers: their axes and limits are assumptions.
+own fixed PLY->Unreal axis mapping (``ply_axes``: a plugin frame of :mod:`splatkit.frames`) and
+how it stores splats (:class:`Storage`, applied by :mod:`splatkit.export.limits`). ``xv3dgs``,
+``luma`` and ``uefn`` ship binary-only importers: their axes and limits are assumptions.
 """
 
 from __future__ import annotations
@@ -14,17 +14,7 @@ import math
 from dataclasses import dataclass
 
 from splatkit.errors import UserError
-
-#: ``ue = 100 * M @ ply`` (unit-less; every plugin also multiplies positions by 100).
-#: Sources: ../shared/notes/unreal-plugins.md (the plugins' PLY readers).
-Axes = tuple[tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]]
-
-#: NanoGS (PLYFileReader.cpp) and PICOSplat (splat_ply_conversion.h): UE = 100 * (z, x, -y):
-#: PLY +Z forward, +X right, -Y up (COLMAP/OpenCV "RDF"). XV3DGS, Luma and UEFN are closed
-#: source: they are assumed to follow this de-facto convention (unverified); ``generic`` is it too.
-RDF: Axes = ((0.0, 0.0, 1.0), (1.0, 0.0, 0.0), (0.0, -1.0, 0.0))
-#: Italink (GaussianSplattingPointCloud.cpp): UE = 100 * (x, -z, -y): PLY +X forward, -Y up.
-ITALINK_AXES: Axes = ((1.0, 0.0, 0.0), (0.0, 0.0, -1.0), (0.0, -1.0, 0.0))
+from splatkit.frames import ITALINK_AXES, RDF, Axes
 
 
 @dataclass(frozen=True)
