@@ -31,14 +31,15 @@ import numpy as np
 import torch
 from PIL import Image
 
+from splatkit import frames as F
 from splatkit.config import preset_config, tiered
-from splatkit.evaluate import psnr
 from splatkit.export import panorama as P
 from splatkit.render import RenderSettings, get_renderer
+from splatkit.scores import psnr
 from splatkit.sfm import load_scene
 from splatkit.sky import composite, pixel_directions
-from splatkit.train.data import WorldNorm, load_images, make_view, scaled_cameras
 from splatkit.train.loop import train
+from splatkit.views import WorldNorm, load_images, make_view, scaled_cameras
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -91,7 +92,7 @@ def score(splats, scene, resolution, far, sky=None, tex=None, R_up=None) -> dict
         rows["near"].append(psnr(b.image.clamp(0, 1), gt))
         if tex is not None:
             d_up = pixel_directions(view).double() @ R_up.T
-            bg = P.sample(tex.double(), P.upright_to_ue_directions(d_up), y_right=True).float()
+            bg = P.sample(tex.double(), F.upright_to_ue_directions(d_up), y_right=True).float()
             rows["near+sky"].append(psnr(composite(b.image, b.alpha, bg).clamp(0, 1), gt))
     return {k: (sum(v) / len(v) if v else float("nan")) for k, v in rows.items()}
 

@@ -7,6 +7,7 @@ traceback. Ctrl-C during training writes a checkpoint and prints the command tha
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import os
 import shlex
@@ -16,6 +17,7 @@ from pathlib import Path
 from .config import PRESETS, BlocksConfig, IngestConfig, RunConfig, TrainConfig, preset_config
 from .errors import UserError
 from .options import input_path, number, output_path, port_number
+from .rundir import RunDir
 
 PROG = "splatkit"
 #: OS errors that come from a path the user gave, not from a bug (said in two lines, exit 2).
@@ -37,8 +39,10 @@ TRAIN_OPTIONS = {"steps": "train.steps", "resolution": "train.resolution",
                  "sh_degree": "train.sh_degree", "strategy": "train.strategy",
                  "max_splats": "train.max_splats", "seed": "train.seed", "mapper": "sfm.mapper",
                  "pose_opt": "train.pose_opt", "appearance": "train.appearance", "packed": "train.packed",
+                 "sky": "train.sky",
                  "video_fps": "ingest.video_fps", "blocks": "blocks.blocks",
-                 "ray_address": "blocks.ray_address"}
+                 "ray_address": "blocks.ray_address",
+                 "cleanup": "cleanup.mode"}
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
@@ -67,8 +71,14 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--appearance", choices=("none", "bilagrid"), default=None,
                    help="Compensate exposure and colour changes between photos: bilagrid (a bilateral "
                         "grid per photo) or none.")
+    p.add_argument("--sky", choices=("auto", "on", "off"), default=None,
+                   help=_field_help(TrainConfig, "sky"))
     p.add_argument("--packed", action="store_const", const=True, default=None,
                    help="GPU only: gsplat's packed mode (less GPU memory for large scenes).")
+    p.add_argument("--cleanup", choices=("auto", "none"), default=None,
+                   help="After training, remove the splats no training view needs (thresholds "
+                        "chosen on the held-out photos) into scene_clean.ply, which export and "
+                        "view use; scene.ply stays as trained. none: no cleanup.")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
                    help="Where to train: auto (default) uses an NVIDIA GPU when there is one, else "
                         "the CPU.")
@@ -100,6 +110,14 @@ def _add_video_fps_option(p: argparse.ArgumentParser) -> None:
                    help="From a video: most frames taken per second (default 2; at most 60 times "
                         "this per minute), chosen by sharpness and camera motion. Raise it for a "
                         "short or fast clip.")
+
+
+def _field_help(section, name: str) -> str:
+    """A config field's help text (config.py), so that --help and config.json say the same."""
+    import dataclasses
+
+    text = next(f for f in dataclasses.fields(section) if f.name == name).metadata["help"]
+    return text.replace("%", "%%")  # argparse formats help texts with %
 
 
 def _add_mapper_option(p: argparse.ArgumentParser) -> None:
@@ -176,12 +194,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_export_options(p: argparse.ArgumentParser) -> None:
-    """Options of the Unreal export, taken from its options dataclass when available."""
+    """One ``--flag`` per :class:`~splatkit.export.unreal.UnrealExportOptions` field, from its
+    help metadata (when the export is available)."""
     try:
-        from .export.unreal import add_cli_options
+        from .export.unreal import UnrealExportOptions
     except ImportError:
         return
-    add_cli_options(p)
+    for f in dataclasses.fields(UnrealExportOptions):
+        kw = {"help": f.metadata["help"], "default": None, "dest": f"unreal_{f.name}"}
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        numeric = "min" in f.metadata or "max" in f.metadata
+        kw["type"] = number(UnrealExportOptions, f.name) if numeric else str
+        if "choices" not in f.metadata:
+            kw["metavar"] = f.name.upper()
+        p.add_argument("--" + f.name.replace("_", "-"), **kw)
+
+
+def export_options_from_args(args: argparse.Namespace):
+    """The :class:`~splatkit.export.unreal.UnrealExportOptions` the flags ask for."""
+    from .export.unreal import UnrealExportOptions
+
+    vals = {}
+    for f in dataclasses.fields(UnrealExportOptions):
+        v = getattr(args, f"unreal_{f.name}", None)
+        if v is not None:
+            vals[f.name] = v
+    return UnrealExportOptions(**vals)
+
+
+def run_export(out_dir: Path, args: argparse.Namespace) -> list[Path]:
+    """``splatkit export OUT --for unreal`` and ``splatkit train --export unreal``: one
+    run-folder export (:func:`splatkit.export.run_folder.export_run`), printed."""
+    from .export.run_folder import export_run, print_result
+
+    result = export_run(Path(out_dir), export_options_from_args(args))
+    print_result(result)
+    return result.paths
 
 
 def _default_preset(device: str) -> str:
@@ -292,9 +341,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return code
     out_dir = result.out_dir
     if args.export == "unreal":
-        from .export.unreal import run_export_cli
-
-        run_export_cli(out_dir, argparse.Namespace())
+        run_export(out_dir, argparse.Namespace())
     if not args.quiet:
         m = result.metrics
         print(f"\nDone: {out_dir}\n  scene.ply: {m['num_splats']:,} splats, trained at "
@@ -317,18 +364,18 @@ def cmd_sfm(args: argparse.Namespace) -> int:
         return code
     scene = result.scene
     if not args.quiet:
-        print(f"\nPoses: {result.out_dir / 'sparse' / '0'} ({len(scene.cameras)} cameras, "
+        print(f"\nPoses: {RunDir(result.out_dir).sparse} ({len(scene.cameras)} cameras, "
               f"{scene.points.shape[0]:,} points)")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     try:
-        from .export.unreal import run_export_cli
+        import splatkit.export.unreal  # noqa: F401
     except ImportError:
         raise UserError("The Unreal export is not available in this installation.",
                         "Reinstall splatkit.") from None
-    run_export_cli(args.out, args)
+    run_export(args.out, args)
     return 0
 
 

@@ -64,7 +64,12 @@ def output_path(text: str) -> Path:
 def _name_max(path: Path) -> int:
     """The longest file name the file system of ``path`` (its nearest existing folder) allows."""
     p = path.absolute()
-    while not p.exists() and p != p.parent:
+    while p != p.parent:
+        try:
+            if p.exists():
+                break
+        except OSError:  # itself too long
+            pass
         p = p.parent
     try:
         return int(os.pathconf(p, "PC_NAME_MAX"))

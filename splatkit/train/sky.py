@@ -11,6 +11,10 @@ own sky (:mod:`splatkit.sky`).
 - **Frame**: +Z up from the training cameras (:func:`splatkit.export.up.camera_up`), +X their
   mean viewing direction, so the panorama's poles are straight up and down.
 - **Optimiser**: its own Adam at ``sky_lr`` (eps 1e-15), constant.
+- **Seen**: each texel's weight in the training pixels that showed the sky (bilinear weight x
+  ``T_final``), counted from the decision step on (by then densification has made near
+  geometry opaque); texels below :data:`splatkit.sky.SEEN_MIN` are filled from their
+  neighbours in the panorama the export writes.
 - **Near geometry stays splats**: the sky only shows where the splats' alpha leaves room, and it
   is one colour per direction for every camera, so what moves between photos (parallax) can
   only be explained by splats. While the sky is on, the random background is not used (the sky
@@ -99,6 +103,10 @@ class Sky:
     def step(self, step: int) -> None:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if step + 1 == self.decide_at:
+            # What photos see of the sky from here on: texels that near geometry covers by the
+            # end of densification were seen only through the early, transparent splats.
+            self.seen.zero_()
         if not self.decided and step + 1 >= self.decide_at:
             self.decide()
 
