@@ -7,16 +7,20 @@ traceback. Ctrl-C during training writes a checkpoint and prints the command tha
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import shlex
 import sys
 from pathlib import Path
 
-from .config import PRESETS, RunConfig, TrainConfig, preset_config
+from .config import PRESETS, BlocksConfig, IngestConfig, RunConfig, TrainConfig, preset_config
 from .errors import UserError
 from .options import input_path, number, output_path, port_number
 
 PROG = "splatkit"
+#: OS errors that come from a path the user gave, not from a bug (said in two lines, exit 2).
+PATH_ERRORS = {errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.EACCES,
+               errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EXDEV}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,12 +37,14 @@ TRAIN_OPTIONS = {"steps": "train.steps", "resolution": "train.resolution",
                  "sh_degree": "train.sh_degree", "strategy": "train.strategy",
                  "max_splats": "train.max_splats", "seed": "train.seed", "mapper": "sfm.mapper",
                  "pose_opt": "train.pose_opt", "appearance": "train.appearance", "packed": "train.packed",
-                 "cleanup": "cleanup.mode"}
+                 "video_fps": "ingest.video_fps", "blocks": "blocks.blocks",
+                 "ray_address": "blocks.ray_address", "cleanup": "cleanup.mode"}
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("photos", type=input_path, help="Folder of photos (JPEG or PNG), a video (MP4, MOV), a "
-                   "COLMAP project or a transforms.json. It is never written to.")
+    p.add_argument("photos", type=input_path, help="Folder of photos (JPEG, PNG, HEIC, AVIF or camera "
+                   "RAW), a video (MP4, MOV; HDR too), a COLMAP project or a transforms.json. It is "
+                   "never written to.")
     p.add_argument("-o", "--out", type=output_path, default=None,
                    help="Output folder (default: <photos-folder-name>-splatkit beside the photos).")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
@@ -76,6 +82,14 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                         "cameras slightly differently from run to run; to repeat a run exactly, "
                         "train again from its SfM output (OUT/sparse/0 with OUT/images).")
     _add_mapper_option(p)
+    _add_video_fps_option(p)
+    p.add_argument("--blocks", type=number(BlocksConfig, "blocks"), default=None,
+                   help="Train a large capture in this many blocks (default: one block per 1,000 "
+                        "photos; 1: never split). Each block trains on the photos that see it and "
+                        "holds the memory alone.")
+    p.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="Train the blocks as Ray tasks: 'local' (a Ray on this machine) or a "
+                        "cluster's address (ray://HOST:10001). Default: one block after another.")
     p.add_argument("--resume", action="store_true",
                    help="Continue the interrupted (or finished: train longer with --steps) run in OUT "
                         "from its last checkpoint, with its own settings.")
@@ -83,6 +97,13 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help="Start over in an OUT that holds an unfinished run (it is kept in "
                         "OUT/previous/).")
     p.add_argument("--quiet", action="store_true", help="Print nothing but errors.")
+
+
+def _add_video_fps_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--video-fps", type=number(IngestConfig, "video_fps"), default=None,
+                   help="From a video: most frames taken per second (default 2; at most 60 times "
+                        "this per minute), chosen by sharpness and camera motion. Raise it for a "
+                        "short or fast clip.")
 
 
 def _add_mapper_option(p: argparse.ArgumentParser) -> None:
@@ -121,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Named settings (image size used for matching; default: standard on a CPU, "
                         "full on a GPU, as for train).")
     _add_mapper_option(p)
+    _add_video_fps_option(p)
     p.add_argument("--quiet", action="store_true", help="Print nothing but errors.")
 
     p = sub.add_parser("export", help="Write the trained scene in the formats Unreal plugins read.",
@@ -193,7 +215,30 @@ def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, set[str]]:
     if "train.resolution" in explicit:  # working copies at least as large as asked to train on
         cfg.ingest.max_image_size = max(cfg.ingest.max_image_size, cfg.train.resolution)
     validate(cfg)
+    _check_gpu_preset(args, cfg)
     return cfg, explicit
+
+
+def _check_gpu_preset(args: argparse.Namespace, cfg: RunConfig) -> None:
+    """A GPU preset on a machine that trains on its CPU runs only when asked with --device cpu:
+    hours of work never start by surprise."""
+    from .config import GPU_PRESETS, cpu_hours
+    from .render import select_renderer
+
+    if args.preset not in GPU_PRESETS or getattr(args, "command", "") != "train":
+        return
+    if getattr(args, "device", None) != "cpu" and select_renderer(cfg.device).name != "cpu":
+        return
+    hours = cpu_hours(cfg)
+    if getattr(args, "device", None) != "cpu":
+        raise UserError(
+            f"--preset {args.preset} is made for a GPU; this machine has none, and its CPU would "
+            f"train for about {hours:.0f} hours.",
+            "Use --preset standard (about an hour) or quick (minutes), or add --device cpu to run "
+            f"{args.preset} on the CPU anyway.")
+    if not getattr(args, "quiet", False):
+        print(f"--preset {args.preset} on the CPU: about {hours:.0f} hours of training.",
+              file=sys.stderr)
 
 
 def check_input(path: Path) -> None:
@@ -292,9 +337,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import build_report
+    from .report import report_command
 
-    print(build_report(args.out))
+    print(report_command(args.out))
     return 0
 
 
@@ -333,6 +378,13 @@ def main(argv: list[str] | None = None) -> int:
         if e.todo:
             print(e.todo, file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # a path the OS refuses (name too long, loop, not a folder, read-only)
+        if e.errno not in PATH_ERRORS:
+            raise
+        print(f"{PROG}: error: {e.filename or 'a path'}: {e.strerror or e}.", file=sys.stderr)
+        print("Check the paths given (their length, their folders, your permissions) and run "
+              "again; nothing of yours was changed.", file=sys.stderr)
+        return 2
     except MemoryError:
         print(f"{PROG}: error: this machine ran out of memory.", file=sys.stderr)
         print("Use a smaller --resolution or --max-splats (or --preset quick); finished stages are "

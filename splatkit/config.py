@@ -39,6 +39,13 @@ class IngestConfig:
         3.0, "Photos more than this many times as wide as tall (or as tall as wide) are skipped "
         "as panoramas or strips: structure from motion needs ordinary photos.", min=1.0, max=100.0,
     )
+    pano_views: str = opt(
+        "ring8",
+        "Views cut from each 360-degree (equirectangular) frame: ring8 (8 around the horizon and "
+        "4 looking up, overlapping), cube5 (a cube without its bottom face) or cube4 (its 4 "
+        "sides). None looks at the bottom of the sphere (tripod, operator).",
+        choices=("ring8", "cube5", "cube4"),
+    )
 
 
 @dataclass
@@ -154,6 +161,15 @@ class TrainConfig:
         "none", "none (train at --resolution throughout) or dash (DashGaussian: low resolution "
         "first, full resolution from the end of densification).", choices=("none", "dash"),
     )
+    sky: str = opt(
+        "auto",
+        "A learned sky behind the splats, exported as Unreal's sky: on, off, or auto (kept when at "
+        "least 2% of the training pixels still show it at the end of densification, e.g. outdoors; "
+        "off for a closed room).", choices=("auto", "on", "off"),
+    )
+    sky_width: int = opt(512, "Width in texels of the sky panorama (its height is half).",
+                         min=16, max=8192)
+    sky_lr: float = opt(0.01, "Learning rate of the sky's texels.", min=0.0, max=1.0)
     densify_budget: bool = opt(False, "Grow splats within DashGaussian's budget (default strategy).")
     sparse_adam: bool = opt(
         True,
@@ -204,6 +220,27 @@ class CleanupConfig:
 
 
 @dataclass
+class BlocksConfig:
+    """Large captures trained in blocks (:mod:`splatkit.blocks`): one block at a time here, or
+    as Ray tasks on a cluster."""
+
+    blocks: int = opt(0, "Blocks to train in (0: automatic, one block per max_photos photos; "
+                      "1: never split).", min=0, max=4096)
+    max_photos: int = opt(1000, "Automatic blocks: the most photos one block's core holds.",
+                          min=10, max=1_000_000)
+    overlap: float = opt(0.2, "How far a block's training reaches past its core, as a fraction of "
+                         "its size (its splats there are dropped at the merge).", min=0.0, max=2.0)
+    visibility: float = opt(0.25, "A photo from outside a block trains it when it sees this "
+                            "fraction of the block's points.", min=0.0, max=1.0)
+    ray_address: str = opt("", "Train the blocks as Ray tasks: 'local' (a Ray on this machine) or "
+                           "a cluster address (ray://HOST:10001, auto); empty: one after another.")
+    ray_workers: int = opt(2, "Blocks trained at once on a local Ray.", min=1, max=1024)
+    ray_cpus_per_block: int = opt(1, "CPU threads per block under Ray.", min=1, max=1024)
+    ray_gpus_per_block: float = opt(0.0, "GPUs per block under Ray (1: one block per GPU).",
+                                    min=0.0, max=64.0)
+
+
+@dataclass
 class RunConfig:
     """Everything ``splatkit train`` needs; saved as ``config.json`` in the output folder."""
 
@@ -213,6 +250,7 @@ class RunConfig:
     sfm: SfmConfig = field(default_factory=SfmConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     cleanup: CleanupConfig = field(default_factory=CleanupConfig)
+    blocks: BlocksConfig = field(default_factory=BlocksConfig)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -226,6 +264,7 @@ class RunConfig:
             sfm=_build(SfmConfig, d.get("sfm", {})),
             train=_build(TrainConfig, d.get("train", {})),
             cleanup=_build(CleanupConfig, d.get("cleanup", {})),
+            blocks=_build(BlocksConfig, d.get("blocks", {})),
         )
 
     @classmethod
@@ -242,6 +281,7 @@ SAFE_ON_RESUME = {
     "train.checkpoint_every": "how often checkpoints are written",
     "train.refine_stop": "when densification stops",
     "device": "where the remaining steps run",
+    "blocks.ray_address": "where the remaining blocks train",
 }
 
 
@@ -414,6 +454,20 @@ def tiered(cfg: RunConfig, train_photos: int, explicit: set[str]) -> tuple[RunCo
     if not changed:
         return cfg, {}
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **changed)), changed
+
+
+#: Presets made for a GPU (a CPU runs them only when asked with ``--device cpu``).
+GPU_PRESETS = ("fast", "full")
+#: The unit of :func:`cpu_hours`: the standard preset (7,000 steps at 800 px) takes about an hour
+#: on a laptop CPU (docs/benchmarks.md); a step's time grows with the pixels drawn.
+CPU_HOUR = (7000, 800)
+
+
+def cpu_hours(cfg: RunConfig) -> float:
+    """Roughly how many hours ``cfg``'s training takes on a laptop CPU (its steps and pixels
+    against the standard preset's hour; SfM not counted)."""
+    steps, res = CPU_HOUR
+    return cfg.train.steps / steps * (cfg.train.resolution / res) ** 2
 
 
 def preset_config(name: str) -> RunConfig:

@@ -69,6 +69,7 @@ def evaluate(
     *,
     max_views: int | None = None,
     keep_images: bool = True,
+    sky=None,
 ) -> dict[str, Any]:
     """Render the held-out views and score them.
 
@@ -76,6 +77,7 @@ def evaluate(
     "ssim"}], "renders": [{"name", "photo", "render"}]}`` (``renders``: uint8 ``[H, W, 3]``
     arrays for :func:`write_previews`, present when ``keep_images``). With no test views the
     means are NaN. ``max_views`` scores an evenly spaced subset (cheap checks during training).
+    ``sky`` (:class:`splatkit.sky.SkyMap`): composited behind the splats (rendered over black).
     """
     from .train.data import WorldNorm, load_images, make_view, scaled_cameras
 
@@ -89,8 +91,10 @@ def evaluate(
     ident = WorldNorm.identity()
     per_image, renders = [], []
     for i, gt in zip(idx, photos, strict=True):
-        out = render(s, make_view(cams, i, ident, device), settings)
-        img = out.image.float().clamp(0.0, 1.0)
+        view = make_view(cams, i, ident, device)
+        out = render(s, view, settings)
+        img = out.image if sky is None else sky.render_behind(out.image, out.alpha, view)
+        img = img.float().clamp(0.0, 1.0)
         per_image.append({"name": cams.names[i], "psnr": psnr(img, gt), "ssim": ssim(img, gt)})
         if keep_images:
             renders.append({"name": cams.names[i], "photo": _u8(gt), "render": _u8(img)})

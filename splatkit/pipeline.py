@@ -19,6 +19,7 @@ from .config import RunConfig, tiered
 from .events import EventBus, Message, StageFinished, StageStarted
 from .fileio import write_text_atomic
 from .render import Renderer, select_renderer
+from .run import check_model
 from .rundir import RunDir, suggest_out_dir
 
 
@@ -83,13 +84,19 @@ def run_sfm_stage(photos: Path, out_dir: Path | RunDir, cfg: RunConfig, bus: Eve
     ``photos`` may also be a video, a COLMAP project or a transforms.json (see ``sources.py``).
     """
     from .sfm import run_sfm
-    from .sources import detect_source, import_cameras, ingest_source
+    from .sources import detect_source, import_cameras, ingest_source, place_rig
 
     out_dir = out_dir.root if isinstance(out_dir, RunDir) else Path(out_dir)
     kind = detect_source(Path(photos))
-    if kind in ("colmap", "transforms"):  # cameras given: SfM skipped
+    if kind.has_cameras:  # cameras given: SfM skipped
         with _Timer(bus, "sfm", f"existing cameras ({kind})") as t:
             photo_set, scene = import_cameras(Path(photos), kind, out_dir, cfg, bus)
+            t.summary = _sfm_summary(photo_set, scene)
+        timings["sfm"] = t.seconds
+        return photo_set, scene
+    if kind.rig:  # 360 frames: cut into views, placed as a rig
+        with _Timer(bus, "sfm", f"360 frames ({kind})") as t:
+            photo_set, scene = place_rig(Path(photos), kind, out_dir, cfg, bus)
             t.summary = _sfm_summary(photo_set, scene)
         timings["sfm"] = t.seconds
         return photo_set, scene
@@ -129,7 +136,6 @@ def run_train(
     """The stages of ``splatkit train`` (the folder is opened by :func:`splatkit.job.run_job`).
     ``explicit``: the settings given explicitly (flattened keys), which the preset's photo tiers
     (:data:`splatkit.config.PHOTO_TIERS`) leave alone."""
-    from .train import train
 
     rd = out_dir if isinstance(out_dir, RunDir) else RunDir(Path(out_dir))
     renderer = renderer or select_renderer(cfg.device)
@@ -141,12 +147,12 @@ def run_train(
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
     photo_set, scene = run_sfm_stage(photos, rd, cfg, bus, timings)
+    check_model(rd, resume)  # a checkpoint continues only on the cameras it was trained on
     if warming is not None:  # never two threads in the kernels at once
         warming.join()
     cfg = _apply_tier(rd, cfg, len(scene.train_idx), set(explicit), bus)
     with _Timer(bus, "train", f"{cfg.train.steps} steps on {renderer.device}") as t:
-        result = train(scene, cfg.train, rd.root, renderer, bus=bus, resume=resume,
-                       stop_flag=stop_flag, run_id=run_id)
+        result = _train(scene, cfg, rd, renderer, bus, resume, stop_flag, run_id, frozenset(explicit))
         t.summary = {"steps": result.steps_done, "splats": len(result.splats)}
     timings["train"] = t.seconds
     if result.interrupted:
@@ -164,6 +170,19 @@ def run_train(
         build_report(rd.root)
     bus.emit(Message(stage="done", text=f"held-out PSNR {ev['psnr']:.2f} dB, SSIM {ev['ssim']:.3f}"))
     return RunResult(out_dir=rd.root, metrics=metrics, scene=scene)
+
+
+def _train(scene, cfg: RunConfig, rd: RunDir, renderer: Renderer, bus, resume: bool, stop_flag,
+           run_id: str, explicit: frozenset[str]):
+    """One training run, or a large capture in blocks (:mod:`splatkit.blocks`)."""
+    from .blocks.driver import blocks_for, train_in_blocks
+    from .train import train
+
+    n = blocks_for(cfg.blocks, len(scene.cameras))
+    if n > 1:
+        return train_in_blocks(scene, cfg, rd.blocks, renderer, n, bus, stop_flag, run_id, explicit)
+    return train(scene, cfg.train, rd.root, renderer, bus=bus, resume=resume, stop_flag=stop_flag,
+                 run_id=run_id)
 
 
 def _apply_tier(rd: RunDir, cfg: RunConfig, train_photos: int, explicit: set[str], bus) -> RunConfig:
@@ -184,12 +203,17 @@ def _evaluate_and_write(rd: RunDir, result, scene, cfg: RunConfig, renderer: Ren
     from .export.ply import write_ply
 
     with _Timer(bus, "evaluate", f"{len(scene.test_idx)} held-out photos") as t:
-        ev = evaluate(result.splats, scene, cfg.train.resolution, renderer.name, renderer.device)
+        ev = evaluate(result.splats, scene, cfg.train.resolution, renderer.name, renderer.device,
+                      sky=result.sky)
         write_previews(ev, rd.previews)
         t.summary = {"psnr": ev["psnr"], "ssim": ev["ssim"]}
     timings["evaluate"] = t.seconds
     with _Timer(bus, "export", "scene.ply") as t:
         write_ply(result.splats.detach().to("cpu"), rd.scene_ply)
+        if result.sky is not None:
+            from .sky import save as save_sky
+
+            save_sky(result.sky, rd.sky, rd.sky_png)
     timings["export"] = t.seconds
     return ev
 
@@ -207,7 +231,8 @@ def _cleanup(rd: RunDir, result, scene, cfg: RunConfig, bus, timings) -> dict | 
         bus.emit(Message(stage="cleanup", text=text))
 
     with _Timer(bus, "cleanup", "splats no training view needs") as t:
-        res = run_cleanup(rd, result.splats, scene, cfg.train.resolution, cfg.cleanup, say)
+        res = run_cleanup(rd, result.splats, scene, cfg.train.resolution, cfg.cleanup, say,
+                          getattr(result, "sky", None))
         t.summary = {"removed": res.removed, "removed_total": res.num_removed,
                      "psnr_before": res.psnr_before, "psnr_after": res.psnr_after}  # fmt: skip
     timings["cleanup"] = t.seconds
@@ -241,6 +266,9 @@ def _metrics(ev, result, scene, photo_set, cfg: RunConfig, renderer: Renderer, t
             "train": len(scene.train_idx),
             "test": len(scene.test_idx),
         },
+        "sky": None if result.sky is None else {
+            "share": round(result.sky.share, 4), "width": result.sky.width, "height": result.sky.height,
+            "seen_fraction": round(float((result.sky.seen > 0).float().mean()), 4)},
         "seconds": {k: round(v, 2) for k, v in timings.items()},
         "cpu_count": os.cpu_count(),
         "versions": versions(),

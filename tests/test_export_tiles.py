@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from splatkit.export import frames as F
+from splatkit import frames as F
 from splatkit.export import tiles as T
+from splatkit.export.plugins import PLUGINS
 from splatkit.export.ply import read_ply
 from splatkit.export.unreal import UnrealExportOptions, export_unreal
 from tests.unreal_util import random_rotation, random_splats, synthetic_scene
@@ -44,7 +45,7 @@ def test_tiled_export_reassembles_to_the_untiled_one(tmp_path, plugin, monkeypat
     assert len(m["tiles"]) > 4
     assert [f["path"] for t in m["tiles"] for f in t["files"]] == [f["path"] for f in m["files"]]
     parts = []
-    M = F.ply_to_ue_matrix(plugin)
+    M = F.ply_to_ue_matrix(PLUGINS[plugin].ply_axes)
     for t in m["tiles"]:
         sp = read_ply(tmp_path / "tiled" / t["files"][0]["path"])
         assert len(sp) == t["num_splats"] and t["rotation_deg"] == [0.0, 0.0, 0.0]

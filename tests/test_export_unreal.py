@@ -8,10 +8,11 @@ import json
 import pytest
 import torch
 
+from splatkit import frames as F
 from splatkit.errors import UserError
-from splatkit.export import frames as F
+from splatkit.export.plugins import PLUGINS
 from splatkit.export.ply import read_ply
-from splatkit.export.unreal import PLUGINS, UnrealExportOptions, export_transform, export_unreal
+from splatkit.export.unreal import UnrealExportOptions, export_transform, export_unreal
 from splatkit.splats import Splats
 from tests.unreal_util import angle_deg, random_rotation, random_splats, synthetic_scene
 
@@ -21,10 +22,10 @@ def test_upright_transform_synthetic():
     T, info = export_transform(scene, UnrealExportOptions(plugin="nanogs"))
     # The true up ends, after NanoGS's own mapping, on UE +Z.
     R_total = T.R
-    ue_up = F.ply_to_ue((R_total @ true_up)[None], "nanogs")[0]
+    ue_up = F.ply_to_ue((R_total @ true_up)[None], PLUGINS["nanogs"].ply_axes)[0]
     assert angle_deg(ue_up, torch.tensor([0, 0, 1.0])) < 2.0
     # The origin is on the floor: the lowest points sit near z = 0 in UE.
-    z = F.ply_to_ue(T.apply(scene.points.double()), "nanogs")[:, 2]
+    z = F.ply_to_ue(T.apply(scene.points.double()), PLUGINS["nanogs"].ply_axes)[:, 2]
     assert abs(float(torch.quantile(z, 0.02))) < 1.0  # cm
 
 

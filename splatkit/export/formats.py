@@ -19,7 +19,7 @@
   Readers of the reference library load versions 1-3. Coordinates are converted from the
   PLY frame (RDF: x right, y down, z forward) to SPZ's RUB by a 180-degree turn about x,
   applied as a rotation (SH rotated too: for this half turn every SH coefficient only changes
-  sign, :data:`RUB_SH_SIGNS`).
+  sign, :data:`splatkit.frames.RUB_SH_SIGNS`).
 
 The writers work in float32 on blocks of :data:`BLOCK` splats (temporaries stay in cache;
 full-size float64 copies of 1M splats cost more than the arithmetic on them).
@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from splatkit import frames as F
 from splatkit.errors import UserError
 from splatkit.export.ply import write_ply
 from splatkit.fileio import write_bytes_atomic
@@ -283,15 +284,6 @@ def read_compressed_ply(data: bytes) -> dict[str, np.ndarray]:
 # --------------------------------------------------------------------------------------------
 # Niantic .spz, version 3
 
-#: PLY frame (RDF) -> SPZ's RUB: a half turn about x.
-RDF_TO_RUB = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64))
-
-
-#: The SH coefficients under RDF -> RUB (a half turn about x): each one only changes sign
-#: (``frames.sh_rotation(RDF_TO_RUB, l)`` is diagonal; checked in the tests).
-RUB_SH_SIGNS = np.array([-1, -1, 1, -1, 1, 1, -1, 1, -1, 1, -1, -1, 1, -1, 1], np.float32)
-
-
 def _u8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.round(x), 0, 255).astype(np.uint8)
 
@@ -380,8 +372,8 @@ def spz_bytes(s: Splats, fractional_bits: int | None = None) -> bytes:
     pos, alpha, col, sc, rot, sh = (raw[offs[i] : offs[i + 1]].reshape(n, -1) for i in range(6))
     ls, sh0, op = _f32(s.log_scales), _f32(s.sh0, 3), _f32(s.opacity_logits)
     quats, shN = _f32(s.quats), _f32(s.shN)
-    flip = np.array([1, -1, -1], np.float32) * scale  # RDF -> RUB, then fixed point
-    signs = RUB_SH_SIGNS[:k, None]
+    flip = np.diag(F.RDF_TO_RUB.numpy()).astype(np.float32) * scale  # RDF -> RUB, then fixed point
+    signs = F.RUB_SH_SIGNS[:k, None]
 
     def block(i: int) -> None:  # disjoint rows of raw; numpy releases the GIL: threads
         j = slice(i, i + BLOCK)

@@ -8,6 +8,8 @@ The manifest ``<name>.unreal.json`` (``splatkit_manifest`` 2) is what
   (``location_cm`` in Unreal, ``rotation_deg``, ``scale``): the splats of a tile are stored
   relative to its origin; ``files`` lists every file of every tile;
 - ``collision``: the collision mesh (file, format, triangles, placement) or null;
+- ``sky``: the learned sky as an equirectangular PNG in Unreal's axes (file, size, the
+  direction -> texture mapping, sky-sphere radius; :mod:`splatkit.export.sky_export`) or null;
 - ``scale_source``, ``metres_per_unit``, ``scale_uncertainty``, ``up`` and the full
   ``frame`` (``sfm_to_ply_4x4`` of the untiled scene, candidates), ``num_splats``, ``crop``,
   ``far_field`` (what :mod:`splatkit.export.farfield` left out, null when kept),
@@ -24,10 +26,11 @@ from pathlib import Path
 
 import torch
 
+from splatkit import frames as F
 from splatkit.export import crop as C
-from splatkit.export import frames as F
 from splatkit.export import limits as L
 from splatkit.export import tiles as T
+from splatkit.export.plugins import PluginPreset
 from splatkit.fileio import write_text_atomic
 from splatkit.splats import Splats
 
@@ -41,7 +44,7 @@ class ExportJob:
     """Everything the writers need besides the splats."""
 
     options: object
-    preset: dict
+    preset: PluginPreset
     formats: list[str]
     sh_degree: int
     out_dir: Path
@@ -51,6 +54,8 @@ class ExportJob:
     counts: dict
     messages: list[str] = field(default_factory=list)
     checks: list = field(default_factory=list)
+    #: ``(SkyMap, SfM -> upright similarity)`` when the run learned a sky, else None
+    sky: tuple | None = None
 
 
 def _placement(origin_upright: torch.Tensor) -> dict:
@@ -68,7 +73,7 @@ def _write_tile(
     from splatkit.export.formats import write_format
     from splatkit.export.gltf import write_glb
 
-    R_p = F.upright_to_ply(job.options.plugin)
+    R_p = F.upright_to_ply(job.preset.ply_axes)
     local = T.local_splats(ply_all, tile, R_p)
     chk = L.check(local, job.options.plugin, where=name)
     job.checks.append(chk)
@@ -126,7 +131,7 @@ def _write_collision(job: ExportJob, s_up: Splats, cams_up) -> tuple[dict | None
 def write_all(job: ExportJob, s_up: Splats, tiles: list[T.Tile], cams_up) -> list[Path]:
     """Write every tile, the collision mesh, the editor script and the manifest (last)."""
     job.out_dir.mkdir(parents=True, exist_ok=True)
-    R_p = F.upright_to_ply(job.options.plugin)
+    R_p = F.upright_to_ply(job.preset.ply_axes)
     ply_all = F.transform_splats(s_up, F.Similarity(R_p, torch.zeros(3, dtype=torch.float64)))
     entries, paths = [], []
     for tile in tiles:
@@ -138,13 +143,26 @@ def write_all(job: ExportJob, s_up: Splats, tiles: list[T.Tile], cams_up) -> lis
     job.messages += limit_lines(job.checks)
     collision, p = _write_collision(job, s_up, cams_up)
     paths += p
+    sky, p = _write_sky(job, s_up)
+    paths += p
     script = job.out_dir / EDITOR_SCRIPT.name
     if EDITOR_SCRIPT.is_file():
         shutil.copyfile(EDITOR_SCRIPT, script)
         paths.append(script)
     mpath = job.out_dir / f"{job.name}.unreal.json"
-    write_text_atomic(mpath, json.dumps(manifest(job, entries, collision), indent=2))
+    write_text_atomic(mpath, json.dumps(manifest(job, entries, collision, sky), indent=2))
     return paths + [mpath]
+
+
+def _write_sky(job: ExportJob, s_up: Splats) -> tuple[dict | None, list[Path]]:
+    if job.sky is None or job.sky[0] is None:
+        return None, []
+    from splatkit.export.sky_export import sky_radius_cm, write_sky
+
+    entry, path = write_sky(job.sky[0], job.sky[1], job.out_dir, job.name, sky_radius_cm(s_up.means))
+    job.messages.append(f"sky: {path.name} ({entry['width']}x{entry['height']} panorama), placed as "
+                        "the level's sky by import_splat.py")  # fmt: skip
+    return entry, [path]
 
 
 def limit_lines(checks: list) -> list[str]:
@@ -170,22 +188,23 @@ def limit_lines(checks: list) -> list[str]:
     return out
 
 
-def manifest(job: ExportJob, tiles: list[dict], collision: dict | None) -> dict:
+def manifest(job: ExportJob, tiles: list[dict], collision: dict | None, sky: dict | None = None) -> dict:
     """The manifest as a dict (see the module docstring)."""
     o, p, fr = job.options, job.preset, job.frame
     return {
         "splatkit_manifest": MANIFEST_VERSION,
         "name": job.name,
         "plugin": o.plugin,
-        "plugin_title": p["title"],
-        "verified": p["verified"],
-        "factory_class": p["factory_class"],
-        "factory_import": p["factory_import"],
+        "plugin_title": p.title,
+        "verified": p.verified,
+        "factory_class": p.factory_class,
+        "factory_import": p.factory_import,
         "destination_path": f"/Game/Splats/{job.name}",
         "tiles": tiles,
         "files": [f for t in tiles for f in t["files"]],
         "actor": {k: tiles[0][k] for k in ("location_cm", "rotation_deg", "scale")},
         "collision": collision,
+        "sky": sky,
         "scale_source": fr["scale_source"],
         "metres_per_unit": fr["metres_per_unit"],
         "scale_uncertainty": fr["scale_uncertainty"],
@@ -196,10 +215,10 @@ def manifest(job: ExportJob, tiles: list[dict], collision: dict | None) -> dict:
         "sh_degree": job.sh_degree,
         "frame": {
             **fr,
-            "ply_to_ue": F.PLY_TO_UE[o.plugin],
+            "ply_to_ue": p.ply_axes,
             "ply_units": "metres (the plugin multiplies by 100)",
         },
         "messages": job.crop.lines + job.messages,
         "options": dataclasses.asdict(o),
-        "note": p["note"],
+        "note": p.note,
     }

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from splatkit.errors import UserError
 from splatkit.export.unreal import UnrealExportOptions, export_unreal
-from splatkit.rundir import RunDir
+from splatkit.fileio import write_text_atomic
+from splatkit.rundir import RunDir, check_layout, writing
 
 
 @dataclass
@@ -51,6 +52,7 @@ def check_finished(out_dir: Path) -> None:
         raise UserError(
             f"There is no folder {rd.root}.", "Give the output folder that `splatkit train` wrote."
         )
+    check_layout(rd)
     if rd.scene_ply.is_file():
         return
     src = _photos_source(rd)
@@ -73,26 +75,79 @@ def check_finished(out_dir: Path) -> None:
 def export_run(
     out_dir: Path, options: UnrealExportOptions | None = None, dest: Path | None = None
 ) -> ExportResult:
-    """Export the run in ``out_dir`` for Unreal into ``dest`` (default ``out_dir/unreal``)."""
-    from splatkit.cleanup import scene_path
+    """Export the run in ``out_dir`` for Unreal into ``dest`` (default ``out_dir/unreal``).
+
+    An export writes in the run folder, so it holds the folder's writer lock while it reads the
+    scene and writes: it never runs beside training (a live run is named as such) nor writes an
+    earlier scene's export into a run that replaced it. An earlier export in ``OUT/unreal`` made
+    with other settings is moved to ``OUT/previous/unreal-<time>/`` (and said), not replaced.
+    """
+    rd = RunDir(Path(out_dir))
+    if not rd.root.is_dir():
+        check_finished(rd.root)
+    with writing(rd.root, "export") as rd:
+        return _export_locked(rd, options or UnrealExportOptions(), dest)
+
+
+def _export_locked(rd: RunDir, options: UnrealExportOptions, dest: Path | None) -> ExportResult:
     from splatkit.export.ply import read_ply
     from splatkit.export.scale import read_photo_gps
 
-    rd = RunDir(Path(out_dir))
     check_finished(rd.root)
-    options = options or UnrealExportOptions()
+    from splatkit.cleanup import scene_path
+
+    record = rd.read_record()
     source = scene_path(rd, options.cleanup)
     splats = read_ply(source)
     scene = None
     if rd.sparse.is_dir():
         from splatkit.sfm.loaders import load_scene
 
-        scene = load_scene(rd.root)
-    paths = export_unreal(
-        splats, scene, Path(dest) if dest else rd.unreal, options, gps=read_photo_gps(rd.root)
-    )
-    return ExportResult(paths, {**json.loads(paths[-1].read_text(encoding="utf-8")),
-                                "source_ply": source.name})
+        scene = load_scene(rd)
+    sky = None
+    if rd.sky.is_file():
+        from splatkit.sky import load as load_sky
+
+        sky = load_sky(rd.sky)
+    target = Path(dest) if dest else rd.unreal
+    notes = _keep_other_export(rd, target, options, record) if dest is None else []
+    paths = export_unreal(splats, scene, target, options, gps=read_photo_gps(rd.root), sky=sky)
+    manifest = json.loads(paths[-1].read_text(encoding="utf-8"))
+    manifest["run_id"] = record.run_id if record else ""  # which run this export came from
+    manifest["source_ply"] = source.name  # scene_clean.ply after cleanup, else scene.ply
+    manifest["messages"] = list(manifest.get("messages", [])) + notes
+    write_text_atomic(paths[-1], json.dumps(manifest, indent=2))
+    return ExportResult(paths, manifest)
+
+
+def _keep_other_export(rd: RunDir, target: Path, options, record) -> list[str]:
+    """Move an earlier export with other settings out of ``target`` (kept, and said)."""
+    import dataclasses
+    import shutil
+    import time
+
+    earlier = [rd.read_json_object(p) or {} for p in sorted(target.glob("*.unreal.json"))]
+    if not earlier or all(m.get("options") == json.loads(json.dumps(dataclasses.asdict(options)))
+                          for m in earlier):
+        return []
+    dest = rd.previous / ("unreal-" + time.strftime("%Y%m%d-%H%M%S"))
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = dest.with_name(dest.name.split("~")[0] + f"~{n}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(target), str(dest))
+    if record is not None:
+        record.written |= {rd.previous.name, rd.unreal.name}
+        rd.write_record(record)
+    what = ", ".join(_changed(earlier[0].get("options") or {}, dataclasses.asdict(options)))
+    return [f"The earlier export in {target} was made with other settings ({what}); it was kept "
+            f"in {dest}."]
+
+
+def _changed(old: dict, new: dict) -> list[str]:
+    keys = sorted(k for k in set(old) | set(new) if json.dumps(old.get(k)) != json.dumps(new.get(k)))
+    return [f"{k} {old.get(k)} -> {new.get(k)}" for k in keys[:4]] or ["other settings"]
 
 
 def made_line(m: dict) -> str:
@@ -105,7 +160,8 @@ def made_line(m: dict) -> str:
     far = (m.get("crop") or {}).get("far_field")
     sky = m.get("sky")
     if sky:
-        far_txt = f"sky: {sky.get('path', sky) if isinstance(sky, dict) else sky}"
+        name = sky.get("path", sky.get("file", "panorama")) if isinstance(sky, dict) else sky
+        far_txt = f"sky: {name}" + (f" ({far:,} far splats went to it)" if far else "")
     elif far is None:
         far_txt = "far field kept"
     else:

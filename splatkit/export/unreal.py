@@ -13,14 +13,13 @@ The pipeline (:func:`export_unreal`):
 5. tiles (:mod:`splatkit.export.tiles`) when the plugin's storage would cost quality or range
    (:mod:`splatkit.export.limits`); a tile below the minimum share of the splats merges into
    its neighbour, a size asked for has a lower bound from the scene; each tile rotated into
-   the plugin's PLY frame
-   (:func:`splatkit.export.frames.upright_to_ply`, SH rotated too) relative to its own origin;
+   the plugin's PLY frame (:func:`splatkit.frames.upright_to_ply`, SH rotated too) relative to
+   its own origin;
 6. write the files (plugin formats, optional glTF, optional collision mesh) and the manifest
    ``<name>.unreal.json`` (:mod:`splatkit.export.manifest`) that
    ``unreal_export/import_splat.py`` reads.
 
-Presets marked ``verified`` were read in the plugin's own importer source; ``xv3dgs``, ``luma``
-and ``uefn`` ship binary-only importers: their axes and limits are assumptions.
+The plugins themselves are data: :mod:`splatkit.export.plugins`.
 """
 
 from __future__ import annotations
@@ -36,92 +35,17 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from splatkit import frames as F
 from splatkit.errors import UserError
 from splatkit.export import crop as C
 from splatkit.export import farfield as FF
-from splatkit.export import frames as F
 from splatkit.export import limits as L
+from splatkit.export import plugins as P
 from splatkit.export import scale as S
 from splatkit.export import tiles as T
 from splatkit.export import up as U
 from splatkit.scene import Cameras, Scene
 from splatkit.splats import Splats
-
-#: Plugin presets: data, not code paths. ``max_splats`` None = no practical cap known;
-#: ``verified``: conventions read in the plugin's importer source; ``factory_class``: the
-#: import factory that ``import_splat.py`` pins (None: let Unreal pick by extension).
-PLUGINS: dict[str, dict] = {
-    "nanogs": dict(
-        title="NanoGS (TimChen1383/NanoGaussianSplatting)",
-        verified=True,
-        formats=["ply"],
-        sh_degree=3,
-        max_splats=None,
-        factory_import=True,
-        factory_class="/Script/NanoGSEditor.GaussianSplatAssetFactory",
-        note="Nanite-style LOD, handles millions; prune near-transparent splats (TSR ghosting).",
-    ),
-    "italink": dict(
-        title="Italink GaussianSplattingForUnrealEngine",
-        verified=True,
-        formats=["ply"],
-        sh_degree=0,
-        max_splats=10 * 1024 * 1024,
-        factory_import=True,
-        factory_class="/Script/GaussianSplattingEditor.GaussianSplattingPointCloudAssetFactory",
-        note="Strict PLY header; uses only the DC colour; hard cap 10,485,760 splats per file.",
-    ),
-    "picosplat": dict(
-        title="PICOSplat (Pico-Developer/splat_unreal)",
-        verified=True,
-        formats=["ply"],
-        sh_degree=0,
-        max_splats=1_000_000,
-        factory_import=True,
-        factory_class="/Script/PICOSplatEditor.SplatAssetFactory",
-        note="DC colour only; positions quantised over the file's box (tiles help).",
-    ),
-    "xv3dgs": dict(
-        title="XVERSE XV3DGS / XScene (assumed: binary-only importer)",
-        verified=False,
-        formats=["ply"],
-        sh_degree=3,
-        max_splats=2_000_000,
-        factory_import=True,
-        factory_class=None,
-        note="Assumed COLMAP axes (not verifiable: no importer source); Niagara; Win64 only.",
-    ),
-    "luma": dict(
-        title="Luma AI (assumed: binary-only importer)",
-        verified=False,
-        formats=["ply"],
-        sh_degree=3,
-        max_splats=2_000_000,
-        factory_import=False,
-        factory_class=None,
-        note="Assumed COLMAP axes (not verifiable); drag the .ply into the editor.",
-    ),
-    "uefn": dict(
-        title="UEFN / Unreal native Gaussian splats (assumed: binary-only importer)",
-        verified=False,
-        formats=["ply", "spz"],
-        sh_degree=3,
-        max_splats=None,
-        factory_import=True,
-        factory_class=None,
-        note="Imports binary PLY and SPZ (Epic's documentation); axes assumed (not verifiable).",
-    ),
-    "generic": dict(
-        title="Any INRIA-PLY reader",
-        verified=False,
-        formats=["ply"],
-        sh_degree=3,
-        max_splats=None,
-        factory_import=True,
-        factory_class=None,
-        note="INRIA 3DGS PLY, COLMAP 'RDF' axes (-Y up, +Z forward).",
-    ),
-}
 
 UP_CHOICES = ("auto", "keep", "+x", "-x", "+y", "-y", "+z", "-z")
 FORMATS = ("ply", "spz", "splat", "compressed-ply", "glb")
@@ -140,7 +64,7 @@ class UnrealExportOptions:
         "nanogs",
         "Unreal plugin to export for: nanogs, italink, picosplat (verified from their "
         "source); xv3dgs, luma, uefn (assumed: binary-only importers); generic.",
-        choices=tuple(PLUGINS),
+        choices=tuple(P.PLUGINS),
     )
     up: str = _help(
         "auto",
@@ -336,7 +260,7 @@ def export_transform(
 ) -> tuple[F.Similarity, dict]:
     """SfM world -> the plugin's PLY frame (upright similarity, then the plugin rotation)."""
     to_up, info = estimate_upright(scene, options, splats)
-    R_p = F.upright_to_ply(options.plugin)
+    R_p = F.upright_to_ply(P.PLUGINS[options.plugin].ply_axes)
     return to_up.then(F.Similarity(R_p, torch.zeros(3, dtype=torch.float64), 1.0)), info
 
 
@@ -352,9 +276,8 @@ def ascii_name(name: str) -> str:
 
 
 def resolve_formats(options: UnrealExportOptions) -> list[str]:
-    preset = PLUGINS[options.plugin]
     if options.format.strip() == "auto":
-        return list(preset["formats"])
+        return list(P.PLUGINS[options.plugin].formats)
     out = [f.strip() for f in options.format.split(",") if f.strip()]
     bad = [f for f in out if f not in FORMATS]
     if bad or not out:
@@ -364,14 +287,12 @@ def resolve_formats(options: UnrealExportOptions) -> list[str]:
     return out
 
 
-def _check_options(options: UnrealExportOptions) -> tuple[dict, int, int | None]:
-    if options.plugin not in PLUGINS:
-        raise UserError(f"Unknown plugin {options.plugin!r}.", f"Use one of {', '.join(PLUGINS)}.")
-    preset = PLUGINS[options.plugin]
-    sh_degree = preset["sh_degree"] if options.sh_degree is None else int(options.sh_degree)
+def _check_options(options: UnrealExportOptions) -> tuple[P.PluginPreset, int, int | None]:
+    preset = P.preset(options.plugin)
+    sh_degree = preset.sh_degree if options.sh_degree is None else int(options.sh_degree)
     if not 0 <= sh_degree <= 3:
         raise UserError(f"SH degree {sh_degree} is not supported.", "Use 0 to 3.")
-    max_splats = options.max_splats if options.max_splats is not None else preset["max_splats"]
+    max_splats = options.max_splats if options.max_splats is not None else preset.default_max_splats
     if max_splats is not None and max_splats < 1:
         raise UserError(f"max_splats {max_splats} keeps nothing.", "Give a positive number.")
     if options.crop not in ("visible", "none"):
@@ -394,8 +315,10 @@ def upright_cameras(cams: Cameras, T_up: F.Similarity, idx: list[int] | None = N
     return Cameras(c.names, c.K, T_up.transform_world_to_cam(c.world_to_cam), c.width, c.height)
 
 
-def crop_upright(s: Splats, cams: Cameras | None, options: UnrealExportOptions, rep: C.CropReport) -> Splats:
-    """The default crop (what the cameras see) and the optional background drop."""
+def crop_upright(s: Splats, cams: Cameras | None, options: UnrealExportOptions, rep: C.CropReport,
+                 sky: bool = False) -> Splats:  # fmt: skip
+    """The default crop (what the cameras see), the far field (to the sky when ``sky``, else
+    dropped; :mod:`splatkit.export.farfield`) and the optional background drop."""
     if cams is not None and options.crop == "visible":
         keep = C.seen_mask(s.means, s.log_scales, cams)
         rep.add("not_seen", int((~keep).sum()), len(s), "no training camera sees them")
@@ -405,7 +328,7 @@ def crop_upright(s: Splats, cams: Cameras | None, options: UnrealExportOptions, 
         rep.counts["far_field"] = ff.count
         rep.far_field = ff.as_dict()
         if ff.count:
-            rep.lines.append(FF.message(ff, "m", sky=False))
+            rep.lines.append(FF.message(ff, "m", sky=sky))
             s = s.index(torch.where(~ff.mask)[0])
     d = float(options.drop_background)
     if cams is not None and d > 0:
@@ -469,9 +392,12 @@ def export_unreal(
     out_dir: Path,
     options: UnrealExportOptions,
     gps: dict | None = None,
+    sky=None,
 ) -> list[Path]:
     """Write ``splats`` for ``options.plugin`` into ``out_dir``; returns the files written
     (the manifest ``<name>.unreal.json`` last). ``gps``: ``{photo name: (lat, lon, alt)}``.
+    ``sky``: the learned sky (:class:`splatkit.sky.SkyMap`), written as Unreal's sky
+    (:mod:`splatkit.export.sky_export`).
 
     Raises:
         UserError: unknown plugin/format, bad scale, up or tile options, nothing left to write.
@@ -494,20 +420,19 @@ def export_unreal(
     s_up = F.transform_splats(splats, T_up)
     cams = _cams(scene)
     cams_up = upright_cameras(cams, T_up, scene.train_idx) if cams is not None else None
-    s_up = crop_upright(s_up, cams_up, options, rep)
+    s_up = crop_upright(s_up, cams_up, options, rep, sky=sky is not None)
     if len(s_up) == 0:
         raise UserError("No splats left after cropping.",
                         "Try --crop none, --far-field keep or --drop-background 0.")
     n_crop = len(s_up)
     s_up = C.budget(s_up, max_splats)
-    R_p = F.upright_to_ply(options.plugin)
+    R_p = F.upright_to_ply(P.PLUGINS[options.plugin].ply_axes)
     info["sfm_to_upright_4x4"] = T_up.matrix().tolist()
     info["sfm_to_ply_4x4"] = (
         T_up.then(F.Similarity(R_p, torch.zeros(3, dtype=torch.float64))).matrix().tolist()
     )
     tile_msgs: list[str] = []
-    tiles = choose_tiles(s_up, R_p, options, preset["max_splats"] if options.plugin == "italink" else None,
-                         tile_msgs)  # fmt: skip
+    tiles = choose_tiles(s_up, R_p, options, preset.file_cap, tile_msgs)
     job = M.ExportJob(
         options,
         preset,
@@ -520,6 +445,7 @@ def export_unreal(
         {"input": n_in, "after_crop": n_crop, "written": 0},
         messages=tile_msgs,
     )
+    job.sky = (sky, T_up)
     return M.write_all(job, s_up, tiles, cams_up)
 
 

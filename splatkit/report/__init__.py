@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..fileio import write_text_atomic
+from ..rundir import DESCRIPTIONS, RunDir, check_layout, reading
 
 #: Preview images wider than this are scaled down in the page (keeps the file small).
 MAX_PREVIEW_WIDTH = 1000
@@ -148,10 +149,10 @@ def _section_training(events: list[dict], m: dict) -> str:
 
     # a resumed run appends to events.jsonl: keep the last record of each step
     steps = sorted({e["step"]: e for e in events
-                    if e.get("kind") == "train_step" and "loss" in e and "step" in e}.values(),
+                    if e.get("kind") == "train_step" and _nums(e, "step", "loss")}.values(),
                    key=lambda e: e["step"])
     evals = sorted({e["step"]: e for e in events
-                    if e.get("kind") == "eval" and "psnr" in e and "step" in e}.values(),
+                    if e.get("kind") == "eval" and _nums(e, "step", "psnr")}.values(),
                    key=lambda e: e["step"])
     if not steps and not evals:
         return "<p>No training progress recorded in events.jsonl.</p>"
@@ -173,6 +174,11 @@ def _section_training(events: list[dict], m: dict) -> str:
     return "\n".join(parts)
 
 
+def _nums(e: dict, *keys: str) -> bool:
+    """The event has these fields, as numbers (a damaged line is left out)."""
+    return all(isinstance(e.get(k), (int, float)) and not isinstance(e.get(k), bool) for k in keys)
+
+
 def _per_image(m: dict) -> list[dict]:
     pi = m.get("per_image") or []
     if isinstance(pi, dict):  # {name: {psnr, ssim}} also accepted
@@ -181,7 +187,7 @@ def _per_image(m: dict) -> list[dict]:
 
 
 def _figure(out_dir: Path, r: dict, cls: str) -> str:
-    prev = out_dir / "previews" / f"{Path(r['name']).stem}.png"
+    prev = RunDir(out_dir).previews / f"{Path(r['name']).stem}.png"
     name = html.escape(str(r["name"]))
     psnr, ssim = r.get("psnr"), r.get("ssim")
     cap = (f"<code>{name}</code>: PSNR "
@@ -215,19 +221,61 @@ def _section_quality(out_dir: Path, m: dict) -> str:
     return "\n".join(out)
 
 
+def _section_coach(out_dir: Path, c) -> str:
+    """The capture coach (:mod:`.coach`): the diagnosis, the advice, the map from above, the
+    photos not placed and why, the worst held-out views and their causes."""
+    from .coach import split_preview
+    from .plots import coverage_figure, view_errors_figure
+
+    out = [f"<p class='diagnosis' data-key='coach.diagnosis'><b>{html.escape(c.diagnosis)}</b></p>"]
+    if c.advice:
+        out.append("<h3>For your next capture</h3><ol class='advice'>")
+        out += [f"<li>{html.escape(a)}</li>" for a in c.advice]
+        out.append("</ol>")
+    if c.findings:
+        out.append("<h3>What the coach measured</h3><ul class='findings'>")
+        out += [f"<li data-key='{html.escape(f.key)}'>{html.escape(f.text[0].upper() + f.text[1:])}"
+                + (f" (<code>{html.escape(_short_list(f.photos))}</code>)" if f.photos else "")
+                + "</li>" for f in c.findings]
+        out.append("</ul>")
+    if c.unplaced:
+        out.append("<h3>Photos that were not placed, and why</h3><ul class='unplaced'>")
+        out += [f"<li data-kind='{html.escape(r['kind'])}'><code>{html.escape(r['name'])}</code>: "
+                f"{html.escape(r['why'])}</li>" for r in c.unplaced]
+        out.append("</ul>")
+    if c.coverage is not None and c.coverage.get("points", 0) >= 10:
+        out.append("<h3>From above: how many photos saw each part</h3><p>Each square is a patch "
+                   "of the scene seen from above, coloured by how many photos saw the points SfM "
+                   "found there (bright: many). Orange squares were seen by 3 photos or fewer "
+                   "(thin: blurry or missing in the result); red hatching marks gaps inside the "
+                   "scene that no photo saw well enough; white dots are where you stood.</p>")
+        out.append(_img(coverage_figure(c.coverage), "map from above of how many photos saw "
+                        "each part of the scene"))
+    bad = [v for v in c.views if v.key not in ("ok", "unknown")][:WORST]
+    if bad:
+        out.append("<h3>Where the held-out views are worst, and why</h3>")
+    for v in bad:
+        pr = split_preview(RunDir(out_dir).previews / f"{Path(v.name).stem}.png")
+        if pr is not None:
+            import numpy as np
+
+            out.append(_img(view_errors_figure(pr[0], pr[1], np.asarray(v.error_blocks),
+                                               f"{v.name}: {v.psnr:.2f} dB"),
+                            f"{v.name}: photo, render and where they differ"))
+        out.append(f"<p class='cause' data-key='{html.escape(v.key)}'><code>{html.escape(v.name)}"
+                   f"</code> ({v.psnr:.2f} dB): {html.escape(v.cause)}.</p>")
+    return "\n".join(out)
+
+
+def _short_list(names: list[str], most: int = 6) -> str:
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
 def _section_outputs(out_dir: Path, m: dict) -> str:
-    what = {
-        "scene.ply": "the trained splats (INRIA 3DGS PLY): open in a splat viewer or export",
-        "metrics.json": "quality and run facts (machine-readable)",
-        "config.json": "the settings used (reproduces the run)",
-        "log.txt": "the run's log", "events.jsonl": "progress events (machine-readable)",
-        "previews": "held-out photos beside their renders", "sparse": "camera poses (COLMAP)",
-        "images": "undistorted images used for training", "checkpoints": "for --resume",
-        "work": "working copies of the photos", "sfm_work": "SfM database",
-    }
+    what = DESCRIPTIONS
     rows = []
     for p in sorted(out_dir.iterdir(), key=lambda p: (p.is_dir(), p.name)):
-        if p.name.startswith(".") or p.name == "report.html":
+        if p.name.startswith(".") or p.name == RunDir(out_dir).report.name:
             continue
         size, n = _tree_size(p)
         label = p.name + ("/" if p.is_dir() else "")
@@ -258,7 +306,6 @@ def _section_outputs(out_dir: Path, m: dict) -> str:
 
 def _section_next(out_dir: Path) -> str:
     """What to do now, for the state the run is in (finished, stopped, poses only)."""
-    from ..rundir import RunDir
     from ..train.checkpoint import list_checkpoints
 
     rd = RunDir(out_dir)
@@ -287,34 +334,49 @@ td,th{padding:3px 10px;text-align:left;border-bottom:1px solid #eee;vertical-ali
 pre{background:#f4f4f4;padding:8px 12px;border-radius:4px;overflow-x:auto}
 code{background:#f4f4f4;padding:0 3px;border-radius:3px} .missing{color:#999}
 nav a{margin-right:12px}
+.diagnosis{font-size:17px;background:#fff6e0;padding:8px 12px;border-left:4px solid #e0a000}
 """
 
 
-def render_html(out_dir: Path, next_step: str | None = None, shown_path: str | None = None) -> str:
+def render_html(out_dir: Path, next_step: str | None = None, shown_path: str | None = None,
+                coaching=None) -> str:
     """The page for ``out_dir`` as a string (see :func:`build_report`); ``next_step`` (HTML) and
-    ``shown_path`` replace the next-step commands and the folder shown (the classroom server)."""
-    mp = out_dir / "metrics.json"
-    try:
-        m = json.loads(mp.read_text(encoding="utf-8")) if mp.exists() else {}
-    except ValueError:
-        m = {}
-    events = read_events(out_dir / "events.jsonl")
+    ``shown_path`` replace the next-step commands and the folder shown (the classroom server);
+    ``coaching``: the coach's result (:func:`.coach.analyse`; made here when not given).
+
+    A damaged run file (``metrics.json`` that is not an object, an event with a field of the wrong
+    type, a model that cannot be read) costs its section, which says so, never the page."""
+    rd = RunDir(Path(out_dir))
+    m = rd.read_json_object(rd.metrics)
+    damaged = m is None and rd.metrics.exists()
+    m = m or {}
+    events = read_events(rd.events)
+    if coaching is None:
+        from .coach import analyse
+
+        coaching = analyse(out_dir, m)
     sections = [
-        ("inputs", "What went in", _section_inputs(m)),
-        ("cameras", "Where the cameras are", _section_cameras(out_dir)),
-        ("training", "How training went", _section_training(events, m)),
-        ("quality", "How good it is", _section_quality(out_dir, m)),
-        ("outputs", "What came out", _section_outputs(out_dir, m)),
-        ("next", "Next step", _section_next(out_dir) if next_step is None else next_step),
+        ("coach", "Capture coach", _guard(_section_coach, out_dir, coaching)),
+        ("inputs", "What went in", _guard(_section_inputs, m)),
+        ("cameras", "Where the cameras are", _guard(_section_cameras, out_dir)),
+        ("training", "How training went", _guard(_section_training, events, m)),
+        ("quality", "How good it is", _guard(_section_quality, out_dir, m)),
+        ("outputs", "What came out", _guard(_section_outputs, out_dir, m)),
+        ("next", "Next step", _guard(_section_next, out_dir) if next_step is None else next_step),
     ]
+    if damaged:
+        sections[1] = (sections[1][0], sections[1][1],
+                       f"<p class='missing'>{rd.metrics.name} is damaged (not a JSON object): the "
+                       "run's numbers cannot be shown.</p>")
     title = f"splatkit report: {out_dir.name}"
     summary = ""
-    if "psnr" in m:
+    if isinstance(m.get("psnr"), (int, float)) and isinstance(m.get("num_splats", 0), int):
         summary = (f"{m.get('num_splats', 0):,} splats, held-out PSNR {m['psnr']:.2f} dB, "
                    f"preset {html.escape(str(m.get('preset', '?')))}")
     nav = "".join(f"<a href='#{k}'>{t}</a>" for k, t, _ in sections)
     body = "\n".join(f"<section id='{k}'><h2>{t}</h2>\n{s}\n</section>" for k, t, s in sections)
-    ver = (m.get("versions") or {}).get("splatkit", "")
+    ver = m.get("versions") if isinstance(m.get("versions"), dict) else {}
+    ver = ver.get("splatkit", "")
     return (f"<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
@@ -324,17 +386,41 @@ def render_html(out_dir: Path, next_step: str | None = None, shown_path: str | N
             f"<p class='sub'>Made by splatkit {html.escape(str(ver))}.</p></body></html>\n")
 
 
+def _guard(section, *args) -> str:
+    """A section's HTML, or a line saying it cannot be shown (a damaged run file)."""
+    try:
+        return section(*args)
+    except UserError as e:
+        return f"<p class='missing'>{html.escape(e.what)}</p>"
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OSError):
+        return ("<p class='missing'>This part cannot be shown: a file of the run is damaged or was "
+                "not written by splatkit.</p>")
+
+
+def report_command(out_dir: Path) -> Path:
+    """``splatkit report OUT``: the page written under the folder's reader lock, so that it never
+    describes a run that is being replaced; a live run is named as such instead."""
+    out_dir = Path(out_dir).resolve()
+    if out_dir.is_dir():
+        check_layout(RunDir(out_dir))
+    with reading(out_dir, "report"):
+        return build_report(out_dir)
+
+
 def build_report(out_dir: Path) -> Path:
     """Write ``out_dir/report.html`` (atomically) and return its path."""
     out_dir = Path(out_dir).resolve()
     if not out_dir.is_dir():
         raise UserError(f"{out_dir} is not a folder.",
                         "Give the output folder of `splatkit train`.")
-    known = ("metrics.json", "events.jsonl", "sparse", "scene.ply")
-    if not any((out_dir / k).exists() for k in known):
+    rd = RunDir(out_dir)
+    if not any(p.exists() for p in (rd.metrics, rd.events, rd.sparse.parent, rd.scene_ply)):
         raise UserError(f"{out_dir} does not look like a splatkit output folder "
                         "(no metrics.json, events.jsonl, sparse/ or scene.ply).",
                         "Give the folder that `splatkit train -o OUT` wrote.")
-    path = out_dir / "report.html"
-    write_text_atomic(path, render_html(out_dir))
-    return path
+    from . import coach
+
+    coaching = coach.analyse(out_dir)
+    coach.save(out_dir, coaching)  # the one-line diagnosis in metrics.json, for the class wall
+    write_text_atomic(rd.report, render_html(out_dir, coaching=coaching))
+    return rd.report

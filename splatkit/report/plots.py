@@ -137,3 +137,84 @@ def training_figure(loss_steps, losses, eval_steps, psnrs, final_psnr=None,
     ax.set_ylabel("dB")
     ax.grid(alpha=0.25)
     return _png(fig)
+
+
+def coverage_figure(cov: dict) -> bytes:
+    """The coach's map from above: each ground cell coloured by how many photos saw its sparse
+    points (dark: none), thin cells (``<= thin`` photos) outlined orange, unseen cells inside
+    the outline hatched red, cameras as white dots with their viewing directions, and the side
+    no camera saw (``cov['gap']``) as a red wedge."""
+    from matplotlib.colors import LogNorm
+    from matplotlib.patches import Rectangle, Wedge
+
+    photos, ext = np.asarray(cov["photos"]), cov["extent"]
+    fig, axes = _figure(7.5, 6.2, 1)
+    ax = axes[0, 0]
+    ax.set_facecolor("#101018")
+    shown = np.ma.masked_where(photos == 0, photos)
+    im = ax.imshow(shown, origin="lower", extent=ext, cmap="viridis", interpolation="nearest",
+                   norm=LogNorm(vmin=1, vmax=max(int(photos.max()), 2)))
+    fig.colorbar(im, ax=ax, shrink=0.8, label="photos that saw this part")
+    cw = (ext[1] - ext[0]) / photos.shape[1]
+    ch = (ext[3] - ext[2]) / photos.shape[0]
+    thin = (photos > 0) & (photos <= cov.get("thin", 3))
+    for r, c in zip(*np.nonzero(thin), strict=True):
+        ax.add_patch(Rectangle((ext[0] + c * cw, ext[2] + r * ch), cw, ch, fill=False,
+                               ec="#ff9d2e", lw=0.8))
+    unseen = np.asarray(cov.get("unseen", np.zeros_like(photos, bool)))
+    for r, c in zip(*np.nonzero(unseen), strict=True):
+        ax.add_patch(Rectangle((ext[0] + c * cw, ext[2] + r * ch), cw, ch, fill=False,
+                               ec="#e03030", hatch="xx", lw=0))
+    cams, fw = np.asarray(cov["cams"]), np.asarray(cov["forwards"])
+    span = max(ext[1] - ext[0], ext[3] - ext[2])
+    ax.scatter(cams[:, 0], cams[:, 1], s=14, c="white", ec="k", lw=0.5, zorder=4,
+               label="cameras")
+    ax.quiver(cams[:, 0], cams[:, 1], fw[:, 0] * 0.06 * span, fw[:, 1] * 0.06 * span,
+              angles="xy", scale_units="xy", scale=1, color="white", width=0.003, zorder=4)
+    if cov.get("gap"):
+        gap, mid, centre = cov["gap"]
+        c2 = (np.asarray(centre) - cov["origin"]) @ np.asarray(cov["basis"])[:2].T
+        ax.add_patch(Wedge(tuple(c2), 0.45 * span, mid - gap / 2, mid + gap / 2, color="#e03030",
+                           alpha=0.25, zorder=2, label=f"never photographed ({gap:.0f} deg)"))
+    ax.plot([], [], "s", mfc="none", mec="#ff9d2e", label=f"thin: {cov.get('thin', 3)} photos or fewer")
+    ax.plot([], [], "s", mfc="none", mec="#e03030", label="unseen inside the scene")
+    lo_x, lo_y = min(ext[0], cams[:, 0].min()), min(ext[2], cams[:, 1].min())
+    hi_x, hi_y = max(ext[1], cams[:, 0].max()), max(ext[3], cams[:, 1].max())
+    pad = 0.05 * span
+    ax.set_xlim(lo_x - pad, hi_x + pad)
+    ax.set_ylim(lo_y - pad, hi_y + pad)
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_title("From above: how many photos saw each part of the scene")
+    ax.set_xlabel("across")
+    ax.set_ylabel("depth")
+    ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
+    return _png(fig)
+
+
+def view_errors_figure(photo: np.ndarray, render: np.ndarray, blocks: np.ndarray,
+                       title: str) -> bytes:
+    """A held-out photo, its render, and where they differ (blocks coloured by squared
+    error; the worst tenth outlined)."""
+    from matplotlib.patches import Rectangle
+
+    fig, axes = _figure(11, 2.9, 3)
+    axes[0, 0].imshow(photo)
+    axes[0, 0].set_title("photo (held out)")
+    axes[0, 1].imshow(render)
+    axes[0, 1].set_title("render from its camera")
+    ax = axes[0, 2]
+    ax.imshow(photo.mean(-1), cmap="gray", alpha=0.6)
+    h, w = photo.shape[:2]
+    rows, cols = blocks.shape
+    ax.imshow(blocks, cmap="magma", alpha=0.6, extent=(0, w, h, 0), interpolation="nearest")
+    flat = np.sort(blocks.ravel())[::-1]
+    cut = flat[max(1, len(flat) // 10) - 1]
+    for r, c in zip(*np.nonzero(blocks >= cut), strict=True):
+        ax.add_patch(Rectangle((c * w / cols, r * h / rows), w / cols, h / rows, fill=False,
+                               ec="#00e5ff", lw=1.5))
+    ax.set_title("where they differ (blue: worst)")
+    for a in axes[0]:
+        a.set_xticks([])
+        a.set_yticks([])
+    fig.suptitle(title, fontsize=10)
+    return _png(fig)

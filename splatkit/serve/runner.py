@@ -183,6 +183,11 @@ class Dispatcher(threading.Thread):
             self._capacity_t = time.monotonic()
         return self._capacity
 
+    @property
+    def slots(self) -> int:
+        """Jobs the cluster runs at once (as last measured)."""
+        return max(1, self._capacity[0])
+
     # -- loop -------------------------------------------------------------------------------
     def wake(self) -> None:
         self._wake.set()
@@ -254,7 +259,8 @@ class Dispatcher(threading.Thread):
             try:
                 res = ray.get(ref)
             except TaskCancelledError:
-                self.store.finish(job_id, "cancelled" if cancelled else "failed", "cancelled by Ray")
+                lost = "Stopped: the server lost this job's worker. Ask your teacher to run it again."
+                self.store.finish(job_id, "cancelled" if cancelled else "failed", None if cancelled else lost)
                 continue
             except RayTaskError as e:
                 if cancelled:

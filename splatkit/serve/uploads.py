@@ -60,11 +60,18 @@ def sniff(head: bytes) -> str | None:
 
 
 def _check_image(path: Path, shown: str) -> None:
+    """The photo must decode to its end: ``verify`` reads the structure (PNG chunks and CRCs), then
+    the picture is decoded (a JPEG at 1/8 scale, which still reads every byte of its data), so that
+    a file cut short is refused here rather than failing the job later."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
             im.verify()
+        with Image.open(path) as im:
+            if im.format == "JPEG":
+                im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
+            im.load()
     except Exception:  # noqa: BLE001 - any decoder error means: not a usable photo
         raise UploadError(f"{shown} looks like a photo but cannot be opened (damaged or cut off). "
                           "Upload it again, or leave it out.") from None
@@ -108,10 +115,11 @@ def _save(files: list[tuple[str, Path]], dest: Path, limits: UploadLimits) -> tu
         n = _extract_zip(files[0][1], files[0][0], dest, limits)
         return f"{n} photos from {files[0][0]}", None
     if len(files) == 1 and kinds[0] in VIDEO_TYPES:
-        seconds = _check_video(files[0][1], files[0][0])
+        frames, seconds = _check_video(files[0][1], files[0][0])
         shutil.copyfile(files[0][1], dest / ("video" + VIDEO_TYPES[kinds[0]]))
-        fps = limits.max_video_frames / seconds if seconds > 0 else None
-        return f"video {files[0][0]} ({seconds:.0f} s)", fps
+        fps = limits.max_video_frames / seconds
+        return (f"video {files[0][0]} ({seconds:.0f} s, {frames} frames; at most "
+                f"{min(frames, limits.max_video_frames)} used)"), fps
     if any(k == "zip" or k in VIDEO_TYPES for k in kinds):
         raise UploadError("Send either photos, or one zip, or one video, not a mix.")
     if len(files) > limits.max_files:
@@ -205,25 +213,44 @@ def _wanted(name: str) -> bool:
     return p.suffix.lower() in (".jpg", ".jpeg", ".png")
 
 
-def _check_video(path: Path, shown: str) -> float:
-    """The video's length in seconds (0 when unknown); refuses files without a picture."""
+#: a video with more frames than this is refused (about 28 minutes at 30 frames a second)
+MAX_VIDEO_DECODED = 50_000
+
+
+def _check_video(path: Path, shown: str) -> tuple[int, float]:
+    """(frames, seconds) of the video, counted by decoding it: the duration in the file's header is
+    not trusted (a long clip may claim to last a second). Seconds run from the first to the last
+    frame's time, as the job's frame sampling reads them. Refuses files without a picture, that do
+    not decode, or that are very long."""
     try:
         import av
     except ImportError:
         raise UploadError("This server cannot read videos (PyAV is not installed). "
                           "Send photos instead, or ask your teacher.") from None
+    frames, first, last = 0, None, None
     try:
         with av.open(str(path)) as c:
             if not c.streams.video:
                 raise UploadError(f"{shown} has no video track.")
             st = c.streams.video[0]
-            if st.duration and st.time_base:
-                return float(st.duration * st.time_base)
-            return float(c.duration or 0) / 1e6  # microseconds (av.time_base)
+            st.thread_type = "AUTO"
+            rate = float(st.average_rate or 30)
+            for frame in c.decode(st):
+                t = frame.time if frame.time is not None else frames / rate
+                first = t if first is None else min(first, t)
+                last = t if last is None else max(last, t)
+                frames += 1
+                if frames > MAX_VIDEO_DECODED:
+                    raise UploadError(f"{shown} is too long ({MAX_VIDEO_DECODED} frames at most): "
+                                      "cut it to a few minutes around the object.", 413)
     except UploadError:
         raise
-    except Exception:  # noqa: BLE001
-        raise UploadError(f"{shown} looks like a video but cannot be read.") from None
+    except Exception:  # noqa: BLE001 - a decoder error: keep what decoded, if anything
+        if not frames:
+            raise UploadError(f"{shown} looks like a video but cannot be read.") from None
+    if frames == 0:
+        raise UploadError(f"{shown} has no picture that can be decoded.")
+    return frames, max(last - first + 1.0 / rate, 1.0 / rate)
 
 
 def find_video(photos_dir: Path) -> Path | None:

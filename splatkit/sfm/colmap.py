@@ -32,9 +32,10 @@ from ..rundir import RunDir
 from ..scene import Scene
 from .calls import quiet_colmap
 from .cameras import CameraGroup, camera_groups, describe
+from .database import no_parallax_share
 from .diagnose import clusters, explain, failure, pair_inliers
 from .features import extract, mark_second_chance, prepare_database
-from .loaders import load_scene, undistort_model
+from .loaders import load_cached, load_scene, undistort_model
 from .mapping import MAPPERS, MapStats, Model, choose_mapper, map_photos
 from .pairs import METHODS, PairStats, match_photos, pair_method
 from .register import SecondChance, second_chance
@@ -79,8 +80,8 @@ def _run_sfm(photos: PhotoSet, out_dir: Path, cfg: SfmConfig, bus: EventBus) -> 
     work.mkdir(parents=True, exist_ok=True)
     key = inputs_key(photos, cfg)
     cached = _cached(out_dir, key)
-    if cached is not None:
-        scene = load_scene(out_dir, unregistered=cached.get("unregistered", []))
+    scene = load_cached(out_dir, cached.get("unregistered", [])) if cached is not None else None
+    if scene is not None:
         bus.emit(Message(STAGE, REUSED_TEXT))
         _report(scene, len(photos), bus, cached.get("unregistered_reasons", {}))
         return scene
@@ -145,7 +146,7 @@ def _place(photos: PhotoSet, work: Path, cfg: SfmConfig, bus: EventBus) -> Stage
     mapped = map_photos(db, photos.image_dir, work / "sparse", cfg, mapper, refine_pp, len(photos), bus)
     timings["map"] = mapped.seconds
     if not mapped.models:
-        raise failure(photos.names, 0, [], pair_inliers(db), photos.flags)
+        raise failure(photos.names, 0, [], pair_inliers(db), photos.flags, no_parallax_share(db))
     best, second = second_chance(db, photos, mapped.models[0], work, cfg, mapped.refined_principal_point, bus)
     if second.tried and cfg.second_chance:
         mark_second_chance(work)
@@ -166,7 +167,7 @@ def _keep(best: Model, first: list[Model], photos: PhotoSet, db: Path, bus: Even
     if len(groups[0]) < MIN_REGISTERED or (
         len(groups) > 1 and max(len(g) for g in groups[1:]) >= len(groups[0])
     ):
-        raise failure(names, len(groups[0]), groups, inliers, photos.flags)
+        raise failure(names, len(groups[0]), groups, inliers, photos.flags, no_parallax_share(db))
     unregistered = [n for n in names if n not in placed]
     reasons = explain(unregistered, placed, groups[1:], inliers, photos.flags)
     if len(groups) > 1:

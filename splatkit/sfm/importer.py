@@ -27,6 +27,7 @@ from ..scene import Scene
 from .loaders import (
     _rotmat_to_qvec,
     is_pinhole,
+    load_cached,
     load_scene,
     read_colmap_project,
     scene_from_transforms,
@@ -41,8 +42,8 @@ RECIPE = 1
 def import_colmap(project: Path, out_dir: Path, cfg: SfmConfig, bus: EventBus = NULL_BUS) -> Scene:
     project, out_dir = Path(project), Path(out_dir)
     key = _key(project, cfg)
-    if _cached(out_dir, key):
-        return load_scene(out_dir, unregistered=[])
+    if _cached(out_dir, key) and (scene := load_cached(out_dir, [])) is not None:
+        return scene
     rec, image_dir, names = read_colmap_project(project, bus)  # checked before anything is written
     _clear(out_dir)
     if is_pinhole(rec):
@@ -60,8 +61,8 @@ def import_transforms(path: Path, out_dir: Path, cfg: SfmConfig, bus: EventBus =
     path, out_dir = Path(path), Path(out_dir)
     path = transforms_file(path) or path / "transforms.json"
     key = _key(path, cfg)
-    if _cached(out_dir, key):
-        return load_scene(out_dir, unregistered=[])
+    if _cached(out_dir, key) and (scene := load_cached(out_dir, [])) is not None:
+        return scene
     cams = read_transforms(path, bus)  # checked before anything is written
     _clear(out_dir)
     scene = scene_from_transforms(cams, out_dir=out_dir, bus=bus, num_threads=cfg.num_threads)
@@ -230,3 +231,8 @@ def _clear(out_dir: Path) -> None:
     for p in (out_dir / "images", out_dir / "sparse" / "0"):
         if p.exists():
             shutil.rmtree(p)
+
+
+#: for other importers of posed cameras (phone-scan exports, :mod:`splatkit.scans`)
+triangulate_if_needed = _triangulate_if_needed
+write_pinhole_model = _write_pinhole_model

@@ -69,6 +69,7 @@ class TrainResult:
         evals: the periodic evaluations ``{"step", "psnr", "ssim"}`` (on a subset of test views).
         losses: ``(step, loss)`` at every logged step.
         trained_longest_side: the longest side, in pixels, of the images actually trained on.
+        sky: the learned sky (:class:`splatkit.sky.SkyMap`, world frame of ``splats``), or None.
     """
 
     splats: Splats
@@ -80,6 +81,7 @@ class TrainResult:
     evals: list[dict[str, Any]] = field(default_factory=list)
     losses: list[tuple[int, float]] = field(default_factory=list)
     trained_longest_side: int = 0
+    sky: Any = None
 
 
 def seed_everything(seed: int) -> None:
@@ -179,13 +181,16 @@ def train(
     for step in range(state.step, cfg.steps):
         t0 = time.perf_counter()
         loss = _train_step(state, data, cfg, renderer, step)
+        for text in state.addons.messages():
+            bus.emit(Message(stage="train", text=text))
         state.step = done = step + 1
         result.steps_done = done
         meter.add(loss, time.perf_counter() - t0)
         if meter.full() or done == cfg.steps:
             _emit_progress(meter, state, cfg, result, bus)
         if cfg.eval_every > 0 and (done % cfg.eval_every == 0 or done == cfg.steps):
-            result.evals.append(_quick_eval(state.params, data.norm, scene, cfg, renderer, done, bus))
+            result.evals.append(_quick_eval(state.params, data.norm, scene, cfg, renderer, done, bus,
+                                            state.addons.sky_map()))
         stop = stop_flag is not None and stop_flag()
         if stop or done == cfg.steps or (cfg.checkpoint_every > 0 and done % cfg.checkpoint_every == 0):
             result.checkpoint = _save(out_dir, state, cfg, data, renderer, run_id)
@@ -194,6 +199,7 @@ def train(
             bus.emit(Message(stage="train", text=f"Stopped at step {done}; resume with --resume."))
             break
     result.splats = data.norm.splats_to_world(params_to_splats(state.params)).to("cpu")
+    result.sky = state.addons.sky_map()
     result.seconds = time.perf_counter() - t_start
     return result
 
@@ -227,7 +233,7 @@ def _start(scene: Scene, cfg: TrainConfig, data: TrainData, renderer: Renderer, 
     """A fresh state from the sparse points, or the newest intact checkpoint's."""
     order = ViewOrder(len(data.views), cfg.seed)
     strategy, strategy_state = make_strategy(cfg, data.scene_scale)
-    addons = Addons.build(cfg, data.images, renderer.device)
+    addons = Addons.build(cfg, data.images, renderer.device, data.views)
     if cfg.densify_budget:
         from .schedule import budgeted
 
@@ -295,8 +301,8 @@ def _train_step(state: TrainState, data: TrainData, cfg: TrainConfig, renderer: 
     mcmc = isinstance(state.strategy, SplatMCMCStrategy)
     try:  # render, loss and backward: where a GPU runs out of memory
         out = renderer(params_to_splats(params), view, settings)
-        img = addons.image(k, out.image)
-        if cfg.random_background:
+        img = addons.image(k, addons.background(k, view, out.image, out.alpha))
+        if cfg.random_background and not addons.sky_on:
             img = img + torch.rand(3, device=renderer.device) * (1.0 - out.alpha)
         if out.means2d.requires_grad:
             out.means2d.retain_grad()
@@ -382,7 +388,7 @@ def _save(out_dir: Path, state: TrainState, cfg: TrainConfig, data: TrainData, r
     )  # fmt: skip
 
 
-def _quick_eval(params, norm, scene, cfg, renderer: Renderer, step, bus) -> dict[str, Any]:
+def _quick_eval(params, norm, scene, cfg, renderer: Renderer, step, bus, sky=None) -> dict[str, Any]:
     """Held-out PSNR/SSIM on up to :data:`EVAL_VIEWS` test views at the training resolution."""
     from ..evaluate import evaluate
 
@@ -392,7 +398,7 @@ def _quick_eval(params, norm, scene, cfg, renderer: Renderer, step, bus) -> dict
     settings = RenderSettings(sh_degree=sh_degree_at(step, cfg), antialiased=cfg.antialiased)
     ev = evaluate(
         splats, scene, cfg.resolution, renderer.name, renderer.device, settings,
-        max_views=EVAL_VIEWS, keep_images=False,
+        max_views=EVAL_VIEWS, keep_images=False, sky=sky,
     )  # fmt: skip
     bus.emit(EvalResult(step=step, psnr=ev["psnr"], ssim=ev["ssim"]))
     return {"step": step, "psnr": ev["psnr"], "ssim": ev["ssim"], "views": ev["num_views"]}
