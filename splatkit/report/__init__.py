@@ -221,6 +221,12 @@ def _section_quality(out_dir: Path, m: dict) -> str:
     return "\n".join(out)
 
 
+def _section_cleanup(out_dir: Path, m: dict) -> str:
+    from .cleanup import section
+
+    return section(out_dir, m, _img)
+
+
 def _section_coach(out_dir: Path, c) -> str:
     """The capture coach (:mod:`.coach`): the diagnosis, the advice, the map from above, the
     photos not placed and why, the worst held-out views and their causes."""
@@ -361,6 +367,7 @@ def render_html(out_dir: Path, next_step: str | None = None, shown_path: str | N
         ("cameras", "Where the cameras are", _guard(_section_cameras, out_dir)),
         ("training", "How training went", _guard(_section_training, events, m)),
         ("quality", "How good it is", _guard(_section_quality, out_dir, m)),
+        ("cleanup", "What cleanup removed", _guard(_section_cleanup, out_dir, m)),
         ("outputs", "What came out", _guard(_section_outputs, out_dir, m)),
         ("next", "Next step", _guard(_section_next, out_dir) if next_step is None else next_step),
     ]
