@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from splatkit import frames as F
 from splatkit.export import collision as K
 from splatkit.export import crop as C
-from splatkit.export import frames as F
 from splatkit.export.ply import read_ply
 from splatkit.export.unreal import UnrealExportOptions, estimate_upright, upright_cameras
 from splatkit.sfm.loaders import load_scene

@@ -7,16 +7,22 @@ traceback. Ctrl-C during training writes a checkpoint and prints the command tha
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import errno
 import os
 import shlex
 import sys
 from pathlib import Path
 
-from .config import PRESETS, RunConfig, TrainConfig, preset_config
+from .config import PRESETS, BlocksConfig, IngestConfig, RunConfig, TrainConfig, preset_config
 from .errors import UserError
 from .options import input_path, number, output_path, port_number
+from .rundir import RunDir
 
 PROG = "splatkit"
+#: OS errors that come from a path the user gave, not from a bug (said in two lines, exit 2).
+PATH_ERRORS = {errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.EACCES,
+               errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EXDEV}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,12 +38,17 @@ class _Parser(argparse.ArgumentParser):
 TRAIN_OPTIONS = {"steps": "train.steps", "resolution": "train.resolution",
                  "sh_degree": "train.sh_degree", "strategy": "train.strategy",
                  "max_splats": "train.max_splats", "seed": "train.seed", "mapper": "sfm.mapper",
-                 "pose_opt": "train.pose_opt", "appearance": "train.appearance", "packed": "train.packed"}
+                 "pose_opt": "train.pose_opt", "appearance": "train.appearance", "packed": "train.packed",
+                 "sky": "train.sky",
+                 "video_fps": "ingest.video_fps", "blocks": "blocks.blocks",
+                 "ray_address": "blocks.ray_address",
+                 "cleanup": "cleanup.mode"}
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("photos", type=input_path, help="Folder of photos (JPEG or PNG), a video (MP4, MOV), a "
-                   "COLMAP project or a transforms.json. It is never written to.")
+    p.add_argument("photos", type=input_path, help="Folder of photos (JPEG, PNG, HEIC, AVIF or camera "
+                   "RAW), a video (MP4, MOV; HDR too), a COLMAP project or a transforms.json. It is "
+                   "never written to.")
     p.add_argument("-o", "--out", type=output_path, default=None,
                    help="Output folder (default: <photos-folder-name>-splatkit beside the photos).")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
@@ -60,8 +71,14 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--appearance", choices=("none", "bilagrid"), default=None,
                    help="Compensate exposure and colour changes between photos: bilagrid (a bilateral "
                         "grid per photo) or none.")
+    p.add_argument("--sky", choices=("auto", "on", "off"), default=None,
+                   help=_field_help(TrainConfig, "sky"))
     p.add_argument("--packed", action="store_const", const=True, default=None,
                    help="GPU only: gsplat's packed mode (less GPU memory for large scenes).")
+    p.add_argument("--cleanup", choices=("auto", "none"), default=None,
+                   help="After training, remove the splats no training view needs (thresholds "
+                        "chosen on the held-out photos) into scene_clean.ply, which export and "
+                        "view use; scene.ply stays as trained. none: no cleanup.")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
                    help="Where to train: auto (default) uses an NVIDIA GPU when there is one, else "
                         "the CPU.")
@@ -71,6 +88,14 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                         "cameras slightly differently from run to run; to repeat a run exactly, "
                         "train again from its SfM output (OUT/sparse/0 with OUT/images).")
     _add_mapper_option(p)
+    _add_video_fps_option(p)
+    p.add_argument("--blocks", type=number(BlocksConfig, "blocks"), default=None,
+                   help="Train a large capture in this many blocks (default: one block per 1,000 "
+                        "photos; 1: never split). Each block trains on the photos that see it and "
+                        "holds the memory alone.")
+    p.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="Train the blocks as Ray tasks: 'local' (a Ray on this machine) or a "
+                        "cluster's address (ray://HOST:10001). Default: one block after another.")
     p.add_argument("--resume", action="store_true",
                    help="Continue the interrupted (or finished: train longer with --steps) run in OUT "
                         "from its last checkpoint, with its own settings.")
@@ -78,6 +103,21 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help="Start over in an OUT that holds an unfinished run (it is kept in "
                         "OUT/previous/).")
     p.add_argument("--quiet", action="store_true", help="Print nothing but errors.")
+
+
+def _add_video_fps_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--video-fps", type=number(IngestConfig, "video_fps"), default=None,
+                   help="From a video: most frames taken per second (default 2; at most 60 times "
+                        "this per minute), chosen by sharpness and camera motion. Raise it for a "
+                        "short or fast clip.")
+
+
+def _field_help(section, name: str) -> str:
+    """A config field's help text (config.py), so that --help and config.json say the same."""
+    import dataclasses
+
+    text = next(f for f in dataclasses.fields(section) if f.name == name).metadata["help"]
+    return text.replace("%", "%%")  # argparse formats help texts with %
 
 
 def _add_mapper_option(p: argparse.ArgumentParser) -> None:
@@ -116,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Named settings (image size used for matching; default: standard on a CPU, "
                         "full on a GPU, as for train).")
     _add_mapper_option(p)
+    _add_video_fps_option(p)
     p.add_argument("--quiet", action="store_true", help="Print nothing but errors.")
 
     p = sub.add_parser("export", help="Write the trained scene in the formats Unreal plugins read.",
@@ -153,12 +194,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_export_options(p: argparse.ArgumentParser) -> None:
-    """Options of the Unreal export, taken from its options dataclass when available."""
+    """One ``--flag`` per :class:`~splatkit.export.unreal.UnrealExportOptions` field, from its
+    help metadata (when the export is available)."""
     try:
-        from .export.unreal import add_cli_options
+        from .export.unreal import UnrealExportOptions
     except ImportError:
         return
-    add_cli_options(p)
+    for f in dataclasses.fields(UnrealExportOptions):
+        kw = {"help": f.metadata["help"], "default": None, "dest": f"unreal_{f.name}"}
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        numeric = "min" in f.metadata or "max" in f.metadata
+        kw["type"] = number(UnrealExportOptions, f.name) if numeric else str
+        if "choices" not in f.metadata:
+            kw["metavar"] = f.name.upper()
+        p.add_argument("--" + f.name.replace("_", "-"), **kw)
+
+
+def export_options_from_args(args: argparse.Namespace):
+    """The :class:`~splatkit.export.unreal.UnrealExportOptions` the flags ask for."""
+    from .export.unreal import UnrealExportOptions
+
+    vals = {}
+    for f in dataclasses.fields(UnrealExportOptions):
+        v = getattr(args, f"unreal_{f.name}", None)
+        if v is not None:
+            vals[f.name] = v
+    return UnrealExportOptions(**vals)
+
+
+def run_export(out_dir: Path, args: argparse.Namespace) -> list[Path]:
+    """``splatkit export OUT --for unreal`` and ``splatkit train --export unreal``: one
+    run-folder export (:func:`splatkit.export.run_folder.export_run`), printed."""
+    from .export.run_folder import export_run, print_result
+
+    result = export_run(Path(out_dir), export_options_from_args(args))
+    print_result(result)
+    return result.paths
 
 
 def _default_preset(device: str) -> str:
@@ -188,7 +260,30 @@ def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, set[str]]:
     if "train.resolution" in explicit:  # working copies at least as large as asked to train on
         cfg.ingest.max_image_size = max(cfg.ingest.max_image_size, cfg.train.resolution)
     validate(cfg)
+    _check_gpu_preset(args, cfg)
     return cfg, explicit
+
+
+def _check_gpu_preset(args: argparse.Namespace, cfg: RunConfig) -> None:
+    """A GPU preset on a machine that trains on its CPU runs only when asked with --device cpu:
+    hours of work never start by surprise."""
+    from .config import GPU_PRESETS, cpu_hours
+    from .render import select_renderer
+
+    if args.preset not in GPU_PRESETS or getattr(args, "command", "") != "train":
+        return
+    if getattr(args, "device", None) != "cpu" and select_renderer(cfg.device).name != "cpu":
+        return
+    hours = cpu_hours(cfg)
+    if getattr(args, "device", None) != "cpu":
+        raise UserError(
+            f"--preset {args.preset} is made for a GPU; this machine has none, and its CPU would "
+            f"train for about {hours:.0f} hours.",
+            "Use --preset standard (about an hour) or quick (minutes), or add --device cpu to run "
+            f"{args.preset} on the CPU anyway.")
+    if not getattr(args, "quiet", False):
+        print(f"--preset {args.preset} on the CPU: about {hours:.0f} hours of training.",
+              file=sys.stderr)
 
 
 def check_input(path: Path) -> None:
@@ -246,9 +341,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return code
     out_dir = result.out_dir
     if args.export == "unreal":
-        from .export.unreal import run_export_cli
-
-        run_export_cli(out_dir, argparse.Namespace())
+        run_export(out_dir, argparse.Namespace())
     if not args.quiet:
         m = result.metrics
         print(f"\nDone: {out_dir}\n  scene.ply: {m['num_splats']:,} splats, trained at "
@@ -271,25 +364,25 @@ def cmd_sfm(args: argparse.Namespace) -> int:
         return code
     scene = result.scene
     if not args.quiet:
-        print(f"\nPoses: {result.out_dir / 'sparse' / '0'} ({len(scene.cameras)} cameras, "
+        print(f"\nPoses: {RunDir(result.out_dir).sparse} ({len(scene.cameras)} cameras, "
               f"{scene.points.shape[0]:,} points)")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     try:
-        from .export.unreal import run_export_cli
+        import splatkit.export.unreal  # noqa: F401
     except ImportError:
         raise UserError("The Unreal export is not available in this installation.",
                         "Reinstall splatkit.") from None
-    run_export_cli(args.out, args)
+    run_export(args.out, args)
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import build_report
+    from .report import report_command
 
-    print(build_report(args.out))
+    print(report_command(args.out))
     return 0
 
 
@@ -328,6 +421,13 @@ def main(argv: list[str] | None = None) -> int:
         if e.todo:
             print(e.todo, file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # a path the OS refuses (name too long, loop, not a folder, read-only)
+        if e.errno not in PATH_ERRORS:
+            raise
+        print(f"{PROG}: error: {e.filename or 'a path'}: {e.strerror or e}.", file=sys.stderr)
+        print("Check the paths given (their length, their folders, your permissions) and run "
+              "again; nothing of yours was changed.", file=sys.stderr)
+        return 2
     except MemoryError:
         print(f"{PROG}: error: this machine ran out of memory.", file=sys.stderr)
         print("Use a smaller --resolution or --max-splats (or --preset quick); finished stages are "

@@ -39,6 +39,13 @@ class IngestConfig:
         3.0, "Photos more than this many times as wide as tall (or as tall as wide) are skipped "
         "as panoramas or strips: structure from motion needs ordinary photos.", min=1.0, max=100.0,
     )
+    pano_views: str = opt(
+        "ring8",
+        "Views cut from each 360-degree (equirectangular) frame: ring8 (8 around the horizon and "
+        "4 looking up, overlapping), cube5 (a cube without its bottom face) or cube4 (its 4 "
+        "sides). None looks at the bottom of the sphere (tripod, operator).",
+        choices=("ring8", "cube5", "cube4"),
+    )
 
 
 @dataclass
@@ -154,6 +161,15 @@ class TrainConfig:
         "none", "none (train at --resolution throughout) or dash (DashGaussian: low resolution "
         "first, full resolution from the end of densification).", choices=("none", "dash"),
     )
+    sky: str = opt(
+        "auto",
+        "A learned sky behind the splats, exported as Unreal's sky: on, off, or auto (kept when at "
+        "least 2% of the training pixels still show it at the end of densification, e.g. outdoors; "
+        "off for a closed room).", choices=("auto", "on", "off"),
+    )
+    sky_width: int = opt(512, "Width in texels of the sky panorama (its height is half).",
+                         min=16, max=8192)
+    sky_lr: float = opt(0.01, "Learning rate of the sky's texels.", min=0.0, max=1.0)
     densify_budget: bool = opt(False, "Grow splats within DashGaussian's budget (default strategy).")
     sparse_adam: bool = opt(
         True,
@@ -172,6 +188,59 @@ class TrainConfig:
 
 
 @dataclass
+class BlocksConfig:
+    """Large captures trained in blocks (:mod:`splatkit.blocks`): one block at a time here, or
+    as Ray tasks on a cluster."""
+
+    blocks: int = opt(0, "Blocks to train in (0: automatic, one block per max_photos photos; "
+                      "1: never split).", min=0, max=4096)
+    max_photos: int = opt(1000, "Automatic blocks: the most photos one block's core holds.",
+                          min=10, max=1_000_000)
+    overlap: float = opt(0.2, "How far a block's training reaches past its core, as a fraction of "
+                         "its size (its splats there are dropped at the merge).", min=0.0, max=2.0)
+    visibility: float = opt(0.25, "A photo from outside a block trains it when it sees this "
+                            "fraction of the block's points.", min=0.0, max=1.0)
+    ray_address: str = opt("", "Train the blocks as Ray tasks: 'local' (a Ray on this machine) or "
+                           "a cluster address (ray://HOST:10001, auto); empty: one after another.")
+    ray_workers: int = opt(2, "Blocks trained at once on a local Ray.", min=1, max=1024)
+    ray_cpus_per_block: int = opt(1, "CPU threads per block under Ray.", min=1, max=1024)
+    ray_gpus_per_block: float = opt(0.0, "GPUs per block under Ray (1: one block per GPU).",
+                                    min=0.0, max=64.0)
+
+
+@dataclass
+class CleanupConfig:
+    """Cleanup after training (:mod:`splatkit.cleanup`): the rules, the levels tried for each,
+    and the held-out cost allowed. The levels are tried from the mildest; each rule keeps the
+    most aggressive level whose removals, with those already accepted, cost at most
+    ``max_psnr_drop`` of held-out PSNR against the trained scene."""
+
+    mode: str = opt("auto", "auto: remove what no training view needs, with thresholds chosen "
+                    "on the held-out photos, and write scene_clean.ply (used by export and view); "
+                    "none: no cleanup.", choices=("auto", "none"))
+    max_psnr_drop: float = opt(0.05, "Held-out PSNR (dB) the cleanup may cost at most.",
+                               min=0.0, max=10.0)
+    weight_floor: float = opt(1.0 / 255.0, "The mildest largest-weight level tried: splats whose "
+                              "blending weight (share of a pixel's colour) stays below this in "
+                              "every training pixel. Splats that reach no training pixel at all "
+                              "are always removed.", min=0.0, max=1.0)
+    weight_levels: list = opt([0.01, 0.02, 0.05, 0.1], "Largest-weight levels tried after the "
+                              "floor (LightGaussian's global significance), mildest first.")
+    needed_weight: float = opt(0.5, "A splat that makes at least this share of some training "
+                               "pixel's colour is needed by that view: the isolation and "
+                               "clearance rules leave it.", min=0.0, max=1.0)
+    isolation_neighbours: int = opt(8, "Neighbours whose mean distance measures isolation.",
+                                    min=1, max=64)
+    isolation_levels: list = opt([32.0, 16.0, 8.0, 4.0], "Isolation thresholds tried, mildest "
+                                 "first: a splat's neighbour distance over its distance to the "
+                                 "nearest camera, in multiples of the scene's median.")
+    clearance_levels: list = opt([0.25, 0.5, 1.0], "Camera-clearance radii tried, in camera "
+                                 "spacings (see train --camera-clearance), mildest first.")
+    preview_width: int = opt(480, "Width in pixels of the before/after views in the report.",
+                             min=32, max=4096)
+
+
+@dataclass
 class RunConfig:
     """Everything ``splatkit train`` needs; saved as ``config.json`` in the output folder."""
 
@@ -180,6 +249,8 @@ class RunConfig:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     sfm: SfmConfig = field(default_factory=SfmConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    blocks: BlocksConfig = field(default_factory=BlocksConfig)
+    cleanup: CleanupConfig = field(default_factory=CleanupConfig)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -192,6 +263,8 @@ class RunConfig:
             ingest=_build(IngestConfig, d.get("ingest", {})),
             sfm=_build(SfmConfig, d.get("sfm", {})),
             train=_build(TrainConfig, d.get("train", {})),
+            blocks=_build(BlocksConfig, d.get("blocks", {})),
+            cleanup=_build(CleanupConfig, d.get("cleanup", {})),
         )
 
     @classmethod
@@ -208,6 +281,7 @@ SAFE_ON_RESUME = {
     "train.checkpoint_every": "how often checkpoints are written",
     "train.refine_stop": "when densification stops",
     "device": "where the remaining steps run",
+    "blocks.ray_address": "where the remaining blocks train",
 }
 
 
@@ -250,7 +324,7 @@ def validate(cfg: RunConfig) -> None:
     """
     from .errors import UserError
 
-    for section in (cfg.ingest, cfg.sfm, cfg.train):
+    for section in (cfg.ingest, cfg.sfm, cfg.train, cfg.cleanup):
         for f in dataclasses.fields(section):
             rng = field_range(f)
             value = getattr(section, f.name)
@@ -380,6 +454,20 @@ def tiered(cfg: RunConfig, train_photos: int, explicit: set[str]) -> tuple[RunCo
     if not changed:
         return cfg, {}
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **changed)), changed
+
+
+#: Presets made for a GPU (a CPU runs them only when asked with ``--device cpu``).
+GPU_PRESETS = ("fast", "full")
+#: The unit of :func:`cpu_hours`: the standard preset (7,000 steps at 800 px) takes about an hour
+#: on a laptop CPU (docs/benchmarks.md); a step's time grows with the pixels drawn.
+CPU_HOUR = (7000, 800)
+
+
+def cpu_hours(cfg: RunConfig) -> float:
+    """Roughly how many hours ``cfg``'s training takes on a laptop CPU (its steps and pixels
+    against the standard preset's hour; SfM not counted)."""
+    steps, res = CPU_HOUR
+    return cfg.train.steps / steps * (cfg.train.resolution / res) ** 2
 
 
 def preset_config(name: str) -> RunConfig:

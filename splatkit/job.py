@@ -21,14 +21,23 @@ from .errors import UserError
 from .events import EventBus, JsonlWriter, Message
 from .fileio import write_text_atomic
 from .run import Run, plan_run
-from .rundir import LAYOUT, RunDir, RunLock, RunRecord, check_separate, foreign_entries, new_run_id
+from .rundir import (
+    CLAIMS,
+    LAYOUT,
+    RunDir,
+    RunLock,
+    RunRecord,
+    check_layout,
+    check_new_folder,
+    check_separate,
+    foreign_entries,
+    new_run_id,
+)
 
-#: Top-level names each command may write (claimed in ``.splatkit/run.json`` before it starts).
-CLAIMS = {
-    "train": LAYOUT,
-    "sfm": ("config.json", "log.txt", "events.jsonl", "work", "sfm_work", "sparse", "images"),
-}
 FULL_DISK = {errno.ENOSPC, errno.EDQUOT}
+#: Below this much free space, a failed write is taken for a full disk (libraries such as
+#: pycolmap and torch wrap the OS error in their own message, without its errno).
+NEARLY_FULL = 64 * 2**20
 
 
 @dataclass
@@ -78,6 +87,7 @@ def open_run_dir(out_dir: Path, source: Path | None, command: str, wait_s: float
     if source is not None:
         check_separate(source, rd.root)
     _refuse_foreign(rd)  # before anything is written into a folder that is not splatkit's
+    check_new_folder(rd, rd.read_record())
     _make_writable(rd.root)
     lock = RunLock(rd, command, wait_s=wait_s).acquire()
     try:
@@ -93,6 +103,7 @@ def open_run_dir(out_dir: Path, source: Path | None, command: str, wait_s: float
 
 
 def _refuse_foreign(rd: RunDir) -> None:
+    check_layout(rd)
     foreign = foreign_entries(rd, rd.read_record())
     if foreign:
         raise UserError(
@@ -124,15 +135,27 @@ def disk_full_error(root: Path, resume_cmd: str) -> UserError:
 
 
 def is_disk_full(e: BaseException, root: Path) -> bool:
-    """An OSError for a full disk, or a library's wrapped write failure on a nearly full disk."""
-    if isinstance(e, OSError) and e.errno in FULL_DISK:
-        return True
-    if isinstance(e, RuntimeError) and "write" in str(e).lower():
-        try:
-            return shutil.disk_usage(root).free < 64 * 2**20
-        except OSError:
-            return False
-    return False
+    """A full disk (or quota) behind a failure: the OS error's errno, else (a library's own
+    error, which carries no errno: pycolmap's database, torch's checkpoint writer) the free space
+    left on the volume of ``root``. The message's text is never read."""
+    seen = e
+    while seen is not None:  # the errno of the OS error, also when a library chained it
+        if isinstance(seen, OSError) and seen.errno in FULL_DISK:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(e, (UserError, MemoryError)):
+        return False
+    try:
+        return shutil.disk_usage(_existing(root)).free < NEARLY_FULL
+    except OSError:
+        return False
+
+
+def _existing(path: Path) -> Path:
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def run_job(req: JobRequest, bus: EventBus, stop_flag: Callable[[], bool] | None = None):
@@ -143,7 +166,7 @@ def run_job(req: JobRequest, bus: EventBus, stop_flag: Callable[[], bool] | None
                         "Run the same command without --resume to start.")
     try:
         return _run_job(req, bus, stop_flag, shown)
-    except (OSError, RuntimeError) as e:
+    except Exception as e:  # noqa: BLE001 - a full disk, whatever the library that hit it
         if is_disk_full(e, Path(req.out_dir)):
             more = " --resume" if req.command == "train" else ""
             raise disk_full_error(Path(req.out_dir), shown + more) from None
@@ -152,11 +175,13 @@ def run_job(req: JobRequest, bus: EventBus, stop_flag: Callable[[], bool] | None
 
 def _run_job(req: JobRequest, bus: EventBus, stop_flag, shown: str):
     from . import pipeline
+    from .fingerprint import fingerprint
 
     opened = open_run_dir(req.out_dir, req.source, req.command, req.lock_wait_s)
     rd, writers = opened.rd, []
     try:
-        run = plan_run(rd, opened.record, req.cfg, req.explicit, req.resume, req.restart, shown)
+        run = plan_run(rd, opened.record, req.cfg, req.explicit, req.resume, req.restart, shown,
+                       inputs=fingerprint(req.source))
         opened.record.source = str(Path(req.source).resolve())
         opened.claim(CLAIMS[req.command])
         writers = _attach_writers(rd, bus)

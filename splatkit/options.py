@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from pathlib import Path
 
 from .config import check_value, field_range
@@ -46,10 +47,34 @@ def input_path(text: str) -> Path:
 
 
 def output_path(text: str) -> Path:
-    """An argparse type for ``-o``: an empty argument is refused, not read as the current folder."""
+    """An argparse type for ``-o``: an empty argument is refused, not read as the current folder;
+    a name longer than the file system allows is refused here, before anything is made."""
     if not text.strip():
         raise argparse.ArgumentTypeError("is empty: give a new folder for the results, e.g. -o scene-out")
-    return Path(text)
+    path = Path(os.path.expanduser(text))
+    limit = _name_max(path)
+    long = next((p for p in path.parts if len(os.fsencode(p)) > limit), None)
+    if long is not None:
+        raise argparse.ArgumentTypeError(
+            f"has a name of {len(os.fsencode(long))} bytes ({long[:24]}...); this file system allows "
+            f"at most {limit}: choose a shorter name")
+    return path
+
+
+def _name_max(path: Path) -> int:
+    """The longest file name the file system of ``path`` (its nearest existing folder) allows."""
+    p = path.absolute()
+    while p != p.parent:
+        try:
+            if p.exists():
+                break
+        except OSError:  # itself too long
+            pass
+        p = p.parent
+    try:
+        return int(os.pathconf(p, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return 255
 
 
 def port_number(text: str) -> int:

@@ -1,4 +1,4 @@
-"""Chains the stages: ingest -> sfm -> train -> evaluate -> scene.ply -> metrics -> report.
+"""Chains the stages: ingest -> sfm -> train -> evaluate -> scene.ply -> cleanup -> metrics -> report.
 
 No stage logic lives here and no folder rules: :func:`splatkit.job.run_job` opens, locks and
 plans the run folder (:mod:`splatkit.rundir`, :mod:`splatkit.run`) and then calls
@@ -19,7 +19,8 @@ from .config import RunConfig, tiered
 from .events import EventBus, Message, StageFinished, StageStarted
 from .fileio import write_text_atomic
 from .render import Renderer, select_renderer
-from .rundir import RunDir, suggest_out_dir
+from .run import check_model
+from .rundir import RunDir, as_rundir, suggest_out_dir
 
 
 @dataclass
@@ -83,22 +84,28 @@ def run_sfm_stage(photos: Path, out_dir: Path | RunDir, cfg: RunConfig, bus: Eve
     ``photos`` may also be a video, a COLMAP project or a transforms.json (see ``sources.py``).
     """
     from .sfm import run_sfm
-    from .sources import detect_source, import_cameras, ingest_source
+    from .sources import detect_source, import_cameras, ingest_source, place_rig
 
-    out_dir = out_dir.root if isinstance(out_dir, RunDir) else Path(out_dir)
+    rd = as_rundir(out_dir)
     kind = detect_source(Path(photos))
-    if kind in ("colmap", "transforms"):  # cameras given: SfM skipped
+    if kind.has_cameras:  # cameras given: SfM skipped
         with _Timer(bus, "sfm", f"existing cameras ({kind})") as t:
-            photo_set, scene = import_cameras(Path(photos), kind, out_dir, cfg, bus)
+            photo_set, scene = import_cameras(Path(photos), kind, rd, cfg, bus)
+            t.summary = _sfm_summary(photo_set, scene)
+        timings["sfm"] = t.seconds
+        return photo_set, scene
+    if kind.rig:  # 360 frames: cut into views, placed as a rig
+        with _Timer(bus, "sfm", f"360 frames ({kind})") as t:
+            photo_set, scene = place_rig(Path(photos), kind, out_dir, cfg, bus)
             t.summary = _sfm_summary(photo_set, scene)
         timings["sfm"] = t.seconds
         return photo_set, scene
     with _Timer(bus, "ingest", str(photos)) as t:
-        photo_set = ingest_source(Path(photos), kind, out_dir, cfg.ingest, bus)
+        photo_set = ingest_source(Path(photos), kind, rd, cfg.ingest, bus)
         t.summary = {"used": len(photo_set.images), "skipped": len(photo_set.skipped)}
     timings["ingest"] = t.seconds
     with _Timer(bus, "sfm", f"{len(photo_set.images)} photos") as t:
-        scene = run_sfm(photo_set, out_dir, cfg.sfm, bus)
+        scene = run_sfm(photo_set, rd, cfg.sfm, bus)
         t.summary = _sfm_summary(photo_set, scene)
     timings["sfm"] = t.seconds
     return photo_set, scene
@@ -129,9 +136,8 @@ def run_train(
     """The stages of ``splatkit train`` (the folder is opened by :func:`splatkit.job.run_job`).
     ``explicit``: the settings given explicitly (flattened keys), which the preset's photo tiers
     (:data:`splatkit.config.PHOTO_TIERS`) leave alone."""
-    from .train import train
 
-    rd = out_dir if isinstance(out_dir, RunDir) else RunDir(Path(out_dir))
+    rd = as_rundir(out_dir)
     renderer = renderer or select_renderer(cfg.device)
     warming = None
     if renderer.name == "cpu":  # compile the CPU kernels while SfM runs (fresh installs)
@@ -141,26 +147,42 @@ def run_train(
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
     photo_set, scene = run_sfm_stage(photos, rd, cfg, bus, timings)
+    check_model(rd, resume)  # a checkpoint continues only on the cameras it was trained on
     if warming is not None:  # never two threads in the kernels at once
         warming.join()
     cfg = _apply_tier(rd, cfg, len(scene.train_idx), set(explicit), bus)
     with _Timer(bus, "train", f"{cfg.train.steps} steps on {renderer.device}") as t:
-        result = train(scene, cfg.train, rd.root, renderer, bus=bus, resume=resume,
-                       stop_flag=stop_flag, run_id=run_id)
+        result = _train(scene, cfg, rd, renderer, bus, resume, stop_flag, run_id, frozenset(explicit))
         t.summary = {"steps": result.steps_done, "splats": len(result.splats)}
     timings["train"] = t.seconds
     if result.interrupted:
         return RunResult(out_dir=rd.root, interrupted=True)
     ev = _evaluate_and_write(rd, result, scene, cfg, renderer, bus, timings)
+    cleaned = _cleanup(rd, result, scene, cfg, bus, timings)
     timings["total"] = time.perf_counter() - t_all
     metrics = _metrics(ev, result, scene, photo_set, cfg, renderer, timings)
+    if cleaned is not None:
+        metrics["cleanup"] = cleaned
     write_text_atomic(rd.metrics, json.dumps(metrics, indent=2))
     from .report import build_report
 
-    with _Timer(bus, "report", "report.html"):
+    with _Timer(bus, "report", rd.report.name):
         build_report(rd.root)
     bus.emit(Message(stage="done", text=f"held-out PSNR {ev['psnr']:.2f} dB, SSIM {ev['ssim']:.3f}"))
     return RunResult(out_dir=rd.root, metrics=metrics, scene=scene)
+
+
+def _train(scene, cfg: RunConfig, rd: RunDir, renderer: Renderer, bus, resume: bool, stop_flag,
+           run_id: str, explicit: frozenset[str]):
+    """One training run, or a large capture in blocks (:mod:`splatkit.blocks`)."""
+    from .blocks.driver import blocks_for, train_in_blocks
+    from .train import train
+
+    n = blocks_for(cfg.blocks, len(scene.cameras))
+    if n > 1:
+        return train_in_blocks(scene, cfg, rd, renderer, n, bus, stop_flag, run_id, explicit)
+    return train(scene, cfg.train, rd, renderer, bus=bus, resume=resume, stop_flag=stop_flag,
+                 run_id=run_id)
 
 
 def _apply_tier(rd: RunDir, cfg: RunConfig, train_photos: int, explicit: set[str], bus) -> RunConfig:
@@ -181,17 +203,45 @@ def _evaluate_and_write(rd: RunDir, result, scene, cfg: RunConfig, renderer: Ren
     from .export.ply import write_ply
 
     with _Timer(bus, "evaluate", f"{len(scene.test_idx)} held-out photos") as t:
-        ev = evaluate(result.splats, scene, cfg.train.resolution, renderer.name, renderer.device)
+        ev = evaluate(result.splats, scene, cfg.train.resolution, renderer.name, renderer.device,
+                      sky=result.sky)
         write_previews(ev, rd.previews)
         t.summary = {"psnr": ev["psnr"], "ssim": ev["ssim"]}
     timings["evaluate"] = t.seconds
-    with _Timer(bus, "export", "scene.ply") as t:
+    with _Timer(bus, "export", rd.scene_ply.name) as t:
         write_ply(result.splats.detach().to("cpu"), rd.scene_ply)
+        if result.sky is not None:
+            from .sky import save as save_sky
+
+            save_sky(result.sky, rd.sky, rd.sky_png)
     timings["export"] = t.seconds
     return ev
 
 
+def _cleanup(rd: RunDir, result, scene, cfg: RunConfig, bus, timings) -> dict | None:
+    """Cleanup (:mod:`splatkit.cleanup`): ``scene_clean.ply``, the before/after previews, and
+    the per-rule counts for metrics.json (None with ``--cleanup none``: a stale cleaned scene
+    from an earlier run is removed so that export and view take scene.ply)."""
+    if cfg.cleanup.mode == "none":
+        rd.scene_clean_ply.unlink(missing_ok=True)
+        return None
+    from .cleanup import run_cleanup
+
+    def say(text: str) -> None:
+        bus.emit(Message(stage="cleanup", text=text))
+
+    with _Timer(bus, "cleanup", "splats no training view needs") as t:
+        res = run_cleanup(rd, result.splats, scene, cfg.train.resolution, cfg.cleanup, say)
+        t.summary = {"removed": res.removed, "removed_total": res.num_removed,
+                     "psnr_before": res.psnr_before, "psnr_after": res.psnr_after}  # fmt: skip
+    timings["cleanup"] = t.seconds
+    say(res.summary())
+    return res.as_dict()
+
+
 def _metrics(ev, result, scene, photo_set, cfg: RunConfig, renderer: Renderer, timings) -> dict:
+    from .sky import SEEN_MIN
+
     return {
         "psnr": ev["psnr"],
         "ssim": ev["ssim"],
@@ -217,6 +267,9 @@ def _metrics(ev, result, scene, photo_set, cfg: RunConfig, renderer: Renderer, t
             "train": len(scene.train_idx),
             "test": len(scene.test_idx),
         },
+        "sky": None if result.sky is None else {
+            "share": round(result.sky.share, 4), "width": result.sky.width, "height": result.sky.height,
+            "seen_fraction": round(float((result.sky.seen >= SEEN_MIN).float().mean()), 4)},
         "seconds": {k: round(v, 2) for k, v in timings.items()},
         "cpu_count": os.cpu_count(),
         "versions": versions(),

@@ -35,6 +35,7 @@ WHY_NOT = {
     "train.sh_degree": "the checkpoint holds that many colour coefficients per splat",
     "train.strategy": "the densification state in the checkpoint belongs to it",
     "train.seed": "the random state in the checkpoint came from it",
+    "ingest.video_fps": "the frames of the video were chosen with it (start a new run to take others)",
     "preset": "it sets the resolution, steps and densification the run was started with",
 }
 
@@ -81,14 +82,20 @@ def option_name(key: str) -> str:
 
 
 def plan_run(rd: RunDir, record: RunRecord, requested: RunConfig, explicit: set[str],
-             resume: bool, restart: bool = False, command: str = "") -> Run:
+             resume: bool, restart: bool = False, command: str = "",
+             inputs: dict | None = None) -> Run:
     """Decide how this command runs in ``rd`` (see the module doc).
 
     ``explicit``: the flattened keys (:func:`flatten`) the user set on the command line.
     ``command``: the command as typed, for the messages (``splatkit train photos -o out``).
+    ``inputs``: the input's fingerprint (:func:`splatkit.fingerprint.fingerprint`); a resume on
+    other inputs than the run's is refused. It is kept in ``record`` (written by the caller).
     """
     if resume:
-        return _plan_resume(rd, record, requested, explicit, command)
+        run = _plan_resume(rd, record, requested, explicit, command, inputs)
+        if inputs is not None:
+            record.inputs = inputs
+        return run
     run = Run(cfg=requested, resume=False, run_id=record.run_id)
     if (rd.checkpoints.is_dir() and any(rd.checkpoints.iterdir())) or rd.is_finished():
         unfinished = not rd.is_finished()
@@ -103,14 +110,16 @@ def plan_run(rd: RunDir, record: RunRecord, requested: RunConfig, explicit: set[
         moved = move_aside(rd, record)
         run.notes.append(f"The earlier run's results were moved to {moved}; this run starts fresh.")
     run.run_id = record.run_id
+    record.inputs, record.model = inputs, ""
     return run
 
 
 def _plan_resume(rd: RunDir, record: RunRecord, requested: RunConfig, explicit: set[str],
-                 command: str) -> Run:
+                 command: str, inputs: dict | None) -> Run:
     if not rd.config.is_file():
         raise UserError(f"Nothing to resume in {rd.root} (no run was started there).",
                         "Run the same command without --resume to start.")
+    _refuse_other_inputs(rd, record, inputs, command)
     try:
         saved = RunConfig.load(rd.config)
     except (OSError, ValueError, TypeError) as e:
@@ -143,6 +152,46 @@ def _plan_resume(rd: RunDir, record: RunRecord, requested: RunConfig, explicit: 
         raise UserError(f"The run in {rd.root} has finished ({done} steps); nothing to resume.",
                         f"To train longer: {command} --resume --steps {done * 2}")
     return Run(cfg=saved, resume=True, run_id=record.run_id, notes=notes)
+
+
+def _refuse_other_inputs(rd: RunDir, record: RunRecord, inputs: dict | None, command: str) -> None:
+    """A checkpoint continues only on the inputs it was trained on (see splatkit.fingerprint)."""
+    from .fingerprint import describe, differences
+
+    if inputs is None or record.inputs is None:
+        return  # a run from before inputs were recorded: nothing to compare with
+    diff = differences(record.inputs, inputs)
+    if any(diff.values()):
+        raise UserError(
+            f"The input changed since the run in {rd.root} was trained on it: {describe(diff)}; "
+            "its checkpoint cannot continue on other photos.",
+            f"Start over on the photos as they are now (the earlier run is kept in "
+            f"{rd.previous.name}/): {command} --restart",
+        )
+
+
+def refuse_other_model(rd: RunDir, record: RunRecord, model: str, command: str) -> None:
+    """A checkpoint continues only on the camera model it was trained on (the SfM output)."""
+    if record.model and model and record.model != model:
+        raise UserError(
+            f"The camera poses in {rd.sparse} are not the ones the run in {rd.root} was trained "
+            "on (SfM ran again); its checkpoint cannot continue on them.",
+            f"Start over (the earlier run is kept in {rd.previous.name}/): {command} --restart",
+        )
+
+
+def check_model(rd: RunDir, resume: bool) -> None:
+    """After SfM: a resumed run's camera model must be the one its checkpoints belong to; the
+    model of a run that starts is recorded."""
+    record = rd.read_record()
+    if record is None:
+        return
+    model = rd.model_id()
+    if resume:
+        refuse_other_model(rd, record, model, rd.train_command())
+    if model and record.model != model:
+        record.model = model
+        rd.write_record(record)
 
 
 def _last_step(rd: RunDir) -> int | None:

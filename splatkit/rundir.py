@@ -10,8 +10,12 @@ Layout (the one place these names live; every other module asks :class:`RunDir`)
     sparse/0/          the undistorted COLMAP model (the world frame of scene.ply)
     images/            the undistorted images trained on
     checkpoints/       training checkpoints (``--resume``)
+    blocks/            a large capture's blocks, each a run of its own (``block_NNN/``, blocks.json)
     previews/          each held-out photo beside its render
     scene.ply          the trained splats;  metrics.json: held-out PSNR/SSIM and run facts
+    sky.npz, sky.png   the learned sky behind the splats (when the run has one; splatkit/sky.py)
+    scene_clean.ply    the trained splats after cleanup (what export and view use by default)
+    previews/cleanup/  the scene before and after cleanup, seen from above and behind the cameras
     report.html        the report page
     unreal/, exports/  Unreal exports (``splatkit export``; the classroom server's zips)
     previous/<run>/    an earlier run's results, moved aside when a fresh run starts here
@@ -32,6 +36,7 @@ Rules (:meth:`RunDir.open`):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -47,17 +52,39 @@ from .fileio import write_text_atomic
 #: Every top-level name splatkit writes in a run folder.
 LAYOUT = (
     "config.json", "log.txt", "events.jsonl", "work", "sfm_work", "sparse", "images",
-    "checkpoints", "previews", "scene.ply", "metrics.json", "report.html", "unreal", "exports",
-    "previous",
+    "checkpoints", "blocks", "previews", "scene.ply", "scene_clean.ply", "metrics.json",
+    "report.html", "unreal", "exports", "previous", "sky.npz", "sky.png",
 )  # fmt: skip
+#: What each entry is, in a user's words (the report's list of files).
+DESCRIPTIONS = {
+    "scene.ply": "the trained splats (INRIA 3DGS PLY): open in a splat viewer or export",
+    "metrics.json": "quality and run facts (machine-readable)",
+    "config.json": "the settings used (reproduces the run)",
+    "log.txt": "the run's log", "events.jsonl": "progress events (machine-readable)",
+    "previews": "held-out photos beside their renders", "sparse": "camera poses (COLMAP)",
+    "images": "undistorted images used for training", "checkpoints": "for --resume",
+    "work": "working copies of the photos", "sfm_work": "SfM database",
+    "unreal": "the Unreal export (splatkit export)", "previous": "earlier runs and exports, kept",
+    "blocks": "a large capture's blocks, each trained as a run of its own",
+    "sky.npz": "the learned sky (exported as Unreal's sky)", "sky.png": "the sky panorama, to look at",
+}
+#: The layout names that are files (the others are folders).
+FILES = ("config.json", "log.txt", "events.jsonl", "scene.ply", "metrics.json", "report.html",
+         "sky.npz", "sky.png")
 #: What the classroom server keeps in a job's folder beside the run (its own bookkeeping).
-SERVER_FILES = ("cancel", "attempt", "node.json")
+SERVER_FILES = ("cancel", "attempt", "node.json", "report_student.html")
 #: The results of training, moved aside (to ``previous/<run id>/``) when a fresh run starts in
 #: a folder that holds another run's. SfM's outputs stay: they are reused when the inputs match.
 TRAINING_OUTPUTS = (
-    "config.json", "checkpoints", "previews", "scene.ply", "metrics.json", "report.html", "unreal",
-    "exports",
+    "config.json", "checkpoints", "blocks", "previews", "scene.ply", "scene_clean.ply",
+    "metrics.json", "report.html", "unreal", "exports", "sky.npz", "sky.png",
 )  # fmt: skip
+#: Top-level names each writing command may write (claimed in ``.splatkit/run.json`` first).
+CLAIMS = {
+    "train": LAYOUT,
+    "sfm": ("config.json", "log.txt", "events.jsonl", "work", "sfm_work", "sparse", "images"),
+    "export": ("unreal", "previous"),
+}
 #: Files an operating system leaves in folders; a folder holding only these counts as empty.
 OS_LITTER = {".DS_Store", "Thumbs.db", "desktop.ini", ".localized"}
 META = ".splatkit"
@@ -115,12 +142,43 @@ class RunDir:
         return self.root / "checkpoints"
 
     @property
+    def blocks(self) -> Path:
+        return self.root / "blocks"
+
+    @property
+    def blocks_summary(self) -> Path:
+        return self.blocks / "blocks.json"
+
+    @property
     def previews(self) -> Path:
         return self.root / "previews"
 
     @property
     def scene_ply(self) -> Path:
         return self.root / "scene.ply"
+
+    @property
+    def sky(self) -> Path:
+        return self.root / "sky.npz"
+
+    @property
+    def sky_png(self) -> Path:
+        return self.root / "sky.png"
+
+    @property
+    def scene_clean_ply(self) -> Path:
+        return self.root / "scene_clean.ply"
+
+    def scene_in_use(self, cleanup: str = "auto") -> Path:
+        """The scene the export and the viewer use: the cleaned one unless ``cleanup`` is
+        ``none`` (or there is none: a run from before cleanup, or trained with ``--cleanup none``)."""
+        if cleanup != "none" and self.scene_clean_ply.is_file():
+            return self.scene_clean_ply
+        return self.scene_ply
+
+    def cleanup_preview(self, which: str) -> Path:
+        """``before`` or ``after`` cleanup, seen from off the photo path."""
+        return self.root / "previews" / "cleanup" / f"{which}.png"
 
     @property
     def metrics(self) -> Path:
@@ -155,8 +213,45 @@ class RunDir:
         return self.root / "node.json"
 
     @property
+    def student_report(self) -> Path:
+        """The report as the classroom's students see it (the server's)."""
+        return self.root / "report_student.html"
+
+    def export_zip(self, plugin: str) -> Path:
+        """The classroom server's zip of the Unreal export for ``plugin``."""
+        return self.exports / f"{plugin}.zip"
+
+    @property
     def meta(self) -> Path:
         return self.root / META
+
+    # -- names inside the stages' folders (each stage's own files, named here all the same) ----
+    @property
+    def frames_list(self) -> Path:
+        """``work/frames.json``: the frames taken from a video (reused by a second run)."""
+        return self.work / "frames.json"
+
+    @property
+    def sfm_inputs(self) -> Path:
+        """``sfm_work/inputs.json``: what SfM ran on (its cache key, the photos it left out)."""
+        return self.sfm_work / "inputs.json"
+
+    @property
+    def sfm_import(self) -> Path:
+        """``sfm_work/import.json``: the cameras imported from a COLMAP project or transforms.json."""
+        return self.sfm_work / "import.json"
+
+    def sfm_stage(self, name: str) -> Path:
+        """A scratch folder of SfM (``sfm_work/<name>``)."""
+        return self.sfm_work / name
+
+    @property
+    def lock_info(self) -> Path:
+        return self.meta / "lock.json"
+
+    @property
+    def readers(self) -> Path:
+        return self.meta / "readers"
 
     @property
     def record_path(self) -> Path:
@@ -182,14 +277,56 @@ class RunDir:
             return None
         if not isinstance(d, dict) or not isinstance(d.get("written"), list):
             return None
+        inputs = d.get("inputs")
         return RunRecord(run_id=str(d.get("run_id") or new_run_id()), written=set(map(str, d["written"])),
-                         history=list(d.get("history") or []), source=str(d.get("source") or ""))
+                         history=[h for h in d.get("history") or [] if isinstance(h, dict)],
+                         source=str(d.get("source") or ""),
+                         inputs=inputs if isinstance(inputs, dict) else None,
+                         model=str(d.get("model") or ""))
 
     def write_record(self, rec: RunRecord) -> None:
         self.meta.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.record_path, json.dumps(
             {"version": RECORD_VERSION, "run_id": rec.run_id, "source": rec.source,
-             "written": sorted(rec.written), "history": rec.history}, indent=1))
+             "written": sorted(rec.written), "history": rec.history, "inputs": rec.inputs,
+             "model": rec.model}, indent=1))
+
+    def model_id(self) -> str:
+        """A hash of the camera model in ``sparse/0`` (which cameras a checkpoint belongs to);
+        empty when there is none."""
+        import hashlib
+
+        h = hashlib.blake2b(digest_size=12)
+        found = False
+        for name in ("cameras", "images", "points3D"):
+            for ext in (".bin", ".txt"):
+                f = self.sparse / (name + ext)
+                if f.is_file():
+                    h.update(f.name.encode() + b"\0" + f.read_bytes())
+                    found = True
+        return h.hexdigest() if found else ""
+
+    def misplaced(self) -> list[str]:
+        """Layout names present with the wrong kind (a ``scene.ply`` that is a folder, a
+        ``checkpoints`` that is a file): not splatkit's, whatever the record says."""
+        out = []
+        for name in LAYOUT:
+            p = self.root / name
+            if not os.path.lexists(p):
+                continue
+            want_file = name in FILES
+            if p.is_file() != want_file or (not want_file and not p.is_dir()):
+                out.append(name + ("/" if p.is_dir() else ""))
+        return out
+
+    def read_json_object(self, path: Path) -> dict | None:
+        """One of the run's JSON files as an object; None when missing or damaged (not JSON, not
+        an object): readers show what they can instead of failing on it."""
+        try:
+            d = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError):
+            return None
+        return d if isinstance(d, dict) else None
 
     def train_command(self, resume: bool = False) -> str:
         """The ``splatkit train`` command for this folder's input (from the record), as a user
@@ -198,6 +335,11 @@ class RunDir:
         src = rec.source if rec and rec.source else "SOURCE"
         cmd = f"splatkit train {shlex.quote(src)} -o {shlex.quote(str(self.root))}"
         return cmd + (" --resume" if resume else "")
+
+
+def as_rundir(out: Path | str | RunDir) -> RunDir:
+    """``out`` as a RunDir (stages take one; a path is accepted from library callers)."""
+    return out if isinstance(out, RunDir) else RunDir(Path(out))
 
 
 @dataclass
@@ -210,6 +352,11 @@ class RunRecord:
     history: list[dict] = field(default_factory=list)
     #: the input the run was made from, as given (for the commands shown in messages)
     source: str = ""
+    #: what the run was trained on (:func:`splatkit.fingerprint.fingerprint`): a resume on other
+    #: photos is refused
+    inputs: dict | None = None
+    #: the camera model the checkpoints belong to (:meth:`RunDir.model_id`)
+    model: str = ""
 
 
 def new_run_id() -> str:
@@ -307,32 +454,32 @@ def is_empty(path: Path) -> bool:
 
 
 class RunLock:
-    """An exclusive lock on a run folder for one command (``filelock``: an OS lock on
-    ``.splatkit/lock``, released by the OS when the process ends, on every platform).
+    """The lock of a run folder for one command: an OS lock on ``.splatkit/lock``, released by
+    the OS when the process ends.
 
-    ``lock.json`` beside it names the holder, so that a second command can say who holds it
-    and a lock left by a killed run is recognised when it is taken over.
+    Writers (``train``, ``sfm``, ``export``) take it exclusively: one at a time, and no reader
+    meanwhile. Readers (``report``, ``view``) take it shared: any number together, none while a
+    writer holds it, so that they never see a run that is being replaced. ``lock.json`` beside it
+    names the writer, so that a second command can say who holds it (a live training run, with
+    its step) and a lock left by a killed run is recognised when it is taken over.
     """
 
-    def __init__(self, rd: RunDir, command: str, wait_s: float = 0.0):
-        self.rd, self.command, self.wait_s = rd, command, wait_s
+    def __init__(self, rd: RunDir, command: str, wait_s: float = 0.0, shared: bool = False):
+        self.rd, self.command, self.wait_s, self.shared = rd, command, wait_s, shared
         self.taken_over: dict | None = None
+        self._fd: int | None = None
         self._lock = None
 
     @property
     def info_path(self) -> Path:
-        return self.rd.meta / "lock.json"
+        return self.rd.lock_info
 
     def acquire(self) -> RunLock:
-        from filelock import FileLock, Timeout
-
         self.rd.meta.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.rd.lock_path), timeout=self.wait_s)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise UserError(*_busy_message(self.rd, self._holder())) from None
-        self._lock = lock
+        if not _os_lock(self):
+            raise UserError(*busy_message(self.rd, self._holder(), reading=self.shared))
+        if self.shared:
+            return self
         old = self._holder()
         if old and old.get("pid") != os.getpid():
             self.taken_over = old  # its process is gone: the OS released its lock
@@ -342,20 +489,22 @@ class RunLock:
         return self
 
     def release(self) -> None:
-        if self._lock is not None:
+        if self._fd is None and self._lock is None:
+            return
+        if not self.shared:
             try:
                 self.info_path.unlink(missing_ok=True)
             except OSError:
                 pass
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the OS lock
+            self._fd = None
+        if self._lock is not None:
             self._lock.release()
             self._lock = None
 
     def _holder(self) -> dict | None:
-        try:
-            d = json.loads(self.info_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return d if isinstance(d, dict) else None
+        return self.rd.read_json_object(self.info_path)
 
     def __enter__(self) -> RunLock:
         return self.acquire()
@@ -364,14 +513,145 @@ class RunLock:
         self.release()
 
 
-def _busy_message(rd: RunDir, holder: dict | None) -> tuple[str, str]:
-    who = ""
-    if holder:
-        started = time.strftime("%H:%M", time.localtime(float(holder.get("started", 0))))
-        who = f" (`splatkit {holder.get('command', '?')}`, process {holder.get('pid')}, since {started})"
-    return (f"Another splatkit command is writing to {rd.root}{who}.",
-            "Wait for it to finish, or choose another output folder with -o.")
+def _os_lock(lock: RunLock) -> bool:
+    """Take the OS lock (shared or exclusive), waiting up to ``lock.wait_s``; False if busy."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: filelock's exclusive lock for readers and writers alike
+        from filelock import FileLock, Timeout
+
+        fl = FileLock(str(lock.rd.lock_path), timeout=lock.wait_s)
+        try:
+            fl.acquire()
+        except Timeout:
+            return False
+        lock._lock = fl
+        return True
+    fd = os.open(lock.rd.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    mode = (fcntl.LOCK_SH if lock.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+    deadline = time.monotonic() + lock.wait_s
+    while True:
+        try:
+            fcntl.flock(fd, mode)
+            lock._fd = fd
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                return False
+            time.sleep(0.1)
 
 
-__all__ = ["RunDir", "RunRecord", "RunLock", "LAYOUT", "TRAINING_OUTPUTS", "check_separate",
-           "suggest_out_dir", "foreign_entries", "input_root", "new_run_id", "is_empty"]
+@contextlib.contextmanager
+def reading(root: Path, command: str):
+    """Hold a reader's (shared) lock on ``root`` while the block reads it. A folder splatkit
+    cannot lock (read-only media, no ``.splatkit/`` there) is read as it is: no splatkit command
+    writes there then."""
+    rd = RunDir(Path(root))
+    lock = RunLock(rd, command, shared=True)
+    try:  # only where splatkit keeps its bookkeeping: a reader never adds it to a user's folder
+        if rd.meta.is_dir() and os.access(rd.meta, os.W_OK):
+            lock.acquire()
+    except OSError:
+        pass
+    try:
+        yield rd
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
+def writing(root: Path, command: str):
+    """Hold the writer's (exclusive) lock on ``root`` while the block writes in it."""
+    lock = RunLock(RunDir(Path(root)), command).acquire()
+    try:
+        yield lock.rd
+    finally:
+        lock.release()
+
+
+def live_step(rd: RunDir) -> int | None:
+    """The last training step the run in ``rd`` reported (the tail of ``events.jsonl``)."""
+    try:
+        with open(rd.events, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 65536))
+            tail = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(tail):
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(e, dict) and e.get("kind") == "train_step" and isinstance(e.get("step"), int):
+            return e["step"]
+    return None
+
+
+def busy_message(rd: RunDir, holder: dict | None, reading: bool = False) -> tuple[str, str]:
+    """Who holds ``rd`` (a live training run named as live, with its step) and what to do."""
+    if not holder:  # readers only (report, view) hold it
+        return (f"{rd.root} is being read by another splatkit command (`splatkit view` or "
+                "`splatkit report`).", "Close it (Ctrl-C in its terminal), then run this again.")
+    pid, command = holder.get("pid"), str(holder.get("command", "?"))
+    since = time.strftime("%H:%M", time.localtime(float(holder.get("started", 0) or 0)))
+    if command.split()[0] == "train":
+        step = live_step(rd)
+        at = f", step {step}" if step is not None else ""
+        return (f"Training is running in {rd.root} (`splatkit {command}`, process {pid}{at}, "
+                f"since {since}).",
+                "Wait for it to finish, or stop it first (Ctrl-C in its terminal; it keeps its "
+                "checkpoint).")
+    what = {"sfm": "Camera poses are being computed", "export": "An export is being written"}.get(
+        command.split()[0], f"`splatkit {command}` is running")
+    return (f"{what} in {rd.root} (`splatkit {command}`, process {pid}, since {since}).",
+            "Wait for it to finish" + ("." if reading else ", or choose another output folder with -o."))
+
+
+# --------------------------------------------------------------------------------------------
+# The COLMAP project layout: an output folder is one (images/ + sparse/0), and so is an input
+
+
+def colmap_images(project: Path) -> Path:
+    """The images folder of a COLMAP project."""
+    return Path(project) / "images"
+
+
+def colmap_models(project: Path) -> tuple[Path, ...]:
+    """Where a COLMAP project's model may be, in order: ``sparse/0``, ``sparse``, the folder."""
+    project = Path(project)
+    return project / "sparse" / "0", project / "sparse", project
+
+
+def check_layout(rd: RunDir) -> None:
+    """Refuse a folder where a layout name is of the wrong kind (:meth:`RunDir.misplaced`):
+    neither a run nor a reader can use it, and it is not splatkit's to move."""
+    odd = rd.misplaced()
+    if odd:
+        raise UserError(
+            f"{rd.root} holds {', '.join(odd)}, which is not what splatkit writes under that name "
+            "(a folder where it writes a file, or the other way round); splatkit did not make it.",
+            "Move it out of the output folder, or choose another folder with -o.",
+        )
+
+
+def check_new_folder(rd: RunDir, rec: RunRecord | None) -> None:
+    """Refuse an existing folder with entries of the user's in it that splatkit did not make
+    (``-o ~``): splatkit's files would be mixed with theirs."""
+    if rec is not None or not rd.root.is_dir() or _legacy_run(rd):
+        return
+    theirs = sorted(p.name for p in rd.root.iterdir()
+                    if p.name not in OS_LITTER and p.name not in SERVER_FILES and p.name != META)
+    if theirs:
+        shown = ", ".join(theirs[:3]) + (f" and {len(theirs) - 3} more" if len(theirs) > 3 else "")
+        raise UserError(
+            f"{rd.root} already holds files that splatkit did not make ({shown}); splatkit writes "
+            "only into a new or empty folder, or one of its own runs.",
+            f"Choose a new folder with -o, e.g. -o {rd.root / 'splatkit-run'}",
+        )
+
+
+__all__ = ["RunDir", "as_rundir", "RunRecord", "RunLock", "LAYOUT", "TRAINING_OUTPUTS", "check_separate",
+           "suggest_out_dir", "foreign_entries", "input_root", "new_run_id", "is_empty", "reading",
+           "writing", "busy_message", "live_step", "check_new_folder", "check_layout", "colmap_images",
+           "colmap_models"]

@@ -4,12 +4,12 @@
 :class:`~splatkit.ingest.PhotoSet` for SfM; :func:`import_cameras` loads existing cameras (SfM is
 skipped) into ``OUT/sparse/0`` + ``OUT/images``, the layout that training and the rest read.
 
-Video: frames are decoded with PyAV (ffmpeg ships in its wheel), downscaled, and chosen by
-sharpness and camera motion, at most ``IngestConfig.video_fps`` per second on average
-(:mod:`splatkit.video`); then frames far blurrier than the clip's median (variance of the
-Laplacian under :data:`VIDEO_BLUR_RATIO` of it) are dropped. The frames land in
-``OUT/work/frames`` (listed in ``OUT/work/frames.json``, which lets a second run reuse them) and
-go through the normal ingest.
+Video: frames are decoded with PyAV (ffmpeg ships in its wheel; HDR frames converted to SDR by
+:mod:`splatkit.ingest.hdr`), downscaled, and chosen by sharpness and camera motion, at most
+``IngestConfig.video_fps`` per second on average (:mod:`splatkit.video`); then frames far
+blurrier than the clip's median (variance of the Laplacian under :data:`VIDEO_BLUR_RATIO` of
+it) are dropped. The frames land in ``OUT/work/frames`` (listed in ``OUT/work/frames.json``,
+which lets a second run reuse them) and go through the normal ingest.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import statistics
+from functools import partial
 from pathlib import Path
 
 from PIL import Image
@@ -26,20 +27,24 @@ from .config import IngestConfig, RunConfig
 from .errors import UserError
 from .events import NULL_BUS, EventBus, Message, StageProgress
 from .fileio import write_text_atomic
-from .ingest import Photo, PhotoSet, ingest
+from .ingest import Photo, PhotoSet, SourceKind, ingest
+from .ingest.hdr import frame_colour, frame_to_image
 from .ingest.names import shown
 from .ingest.scan import IMAGE_EXTS
+from .rundir import RunDir, as_rundir, colmap_images, colmap_models
 from .video import SAMPLES_PER_KEPT, Candidate, FrameSelector, Tracker
 
 VIDEO_EXTS = {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mts", ".m2ts", ".3gp", ".mpg", ".mpeg"}
 #: frames whose sharpness is below this fraction of the clip's median are dropped
 VIDEO_BLUR_RATIO = 0.4
-FRAMES_RECIPE = 2
+FRAMES_RECIPE = 3  # 3: HDR frames converted to SDR (ingest/hdr.py)
 STAGE = "ingest"
 
 
-def detect_source(path: Path) -> str:
-    """``"photos"`` (a folder of photos), ``"video"``, ``"colmap"`` or ``"transforms"``.
+def detect_source(path: Path) -> SourceKind:
+    """What ``path`` is: a folder of photos, a video, a COLMAP project or a ``transforms.json``;
+    360-degree frames, a folder or a video (:mod:`splatkit.pano`); a phone-scan export with
+    poses (Polycam, Record3D: :mod:`splatkit.scans`).
 
     Raises:
         UserError: the path is missing, a broken link or unreachable, or is a file of another
@@ -74,37 +79,49 @@ def detect_source(path: Path) -> str:
                         "Check its permissions, or copy the photos into a folder of your own.") from None
 
 
-def _folder_kind(path: Path) -> str:
+def _folder_kind(path: Path) -> SourceKind:
+    from .scans import scan_kind
+
+    scan = scan_kind(path)
+    if scan:
+        return SourceKind(scan)
     if any((path / n).is_file() for n in ("transforms.json", "transforms_train.json")):
-        return "transforms"
+        return SourceKind.TRANSFORMS
     if any((path / f"cameras{e}").is_file() and (path / f"images{e}").is_file() for e in (".bin", ".txt")):
         raise UserError(
             f"{shown(path)} is a COLMAP model folder (cameras, images, points3D), not a project.",
             f"Give the project folder that holds sparse/ and images/ (probably "
             f"{shown(path.parent.parent if path.parent.name == 'sparse' else path.parent)}).",
         )
-    if any(_has_model(d) for d in (path / "sparse" / "0", path / "sparse")):
-        if not (path / "images").is_dir():
+    if any(_has_model(d) for d in colmap_models(path)[:2]):
+        if not colmap_images(path).is_dir():
             raise UserError(
                 f"{shown(path)} holds a COLMAP model (sparse/) but no images folder beside it.",
-                f"Put the photos the model was made from in {shown(path / 'images')}.",
+                f"Put the photos the model was made from in {shown(colmap_images(path))}.",
             )
-        return "colmap"
-    return "photos"
+        return SourceKind.COLMAP
+    from .pano.source import folder_is_pano
+
+    return SourceKind.PANO if folder_is_pano(path) else SourceKind.PHOTOS
 
 
 def _has_model(d: Path) -> bool:
     return (d / "cameras.bin").exists() or (d / "cameras.txt").exists()
 
 
-def _file_kind(path: Path) -> str:
+def _file_kind(path: Path) -> SourceKind:
     ext = path.suffix.lower()
     if ext in VIDEO_EXTS:
-        return "video"
+        from .pano.source import video_is_pano
+
+        return SourceKind.PANO_VIDEO if video_is_pano(path) else SourceKind.VIDEO
     if ext == ".json":
-        return "transforms"
+        return SourceKind.TRANSFORMS
     if ext in IMAGE_EXTS:
         raise UserError(f"{shown(path)} is a single photo.", "Give the folder that holds all the photos.")
+    if ext == ".zip":
+        raise UserError(f"{shown(path)} is a zip archive.",
+                        "Unzip it and give the folder (a Polycam raw export is read as it unzips).")
     raise UserError(
         f"{shown(path)} is neither a folder of photos nor a video.",
         "Give a folder of JPEG/PNG photos, a video (MP4, MOV), a COLMAP project or a "
@@ -113,17 +130,70 @@ def _file_kind(path: Path) -> str:
 
 
 def ingest_source(
-    path: Path, kind: str, out_dir: Path, cfg: IngestConfig, bus: EventBus = NULL_BUS
+    path: Path, kind: SourceKind, out_dir: RunDir | Path, cfg: IngestConfig, bus: EventBus = NULL_BUS
 ) -> PhotoSet:
     """Photos or video -> working copies in ``out_dir/work/images`` (see :func:`ingest`)."""
-    path, out_dir = Path(path), Path(out_dir)
-    work = out_dir / "work" / "images"
-    if kind == "video":
-        frames = extract_frames(path, out_dir / "work" / "frames", cfg, bus)
-        photo_set = ingest(frames, work, cfg, bus)
-        photo_set.source_kind = "video"
-        return photo_set
-    return ingest(path, work, cfg, bus)
+    return _handler(INGESTERS, kind, "pictures to ingest")(Path(path), as_rundir(out_dir), cfg, bus)
+
+
+def _ingest_photos(path: Path, rd: RunDir, cfg: IngestConfig, bus: EventBus) -> PhotoSet:
+    return ingest(path, rd.work_images, cfg, bus)
+
+
+def _ingest_video(path: Path, rd: RunDir, cfg: IngestConfig, bus: EventBus) -> PhotoSet:
+    frames = extract_frames(path, rd.frames, cfg, bus)
+    photo_set = ingest(frames, rd.work_images, cfg, bus)
+    photo_set.source_kind = SourceKind.VIDEO
+    return photo_set
+
+
+def _import_colmap(path: Path, out_dir: RunDir, cfg: RunConfig, bus: EventBus):
+    from .sfm.importer import import_colmap
+
+    return import_colmap(path, out_dir, cfg.sfm, bus)
+
+
+def _import_transforms(path: Path, out_dir: RunDir, cfg: RunConfig, bus: EventBus):
+    from .sfm.importer import import_transforms
+
+    return import_transforms(path, out_dir, cfg.sfm, bus)
+
+
+def _import_scan(path: Path, out_dir: Path, cfg: RunConfig, bus: EventBus, kind: SourceKind):
+    from .scans import import_scan
+
+    return import_scan(path, str(kind), out_dir, cfg, bus)
+
+
+def _place_pano(path: Path, out_dir: Path, cfg: RunConfig, bus: EventBus, kind: SourceKind):
+    from .pano.source import run_pano_sfm
+
+    return run_pano_sfm(path, kind, out_dir, cfg, bus)
+
+
+#: The kinds that give pictures (ingest, then SfM), those that bring cameras (imported; SfM
+#: skipped) and those whose frames are placed by their own SfM (360 frames, as a rig). Every
+#: :class:`SourceKind` is in exactly one (``tests/test_sources.py``).
+INGESTERS = {SourceKind.PHOTOS: _ingest_photos, SourceKind.VIDEO: _ingest_video}
+IMPORTERS = {SourceKind.COLMAP: _import_colmap, SourceKind.TRANSFORMS: _import_transforms,
+             SourceKind.POLYCAM: partial(_import_scan, kind=SourceKind.POLYCAM),
+             SourceKind.RECORD3D: partial(_import_scan, kind=SourceKind.RECORD3D)}
+RIGS = {SourceKind.PANO: partial(_place_pano, kind=SourceKind.PANO),
+        SourceKind.PANO_VIDEO: partial(_place_pano, kind=SourceKind.PANO_VIDEO)}
+
+
+def place_rig(path: Path, kind: SourceKind, out_dir: Path, cfg: RunConfig, bus: EventBus = NULL_BUS):
+    """360 frames (a folder or a video) -> views placed as a rig: ``(photo_set, scene)`` as the
+    ingest + SfM stages give (:func:`splatkit.pano.source.run_pano_sfm`)."""
+    return _handler(RIGS, kind, "360 frames to place")(Path(path), Path(out_dir), cfg, bus)
+
+
+def _handler(table: dict, kind: SourceKind, what: str):
+    """``table[kind]``; a kind without a handler there is a bug, never another kind's branch."""
+    try:
+        return table[SourceKind(kind)]
+    except KeyError:
+        raise ValueError(f"source kind {kind!r} has no {what}") from None
 
 
 def extract_frames(video: Path, frames_dir: Path, cfg: IngestConfig, bus: EventBus = NULL_BUS) -> Path:
@@ -135,7 +205,8 @@ def extract_frames(video: Path, frames_dir: Path, cfg: IngestConfig, bus: EventB
 
     video, frames_dir = Path(video), Path(frames_dir)
     if cfg.video_fps <= 0:
-        raise UserError(f"video_fps must be positive, got {cfg.video_fps}.", "Use e.g. 2.")
+        raise UserError(f"--video-fps must be above 0, not {cfg.video_fps:g}.",
+                        "Give the most frames to take per second of video, e.g. --video-fps 2.")
     st = video.stat()
     key = {
         "recipe": FRAMES_RECIPE,
@@ -191,13 +262,27 @@ def extract_frames(video: Path, frames_dir: Path, cfg: IngestConfig, bus: EventB
         )
     )
     if len(names) < 3:
-        raise UserError(
-            f"Only {len(names)} usable frame(s) in {video.name}.",
-            "Film for longer (10 s or more), moving slowly around the object; or raise video_fps.",
-        )
+        raise _too_few_frames(video, len(names), seen, sel.still, cfg.video_fps)
     record = {"key": key, "frames": names, "seconds": [times[n] for n in names]}
     write_text_atomic(manifest, json.dumps(record, indent=1))
     return frames_dir
+
+
+def _too_few_frames(video: Path, kept: int, seen: int, still: int, fps: float) -> UserError:
+    """Fewer than 3 frames: the camera stood still (no viewpoints to gain from more frames), or
+    the clip is too short for ``--video-fps``."""
+    if still >= seen / 2:
+        return UserError(
+            f"Only {kept} usable frame(s) in {video.name}: the camera hardly moved ({still} of "
+            f"{seen} frames looked at showed no new viewpoint).",
+            "Film again walking slowly around the object: a camera on a tripod, or turning on "
+            "the spot, sees the scene from one place only.",
+        )
+    return UserError(
+        f"Only {kept} usable frame(s) in {video.name} (at most {fps:g} per second, --video-fps).",
+        f"Film for longer (10 s or more), moving slowly around the object, or take more frames "
+        f"per second: --video-fps {min(60.0, fps * 3):g}.",
+    )
 
 
 def _offer_frames(container, video: Path, cfg: IngestConfig, selector: FrameSelector,
@@ -213,7 +298,7 @@ def _offer_frames(container, video: Path, cfg: IngestConfig, selector: FrameSele
     duration = float(stream.duration * stream.time_base) if stream.duration else 0.0
     step = 1.0 / (SAMPLES_PER_KEPT * cfg.video_fps)
     tracker = Tracker()
-    seen, next_t, t = 0, 0.0, 0.0
+    seen, next_t, t, colour = 0, 0.0, 0.0, None
     try:
         for k, frame in enumerate(container.decode(stream)):
             t = frame.time if frame.time is not None else k / rate
@@ -222,7 +307,11 @@ def _offer_frames(container, video: Path, cfg: IngestConfig, selector: FrameSele
             while next_t <= t + 1e-6:
                 next_t += step
             seen += 1
-            im = _upright(frame.to_image(), getattr(frame, "rotation", 0) or 0)
+            if colour is None:  # HDR (HLG, PQ) frames are converted to SDR: say which way
+                colour = frame_colour(frame)
+                bus.emit(Message(STAGE, f"{video.name}: {colour.description}."))
+            im = frame_to_image(frame, colour, cfg.max_image_size)
+            im = _upright(im, getattr(frame, "rotation", 0) or 0)
             im.thumbnail((cfg.max_image_size, cfg.max_image_size), Image.Resampling.LANCZOS)
             selector.offer(tracker.candidate(t, im))
             if duration:
@@ -245,7 +334,8 @@ def _upright(im: Image.Image, rotation: float) -> Image.Image:
             3: im.transpose(Image.Transpose.ROTATE_270)}.get(r, im)
 
 
-def import_cameras(path: Path, kind: str, out_dir: Path, cfg: RunConfig, bus: EventBus = NULL_BUS):
+def import_cameras(path: Path, kind: SourceKind, out_dir: RunDir | Path, cfg: RunConfig,
+                   bus: EventBus = NULL_BUS):
     """Existing cameras (COLMAP project or ``transforms.json``) -> ``out_dir/sparse/0`` + images.
 
     Returns ``(photo_set, scene)`` like the ingest + SfM stages. The camera files are checked
@@ -256,17 +346,14 @@ def import_cameras(path: Path, kind: str, out_dir: Path, cfg: RunConfig, bus: Ev
     """
     import pycolmap
 
-    from .sfm.importer import import_colmap, import_transforms
     from .sfm.validate import validate_cameras
 
-    path, out_dir = Path(path), Path(out_dir)
+    path, rd = Path(path), as_rundir(out_dir)
+    importer = _handler(IMPORTERS, kind, "cameras to import")
     old = pycolmap.logging.minloglevel
     pycolmap.logging.minloglevel = 1  # COLMAP's step-by-step INFO lines are not for users
     try:
-        if kind == "colmap":
-            scene = import_colmap(path, out_dir, cfg.sfm, bus)
-        else:
-            scene = import_transforms(path, out_dir, cfg.sfm, bus)
+        scene = importer(path, rd, cfg, bus)
     finally:
         pycolmap.logging.minloglevel = old
     validate_cameras(scene, path)  # what training gets: never garbage
@@ -275,7 +362,7 @@ def import_cameras(path: Path, kind: str, out_dir: Path, cfg: RunConfig, bus: Ev
         w, h = int(scene.cameras.width[i]), int(scene.cameras.height[i])
         f = scene.image_dir / n
         photos.append(Photo(name=n, source=f, path=f, width=w, height=h, orig_width=w, orig_height=h))
-    photo_set = PhotoSet(src=path, image_dir=scene.image_dir, photos=photos, source_kind=kind)
+    photo_set = PhotoSet(src=path, image_dir=scene.image_dir, photos=photos, source_kind=SourceKind(kind))
     bus.emit(
         Message(
             "sfm",
@@ -286,4 +373,5 @@ def import_cameras(path: Path, kind: str, out_dir: Path, cfg: RunConfig, bus: Ev
     return photo_set, scene
 
 
-__all__ = ["detect_source", "ingest_source", "extract_frames", "import_cameras", "VIDEO_EXTS"]
+__all__ = ["detect_source", "ingest_source", "extract_frames", "import_cameras", "place_rig", "SourceKind",
+           "VIDEO_EXTS"]

@@ -95,7 +95,7 @@ def test_awkward_names_are_shown_on_one_line_and_used(tmp_path, capsys, small):
     out = tmp_path / "out"
     rc, text = run_cli(capsys, ["sfm", d, "-o", out, *QUICK], watched=d)
     assert rc == 0, text
-    assert "Skipped notes\\xff.txt: not a JPEG or PNG image." in text
+    assert "Skipped notes\\xff.txt: not a photo: splatkit reads JPEG" in text
     assert "Using 5 photos, 1 file(s) skipped." in text
     assert all("\n" not in line for line in text.splitlines())
     log = (out / "log.txt").read_bytes().decode("utf-8")  # strict: the log is valid UTF-8

@@ -104,7 +104,7 @@ def test_only_non_images(tmp_path, capsys):
     assert rc == 2
     err = error_lines(text)
     assert len(err) == 2 and "No usable photos" in err[0] and "3 file(s) skipped" in err[0]
-    assert "HEIC is not supported" in text  # each skipped file is named with its reason
+    assert "not really a HEIC file" in text  # each skipped file is named with its reason
 
 
 @needs_data

@@ -27,6 +27,9 @@ BAD = [
     (["train", "P", "--resolution", "8"], "--resolution: must be at least 32"),
     (["train", "P", "--seed", "-3"], "--seed: must be at least 0"),
     (["train", "P", "--sh-degree", "4"], "--sh-degree: invalid choice"),
+    (["train", "P", "--video-fps", "0"], "--video-fps: must be above 0 and at most 60, not 0"),
+    (["train", "P", "--video-fps", "100"], "--video-fps: must be above 0 and at most 60, not 100"),
+    (["sfm", "P", "--video-fps", "-1"], "--video-fps: must be above 0"),
     (["train", ""], "argument photos: is empty"),
     (["sfm", ""], "argument photos: is empty"),
     (["train", "P", "-o", ""], "argument -o/--out: is empty"),
@@ -82,3 +85,14 @@ def test_edited_config_out_of_range_is_refused_on_resume(tmp_path, capsys):
         c = RunConfig.from_dict(cfg)
         c.train.max_splats, c.train.init_opacity = 10, 1.0
         validate(c)
+
+
+def test_video_fps_option_sets_the_setting(tmp_path):
+    from splatkit.cli import build_parser, config_from_args
+
+    for command in ("train", "sfm"):
+        args = build_parser().parse_args([command, str(tmp_path), "--video-fps", "4.5"])
+        cfg, explicit = config_from_args(args)
+        assert cfg.ingest.video_fps == 4.5 and "ingest.video_fps" in explicit
+    cfg, explicit = config_from_args(build_parser().parse_args(["train", str(tmp_path)]))
+    assert cfg.ingest.video_fps == 2.0 and "ingest.video_fps" not in explicit

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from splatkit.export.frames import PLY_TO_UE, UPRIGHT_TO_UE_AXES, ply_to_ue
+from splatkit.export.plugins import PLUGINS
+from splatkit.frames import UPRIGHT_TO_UE_AXES, ply_to_ue
 from splatkit.render import View
 from splatkit.render.projection import project
 from splatkit.scene import Cameras, inria_split
@@ -61,6 +62,6 @@ def test_convention_plugins_map_ply_minus_y_to_unreal_up():
     # NanoGS / PICOSplat: UE = 100 (z, x, -y); Italink: UE = 100 (x, -z, -y): PLY -Y is up in both.
     up = torch.tensor([[0.0, -1.0, 0.0]])
     for plugin in ("nanogs", "picosplat", "italink"):
-        ue = ply_to_ue(up, plugin)[0]
+        ue = ply_to_ue(up, PLUGINS[plugin].ply_axes)[0]
         assert ue[2] > 0 and abs(float(ue[0])) < 1e-9 and abs(float(ue[1])) < 1e-9, plugin
-    assert set(PLY_TO_UE) >= {"nanogs", "picosplat", "italink"}
+    assert set(PLUGINS) >= {"nanogs", "picosplat", "italink"}

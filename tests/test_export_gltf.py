@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from splatkit.export import frames as F
+from splatkit import frames as F
 from splatkit.export.gltf import EXTENSION, glb_bytes
 from splatkit.render.sh import sh_bases
 from splatkit.splats import SH_C0, Splats

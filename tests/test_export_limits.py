@@ -8,8 +8,9 @@ import math
 import numpy as np
 import torch
 
-from splatkit.export import frames as F
+from splatkit import frames as F
 from splatkit.export import limits as L
+from splatkit.export.plugins import PLUGINS
 from splatkit.export.ply import read_ply, write_ply
 from splatkit.export.unreal import UnrealExportOptions, export_unreal
 from splatkit.splats import Splats
@@ -49,7 +50,7 @@ def _decoded(m: dict, tmp, plugin: str, decode) -> tuple[np.ndarray, np.ndarray,
         path = tmp / t["files"][0]["path"]
         loc = np.array(t["location_cm"])
         sp = read_ply(path)
-        exact.append(F.ply_to_ue(sp.means, plugin).numpy() + loc)
+        exact.append(F.ply_to_ue(sp.means, PLUGINS[plugin].ply_axes).numpy() + loc)
         stored.append(decode(path) + loc)
         checks.append(t["limits"])
         parts.append(sp)
@@ -79,10 +80,10 @@ def _patch_psnr(s: Splats, exact_ue: np.ndarray, stored_ue: np.ndarray) -> float
     from splatkit.render import RenderSettings, View
     from splatkit.render.cpu import render
 
-    M = F.ply_to_ue_matrix("picosplat")
+    M = F.ply_to_ue_matrix(PLUGINS["picosplat"].ply_axes)
     to_ply = lambda ue: (torch.tensor(ue, dtype=torch.float64) / 100.0) @ M  # noqa: E731  (M^-1 = M^T)
     patch = s.log_scales.max(1).values < math.log(0.1)
-    R_p = F.upright_to_ply("picosplat")
+    R_p = F.upright_to_ply(PLUGINS["picosplat"].ply_axes)
     exact = to_ply(exact_ue)
     centre = exact[patch].mean(0)
     n, top = R_p @ torch.tensor([0, 1.0, 0]).double(), R_p @ torch.tensor([0, 0, 1.0]).double()
@@ -113,7 +114,7 @@ def test_picosplat_sigma_limit(tmp_path):
     fixed = P.picosplat_covariances_cm2(
         write_ply(L.apply(s, "picosplat"), tmp_path / "fixed.ply", sh_degree=0)
     )
-    limit_cm2 = (100 * L.STORAGE["picosplat"]["max_sigma_m"]) ** 2
+    limit_cm2 = (100 * PLUGINS["picosplat"].storage.max_sigma_m) ** 2
     assert abs(fixed[0, 1, 1] / limit_cm2 - 1) < 0.04  # shrunk to the limit, stored right
     assert abs(fixed[1, 1, 1] / true_cm2[1, 0].item() - 1) < 0.04  # a normal splat untouched
 
@@ -121,9 +122,8 @@ def test_picosplat_sigma_limit(tmp_path):
 def test_nanogs_float16_range_and_precision(tmp_path):
     s = facade_with_background(500)
     s.means[500:, 0] = 900.0  # background beyond float16 centimetres (655 m)
-    chk = L.check(
-        Splats(**{**s.as_dict(), "means": s.means @ F.upright_to_ply("nanogs").float().T}), "nanogs"
-    )
+    R_p = F.upright_to_ply(PLUGINS["nanogs"].ply_axes).float()
+    chk = L.check(Splats(**{**s.as_dict(), "means": s.means @ R_p.T}), "nanogs")
     assert chk.out_of_range == 20 and chk.costs_quality
     m = _export(s, tmp_path / "one", "nanogs", "none")
     assert m["num_splats"]["written"] == 500 and any("beyond nanogs" in x for x in m["messages"])
@@ -144,11 +144,12 @@ def test_nanogs_scale_range(tmp_path):
 
 def test_italink_fixed_point(tmp_path):
     s = facade_with_background(200)
-    ply = Splats(**{**s.as_dict(), "means": s.means @ F.upright_to_ply("italink").float().T})
+    italink = PLUGINS["italink"].ply_axes
+    ply = Splats(**{**s.as_dict(), "means": s.means @ F.upright_to_ply(italink).float().T})
     path = write_ply(ply, tmp_path / "a.ply", sh_degree=0)
-    exact = F.ply_to_ue(read_ply(path).means, "italink").numpy()
+    exact = F.ply_to_ue(read_ply(path).means, italink).numpy()
     assert np.abs(P.italink_positions_cm(path) - exact).max() <= L.position_error(ply, "italink") * 100 * 1.01
     far = Splats(**{**ply.as_dict(), "means": ply.means + 3000.0})
     assert L.check(far, "italink").out_of_range == len(far)
     wrapped = P.italink_positions_cm(write_ply(far, tmp_path / "far.ply", sh_degree=0))
-    assert np.abs(wrapped - F.ply_to_ue(far.means, "italink").numpy()).max() > 1e5  # 24 bits wrap
+    assert np.abs(wrapped - F.ply_to_ue(far.means, italink).numpy()).max() > 1e5  # 24 bits wrap

@@ -9,8 +9,11 @@ import pytest
 import torch
 
 from splatkit.errors import UserError
-from splatkit.export.ply import ITALINK_MAX_SPLATS, ply_header, read_ply, write_ply
+from splatkit.export.plugins import PLUGINS
+from splatkit.export.ply import ply_header, read_ply, write_ply
 from splatkit.splats import Splats
+
+ITALINK_MAX_SPLATS = PLUGINS["italink"].file_cap
 
 
 def random_splats(n: int, degree: int, seed: int = 0) -> Splats:

@@ -8,10 +8,11 @@ import json
 import pytest
 import torch
 
+from splatkit import frames as F
 from splatkit.errors import UserError
-from splatkit.export import frames as F
+from splatkit.export.plugins import PLUGINS
 from splatkit.export.ply import read_ply
-from splatkit.export.unreal import PLUGINS, UnrealExportOptions, export_transform, export_unreal
+from splatkit.export.unreal import UnrealExportOptions, export_transform, export_unreal
 from splatkit.splats import Splats
 from tests.unreal_util import angle_deg, random_rotation, random_splats, synthetic_scene
 
@@ -21,10 +22,10 @@ def test_upright_transform_synthetic():
     T, info = export_transform(scene, UnrealExportOptions(plugin="nanogs"))
     # The true up ends, after NanoGS's own mapping, on UE +Z.
     R_total = T.R
-    ue_up = F.ply_to_ue((R_total @ true_up)[None], "nanogs")[0]
+    ue_up = F.ply_to_ue((R_total @ true_up)[None], PLUGINS["nanogs"].ply_axes)[0]
     assert angle_deg(ue_up, torch.tensor([0, 0, 1.0])) < 2.0
     # The origin is on the floor: the lowest points sit near z = 0 in UE.
-    z = F.ply_to_ue(T.apply(scene.points.double()), "nanogs")[:, 2]
+    z = F.ply_to_ue(T.apply(scene.points.double()), PLUGINS["nanogs"].ply_axes)[:, 2]
     assert abs(float(torch.quantile(z, 0.02))) < 1.0  # cm
 
 
@@ -81,7 +82,7 @@ def test_export_unreal_files(tmp_path):
     ]
     m = json.loads(paths[-1].read_text())
     assert m["num_splats"] == {"input": 300, "after_crop": 298, "written": 200}
-    assert m["crop"] == {"invalid": 2, "not_seen": 0}
+    assert m["crop"] == {"invalid": 2, "not_seen": 0, "far_field": 0}
     assert m["destination_path"] == "/Game/Splats/Cafe_scene"
     assert m["verified"] is False and m["factory_class"] is None  # UEFN: an assumed preset
     assert read_ply(paths[0]).sh_degree == 3 and len(read_ply(paths[0])) == 200
@@ -112,10 +113,17 @@ def test_crop_keeps_what_the_cameras_see_and_reports_the_background(tmp_path):
     c0 = scene.cameras.centers[0]
     fwd = scene.cameras.world_to_cam[0, 2, :3]
     s.means[250:] = c0 + 300.0 * fwd  # far background straight ahead of camera 0
-    m = json.loads(export_unreal(s, scene, tmp_path / "a", UnrealExportOptions(tiles="none"))[-1].read_text())
+    opts = UnrealExportOptions(tiles="none", far_field="keep")
+    m = json.loads(export_unreal(s, scene, tmp_path / "a", opts)[-1].read_text())
     assert m["crop"]["not_seen"] == 50 and m["num_splats"]["written"] == 250
     assert any("no training camera sees them" in x for x in m["messages"])
-    opts = UnrealExportOptions(tiles="none", drop_background=30.0, scale="1")
+    # By default the far field (300 units away, cameras 8 apart) is left out, said in one line.
+    opts = UnrealExportOptions(tiles="none")
+    m = json.loads(export_unreal(s, scene, tmp_path / "ff", opts)[-1].read_text())
+    assert m["crop"]["far_field"] == 50 and m["num_splats"]["written"] == 200
+    assert m["far_field"]["beyond_far_factor"] == 50
+    assert sum("50 far splats dropped" in x for x in m["messages"]) == 1
+    opts = UnrealExportOptions(tiles="none", drop_background=30.0, scale="1", far_field="keep")
     m = json.loads(export_unreal(s, scene, tmp_path / "b", opts)[-1].read_text())
     assert m["crop"]["background"] == 50 and m["num_splats"]["written"] == 200
     assert any("farther than 30 m from every training camera" in x for x in m["messages"])

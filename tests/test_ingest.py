@@ -96,11 +96,11 @@ def test_skips_with_reasons_and_keeps_originals(tmp_path):
     assert ps.names == ["good0.jpg", "good1.jpg", "good2.jpg"]
     reasons = {r.path.name: r.reason for r in ps.skipped}
     assert set(reasons) == {"notes.txt", "fake.jpg", "truncated.jpg", "tiny.png", "IMG_1.HEIC"}
-    assert "not a JPEG or PNG" in reasons["notes.txt"]
+    assert "not a photo: splatkit reads JPEG, PNG, HEIC" in reasons["notes.txt"]
     assert "not a readable image" in reasons["fake.jpg"]
     assert "truncated" in reasons["truncated.jpg"]
     assert "too small" in reasons["tiny.png"] and "40x30" in reasons["tiny.png"]
-    assert "HEIC" in reasons["IMG_1.HEIC"]
+    assert "not a readable image (damaged, or not really a HEIC file)" in reasons["IMG_1.HEIC"]
     warned = [e.text for e in seen if isinstance(e, Message) and e.level == "warning"]
     assert any("truncated.jpg" in t for t in warned)
     # working copies live in work_dir only

@@ -137,3 +137,29 @@ def test_visible_indices_are_the_splats_with_both_radii_positive():
         got = visible_indices(radii)
         assert got.dtype == torch.int64
         assert torch.equal(got, (radii > 0).all(dim=-1).nonzero().flatten())
+
+
+@pytest.mark.parametrize("seed,max_alpha", [(0, 0.99), (3, 0.999)])
+def test_splat_weights_match_reference(seed, max_alpha):
+    """Each splat's largest and summed blending weight over the image (cleanup's significance)
+    against the float64 dense reference; splats the view never reaches get exactly 0."""
+    from splatkit.render.cpu import splat_weights
+    from splatkit.render.reference import splat_weights as splat_weights_ref
+
+    splats, view = make_test_scene(seed, n=160, sh_degree=3, width=50, height=37)
+    sp32 = splats.to(torch.float32)
+    settings = RenderSettings(sh_degree=3, max_alpha=max_alpha)
+    ref_max, ref_sum = splat_weights_ref(sp32.to(torch.float64), view, settings)
+    w_max, w_sum = splat_weights(sp32, view, settings)
+    assert w_max.dtype == torch.float64 and w_max.shape == (160,)
+    assert (ref_max == 0).sum() > 10 and (ref_max > 0.1).sum() > 10  # both kinds are present
+    torch.testing.assert_close(w_max, ref_max, atol=1e-5, rtol=0)
+    torch.testing.assert_close(w_sum, ref_sum, atol=1e-4, rtol=1e-5)
+    assert torch.equal(w_max == 0, ref_max == 0)
+    # Accumulating over two views: the max of the maxima, the sum of the sums.
+    w_max2, w_sum2 = splat_weights(sp32, view, settings, w_max.clone(), w_sum.clone())
+    torch.testing.assert_close(w_max2, w_max)
+    torch.testing.assert_close(w_sum2, 2 * w_sum)
+    # The weights of a pixel are its colour's shares: they sum to its alpha.
+    out = render_cpu(sp32, view, settings)
+    assert abs(float(w_sum.sum()) - float(out.alpha.double().sum())) < 1e-3

@@ -9,6 +9,7 @@ import io
 import json
 import re
 import stat
+import struct
 import time
 import zipfile
 from pathlib import Path
@@ -48,6 +49,32 @@ def test_sniff():
     assert sniff(b"PK\x03\x04" + b"\0" * 12) == "zip"
     assert sniff(b"\0\0\0\x18ftypmp42" + b"\0" * 4) == "mp4"
     assert sniff(b"GIF89a" + b"\0" * 10) is None
+    assert sniff(b"\0\0\0\x18ftypheic" + b"\0" * 4) == "heic"
+    assert sniff(b"\0\0\0\x18ftypavif" + b"\0" * 4) == "avif"
+    assert sniff(b"\0\0\0\x18ftypqt  " + b"\0" * 4) == "mp4"  # a phone's .mov
+
+
+def test_heic_and_avif_uploads_are_photos(tmp_path):
+    """An iPhone's HEIC photos (and AVIF) are taken as they are; the job's ingest reads them."""
+    import io
+
+    from PIL import Image, features
+
+    from splatkit.serve.uploads import UploadLimits, save_upload
+
+    pytest.importorskip("pillow_heif").register_heif_opener()
+    fmts = ["HEIF"] + (["AVIF"] if features.check("avif") else [])
+    for fmt in fmts:
+        files = []
+        for k in range(3):
+            buf = io.BytesIO()
+            Image.new("RGB", (64, 48), (k * 60, 20, 20)).save(buf, fmt, quality=80)
+            (tmp_path / f"{fmt}{k}").write_bytes(buf.getvalue())
+            files.append((f"IMG_{k}.{fmt.lower()}", tmp_path / f"{fmt}{k}"))
+        note, fps = save_upload(files, tmp_path / f"job_{fmt}", UploadLimits())
+        assert note == "3 photos" and fps is None
+        ext = ".heic" if fmt == "HEIF" else ".avif"
+        assert sorted(p.suffix for p in (tmp_path / f"job_{fmt}").iterdir()) == [ext] * 3
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +115,10 @@ def test_join_and_auth(server):
     assert s.get(server.url + "/api/teacher/overview", timeout=10).status_code == 403
     assert s.get(server.url + "/", timeout=10).status_code == 200
     assert "teacher" in s.get(server.url + "/teacher", timeout=10).text
+    # the Unreal plugins by the names students look for, not source repositories
+    plugins = requests.get(server.url + "/api/info", timeout=10).json()["plugins"]
+    assert plugins["nanogs"] == "NanoGS" and len(plugins) >= 5
+    assert not any("/" in name or "assumed" in name for name in plugins.values()), plugins
 
 
 def test_upload_progress_download_and_isolation(server, photos):
@@ -123,6 +154,7 @@ def test_upload_progress_download_and_isolation(server, photos):
     assert rep.status_code == 200 and "<html" in rep.text.lower()
     # the students' report: the next step points at the class page, no server paths anywhere
     assert "Unreal export (zip)" in rep.text and "splatkit export" not in rep.text
+    assert f"<title>alice&#x27;s job {jid} (tiny)</title>" in rep.text and "report: out" not in rep.text
     assert str(server.data) not in rep.text and str(server.data) not in json.dumps(j)
     ply = alice.get(base + "/scene.ply", timeout=30)
     assert ply.status_code == 200 and ply.content.startswith(b"ply")
@@ -184,6 +216,9 @@ def test_bad_uploads_refused(server):
     cases["path name"] = [("files", ("../../x.jpg", jpg))] * 3
     cases["not image"] = [("files", (f"{i}.jpg", b"hello, not a photo at all")) for i in range(3)]
     cases["cut off"] = [("files", (f"{i}.jpg", jpg[:60])) for i in range(3)]
+    noisy = _noisy_jpeg()
+    cases["cut to a third"] = [("files", ("0.jpg", noisy[: len(noisy) // 3]))] + [
+        ("files", (f"{i}.jpg", noisy)) for i in (1, 2)]
     cases["too few"] = [("files", ("a.jpg", jpg))]
     cases["mix"] = [("files", ("a.jpg", jpg)), ("files", ("b.zip", _zip([("x.jpg", jpg)])))]
     good = _zip([(f"{i}.jpg", jpeg_bytes(color=(i * 50, 9, 9))) for i in range(4)], zipfile.ZIP_STORED)
@@ -198,6 +233,7 @@ def test_bad_uploads_refused(server):
         "path name": "not allowed",
         "not image": "not a JPEG",
         "cut off": "cannot be opened",
+        "cut to a third": "0.jpg looks like a photo but cannot be opened",
         "too few": "at least",
         "mix": "not a mix",
         "cut zip": "damaged",
@@ -215,6 +251,17 @@ def test_bad_uploads_refused(server):
     assert s.get(server.url + "/api/me", timeout=10).json()["jobs"] == []  # nothing was queued
     assert not list((server.data / "tmp").glob("*"))  # nothing left behind
     assert not [d for d in (server.data / "uploads").glob("*") if d.name not in used_before]
+
+
+def _noisy_jpeg() -> bytes:
+    """A 320x240 JPEG of noise (its data, not its header, makes most of its bytes)."""
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(3).integers(0, 255, (240, 320, 3), dtype=np.uint8)).save(
+        buf, "JPEG", quality=90)
+    return buf.getvalue()
 
 
 def test_limits_cancel_and_rerun(server):
@@ -243,8 +290,13 @@ def test_limits_cancel_and_rerun(server):
         )
         assert r.status_code == 200 and r.json()["preset"] == "quick" and r.json()["rerun_of"] == ids[1]
         teacher.post(f"{server.url}/api/teacher/jobs/{r.json()['id']}/cancel", timeout=10)
-        states = {j["id"]: j["state"] for j in s.get(server.url + "/api/me", timeout=10).json()["jobs"]}
-        assert set(states.values()) == {"cancelled"} and len(states) == 3
+        jobs = {j["id"]: j for j in s.get(server.url + "/api/me", timeout=10).json()["jobs"]}
+        assert {j["state"] for j in jobs.values()} == {"cancelled"} and len(jobs) == 3
+        # who cancelled, in plain words
+        assert jobs[ids[0]]["error"] == "You cancelled this job."
+        assert jobs[ids[1]]["error"] == "Your teacher cancelled this job."
+        seen = teacher.get(f"{server.url}/api/jobs/{ids[0]}", timeout=10).json()
+        assert seen["error"] == "Cancelled by the student."
     finally:
         teacher.post(
             server.url + "/api/teacher/settings", json={"paused": 0, "jobs_per_student": 3}, timeout=10
@@ -279,21 +331,43 @@ def _video(path: Path, seconds: int = 20, fps: int = 10) -> None:
             c.mux(pkt)
 
 
-def test_video_frames_capped(server, tmp_path):
+def _claim_seconds(clip: bytes, factor: int) -> bytes:
+    """``clip`` (an MP4) whose header durations (movie, track, media) claim ``factor`` times less
+    than its frames last: a long clip that says it is short."""
+    b = bytearray(clip)
+    for box, at in ((b"mvhd", 16), (b"mdhd", 16), (b"tkhd", 20)):  # version 0 boxes
+        i = b.find(box)
+        assert i > 0 and b[i + 4] == 0, box
+        o = i + 4 + at
+        b[o:o + 4] = struct.pack(">I", struct.unpack(">I", b[o:o + 4])[0] // factor)
+    return bytes(b)
+
+
+@pytest.mark.parametrize("header_lies", [False, True])
+def test_video_frames_capped(server, tmp_path, header_lies):
     """A 20 s clip at the preset's 2 frames per second would give 40 frames; the server's cap
     (--max-video-frames 10) lowers the rate so that at most 10 are kept (frames with too little
-    motion may be dropped too)."""
-    pytest.importorskip("av")
+    motion may be dropped too). The cap counts the frames that decode, not the header's duration:
+    the same clip claiming to last 2 s gives no more."""
+    av = pytest.importorskip("av")
     clip = tmp_path / "clip.mp4"
     _video(clip)
-    s = server.student("filmer")
-    r = _post(s, server, [("files", ("clip.mp4", clip.read_bytes(), "video/mp4"))])
+    data = clip.read_bytes()
+    if header_lies:
+        data = _claim_seconds(data, 10)
+        (tmp_path / "lie.mp4").write_bytes(data)
+        with av.open(str(tmp_path / "lie.mp4")) as c:
+            st = c.streams.video[0]
+            assert float(st.duration * st.time_base) <= 2.1  # what the header says
+    s = server.student("filmer, header lies" if header_lies else "filmer")
+    r = _post(s, server, [("files", ("clip.mp4", data, "video/mp4"))])
     assert r.status_code == 201, r.text
+    assert "(20 s, 200 frames; at most 10 used)" in r.json()["note"], r.json()["note"]
     jid = r.json()["id"]
     events = server.data / "jobs" / str(jid) / "out" / "events.jsonl"
     took = None
     t0 = time.time()
-    while took is None and time.time() - t0 < 90:
+    while took is None and time.time() - t0 < 240:
         for line in events.read_text().splitlines() if events.exists() else []:
             m = re.search(r"; kept (\d+),", json.loads(line).get("text", ""))
             took = int(m.group(1)) if m else took
@@ -303,3 +377,54 @@ def test_video_frames_capped(server, tmp_path):
         time.sleep(0.5)
     s.post(f"{server.url}/api/jobs/{jid}/cancel", timeout=10)
     assert took is not None and 3 <= took <= 10, took
+
+
+def test_progress_fraction_and_time_left():
+    """Every stage with steps gets a fraction (the page's bar) and a time left: training from its
+    own estimate, other stages (matching, placing cameras) from their pace so far."""
+    from splatkit.serve.jobs import _apply
+
+    st: dict = {}
+    _apply(st, {"kind": "stage_started", "stage": "sfm", "time": 100.0})
+    _apply(st, {"kind": "stage_progress", "stage": "sfm", "done": 0, "total": 4, "time": 100.0,
+                "detail": "finding features"})
+    assert st["fraction"] == 0 and st["eta_seconds"] is None
+    _apply(st, {"kind": "stage_progress", "stage": "sfm", "done": 1, "total": 4, "time": 130.0,
+                "detail": "matching (exhaustive)"})
+    assert st["fraction"] == 0.25 and st["eta_seconds"] == 90.0 and "matching" in st["detail"]
+    _apply(st, {"kind": "train_step", "step": 10, "total_steps": 40, "loss": 0.5, "eta_seconds": 33.0,
+                "time": 200.0})
+    assert st["stage"] == "train" and st["fraction"] == 0.25 and st["eta_seconds"] == 33.0
+
+
+def test_queue_waits_from_measured_run_times(tmp_path):
+    """Each queued job's wait: the running jobs' time left (their preset's median run time less
+    what they ran), then the queue in fair order on the first free slot; unknown (None) when
+    every slot is behind a preset that never finished."""
+    from splatkit.serve.jobs import queue_waits
+    from splatkit.serve.store import Store
+
+    st = Store(tmp_path / "db")
+    a, _ = st.join("a", None)
+    b, _ = st.join("b", None)
+    c, _ = st.join("c", None)
+    for _ in range(3):  # three finished quick jobs of 100 s, 120 s, 140 s
+        j = st.add_job(a["id"], "quick", "p", tmp_path)
+        st.mark_running(j["id"])
+        st.finish(j["id"], "done")
+    with st._lock:
+        st._db.execute("UPDATE jobs SET run_seconds = 80 + 20 * id")
+    run = st.add_job(a["id"], "quick", "p", tmp_path)
+    st.mark_running(run["id"])
+    qb, qc = st.add_job(b["id"], "quick", "p", tmp_path), st.add_job(c["id"], "quick", "p", tmp_path)
+    qa = st.add_job(a["id"], "standard", "p", tmp_path)
+    qb2 = st.add_job(b["id"], "quick", "p", tmp_path)
+    now = st.job(run["id"])["started"] + 20.0
+    w = queue_waits(st, slots=2, now=now)
+    assert w[qb["id"]] == 0.0  # a free slot
+    assert w[qc["id"]] == 100.0  # the running one: median 120 s, ran 20 s
+    assert w[qa["id"]] == 120.0  # after qb (120 s) on the first slot
+    assert w[qb2["id"]] == 220.0  # after qc, on the second slot (the standard job holds the first)
+    w = queue_waits(st, slots=1, now=now)
+    assert [w[j["id"]] for j in (qb, qc, qa)] == [100.0, 220.0, 340.0]
+    assert w[qb2["id"]] is None  # behind a standard job: no finished standard job to measure

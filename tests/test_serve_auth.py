@@ -1,14 +1,21 @@
 """Who may do what on the classroom server (splatkit/serve/auth.py, limits.py's body and attempt
 limits), against a real ``splatkit serve`` on loopback: body limits with the server's memory
-measured, cross-origin requests refused, no framing, seats, the teacher's session cookie, the class
-code signing students out, 64-bit job ids, file modes, join attempts rate-limited."""
+measured, cross-origin requests refused, no framing, seats (look-alike names, removed, merged,
+capped), the teacher's sessions (ended by signing out, all at once), the class code signing
+students out but keeping their seats, 64-bit job ids, file modes (a data folder made before too),
+wrong codes and tokens slowed without locking the right one out, weak tokens refused, the
+addresses printed for ``--host 0.0.0.0``."""
 
 from __future__ import annotations
 
+import os
 import socket
 import stat
+import subprocess
+import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -106,7 +113,9 @@ def test_seats(stub_server):
     url = stub_server.url
     ann = stub_server.student("Ann Lee")
     me = ann.get(url + "/api/me", timeout=10).json()
-    for name in ("Ann Lee", "  ann   LEE "):  # the same name, however typed, on another laptop
+    # the same name, however typed, on another laptop: case, spaces, a zero-width space, a Cyrillic
+    # letter, full-width letters
+    for name in ("Ann Lee", "  ann   LEE ", "An\u200bn Lee", "\u0410nn Lee", "\uff21nn Lee"):
         r = requests.post(url + "/api/join", json={"class_code": CODE, "name": name}, timeout=10)
         assert r.status_code == 409 and "already joined" in r.json()["detail"]
     # her own laptop (her cookie) gets her seat back, no new token
@@ -122,8 +131,45 @@ def test_seats(stub_server):
     assert ann.get(url + "/api/me", timeout=10).status_code == 401
     assert requests.post(url + "/api/join", json={"class_code": CODE, "name": "Ann Lee"},
                          timeout=10).status_code == 409  # leave is for one join only
-    seats = t.get(url + "/api/teacher/overview", timeout=10).json()["students"]
-    assert [s["name"] for s in seats if s["signed_in"]].count("Ann Lee") == 1
+    seats = t.get(url + "/api/teacher/overview", timeout=10).json()["seat_names"]
+    assert [s["name"] for s in seats].count("Ann Lee") == 1
+
+
+def test_seats_removed_merged_and_capped(stub_server):
+    """The teacher merges a seat into another (the jobs move, its browser is told why) and removes
+    one (its waiting job is cancelled, the name is free again); a seat cap refuses new names."""
+    url, t = stub_server.url, stub_server.teacher()
+    t.post(url + "/api/teacher/settings", json={"paused": 1}, timeout=10).raise_for_status()
+    try:
+        extra, ada = stub_server.student("Ada2 Extra"), stub_server.student("Ada Real")
+        photos = [("files", (f"{i}.jpg", jpeg_bytes(color=(i * 60, 9, 9)))) for i in range(3)]
+        jid = extra.post(url + "/api/jobs", data={"preset": "tiny"}, files=photos, timeout=30).json()["id"]
+        sid = extra.get(url + "/api/me", timeout=10).json()["id"]
+        ada_id = ada.get(url + "/api/me", timeout=10).json()["id"]
+        r = t.post(f"{url}/api/teacher/students/{sid}/merge", json={"into": ada_id}, timeout=10)
+        assert r.status_code == 200
+        me = extra.get(url + "/api/me", timeout=10)
+        assert me.status_code == 401 and "Ada Real" in me.json()["detail"]
+        assert me.headers["X-Signed-Out"] == "merged"
+        assert [j["id"] for j in ada.get(url + "/api/me", timeout=10).json()["jobs"]] == [jid]
+        r = t.post(f"{url}/api/teacher/students/{sid}/merge", json={"into": ada_id}, timeout=10)
+        assert r.status_code == 404
+        assert t.post(f"{url}/api/teacher/students/{ada_id}/remove", timeout=10).status_code == 200
+        job = t.get(f"{url}/api/jobs/{jid}", timeout=10).json()
+        assert job["state"] == "cancelled" and "seat was removed" in job["error"]
+        assert "removed this seat" in ada.get(url + "/api/me", timeout=10).json()["detail"]
+        names = [s["name"] for s in t.get(url + "/api/teacher/overview", timeout=10).json()["seat_names"]]
+        assert "Ada Real" not in names and "Ada2 Extra" not in names
+        assert stub_server.student("Ada Real").get(url + "/api/me", timeout=10).status_code == 200
+        # a cap on seats: new names are refused, seats that exist still join
+        n = t.get(url + "/api/teacher/overview", timeout=10).json()["seats_total"]
+        t.post(url + "/api/teacher/settings", json={"max_seats": n}, timeout=10).raise_for_status()
+        r = requests.post(url + "/api/join", json={"class_code": CODE, "name": "One Too Many"}, timeout=10)
+        assert r.status_code == 403 and "full" in r.json()["detail"]
+        r = requests.post(url + "/api/join", json={"class_code": CODE, "name": "ada real"}, timeout=10)
+        assert r.status_code == 409  # an existing seat: taken, not "full"
+    finally:
+        t.post(url + "/api/teacher/settings", json={"paused": 0, "max_seats": 0}, timeout=10)
 
 
 def test_teacher_session_cookie(stub_server):
@@ -139,28 +185,55 @@ def test_teacher_session_cookie(stub_server):
                         timeout=10).status_code == 403
     assert requests.get(url + "/api/teacher/overview", cookies={"splatkit_teacher": TEACHER},
                         timeout=10).status_code == 403  # the raw token is no cookie
+    # signing out ends the session on the server: a copy of the cookie is worthless after it
+    copy = {"splatkit_teacher": cookie}
+    assert requests.get(url + "/api/teacher/overview", cookies=copy, timeout=10).status_code == 200
+    assert s.post(url + "/api/teacher/logout", timeout=10).status_code == 200
+    assert requests.get(url + "/api/teacher/overview", cookies=copy, timeout=10).status_code == 403
+    # the teacher ends every session at once (two browsers; scripts' token still works)
+    a, b = requests.Session(), requests.Session()
+    for x in (a, b):
+        x.post(url + "/api/teacher/login", json={"token": TEACHER}, timeout=10).raise_for_status()
+    r = a.post(url + "/api/teacher/sessions/end-all", timeout=10)
+    assert r.status_code == 200 and r.json()["ended"] >= 2
+    for x in (a, b):
+        assert x.get(url + "/api/teacher/overview", timeout=10).status_code == 403
+    assert stub_server.teacher().get(url + "/api/teacher/overview", timeout=10).status_code == 200
     # health: students learn whether jobs run, not the server's details
     h = requests.get(url + "/api/health", timeout=10).json()
     assert h["ready"] and "cluster" not in h and "ray_error" not in h
 
 
-def test_class_code_change_signs_students_out(stub_server):
+def test_class_code_change_keeps_seats_and_results(stub_server):
+    """A new class code signs everyone out, saying why; the student's own browser joins with the new
+    code and finds its seat and finished job; on another computer the name is still taken."""
     url, t = stub_server.url, stub_server.teacher()
     old = stub_server.student("before-change")
+    photos = [("files", (f"{i}.jpg", jpeg_bytes(color=(i * 60, 40, 9)))) for i in range(3)]
+    jid = old.post(url + "/api/jobs", data={"preset": "tiny"}, files=photos, timeout=30).json()["id"]
+    stub_server.wait_jobs(old, [jid], timeout=60)
     try:
         r = t.post(url + "/api/teacher/settings", json={"class_code": "new42"}, timeout=10)
         assert r.status_code == 200 and r.json()["class_code"] == "NEW42"
-        assert old.get(url + "/api/me", timeout=10).status_code == 401
+        me = old.get(url + "/api/me", timeout=10)
+        assert me.status_code == 401 and me.headers["X-Signed-Out"] == "code"
+        assert "changed the class code" in me.json()["detail"] and "kept" in me.json()["detail"]
         assert requests.post(url + "/api/join", json={"class_code": CODE, "name": "x"},
                              timeout=10).status_code == 403
         r = requests.post(url + "/api/join", json={"class_code": "NEW42", "name": "before-change"},
                           timeout=10)
-        assert r.status_code == 200  # a new class: the name is free again
+        assert r.status_code == 409  # the seat is still hers
+        r = old.post(url + "/api/join", json={"class_code": "new42", "name": "Before-Change"}, timeout=10)
+        assert r.status_code == 200
+        jobs = old.get(url + "/api/me", timeout=10).json()["jobs"]
+        assert [(j["id"], j["state"], j["has_ply"]) for j in jobs] == [(jid, "done", True)]
         r = t.post(url + "/api/teacher/settings", json={"class_code": "no!"}, timeout=10)
         assert r.status_code == 400
     finally:
         t.post(url + "/api/teacher/settings", json={"class_code": CODE}, timeout=10)
-    assert old.get(url + "/api/me", timeout=10).status_code == 401  # the old code back: still out
+    assert old.get(url + "/api/me", timeout=10).status_code == 401  # signed out again
+    r = old.post(url + "/api/join", json={"class_code": CODE, "name": "before-change"}, timeout=10)
+    assert r.status_code == 200
 
 
 def test_job_ids_beyond_64_bits(stub_server):
@@ -174,31 +247,88 @@ def test_job_ids_beyond_64_bits(stub_server):
 
 def test_files_not_world_readable(stub_server):
     d = stub_server.data
-    for p in (d, d / "splatkit.db", d / "splatkit.db-wal", d / "splatkit.db-shm", d / "teacher_token",
-              d / "secret"):
+    for p in (d, d / "splatkit.db", d / "splatkit.db-wal", d / "splatkit.db-shm", d / "teacher_token"):
         if p.exists():
             assert stat.S_IMODE(p.stat().st_mode) & 0o077 == 0, (p, oct(p.stat().st_mode))
-    assert (d / "splatkit.db").exists() and (d / "secret").exists()
+    assert (d / "splatkit.db").exists()
 
 
-def test_join_attempts_rate_limited_and_token_not_printed(tmp_path):
-    """Its own server (the lock-out would stop other tests' joins), with a token it makes."""
+def _hammer(fn, threads: int = 8, seconds: float = 3.0) -> list[int]:
+    """Status codes of ``fn()`` called over and over from ``threads`` threads, those answered
+    within ``seconds``."""
+    stop, codes = time.time() + seconds, []
+
+    def loop(_):
+        while time.time() < stop:
+            code = fn()
+            if time.time() < stop:
+                codes.append(code)
+
+    with ThreadPoolExecutor(threads) as ex:
+        list(ex.map(loop, range(threads)))
+    return codes
+
+
+def test_guessing_slowed_never_locked_out(tmp_path):
+    """Its own server, on every interface (``--host 0.0.0.0``), with a data folder the teacher made
+    (mode 755) and a token it makes. Wrong class codes and teacher tokens (header or sign-in) from
+    one address go one at a time after the first few, however many are sent in parallel; the right
+    code and token still get in meanwhile. The start message warns about the open host and gives
+    addresses a laptop can open, never 0.0.0.0, and not the token."""
     need_serve_deps()
-    srv = Server(tmp_path / "data", teacher_token=False).start(wait_ray=False)
+    data = tmp_path / "data"
+    data.mkdir()
+    data.chmod(0o755)
+    srv = Server(data, teacher_token=False, args=["--host", "0.0.0.0"]).start(wait_ray=False)
     try:
-        codes = [requests.post(srv.url + "/api/join", json={"class_code": f"WRONG{i}", "name": "guess"},
-                               timeout=10).status_code for i in range(12)]
-        assert codes[:10] == [403] * 10 and codes[10:] == [429, 429], codes
-        r = requests.post(srv.url + "/api/join", json={"class_code": CODE, "name": "late"}, timeout=10)
-        assert r.status_code == 429 and "wait" in r.json()["detail"]  # even the right code waits
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        url = srv.url
+        codes = [requests.post(url + "/api/join", json={"class_code": f"WRONG{i}", "name": "guess"},
+                               timeout=10).status_code for i in range(10)]
+        assert codes == [403] * 10
+        guesses = _hammer(lambda: requests.post(url + "/api/join", json={"class_code": "NOPE99", "name": "g"},
+                                               timeout=60).status_code)
+        print(f"\n{len(guesses)} wrong class codes answered in 3 s from 8 threads once slowed")
+        assert set(guesses) <= {403} and len(guesses) <= 6  # about one a second, not hundreds
+        r = requests.post(url + "/api/join", json={"class_code": CODE, "name": "late"}, timeout=60)
+        assert r.status_code == 200  # the right code gets in
         token = (srv.data / "teacher_token").read_text().strip()
-        logins = [requests.post(srv.url + "/api/teacher/login", json={"token": "nope"},
-                                timeout=10).status_code for _ in range(6)]
-        assert logins == [403] * 5 + [429]
+
+        def wrong():
+            return requests.get(url + "/api/teacher/overview", headers={"X-Teacher-Token": "nope"},
+                                timeout=60).status_code
+
+        def right():
+            time.sleep(1.0)
+            return requests.get(url + "/api/teacher/overview", headers={"X-Teacher-Token": token},
+                                timeout=60).status_code
+
+        first = [wrong() for _ in range(5)]
+        with ThreadPoolExecutor(1) as ex:  # the right token during a flood of wrong ones
+            later = ex.submit(right)
+            flood = _hammer(wrong)
+            assert later.result() == 200
+        print(f"{len(flood)} wrong teacher tokens answered in 3 s from 8 threads once slowed")
+        assert first == [403] * 5 and set(flood) <= {403} and len(flood) <= 6
+        logins = [requests.post(url + "/api/teacher/login", json={"token": "nope"}, timeout=60).status_code
+                  for _ in range(3)]
+        assert logins == [403] * 3
+        assert requests.post(url + "/api/teacher/login", json={"token": token}, timeout=60).status_code == 200
     finally:
         srv.stop()
     log = open(srv.log.name).read()
     assert CODE in log and token not in log and "teacher_token" in log
+    assert "WARNING" in log and "every network" in log and "0.0.0.0" not in log, log
+    assert "data folder was readable by other accounts" in log
+
+
+@pytest.mark.parametrize("weak", ["abc", "aaaaaaaaaaaaaaaa", "password1234"])
+def test_weak_teacher_token_refused(tmp_path, weak):
+    r = subprocess.run([sys.executable, "-m", "splatkit", "serve", "--data", str(tmp_path / "d"),
+                        "--teacher-token", weak], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ))
+    assert r.returncode != 0 and "too easy to guess" in r.stderr + r.stdout, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr and not (tmp_path / "d").exists()
 
 
 @pytest.mark.parametrize("bad", ["x" * 300, ""])

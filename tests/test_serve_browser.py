@@ -214,3 +214,129 @@ def _serve_html(body: str):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_student_sees_time_reasons_and_keeps_seat(stub_server, tmp_path):
+    """One job at a time (CPUs per job = the cluster's): a finished tiny job gives the measured
+    time; a long job shows a bar with the time left; one behind it shows its place and its wait;
+    the upload message goes once that job moved on; a cancelled job says who cancelled it. Then
+    the teacher changes the class code: the page says why the student is out (not in red, no
+    stale error), and joining with the new code brings back the seat and its results."""
+    url, api = stub_server.url, stub_server.teacher()
+    shots = Path(os.environ.get("SPLATKIT_SCREENSHOTS", tmp_path))
+    files = []
+    for i in range(3):
+        p = tmp_path / f"{i}.jpg"
+        p.write_bytes(jpeg_bytes(color=(i * 70, 20, 140)))
+        files.append(str(p))
+    back = {"class_code": CODE, "cpus_per_job": 1, "paused": 0}
+    with _settings_back(api, url, back), browser() as ctx:
+        api.post(url + "/api/teacher/settings", json={"cpus_per_job": 2}, timeout=10).raise_for_status()
+        page = ctx.new_page()
+        page.goto(url + "/")
+        page.fill("#join-code", CODE)
+        page.fill("#join-name", "Time Keeper")
+        page.click("#join-btn")
+        page.wait_for_selector("#main:not(.hidden)")
+
+        def upload(preset):  # the new job's id (the newest card comes first)
+            n = page.locator(".job").count()
+            page.set_input_files("#files", files)
+            page.select_option("#preset", preset)
+            page.click("#upload-btn")
+            page.wait_for_function(f"document.querySelectorAll('.job').length > {n}", timeout=30_000)
+            return int(page.get_attribute(".job", "data-id"))
+
+        first = upload("tiny")
+        page.wait_for_selector(f".job[data-id='{first}'][data-state=done]", timeout=60_000)
+        long = upload("standard")
+        card = f".job[data-id='{long}']"
+        page.wait_for_selector(f"{card}[data-state=running] .bar[role=progressbar]", timeout=60_000)
+        page.wait_for_selector(f"{card} .progress >> text=left", timeout=20_000)
+        behind = upload("tiny")
+        assert page.inner_text("#msg") == f"Job {behind} is in the line (3 photos)."
+        qpos = page.wait_for_selector(f".job[data-id='{behind}'] .qpos >> text=starts in", timeout=20_000)
+        assert qpos.inner_text().startswith("Place in the line: 1")
+        page.screenshot(path=str(shots / "student_times.png"), full_page=True)
+        api.post(f"{url}/api/teacher/jobs/{long}/cancel", timeout=10).raise_for_status()
+        page.wait_for_selector(f"{card}[data-state=cancelled] >> text=Your teacher cancelled this job.",
+                               timeout=30_000)
+        page.wait_for_selector(f".job[data-id='{behind}'][data-state=done]", timeout=60_000)
+        page.wait_for_function("document.querySelector('#msg').textContent === ''", timeout=10_000)
+        # the class code changes: out, told why, and back to the same seat with the results
+        api.post(url + "/api/teacher/settings", json={"class_code": "ROOM77"}, timeout=10).raise_for_status()
+        page.wait_for_selector("#join:not(.hidden)", timeout=10_000)
+        msg = page.wait_for_selector("#msg.info >> text=changed the class code", timeout=10_000)
+        assert "kept" in msg.inner_text()
+        page.screenshot(path=str(shots / "student_signed_out.png"), full_page=True)
+        page.fill("#join-code", "room77")
+        page.fill("#join-name", "time keeper")
+        page.click("#join-btn")
+        page.wait_for_selector("#main:not(.hidden)")
+        page.wait_for_selector(f".job[data-id='{first}'][data-state=done] a.dl-ply", timeout=10_000)
+        assert page.locator(".job").count() == 3
+        assert "err" not in (page.get_attribute("#msg", "class") or "")
+
+
+def test_teacher_page_banner_paging_seats_and_hold(stub_server, tmp_path):
+    """The teacher page: a banner while the server does not answer, gone when it does (no stale
+    "Failed to fetch"); the queue held and released with one click; seats paged, one removed and
+    one merged from the list; a running job's time; signing out ends the session on the server."""
+    url, api = stub_server.url, stub_server.teacher()
+    shots = Path(os.environ.get("SPLATKIT_SCREENSHOTS", tmp_path))
+    for i in range(31):
+        stub_server.student(f"Seat {i:02d}")
+    dup, real = stub_server.student("Dup Ada"), stub_server.student("Real Ada")
+    dup_id, real_id = dup.get(url + "/api/me").json()["id"], real.get(url + "/api/me").json()["id"]
+    gone_id = stub_server.student("Remove Me").get(url + "/api/me").json()["id"]
+    photos = [("files", (f"{i}.jpg", jpeg_bytes(color=(i * 60, 80, 80)))) for i in range(3)]
+    with _settings_back(api, url, {"paused": 0}), browser() as ctx:
+        jid = dup.post(url + "/api/jobs", data={"preset": "standard"}, files=photos, timeout=30).json()["id"]
+        t = ctx.new_page()
+        t.on("dialog", lambda d: d.accept())
+        t.goto(url + "/teacher")
+        t.fill("#token", TEACHER)
+        t.click("#login-btn")
+        t.wait_for_selector("#main:not(.hidden)")
+        # a running job shows its time
+        t.wait_for_selector(f"#jobs tr[data-id='{jid}'][data-state=running] td.elapsed >> text=running",
+                            timeout=60_000)
+        # hold the queue: one click, no Save
+        t.click("#hold")
+        t.wait_for_selector("#hold >> text=Release the queue")
+        assert api.get(url + "/api/teacher/overview", timeout=10).json()["settings"]["paused"] == 1
+        t.click("#hold")
+        t.wait_for_selector("#hold >> text=Hold the queue")
+        assert api.get(url + "/api/teacher/overview", timeout=10).json()["settings"]["paused"] == 0
+        # the server stops answering, then answers again
+        t.route("**/api/teacher/overview*", lambda route: route.abort())
+        t.wait_for_selector("#banner-down:not(.hidden)", timeout=10_000)
+        t.screenshot(path=str(shots / "teacher_down.png"), full_page=True)
+        t.unroute("**/api/teacher/overview*")
+        t.wait_for_selector("#banner-down", state="hidden", timeout=10_000)
+        assert "fetch" not in t.inner_text("#msg").lower()
+        # seats, paged: the new ones are on the last page
+        info = t.inner_text("#seats-info")
+        assert info.startswith("page 1 of ") and int(info.split(" of ")[1].split()[0]) >= 2
+        assert t.locator("#students tr").count() == 30
+        while not t.is_disabled("#seats-next"):
+            t.click("#seats-next")
+            t.wait_for_timeout(300)
+        t.wait_for_selector(f"#students tr[data-student='{gone_id}']", timeout=10_000)
+        t.click(f"#students tr[data-student='{gone_id}'] button.remove-seat")
+        t.wait_for_selector(f"#students tr[data-student='{gone_id}']", state="detached", timeout=10_000)
+        t.select_option(f"#students tr[data-student='{dup_id}'] select.merge-into", str(real_id))
+        t.wait_for_selector(f"#students tr[data-student='{dup_id}']", state="detached", timeout=10_000)
+        names = {s["id"] for s in api.get(url + "/api/teacher/overview", timeout=10).json()["seat_names"]}
+        assert gone_id not in names and dup_id not in names and real_id in names
+        assert [j["id"] for j in real.get(url + "/api/me", timeout=10).json()["jobs"]] == [jid]
+        t.screenshot(path=str(shots / "teacher_seats.png"), full_page=True)
+        # sign out: the session ends on the server, a copy of its cookie is worthless
+        cookie = [c for c in ctx.cookies() if c["name"] == "splatkit_teacher"][0]["value"]
+        t.click("#logout")
+        t.wait_for_selector("#login:not(.hidden)")
+        import requests
+
+        assert requests.get(url + "/api/teacher/overview", cookies={"splatkit_teacher": cookie},
+                            timeout=10).status_code == 403
+        real.post(f"{url}/api/jobs/{jid}/cancel", timeout=10)

@@ -20,6 +20,7 @@ from sfm_util import small_copies
 from splatkit.config import IngestConfig, SfmConfig
 from splatkit.errors import UserError
 from splatkit.events import EventBus
+from splatkit.frames import GL_TO_CV
 from splatkit.ingest import ingest
 from splatkit.sfm import (
     inputs_key,
@@ -31,7 +32,6 @@ from splatkit.sfm import (
 )
 from splatkit.sfm.align import read_strecha_cameras, scene_errors, umeyama
 from splatkit.sfm.colmap import REUSED_TEXT
-from splatkit.sfm.loaders import GL_TO_CV
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets"
 FOUNTAIN = DATA / "strecha_fountain_p11"

@@ -90,3 +90,43 @@ def test_colmap_project_input(tmp_path, capsys):
     c = load_scene(out2)
     assert c.points.shape[0] > 0.5 * a.points.shape[0]
     assert np.allclose(c.cameras.world_to_cam.numpy(), a.cameras.world_to_cam.numpy(), atol=1e-5)
+
+
+def test_every_source_kind_has_exactly_one_handler():
+    """A kind brings cameras (imported), pictures (ingested) or 360 frames (placed as a rig): one
+    table each, never two or none, so a new kind cannot fall into another kind's branch."""
+    from splatkit.ingest import SourceKind
+    from splatkit.sources import IMPORTERS, INGESTERS, RIGS
+
+    for kind in SourceKind:
+        assert [kind in IMPORTERS, kind in INGESTERS, kind in RIGS].count(True) == 1, kind
+        assert (kind in IMPORTERS) == kind.has_cameras, kind
+        assert (kind in RIGS) == kind.rig, kind
+    assert str(SourceKind.VIDEO) == f"{SourceKind.VIDEO}" == "video" == SourceKind.VIDEO
+
+
+def test_a_kind_without_a_handler_is_refused_not_taken_for_another(tmp_path):
+    from splatkit.config import RunConfig
+    from splatkit.ingest import SourceKind
+    from splatkit.sources import import_cameras, ingest_source
+
+    with pytest.raises(ValueError, match="no cameras to import"):
+        import_cameras(tmp_path, SourceKind.PHOTOS, tmp_path / "out", RunConfig())
+    with pytest.raises(ValueError, match="no pictures to ingest"):
+        ingest_source(tmp_path, SourceKind.TRANSFORMS, tmp_path / "out", RunConfig().ingest)
+    from splatkit.sources import place_rig
+
+    with pytest.raises(ValueError, match="no 360 frames to place"):
+        place_rig(tmp_path, SourceKind.PHOTOS, tmp_path / "out", RunConfig())
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_zip_archive_is_refused_with_the_way_out(tmp_path):
+    from splatkit.errors import UserError
+    from splatkit.sources import detect_source
+
+    z = tmp_path / "scan.zip"
+    z.write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    with pytest.raises(UserError, match="zip archive") as e:
+        detect_source(z)
+    assert "Unzip it" in e.value.todo

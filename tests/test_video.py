@@ -180,3 +180,21 @@ def test_a_minute_of_video_gives_at_most_60_frames_per_minute_per_fps(tmp_path):
     out = extract_frames(tmp_path / "minute.mp4", tmp_path / "frames", cfg)
     kept = sorted(out.glob("frame_*.jpg"))
     assert 25 <= len(kept) <= 30, len(kept)  # the cap (30 a minute) binds: 240 views offered
+
+
+@pytest.mark.skipif(not SOUTH.is_dir(), reason="no south_building_128")
+def test_too_few_frames_names_the_cause_and_the_real_option(tmp_path):
+    """A camera on a tripod is told to move (more frames would not help); a short clip is told
+    to film longer or take more frames per second, naming the option that does it."""
+    from splatkit.errors import UserError
+
+    photos = [np.asarray(p) for p in _south(3, (480, 270))]
+    _write_clip(tmp_path / "tripod.mp4", [photos[0]] * 40, 10)  # 4 s, no motion at all
+    with pytest.raises(UserError) as e:
+        extract_frames(tmp_path / "tripod.mp4", tmp_path / "f1", IngestConfig(max_image_size=480))
+    assert "hardly moved" in e.value.what and "tripod" in e.value.todo
+    assert "fps" not in e.value.what + e.value.todo  # more frames would not help
+    _write_clip(tmp_path / "short.mp4", [photos[k // 5] for k in range(15)], 10)  # 1.5 s, 3 views
+    with pytest.raises(UserError) as e:
+        extract_frames(tmp_path / "short.mp4", tmp_path / "f2", IngestConfig(max_image_size=480, video_fps=1))
+    assert "--video-fps 3" in e.value.todo and "video_fps" not in e.value.what + e.value.todo

@@ -31,8 +31,9 @@ from fake_run import H, W, intrinsics, make_fake_run, real_run, render_view, rin
 from PIL import Image
 
 from splatkit.cli import main
+from splatkit.frames import CV_TO_GL
 from splatkit.viewer import serve_in_thread
-from splatkit.viewer.cameras import CV_TO_GL, gl_projection, read_model
+from splatkit.viewer.cameras import gl_projection, read_model
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from splatkit.export import frames as F
+from splatkit import frames as F
 from splatkit.scene import Cameras, Scene
 from splatkit.splats import Splats
 

@@ -18,7 +18,11 @@ first), imports it with ``unreal.AssetImportTask`` and the plugin's own import f
 (``factory_class``; when that class is missing the plugin is not enabled, and nothing is
 imported rather than letting another plugin's ``.ply`` importer try), spawns an actor at the
 tile's place; imports the collision mesh, if any, as a static mesh with complex collision,
-hidden in game; saves the level when running headless (or with ``--save``). Every failure is
+hidden in game; imports the sky panorama, if any, and shows it on a sky sphere (Unreal's
+``/Engine/BasicShapes/Sphere`` scaled around the scene) whose unlit, two-sided material looks
+the texture up by the view direction (``SKY_UV_HLSL``: the manifest's ``sky.mapping``), so the
+sky stays at infinity and aligned with the splats wherever the camera goes; saves the level
+when running headless (or with ``--save``). Every failure is
 reported in the returned dict and the log, not raised. Standard library and ``unreal`` only.
 """
 
@@ -30,7 +34,7 @@ import os
 import sys
 
 IMPORTABLE = (".ply", ".spz")
-ITALINK_MAX_SPLATS = 10 * 1024 * 1024
+ITALINK_MAX_SPLATS = 10 * 1024 * 1024  # splatkit.export.plugins (Unreal cannot import splatkit)
 ENV_FOLDER = "SPLATKIT_UNREAL_EXPORT"
 
 
@@ -195,12 +199,44 @@ def import_tile(unreal, m, tile, folder, factory):
         check_file(filename, m["plugin"])
         asset, paths = import_file(unreal, filename, m["destination_path"], tile["name"], factory)
         out["imported"] = paths
-        out["actor"] = spawn(unreal, asset, tile, tile["name"]).get_name()
+        actor = spawn(unreal, asset, tile, tile["name"])
+        out["actor"] = actor.get_name()
+        lods = tile.get("lods") or []
+        if len(lods) > 1:
+            set_draw_range(unreal, actor, 0.0, lods[0].get("to_cm"))
+            out["lods"] = [import_lod(unreal, m, tile, lod, folder, factory) for lod in lods[1:]]
         out["ok"] = True
     except ImportProblem as e:
         out["error"] = str(e)
         unreal.log_error(f"splatkit import: {tile['name']}: {e}")
     return out
+
+
+def set_draw_range(unreal, actor, near_cm, far_cm):
+    """Show the actor only between ``near_cm`` and ``far_cm`` from the camera (its components'
+    min and max draw distances: Unreal switches the levels of detail by distance itself)."""
+    comps = actor.get_components_by_class(unreal.PrimitiveComponent) or []
+    for c in comps:
+        if near_cm:
+            c.set_editor_property("min_draw_distance", float(near_cm))
+        if far_cm:
+            c.set_editor_property("ld_max_draw_distance", float(far_cm))
+    return len(comps)
+
+
+def import_lod(unreal, m, tile, lod, folder, factory):
+    """A tile's coarser level: its own asset and actor at the tile's place, drawn only within its
+    distances; the coarsest level stays loaded when World Partition unloads the tile's cell, so
+    far tiles still show."""
+    label = f"{tile['name']}_lod{lod['level']}"
+    filename = pick_file(lod["files"], folder)
+    check_file(filename, m["plugin"])
+    asset, _ = import_file(unreal, filename, m["destination_path"], label, factory)
+    actor = spawn(unreal, asset, tile, label)
+    set_draw_range(unreal, actor, lod.get("from_cm"), lod.get("to_cm"))
+    if "to_cm" not in lod:
+        actor.set_editor_property("is_spatially_loaded", False)
+    return {"level": lod["level"], "actor": actor.get_name(), "from_cm": lod.get("from_cm")}
 
 
 def import_collision(unreal, m, folder):
@@ -222,6 +258,80 @@ def import_collision(unreal, m, folder):
     except ImportProblem as e:
         out["error"] = str(e)
         unreal.log_error(f"splatkit import: collision: {e}")
+    return out
+
+
+#: The sky material's lookup: the view direction (the negated CameraVectorWS) in Unreal's world
+#: axes -> equirectangular UV, as splatkit/export/panorama.py writes the panorama.
+SKY_UV_HLSL = (
+    "float3 d = normalize(-V);\n"
+    "float u = 0.5 + atan2(d.y, d.x) / 6.283185307179586;\n"
+    "float v = 0.5 - asin(clamp(d.z, -1.0, 1.0)) / 3.141592653589793;\n"
+    "return float2(u, v);"
+)
+SKY_MESH = "/Engine/BasicShapes/Sphere"
+#: The engine sphere's radius in centimetres (a 1 m sphere).
+SKY_MESH_RADIUS_CM = 50.0
+
+
+def sky_texture(unreal, tex):
+    """Settings that keep the panorama exact: no mips (no seam where u wraps), sRGB, wrap in u."""
+    for k, v in (
+        ("mip_gen_settings", unreal.TextureMipGenSettings.TMGS_NO_MIPMAPS),
+        ("srgb", True),
+        ("address_x", unreal.TextureAddress.TA_WRAP),
+        ("address_y", unreal.TextureAddress.TA_CLAMP),
+    ):
+        tex.set_editor_property(k, v)
+    return tex
+
+
+def sky_material(unreal, name, destination, tex):
+    """An unlit two-sided material: emissive = the panorama at the view direction's UV."""
+    tools = unreal.AssetToolsHelpers.get_asset_tools()
+    mat = tools.create_asset(name, destination, unreal.Material, unreal.MaterialFactoryNew())
+    if mat is None:
+        raise ImportProblem(f"could not create the sky material {destination}/{name}")
+    mat.set_editor_property("shading_model", unreal.MaterialShadingModel.MSM_UNLIT)
+    mat.set_editor_property("two_sided", True)
+    mel = unreal.MaterialEditingLibrary
+    cam = mel.create_material_expression(mat, unreal.MaterialExpressionCameraVectorWS, -900, 0)
+    uv = mel.create_material_expression(mat, unreal.MaterialExpressionCustom, -600, 0)
+    uv.set_editor_property("code", SKY_UV_HLSL)
+    uv.set_editor_property("output_type", unreal.CustomMaterialOutputType.CMOT_FLOAT2)
+    uv.set_editor_property("inputs", [unreal.CustomInput(input_name="V")])
+    sample = mel.create_material_expression(mat, unreal.MaterialExpressionTextureSample, -300, 0)
+    sample.set_editor_property("texture", tex)
+    mel.connect_material_expressions(cam, "", uv, "V")
+    mel.connect_material_expressions(uv, "", sample, "UVs")
+    mel.connect_material_property(sample, "RGB", unreal.MaterialProperty.MP_EMISSIVE_COLOR)
+    mel.recompile_material(mat)
+    return mat
+
+
+def import_sky(unreal, m):
+    """Import the sky panorama and put it in the level on a sky sphere; returns a report."""
+    s = m["sky"]
+    out = {"file": s["path"], "ok": False}
+    try:
+        path = os.path.join(m["_folder"], s["path"])
+        if not os.path.isfile(path):
+            raise ImportProblem(f"missing file {path}")
+        name = m["name"] + "_sky"
+        tex, paths = import_file(unreal, path, m["destination_path"], name)
+        sky_texture(unreal, tex)
+        mat = sky_material(unreal, "M_" + name, m["destination_path"], tex)
+        mesh = unreal.EditorAssetLibrary.load_asset(SKY_MESH)
+        r = float(s["radius_cm"]) / SKY_MESH_RADIUS_CM
+        actor = spawn(unreal, mesh, {**s, "scale": [r, r, r]}, name)
+        comp = actor.get_component_by_class(unreal.StaticMeshComponent)
+        comp.set_material(0, mat)
+        comp.set_editor_property("cast_shadow", False)
+        comp.set_collision_enabled(unreal.CollisionEnabled.NO_COLLISION)
+        out.update(imported=paths, material=mat.get_path_name(), actor=actor.get_name(), ok=True)
+    except ImportProblem as e:
+        out["error"] = str(e)
+        unreal.log_error(f"splatkit import: sky: {e}")
     return out
 
 
@@ -251,7 +361,7 @@ def main(argv=None):
     import unreal
 
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    report = {"ok": False, "tiles": [], "collision": None, "saved": False}
+    report = {"ok": False, "tiles": [], "collision": None, "sky": None, "saved": False}
     try:
         path = find_manifest(args["manifest"])
         m = load_manifest(path)
@@ -268,7 +378,10 @@ def main(argv=None):
     report["tiles"] = [import_tile(unreal, m, t, folder, factory) for t in m["tiles"]]
     if m.get("collision"):
         report["collision"] = import_collision(unreal, m, folder)
-    report["ok"] = all(t["ok"] for t in report["tiles"]) and (report["collision"] or {"ok": True})["ok"]
+    if m.get("sky"):
+        report["sky"] = import_sky(unreal, {**m, "_folder": folder})
+    report["ok"] = all(t["ok"] for t in report["tiles"]) and all(
+        (report[k] or {"ok": True})["ok"] for k in ("collision", "sky"))
     if args["save"] or headless(unreal):
         report["saved"] = bool(levels.save_current_level())
         if not report["saved"]:

@@ -8,7 +8,7 @@
    splats (numpy);
 3. the zero level set meshed with scikit-image's marching cubes, simplified to the collision
    budget with fast-simplification (through trimesh), and written with trimesh as GLB (glTF
-   frame, :data:`splatkit.export.frames.UPRIGHT_TO_GLTF`) or OBJ (same axes).
+   frame, :data:`splatkit.frames.UPRIGHT_TO_GLTF`) or OBJ (same axes).
 
 scikit-image + trimesh + fast-simplification install from wheels on Python 3.10-3.12 without a
 GPU in about 60 MB; Open3D would do the TSDF too but installs several hundred MB.
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from splatkit.export import frames as F
+from splatkit import frames as F
 from splatkit.scene import Cameras
 from splatkit.splats import SH_C0, Splats
 

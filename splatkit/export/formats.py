@@ -19,7 +19,7 @@
   Readers of the reference library load versions 1-3. Coordinates are converted from the
   PLY frame (RDF: x right, y down, z forward) to SPZ's RUB by a 180-degree turn about x,
   applied as a rotation (SH rotated too: for this half turn every SH coefficient only changes
-  sign, :data:`RUB_SH_SIGNS`).
+  sign, :data:`splatkit.frames.RUB_SH_SIGNS`).
 
 The writers work in float32 on blocks of :data:`BLOCK` splats (temporaries stay in cache;
 full-size float64 copies of 1M splats cost more than the arithmetic on them).
@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from splatkit import frames as F
 from splatkit.errors import UserError
 from splatkit.export.ply import write_ply
 from splatkit.fileio import write_bytes_atomic
@@ -283,15 +284,6 @@ def read_compressed_ply(data: bytes) -> dict[str, np.ndarray]:
 # --------------------------------------------------------------------------------------------
 # Niantic .spz, version 3
 
-#: PLY frame (RDF) -> SPZ's RUB: a half turn about x.
-RDF_TO_RUB = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64))
-
-
-#: The SH coefficients under RDF -> RUB (a half turn about x): each one only changes sign
-#: (``frames.sh_rotation(RDF_TO_RUB, l)`` is diagonal; checked in the tests).
-RUB_SH_SIGNS = np.array([-1, -1, 1, -1, 1, 1, -1, 1, -1, 1, -1, -1, 1, -1, 1], np.float32)
-
-
 def _u8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.round(x), 0, 255).astype(np.uint8)
 
@@ -336,17 +328,41 @@ def _quantize_sh(x: np.ndarray) -> np.ndarray:
     return np.clip(np.floor(q / bucket) * bucket, 0, 255).astype(np.uint8)
 
 
-def spz_bytes(s: Splats, fractional_bits: int = 12) -> bytes:
+#: SPZ's own choice of fractional bits (nianticlabs/spz ``packGaussians``: ~0.25 mm steps); a
+#: scene too large for it at 24 bits gets fewer (:func:`spz_fractional_bits`).
+SPZ_MAX_FRACTIONAL_BITS = 12
+_SPZ_MAX_INT = (1 << 23) - 1
+
+
+def spz_fractional_bits(max_abs: float) -> int:
+    """The most fractional bits (at most :data:`SPZ_MAX_FRACTIONAL_BITS`) whose 24-bit signed
+    fixed point holds ``max_abs``: readers scale by ``1 / (1 << fractionalBits)`` from the
+    header (nianticlabs/spz ``unpackGaussians``), so a scene of any size fits, with steps of
+    ``2^-bits``. 12 bits hold +-2048 m (0.24 mm steps), 10 bits +-8192 m (0.98 mm)."""
+    for bits in range(SPZ_MAX_FRACTIONAL_BITS, -1, -1):
+        if round(max_abs * (1 << bits)) <= _SPZ_MAX_INT:
+            return bits
+    raise UserError(f"The scene spans {max_abs:.3g} m, beyond what SPZ positions can hold "
+                    f"({_SPZ_MAX_INT:,} m).",
+                    "Crop it (--crop, --drop-background) or write PLY.")  # fmt: skip
+
+
+def spz_bytes(s: Splats, fractional_bits: int | None = None) -> bytes:
     """SPZ v3 (gzip): header, positions (24-bit fixed), alphas, colours, scales, rotations
-    (smallest three), SH (colour-inner, 5 bits for degree 1, 4 bits above); RUB frame."""
+    (smallest three), SH (colour-inner, 5 bits for degree 1, 4 bits above); RUB frame.
+    ``fractional_bits`` None: chosen from the extent (:func:`spz_fractional_bits`)."""
     if s.sh_degree > 3:
         raise UserError("SPZ export supports SH up to degree 3.", "Use --sh-degree 3 or lower.")
     n, k = len(s), s.shN.shape[1]
     means = _f32(s.means)
+    max_abs = float(np.abs(means).max()) if n else 0.0
+    if fractional_bits is None:
+        fractional_bits = spz_fractional_bits(max_abs)
     scale = np.float32(1 << fractional_bits)
-    if n and np.round(np.abs(means).max() * scale) > (1 << 23) - 1:
-        raise UserError("The scene is too large for SPZ's 24-bit positions.",
-                        "Crop it (--crop) or write PLY.")  # fmt: skip
+    if n and np.round(max_abs * scale) > _SPZ_MAX_INT:
+        raise UserError(f"The scene is too large for SPZ's 24-bit positions at {fractional_bits} "
+                        "fractional bits.",
+                        "Leave the bits to splatkit, crop it (--crop) or write PLY.")  # fmt: skip
     sizes = [9, 1, 3, 3, 4, 3 * k]
     raw = np.empty(16 + n * sum(sizes), np.uint8)
     raw[:16] = np.frombuffer(
@@ -356,8 +372,8 @@ def spz_bytes(s: Splats, fractional_bits: int = 12) -> bytes:
     pos, alpha, col, sc, rot, sh = (raw[offs[i] : offs[i + 1]].reshape(n, -1) for i in range(6))
     ls, sh0, op = _f32(s.log_scales), _f32(s.sh0, 3), _f32(s.opacity_logits)
     quats, shN = _f32(s.quats), _f32(s.shN)
-    flip = np.array([1, -1, -1], np.float32) * scale  # RDF -> RUB, then fixed point
-    signs = RUB_SH_SIGNS[:k, None]
+    flip = np.diag(F.RDF_TO_RUB.numpy()).astype(np.float32) * scale  # RDF -> RUB, then fixed point
+    signs = F.RUB_SH_SIGNS[:k, None]
 
     def block(i: int) -> None:  # disjoint rows of raw; numpy releases the GIL: threads
         j = slice(i, i + BLOCK)

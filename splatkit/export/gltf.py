@@ -16,7 +16,7 @@ Followed from the extension's specification (KhronosGroup/glTF,
 - ``COLOR_0`` (VEC4 float, linear as glTF requires: the sRGB DC colour decoded) for readers that
   fall back to a point cloud;
 - the node holds no transform; the splats are written in the glTF frame by the caller
-  (:data:`splatkit.export.frames.UPRIGHT_TO_GLTF`: +Y up, metres).
+  (:data:`splatkit.frames.UPRIGHT_TO_GLTF`: +Y up, metres).
 """
 
 from __future__ import annotations

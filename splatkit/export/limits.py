@@ -1,6 +1,7 @@
 """What each verified plugin can store, applied before writing, and what it would cost.
 
-Read in each plugin's source (docs/unreal.md cites the files):
+Read in each plugin's source (docs/unreal.md cites the files; the numbers are the presets'
+:class:`~splatkit.export.plugins.Storage`):
 
 - **PICOSplat** (``SplatAsset.cpp``, ``PackedTypes.h``, ``unpacking.hlsl``): positions are
   packed as 11/11/10-bit unsigned normalised integers over the asset's bounding box (UE X, Y, Z),
@@ -28,25 +29,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from splatkit.export import frames as F
+from splatkit import frames as F
+from splatkit.export.plugins import PLUGINS, Storage
 from splatkit.splats import Splats
-
-#: Plugin storage, as data (units: metres unless named).
-STORAGE: dict[str, dict] = {
-    "picosplat": {
-        "position": "unorm-box",
-        "bits": (11, 11, 10),
-        "max_sigma_m": math.sqrt(2.0**15 * (1 + 31 / 32)) / 100.0,
-    },
-    "nanogs": {"position": "float16-cm", "max_abs_m": 65504.0 / 100.0, "log_scale_cm": (-8.0, 14.0)},
-    "italink": {
-        "position": "fixed",
-        "max_abs_m": 2.0**23 / 4096.0,
-        "step_m": 1.0 / 4096.0,
-        "log_scale_m": (-10.0, 255.0 / 16.0 - 10.0),
-        "max_splats": 10 * 1024 * 1024,
-    },
-}
 
 #: Rounding of positions costs quality when the largest error exceeds this fraction of the
 #: typical splat's size (median of the geometric mean of its three scales).
@@ -76,6 +61,12 @@ class LimitCheck:
         }
 
 
+def storage(plugin: str) -> Storage | None:
+    """How ``plugin`` stores splats (None: an unknown plugin or no known limits)."""
+    p = PLUGINS.get(plugin)
+    return p.storage if p is not None else None
+
+
 def typical_size(s: Splats) -> float:
     """Median of the geometric mean of the splats' scales (same units as their means)."""
     if len(s) == 0:
@@ -84,40 +75,40 @@ def typical_size(s: Splats) -> float:
 
 
 def _ue_metres(s: Splats, plugin: str) -> Tensor:
-    return F.ply_to_ue(s.means, plugin) / 100.0
+    return F.ply_to_ue(s.means, PLUGINS[plugin].ply_axes) / 100.0
 
 
 def _axis_errors(s: Splats, plugin: str) -> Tensor:
     """Largest rounding (metres) along each UE axis (X, Y horizontal; Z up) in ``plugin``."""
-    st = STORAGE[plugin]
+    st = PLUGINS[plugin].storage
     ue = _ue_metres(s, plugin)
-    if st["position"] == "unorm-box":
+    if st.position == "unorm-box":
         extent = (ue.max(0).values - ue.min(0).values).clamp(min=0)
-        steps = torch.tensor([2.0**b - 1 for b in st["bits"]], dtype=torch.float64)
+        steps = torch.tensor([2.0**b - 1 for b in st.bits], dtype=torch.float64)
         return extent / steps / 2
-    if st["position"] == "float16-cm":
+    if st.position == "float16-cm":
         m = (ue.abs().max(0).values * 100.0).clamp(min=2.0**-14)
         return 2.0 ** (torch.floor(torch.log2(m)) - 10) / 2 / 100.0
-    return torch.full((3,), st["step_m"] / 2, dtype=torch.float64)
+    return torch.full((3,), st.step_m / 2, dtype=torch.float64)
 
 
 def position_error(s: Splats, plugin: str) -> float:
     """Largest rounding (metres) of a coordinate of these PLY-frame splats in ``plugin``."""
-    if plugin not in STORAGE or len(s) == 0:
+    if storage(plugin) is None or len(s) == 0:
         return 0.0
     return float(_axis_errors(s, plugin).max())
 
 
 def ground_error(s: Splats, plugin: str) -> float:
     """The rounding along the ground (UE X, Y): what tiles of the ground reduce."""
-    if plugin not in STORAGE or len(s) == 0:
+    if storage(plugin) is None or len(s) == 0:
         return 0.0
     return float(_axis_errors(s, plugin)[:2].max())
 
 
 def height_error(s: Splats, plugin: str) -> float:
     """The rounding that comes from the heights alone (tiles of the ground cannot reduce it)."""
-    if plugin not in STORAGE or len(s) == 0:
+    if storage(plugin) is None or len(s) == 0:
         return 0.0
     return float(_axis_errors(s, plugin)[2])
 
@@ -125,28 +116,28 @@ def height_error(s: Splats, plugin: str) -> float:
 def max_tile_size(plugin: str, typical_m: float) -> float | None:
     """The largest tile (metres, square in the ground plane, origin at its centre) whose
     rounding stays within :data:`QUALITY_FRACTION` of ``typical_m``; None: no limit."""
-    st = STORAGE.get(plugin)
+    st = storage(plugin)
     if st is None or typical_m <= 0:
         return None
     allowed = QUALITY_FRACTION * typical_m  # largest error allowed
-    if st["position"] == "unorm-box":
-        return 2.0 * allowed * (2.0 ** min(st["bits"][:2]) - 1)
-    if st["position"] == "float16-cm":
+    if st.position == "unorm-box":
+        return 2.0 * allowed * (2.0 ** min(st.bits[:2]) - 1)
+    if st.position == "float16-cm":
         # error = 2^(floor(log2 x) - 11) cm <= allowed: x < 2^(floor(log2(allowed cm)) + 12) cm
         half_cm = 2.0 ** (math.floor(math.log2(allowed * 100.0)) + 12)
-        return min(2 * half_cm / 100.0 / math.sqrt(2), 2 * st["max_abs_m"] / math.sqrt(2))
-    return 2 * st["max_abs_m"] / math.sqrt(2)
+        return min(2 * half_cm / 100.0 / math.sqrt(2), 2 * st.max_abs_m / math.sqrt(2))
+    return 2 * st.max_abs_m / math.sqrt(2)
 
 
 def check(s: Splats, plugin: str, where: str = "") -> LimitCheck:
     """Rounding, range and size limits of ``plugin`` for PLY-frame splats ``s``."""
-    st = STORAGE.get(plugin, {})
+    st = storage(plugin) or Storage("none")
     err, typ = position_error(s, plugin), typical_size(s)
     out = LimitCheck(plugin, err, typ)
-    if "max_abs_m" in st and len(s):
-        out.out_of_range = int((_ue_metres(s, plugin).abs() > st["max_abs_m"]).any(1).sum())
-    if "max_sigma_m" in st:
-        out.oversized = int((s.log_scales.max(1).values > math.log(st["max_sigma_m"])).sum())
+    if st.max_abs_m is not None and len(s):
+        out.out_of_range = int((_ue_metres(s, plugin).abs() > st.max_abs_m).any(1).sum())
+    if st.max_sigma_m is not None:
+        out.oversized = int((s.log_scales.max(1).values > math.log(st.max_sigma_m)).sum())
     out.costs_quality = err > QUALITY_FRACTION * typ or out.out_of_range > 0
     tag = f"{where}: " if where else ""
     if err > QUALITY_FRACTION * typ:
@@ -160,35 +151,35 @@ def check(s: Splats, plugin: str, where: str = "") -> LimitCheck:
         out.lines.append(what)
     if out.out_of_range:
         out.lines.append(
-            f"{tag}{out.out_of_range:,} splats lie beyond {plugin}'s +-{st['max_abs_m']:.0f} m "
+            f"{tag}{out.out_of_range:,} splats lie beyond {plugin}'s +-{st.max_abs_m:.0f} m "
             "range and are dropped; use --tiles auto to keep them."
         )
     if out.oversized:
         out.lines.append(
             f"{tag}{out.oversized:,} splats are larger than {plugin}'s "
-            f"{st['max_sigma_m']:.2f} m limit and are shrunk to it."
+            f"{st.max_sigma_m:.2f} m limit and are shrunk to it."
         )
     return out
 
 
 def apply(s: Splats, plugin: str) -> Splats:
     """``s`` as ``plugin`` can hold it: sizes clamped to its range, out-of-range splats dropped."""
-    st = STORAGE.get(plugin)
+    st = storage(plugin)
     if st is None or len(s) == 0:
         return s
     log_s = s.log_scales
-    if "max_sigma_m" in st:
-        log_s = log_s.clamp(max=math.log(st["max_sigma_m"]))
-    if "log_scale_cm" in st:
-        lo, hi = st["log_scale_cm"]
+    if st.max_sigma_m is not None:
+        log_s = log_s.clamp(max=math.log(st.max_sigma_m))
+    if st.log_scale_cm is not None:
+        lo, hi = st.log_scale_cm
         log_s = log_s.clamp(lo - math.log(100.0), hi - math.log(100.0))
-    if "log_scale_m" in st:
-        log_s = log_s.clamp(*st["log_scale_m"])
+    if st.log_scale_m is not None:
+        log_s = log_s.clamp(*st.log_scale_m)
     out = Splats(**{**s.as_dict(), "log_scales": log_s})
-    if st["position"] == "unorm-box":
+    if st.position == "unorm-box":
         out = _open_flat_box(out, plugin)
-    if "max_abs_m" in st:
-        keep = (_ue_metres(s, plugin).abs() <= st["max_abs_m"]).all(1)
+    if st.max_abs_m is not None:
+        keep = (_ue_metres(s, plugin).abs() <= st.max_abs_m).all(1)
         if not bool(keep.all()):
             out = out.index(torch.where(keep)[0])
     return out
@@ -205,7 +196,7 @@ def _open_flat_box(s: Splats, plugin: str) -> Splats:
     if not bool(flat.any()):
         return s
     means = s.means.clone()
-    M = F.ply_to_ue_matrix(plugin)
+    M = F.ply_to_ue_matrix(PLUGINS[plugin].ply_axes)
     nudge = M.T @ (flat.double() * FLAT_BOX_NUDGE_M)  # UE axes -> PLY (M^-1 = M^T)
     means[0] += nudge.to(means.dtype)
     return Splats(**{**s.as_dict(), "means": means})

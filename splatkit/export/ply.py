@@ -39,8 +39,6 @@ from splatkit.errors import UserError
 from splatkit.fileio import atomic_path
 from splatkit.splats import Splats, num_sh_bases
 
-#: Italink's plugin rejects files with more splats than this.
-ITALINK_MAX_SPLATS = 10 * 1024 * 1024
 #: Header larger than this is not a splat PLY (guards against reading a huge binary as text).
 MAX_HEADER_BYTES = 1 << 20
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from splatkit.errors import UserError
 from splatkit.export.unreal import UnrealExportOptions, export_unreal
-from splatkit.rundir import RunDir
+from splatkit.fileio import write_text_atomic
+from splatkit.rundir import RunDir, check_layout, writing
 
 
 @dataclass
@@ -51,6 +52,7 @@ def check_finished(out_dir: Path) -> None:
         raise UserError(
             f"There is no folder {rd.root}.", "Give the output folder that `splatkit train` wrote."
         )
+    check_layout(rd)
     if rd.scene_ply.is_file():
         return
     src = _photos_source(rd)
@@ -73,29 +75,104 @@ def check_finished(out_dir: Path) -> None:
 def export_run(
     out_dir: Path, options: UnrealExportOptions | None = None, dest: Path | None = None
 ) -> ExportResult:
-    """Export the run in ``out_dir`` for Unreal into ``dest`` (default ``out_dir/unreal``)."""
+    """Export the run in ``out_dir`` for Unreal into ``dest`` (default ``out_dir/unreal``).
+
+    An export writes in the run folder, so it holds the folder's writer lock while it reads the
+    scene and writes: it never runs beside training (a live run is named as such) nor writes an
+    earlier scene's export into a run that replaced it. An earlier export in ``OUT/unreal`` made
+    with other settings is moved to ``OUT/previous/unreal-<time>/`` (and said), not replaced.
+    """
+    rd = RunDir(Path(out_dir))
+    if not rd.meta.is_dir():  # not a folder splatkit keeps: say why before adding anything to it
+        check_finished(rd.root)
+    with writing(rd.root, "export") as rd:
+        return _export_locked(rd, options or UnrealExportOptions(), dest)
+
+
+def _export_locked(rd: RunDir, options: UnrealExportOptions, dest: Path | None) -> ExportResult:
     from splatkit.export.ply import read_ply
     from splatkit.export.scale import read_photo_gps
 
-    rd = RunDir(Path(out_dir))
     check_finished(rd.root)
-    options = options or UnrealExportOptions()
-    splats = read_ply(rd.scene_ply)
+    record = rd.read_record()
+    source = rd.scene_in_use(options.cleanup)
+    splats = read_ply(source)
     scene = None
     if rd.sparse.is_dir():
         from splatkit.sfm.loaders import load_scene
 
-        scene = load_scene(rd.root)
-    paths = export_unreal(
-        splats, scene, Path(dest) if dest else rd.unreal, options, gps=read_photo_gps(rd.root)
-    )
-    return ExportResult(paths, json.loads(paths[-1].read_text(encoding="utf-8")))
+        scene = load_scene(rd)
+    sky = None
+    if rd.sky.is_file():
+        from splatkit.sky import load as load_sky
+
+        sky = load_sky(rd.sky)
+    target = Path(dest) if dest else rd.unreal
+    notes = _keep_other_export(rd, target, options, record) if dest is None else []
+    paths = export_unreal(splats, scene, target, options, gps=read_photo_gps(rd.root), sky=sky)
+    manifest = json.loads(paths[-1].read_text(encoding="utf-8"))
+    manifest["run_id"] = record.run_id if record else ""  # which run this export came from
+    manifest["messages"] = list(manifest.get("messages", [])) + notes
+    manifest["source_ply"] = source.name  # the cleaned scene, or scene.ply as trained
+    write_text_atomic(paths[-1], json.dumps(manifest, indent=2))
+    return ExportResult(paths, manifest)
+
+
+def _keep_other_export(rd: RunDir, target: Path, options, record) -> list[str]:
+    """Move an earlier export with other settings out of ``target`` (kept, and said)."""
+    import dataclasses
+    import shutil
+    import time
+
+    earlier = [rd.read_json_object(p) or {} for p in sorted(target.glob("*.unreal.json"))]
+    if not earlier or all(m.get("options") == json.loads(json.dumps(dataclasses.asdict(options)))
+                          for m in earlier):
+        return []
+    dest = rd.previous / ("unreal-" + time.strftime("%Y%m%d-%H%M%S"))
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = dest.with_name(dest.name.split("~")[0] + f"~{n}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(target), str(dest))
+    if record is not None:
+        record.written |= {rd.previous.name, rd.unreal.name}
+        rd.write_record(record)
+    what = ", ".join(_changed(earlier[0].get("options") or {}, dataclasses.asdict(options)))
+    return [f"The earlier export in {target} was made with other settings ({what}); it was kept "
+            f"in {dest}."]
+
+
+def _changed(old: dict, new: dict) -> list[str]:
+    keys = sorted(k for k in set(old) | set(new) if json.dumps(old.get(k)) != json.dumps(new.get(k)))
+    return [f"{k} {old.get(k)} -> {new.get(k)}" for k in keys[:4]] or ["other settings"]
+
+
+def made_line(m: dict) -> str:
+    """One line: what the export made (files, splats, tiles, far field or sky)."""
+    tiles = m.get("tiles", [])
+    sizes = [t["num_splats"] for t in tiles]
+    n_files = len(m.get("files", []))
+    tile_txt = (f"in {len(tiles)} tiles (smallest {min(sizes):,})" if len(tiles) > 1
+                else "in 1 file set")  # fmt: skip
+    far = (m.get("crop") or {}).get("far_field")
+    sky = m.get("sky")
+    if sky:
+        far_txt = f"sky: {sky.get('path', sky) if isinstance(sky, dict) else sky}"
+    elif far is None:
+        far_txt = "far field kept"
+    else:
+        far_txt = f"sky: none, {far:,} far splats dropped"
+    src = f" from {m['source_ply']}" if m.get("source_ply") else ""
+    return (f"made {n_files} files for {m.get('plugin')}: {sum(sizes):,} splats {tile_txt}{src}; "
+            f"{far_txt}")
 
 
 def summary_lines(result: ExportResult) -> list[str]:
-    """What to tell the user: files, up, scale (with every candidate), warnings, next step."""
+    """What to tell the user: what was made, files, up, scale (with every candidate), warnings,
+    next step."""
     m = result.manifest
-    out = ["Unreal export:"] + [f"  {p}" for p in result.paths]
+    out = ["Unreal export: " + made_line(m)] + [f"  {p}" for p in result.paths]
     out.append(f"  up: {m['up']} (to override: --up -y, or +z, ...)")
     for c in m["frame"].get("scale_candidates", []):
         unc = "?" if c["uncertainty"] is None else f"{100 * c['uncertainty']:.1f}%"

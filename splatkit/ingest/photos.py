@@ -22,8 +22,20 @@ from ..errors import UserError
 from ..events import NULL_BUS, EventBus, Message, StageProgress
 from ..fileio import atomic_path, write_text_atomic
 from .checks import check_photos
+from .formats import (
+    AVIF_EXTS,
+    HEIF_EXTS,
+    PIL_FORMATS,
+    RAW_EXTS,
+    READ,
+    avif_problem,
+    format_name,
+    heif_problem,
+)
 from .names import safe_name, shown, unique_name
+from .raw import RawError, develop, open_raw, pick_twins
 from .scan import Found, Skipped, os_reason, scan
+from .source_kind import SourceKind
 
 STAGE = "ingest"
 MANIFEST = "ingest.json"
@@ -105,8 +117,11 @@ class PhotoSet:
     reused: int = 0
     #: working-copy name -> warning from the checks (blurry, dark, near duplicate, ...)
     flags: dict[str, str] = field(default_factory=dict)
-    #: "photos", or "video" for frames taken from a video (SfM then matches sequentially)
-    source_kind: str = "photos"
+    #: photos, or video for frames taken from a video (SfM then matches sequentially)
+    source_kind: SourceKind = SourceKind.PHOTOS
+
+    def __post_init__(self) -> None:
+        self.source_kind = SourceKind(self.source_kind)  # "video" -> SourceKind.VIDEO
 
     def __len__(self) -> int:
         return len(self.photos)
@@ -143,6 +158,10 @@ def ingest(src: Path, work_dir: Path, cfg: IngestConfig, bus: EventBus = NULL_BU
     found, skipped = scan(src, work_dir)
     for s in skipped:
         bus.emit(Message(STAGE, f"Skipped {_rel(s.path, src)}: {s.reason}.", "warning"))
+    found, twins, twin_line = pick_twins(found)  # RAW + JPEG of one shot: one of them
+    if twin_line:
+        bus.emit(Message(STAGE, twin_line))
+    skipped += twins
     old = _read_manifest(work_dir, cfg)
     photos: list[Photo] = []
     entries: dict[str, dict] = {}  # relative source path -> size, mtime, photo (the manifest)
@@ -212,26 +231,45 @@ def _check_folder(src: Path) -> None:
 
 
 def _too_few(src: Path, photos: list[Photo], skipped: list[Skipped]) -> UserError:
-    panoramas = sum(s.kind == "panorama" for s in skipped)
-    found = (
-        ("No usable photos" if not photos else f"Only {len(photos)} usable photo(s)")
-        + f" found in {shown(src)}"
-        + (f" ({len(skipped)} file(s) skipped" if skipped else "")
-        + (f", {panoramas} of them panoramas or strips" if panoramas else "")
-        + (")" if skipped else "")
-        + "."
-    )
-    if panoramas:
-        return UserError(
-            found,
-            "A panorama cannot be used for structure from motion: take ordinary photos instead "
-            "(panorama mode off), 30-200 of them from different viewpoints, overlapping by about two thirds.",
-        )
-    return UserError(
-        found,
-        "Add at least 3 JPEG or PNG photos of the object (30-200 is typical), "
-        "taken from different viewpoints with plenty of overlap.",
-    )
+    """Fewer than 3 photos: what was skipped, by cause, and the way out for the main cause."""
+    kinds: dict[str, list[Skipped]] = {}
+    for s in skipped:
+        kinds.setdefault(s.kind, []).append(s)
+    found = ("No usable photos" if not photos else f"Only {len(photos)} usable photo(s)") + \
+        f" found in {shown(src)}"
+    if skipped:
+        found += f" ({len(skipped)} file(s) skipped, {_causes(kinds)})"
+    main = max(kinds, key=lambda k: len(kinds[k])) if kinds else ""
+    return UserError(found + ".", _TOO_FEW_TODO.get(main, _TOO_FEW_TODO[""]).format(
+        formats=_format_names(kinds.get("format", [])), read=READ))
+
+
+def _format_names(skipped: list[Skipped]) -> str:
+    names = sorted({format_name(s.path) or s.path.suffix.lstrip(".").upper() for s in skipped})
+    return " and ".join(names) if len(names) <= 2 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+#: kind of skipped file -> its words in the count of :func:`_too_few`
+_CAUSES = {"format": "in a format not read", "other": "not photos", "image": "damaged or too small",
+           "unreadable": "unreadable", "panorama": "panoramas or strips", "check": "copies or black",
+           "twin": "RAW/JPEG twins", "link": "links not followed", "folder": "folders not read"}
+#: the main cause -> what to do ({formats}: the formats not read, {read}: those read)
+_TOO_FEW_TODO = {
+    "format": "splatkit reads {read}: export the {formats} photos as JPEG and try again.",
+    "image": "Each file skipped is named above with its reason: copy damaged ones again from the "
+             "camera or phone, and give at least 3 photos (30-200 is typical).",
+    "unreadable": "Check the files' permissions, or copy the photos into a folder of your own.",
+    "panorama": "A panorama cannot be used for structure from motion: take ordinary photos "
+                "instead (panorama mode off), 30-200 of them from different viewpoints, "
+                "overlapping by about two thirds.",
+    "": "Add at least 3 photos of the object ({read}; 30-200 is typical), taken from "
+        "different viewpoints with plenty of overlap.",
+}
+
+
+def _causes(kinds: dict[str, list[Skipped]]) -> str:
+    parts = sorted(kinds.items(), key=lambda kv: -len(kv[1]))
+    return ", ".join(f"{len(v)} of them {_CAUSES.get(k, 'for other reasons')}" for k, v in parts)
 
 
 def _rel(path: Path, src: Path) -> str:
@@ -259,10 +297,15 @@ class _Skip(Exception):
 
 
 def _open(f: Path) -> Image.Image:
+    ext = f.suffix.lower()
+    heif = heif_problem()  # registers the HEIF reader: also a HEIC named .jpg is read
+    problem = heif if ext in HEIF_EXTS else avif_problem() if ext in AVIF_EXTS else None
+    if problem:
+        raise _Skip(problem, "format")
     try:
         return Image.open(f)
     except UnidentifiedImageError:
-        raise _Skip("not a readable image (damaged, or not really a JPEG/PNG)") from None
+        raise _Skip(f"not a readable image (damaged, or not really a {format_name(f)} file)") from None
     except Image.DecompressionBombError:
         raise _Skip("too large (over 500 megapixels): save a smaller copy") from None
     except FileNotFoundError:
@@ -302,12 +345,14 @@ def _working_size(w0: int, h0: int, cfg: IngestConfig) -> tuple[float, int, int]
 def _make_working_copy(
     f: Path, rel: str, work_dir: Path, cfg: IngestConfig, used: set[str]
 ) -> Photo:
+    if f.suffix.lower() in RAW_EXTS:
+        return _make_raw_copy(f, rel, work_dir, cfg, used)
     with _open(f) as im:
-        if im.format not in ("JPEG", "PNG", "MPO"):
-            raise _Skip(f"is a {im.format} file, not a JPEG or PNG")
+        if im.format not in PIL_FORMATS:
+            raise _Skip(f"is a {im.format} file named like a {format_name(f) or 'photo'}: "
+                        "rename it, or export it as JPEG", "format")
         exif = im.getexif()
-        sub = exif.get_ifd(_EXIF_IFD)
-        gps_ifd = exif.get_ifd(_GPS_IFD)
+        exif.get_ifd(_EXIF_IFD), exif.get_ifd(_GPS_IFD)  # read now: the file closes below
         orientation = int(exif.get(_ORIENTATION, 1) or 1)
         w0, h0 = im.size
         if orientation in (5, 6, 7, 8):
@@ -321,7 +366,7 @@ def _make_working_copy(
                 # decode at reduced size straight away (much faster for big photos)
                 im.draft("RGB", (int(im.size[0] * scale) + 1, int(im.size[1] * scale) + 1))
             im.load()
-        except (OSError, SyntaxError, ValueError) as e:
+        except (OSError, SyntaxError, ValueError, RuntimeError) as e:  # pillow-heif: RuntimeError
             raise _Skip(f"is damaged or truncated ({e})") from None
         up = _rgb(ImageOps.exif_transpose(im))
         if up.size != (tw, th):
@@ -329,32 +374,49 @@ def _make_working_copy(
         # keep make/model/focal/GPS for SfM, drop the orientation (the pixels are upright now)
         if _ORIENTATION in exif:
             del exif[_ORIENTATION]
-        with atomic_path(out) as tmp:
-            kw = {"exif": exif.tobytes()} if len(exif) else {}
-            if is_png:
-                up.save(tmp, "PNG", **kw)
-            else:
-                up.save(tmp, "JPEG", quality=JPEG_QUALITY, **kw)
+        _save(up, out, exif, "PNG" if is_png else "JPEG")
+    return _photo(name, f, out, (tw, th), (w0, h0), exif)
+
+
+def _make_raw_copy(f: Path, rel: str, work_dir: Path, cfg: IngestConfig, used: set[str]) -> Photo:
+    """A camera RAW developed (:mod:`.raw`) into a JPEG working copy with the RAW's EXIF."""
+    try:
+        info = open_raw(f)
+        scale, tw, th = _working_size(info.width, info.height, cfg)
+        up = develop(f, scale)
+    except RawError as e:
+        raise _Skip(str(e)) from None
+    except OSError as e:
+        raise _Skip(f"could not be read ({os_reason(e)})", "unreadable") from None
+    if up.size != (tw, th):
+        up = up.resize((tw, th), Image.Resampling.LANCZOS)
+    name = unique_name(safe_name(rel, ".jpg"), used)
+    _save(up, work_dir / name, info.exif, "JPEG")
+    return _photo(name, f, work_dir / name, (tw, th), (info.width, info.height), info.exif)
+
+
+def _save(up: Image.Image, out: Path, exif: Image.Exif, fmt: str) -> None:
+    with atomic_path(out) as tmp:
+        kw = {"exif": exif.tobytes()} if len(exif) else {}
+        if fmt == "PNG":
+            up.save(tmp, "PNG", **kw)
+        else:
+            up.save(tmp, "JPEG", quality=JPEG_QUALITY, **kw)
+
+
+def _photo(name: str, f: Path, out: Path, size: tuple[int, int], orig: tuple[int, int],
+           exif: Image.Exif) -> Photo:
+    """The :class:`Photo` of a working copy, with the camera facts of the original's EXIF."""
+    sub, gps_ifd = exif.get_ifd(_EXIF_IFD), exif.get_ifd(_GPS_IFD)
     make = str(exif.get(_MAKE, "") or "").strip("\x00 ").strip()
     model = str(exif.get(_MODEL, "") or "").strip("\x00 ").strip()
     focal_mm = _num(sub.get(_FOCAL))
     f35 = _num(sub.get(_FOCAL_35))
     if not f35 and focal_mm:
-        f35 = _focal35_from_plane(sub, focal_mm, w0, h0, orientation)
-    return Photo(
-        name=name,
-        source=f,
-        path=out,
-        width=tw,
-        height=th,
-        orig_width=w0,
-        orig_height=h0,
-        make=make,
-        model=model,
-        focal_mm=focal_mm or None,
-        focal_35mm=f35 or None,
-        gps=_gps(gps_ifd),
-    )
+        f35 = _focal35_from_plane(sub, focal_mm, *orig)
+    return Photo(name=name, source=f, path=out, width=size[0], height=size[1], orig_width=orig[0],
+                 orig_height=orig[1], make=make, model=model, focal_mm=focal_mm or None,
+                 focal_35mm=f35 or None, gps=_gps(gps_ifd))
 
 
 def _rgb(up: Image.Image) -> Image.Image:
@@ -379,7 +441,7 @@ def _num(v) -> float | None:
     return x if x > 0 and x == x else None
 
 
-def _focal35_from_plane(sub, focal_mm: float, w0: int, h0: int, orientation: int) -> float | None:
+def _focal35_from_plane(sub, focal_mm: float, w0: int, h0: int) -> float | None:
     """35 mm equivalent from the focal-plane resolution tags (sensor width), when present."""
     xres = _num(sub.get(_FP_XRES))
     unit = {2: 25.4, 3: 10.0, 4: 1.0}.get(int(sub.get(_FP_UNIT, 2) or 2))

@@ -16,21 +16,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from .formats import IMAGE_EXTS, NOT_READ, not_read_reason
 from .names import shown
-
-IMAGE_EXTS = {".jpg", ".jpeg", ".png"}
-#: Extensions of photos we recognise but cannot read, with what to do about them.
-OTHER_PHOTO_EXTS = {
-    ".heic": "HEIC is not supported: export the photos as JPEG",
-    ".heif": "HEIF is not supported: export the photos as JPEG",
-    ".dng": "RAW files are not supported: export the photos as JPEG",
-    ".cr2": "RAW files are not supported: export the photos as JPEG",
-    ".nef": "RAW files are not supported: export the photos as JPEG",
-    ".arw": "RAW files are not supported: export the photos as JPEG",
-    ".tif": "TIFF is not supported: export the photos as JPEG or PNG",
-    ".tiff": "TIFF is not supported: export the photos as JPEG or PNG",
-    ".webp": "WebP is not supported: export the photos as JPEG or PNG",
-}
 
 
 @dataclass
@@ -123,10 +110,8 @@ def _file(f: Path, src: Path, skipped: list[Skipped]) -> Found | None:
         skipped.append(Skipped(f, "an empty file (0 bytes; copying it may have failed)", "unreadable"))
     elif ext in IMAGE_EXTS:
         return Found(f, f.relative_to(src).as_posix(), st.st_size, st.st_mtime_ns)
-    elif ext in OTHER_PHOTO_EXTS:
-        skipped.append(Skipped(f, OTHER_PHOTO_EXTS[ext], "format"))
-    else:
-        skipped.append(Skipped(f, "not a JPEG or PNG image", "format"))
+    else:  # a format that is not read, or not a photo at all
+        skipped.append(Skipped(f, not_read_reason(f), "format" if ext in NOT_READ else "other"))
     return None
 
 
@@ -169,4 +154,4 @@ def _contains(outer: str, inner: str) -> bool:
     return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
 
 
-__all__ = ["scan", "os_reason", "Found", "Skipped", "IMAGE_EXTS", "OTHER_PHOTO_EXTS"]
+__all__ = ["scan", "os_reason", "Found", "Skipped", "IMAGE_EXTS"]

@@ -8,6 +8,8 @@ back, so steady-state steps touch no fresh pages. Renders without gradients reco
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numba
 import numpy as np
 import torch
@@ -44,53 +46,82 @@ def _depth_order(idx: np.ndarray, depths: np.ndarray) -> np.ndarray:
     return R._depth_sort(idx.astype(np.int64, copy=False), depths.view(np.uint32))
 
 
+@dataclass
+class _Pass:
+    """What one forward pass of the tile rasterizer leaves for a backward or a weight count:
+    ``args`` (the kernels' common arguments), the pair records, the binning and the backward's
+    per-tile record counts."""
+
+    args: tuple
+    recs: tuple
+    rec_off: np.ndarray
+    rec_n: np.ndarray
+    order: np.ndarray
+    g_offsets: np.ndarray
+    perm: np.ndarray
+    n: int
+    tile_rec: np.ndarray
+    lists: np.ndarray
+
+
+def _forward_pass(means2d, conics, colors, opacities, radii, depths, width, height, background,
+                  max_alpha, record):  # fmt: skip
+    """Bin, prepare and composite; returns ``(image [H, W, 3], alpha [H, W, 1], pass)`` where
+    ``pass`` (a :class:`_Pass`, None unless ``record``) holds the pair records and the per-
+    intersection table, taken from :data:`.buffers.POOL` (give them back when done)."""
+    N = means2d.shape[0]
+    tiles_w = (width + TILE_SIZE - 1) // TILE_SIZE
+    tiles_h = (height + TILE_SIZE - 1) // TILE_SIZE
+    m2d, con, col, op = (_np(x.float()) for x in (means2d, conics, colors, opacities))
+    rad = _np(radii.to(torch.int32))
+    order = _depth_order(R._visible(rad), _np(depths.float()))
+    bg = np.asarray(background, dtype=np.float64)
+    boxes, counts = R._tile_boxes(order, m2d, rad, tiles_w, tiles_h, TILE_SIZE)
+    workers = numba.get_num_threads()
+    tile_offsets, tile_gauss, g_offsets, perm = R._bin(
+        order, boxes, counts, tiles_w * tiles_h, tiles_w, workers
+    )
+    p = POOL.take((N, R._P_COLS), np.float64)
+    R._prepare(order, m2d, con, col, op, p)
+    table = POOL.take((tile_gauss.shape[0], R._P_COLS), np.float64)
+    rec_base = R._tile_table(tile_offsets, tile_gauss, p, width, height, tiles_w, table)
+    POOL.give(p)
+    lists = np.diff(tile_offsets)
+    schedule = R._schedule(R.forward_costs(np.diff(rec_base), lists), workers)
+    if record:
+        n_rec = int(rec_base[-1])
+        recs = (POOL.take((n_rec,), np.uint8), POOL.take((n_rec,), np.float32),
+                POOL.take((n_rec,), np.float32))  # fmt: skip
+    else:
+        rec_base, recs = np.zeros_like(rec_base), _EMPTY
+    n_isects = tile_gauss.shape[0]
+    rec_off, rec_n = np.empty(n_isects, np.int64), np.empty(n_isects, np.int32)
+    t_final = POOL.take((height, width), np.float64)
+    tile_rec = np.empty(lists.shape[0], np.int64)
+    args = (tile_offsets, tile_gauss, table, bg, width, height, tiles_w, float(max_alpha))
+    image = R._forward(schedule, *args, rec_base, *recs, rec_off, rec_n, record, t_final,
+                       tile_rec)  # fmt: skip
+    alpha = (1.0 - t_final).astype(np.float32)[..., None]
+    POOL.give(t_final)
+    if not record:
+        POOL.give(table)
+        return image, alpha, None
+    return image, alpha, _Pass(args, recs, rec_off, rec_n, order, g_offsets, perm, N, tile_rec, lists)
+
+
 class _RasterizeTiles(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d, conics, colors, opacities, radii, depths, width, height,
                 background, max_alpha, absgrad):  # fmt: skip
-        N = means2d.shape[0]
-        tiles_w = (width + TILE_SIZE - 1) // TILE_SIZE
-        tiles_h = (height + TILE_SIZE - 1) // TILE_SIZE
-        m2d, con, col, op = (_np(x.float()) for x in (means2d, conics, colors, opacities))
-        rad = _np(radii.to(torch.int32))
-        order = _depth_order(R._visible(rad), _np(depths.float()))
-        bg = np.asarray(background, dtype=np.float64)
-        boxes, counts = R._tile_boxes(order, m2d, rad, tiles_w, tiles_h, TILE_SIZE)
-        workers = numba.get_num_threads()
-        tile_offsets, tile_gauss, g_offsets, perm = R._bin(
-            order, boxes, counts, tiles_w * tiles_h, tiles_w, workers
-        )
-        p = POOL.take((N, R._P_COLS), np.float64)
-        R._prepare(order, m2d, con, col, op, p)
-        table = POOL.take((tile_gauss.shape[0], R._P_COLS), np.float64)
-        rec_base = R._tile_table(tile_offsets, tile_gauss, p, width, height, tiles_w, table)
-        POOL.give(p)
-        lists = np.diff(tile_offsets)
-        schedule = R._schedule(R.forward_costs(np.diff(rec_base), lists), workers)
         record = any(ctx.needs_input_grad[:4])
+        image, alpha, ps = _forward_pass(means2d, conics, colors, opacities, radii, depths, width,
+                                         height, background, max_alpha, record)  # fmt: skip
         if record:
-            n_rec = int(rec_base[-1])
-            recs = (POOL.take((n_rec,), np.uint8), POOL.take((n_rec,), np.float32),
-                    POOL.take((n_rec,), np.float32))  # fmt: skip
-        else:
-            rec_base, recs = np.zeros_like(rec_base), _EMPTY
-        n_isects = tile_gauss.shape[0]
-        rec_off, rec_n = np.empty(n_isects, np.int64), np.empty(n_isects, np.int32)
-        t_final = POOL.take((height, width), np.float64)
-        tile_rec = np.empty(lists.shape[0], np.int64)
-        args = (tile_offsets, tile_gauss, table, bg, width, height, tiles_w, float(max_alpha))
-        image = R._forward(schedule, *args, rec_base, *recs, rec_off, rec_n, record, t_final,
-                           tile_rec)  # fmt: skip
-        alpha = (1.0 - t_final).astype(np.float32)[..., None]
-        POOL.give(t_final)
-        if record:
-            ctx.args = args
-            ctx.recs = (recs, rec_off, rec_n)
-            ctx.bin = (order, g_offsets, perm, N)
-            ctx.schedule = R._schedule(R.backward_costs(tile_rec, lists), workers)
+            ctx.args = ps.args
+            ctx.recs = (ps.recs, ps.rec_off, ps.rec_n)
+            ctx.bin = (ps.order, ps.g_offsets, ps.perm, ps.n)
+            ctx.schedule = R._schedule(R.backward_costs(ps.tile_rec, ps.lists), numba.get_num_threads())
             ctx.means2d = means2d if absgrad else None
-        else:
-            POOL.give(table)
         return torch.from_numpy(image), torch.from_numpy(alpha)
 
     @staticmethod
@@ -189,3 +220,25 @@ def _project_torch(sp: Splats, view: View, settings: RenderSettings, degree: int
         colors_vis = sh_to_color(degree, sp.means[vis] - camera_centre(w2c), sh)
         colors = colors_vis.new_zeros(radii.shape[0], 3).index_copy(0, vis, colors_vis)
     return means2d, conics, depths, radii, opacities, colors
+
+
+@torch.no_grad()
+def splat_weights(splats: Splats, view: View, settings: RenderSettings, w_max: Tensor | None = None,
+                  w_sum: Tensor | None = None) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Each splat's largest and summed blending weight (``alpha T``, its share of a pixel's
+    colour) over the pixels of ``view``: ``(w_max [N], w_sum [N])`` float64. Given ``w_max`` and
+    ``w_sum`` it accumulates into them (the maximum and the sum over several views: LightGaussian's
+    global significance without its volume factor). Splats the view does not reach get 0."""
+    sp = splats.to(torch.float32) if splats.means.dtype != torch.float32 else splats
+    n = len(sp)
+    w_max = torch.zeros(n, dtype=torch.float64) if w_max is None else w_max
+    w_sum = torch.zeros(n, dtype=torch.float64) if w_sum is None else w_sum
+    degree = min(settings.sh_degree, sp.sh_degree)
+    means2d, conics, colors, opacities, depths, radii = project_and_shade(sp, view, settings, degree)
+    _, _, ps = _forward_pass(means2d, conics, colors, opacities, radii, depths, view.width,
+                             view.height, settings.background, settings.max_alpha, True)  # fmt: skip
+    table = ps.args[2]
+    R._pair_weights(ps.args[1], table, ps.recs[1], ps.recs[2], ps.rec_off, ps.rec_n,
+                    float(settings.max_alpha), w_max.numpy(), w_sum.numpy())  # fmt: skip
+    POOL.give(table, *ps.recs)
+    return w_max, w_sum

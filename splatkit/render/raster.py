@@ -558,3 +558,19 @@ def _reduce(order, g_offsets, perm, grads, out):
                 out[g, c] += grads[row, c]
 
 
+
+
+@njit(cache=True)
+def _pair_weights(tile_gauss, table, rec_vis, rec_t, rec_off, rec_n, max_alpha, w_max, w_sum):
+    """Each Gaussian's largest and summed blending weight ``alpha T`` over the pixels of one
+    forward's records (the pairs that contributed), accumulated into ``w_max`` and ``w_sum``
+    ``[N]`` float64 (Gaussian ids). Serial: a Gaussian's intersections span tiles."""
+    for s in range(tile_gauss.shape[0]):
+        g = tile_gauss[s]
+        op = table[s, _P_OP]
+        r0 = rec_off[s]
+        for r in range(r0, r0 + rec_n[s]):
+            w = min(max_alpha, op * np.float64(rec_vis[r])) * np.float64(rec_t[r])
+            if w > w_max[g]:
+                w_max[g] = w
+            w_sum[g] += w

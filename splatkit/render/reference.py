@@ -76,14 +76,49 @@ def rasterize_dense(
     if background is None:
         background = torch.zeros(3, dtype=dtype)
     background = background.to(dtype)
+    idx, weights, T_final = blend_weights(means2d, conics, opacities, radii, width, height,
+                                          max_alpha, depths)  # fmt: skip
+    if idx.numel() == 0:
+        image = background.expand(height, width, 3).clone()
+        return image, torch.zeros(height, width, 1, dtype=dtype)
+
+    # Rule 5.
+    image = torch.einsum("nhw,nc->hwc", weights, colors[idx]) + T_final[..., None] * background
+    return image, (1.0 - T_final)[..., None]
+
+
+@torch.no_grad()
+def splat_weights(splats: Splats, view: View, settings: RenderSettings) -> tuple[Tensor, Tensor]:
+    """Each splat's largest and summed blending weight over the pixels of ``view``
+    (``(w_max [N], w_sum [N])`` in the splats' dtype; 0 where it reaches no pixel): the oracle of
+    :func:`splatkit.render.cpu.splat_weights`."""
+    means2d, conics, depths, radii, opacities, _ = project_splats(splats, view, settings)
+    idx, weights, _ = blend_weights(means2d, conics, opacities, radii, view.width, view.height,
+                                    settings.max_alpha, depths)  # fmt: skip
+    w_max = means2d.new_zeros(len(splats))
+    w_sum = means2d.new_zeros(len(splats))
+    if idx.numel():
+        w_max[idx] = weights.flatten(1).max(1).values
+        w_sum[idx] = weights.flatten(1).sum(1)
+    return w_max, w_sum
+
+
+def blend_weights(
+    means2d: Tensor, conics: Tensor, opacities: Tensor, radii: Tensor, width: int, height: int,
+    max_alpha: float = 0.99, depths: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Rules 1-4: ``(idx [n], weights [n, H, W], T_final [H, W])``: the visible Gaussians in
+    compositing order, each one's blending weight ``alpha T`` at every pixel (its share of the
+    pixel's colour) and the transmittance left behind them all."""
+    dtype = means2d.dtype
     visible = (radii > 0).all(dim=-1)
     idx = torch.nonzero(visible).flatten()
     if depths is not None:
         idx = idx[torch.sort(depths.detach()[idx], stable=True).indices]
     if idx.numel() == 0:
-        image = background.expand(height, width, 3).clone()
-        return image, torch.zeros(height, width, 1, dtype=dtype)
-    m, q, col, op = means2d[idx], conics[idx], colors[idx], opacities[idx]
+        empty = means2d.new_zeros(0, height, width)
+        return idx, empty, torch.ones(height, width, dtype=dtype)
+    m, q, op = means2d[idx], conics[idx], opacities[idx]
 
     # Rule 2: tile masks [n, H, W].
     lo, hi = tile_ranges(means2d[idx], radii[idx], width, height)
@@ -115,10 +150,7 @@ def rasterize_dense(
     T_before = torch.cat([torch.ones_like(T_after[:1]), T_after[:-1]], dim=0)
     weights = alpha * T_before  # [n, H, W]
 
-    # Rule 5.
-    T_final = T_after[-1]  # [H, W]
-    image = torch.einsum("nhw,nc->hwc", weights, col) + T_final[..., None] * background
-    return image, (1.0 - T_final)[..., None]
+    return idx, weights, T_after[-1]
 
 
 def render(splats: Splats, view: View, settings: RenderSettings) -> RenderOutput:

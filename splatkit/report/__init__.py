@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..fileio import write_text_atomic
+from ..rundir import DESCRIPTIONS, RunDir, check_layout, reading
 
 #: Preview images wider than this are scaled down in the page (keeps the file small).
 MAX_PREVIEW_WIDTH = 1000
@@ -148,10 +149,10 @@ def _section_training(events: list[dict], m: dict) -> str:
 
     # a resumed run appends to events.jsonl: keep the last record of each step
     steps = sorted({e["step"]: e for e in events
-                    if e.get("kind") == "train_step" and "loss" in e and "step" in e}.values(),
+                    if e.get("kind") == "train_step" and _nums(e, "step", "loss")}.values(),
                    key=lambda e: e["step"])
     evals = sorted({e["step"]: e for e in events
-                    if e.get("kind") == "eval" and "psnr" in e and "step" in e}.values(),
+                    if e.get("kind") == "eval" and _nums(e, "step", "psnr")}.values(),
                    key=lambda e: e["step"])
     if not steps and not evals:
         return "<p>No training progress recorded in events.jsonl.</p>"
@@ -173,6 +174,11 @@ def _section_training(events: list[dict], m: dict) -> str:
     return "\n".join(parts)
 
 
+def _nums(e: dict, *keys: str) -> bool:
+    """The event has these fields, as numbers (a damaged line is left out)."""
+    return all(isinstance(e.get(k), (int, float)) and not isinstance(e.get(k), bool) for k in keys)
+
+
 def _per_image(m: dict) -> list[dict]:
     pi = m.get("per_image") or []
     if isinstance(pi, dict):  # {name: {psnr, ssim}} also accepted
@@ -181,7 +187,7 @@ def _per_image(m: dict) -> list[dict]:
 
 
 def _figure(out_dir: Path, r: dict, cls: str) -> str:
-    prev = out_dir / "previews" / f"{Path(r['name']).stem}.png"
+    prev = RunDir(out_dir).previews / f"{Path(r['name']).stem}.png"
     name = html.escape(str(r["name"]))
     psnr, ssim = r.get("psnr"), r.get("ssim")
     cap = (f"<code>{name}</code>: PSNR "
@@ -213,6 +219,44 @@ def _section_quality(out_dir: Path, m: dict) -> str:
         out.append("<h3>The others, by name</h3>")
         out += [_figure(out_dir, r, "other") for r in rest]
     return "\n".join(out)
+
+
+def _section_blocks(out_dir: Path, m: dict) -> str:
+    """A capture trained in blocks: each block's share, and the held-out photos that look
+    across a border (where a seam would show)."""
+    rd = RunDir(out_dir)
+    summary = rd.read_json_object(rd.blocks_summary) or {}
+    rows = [r for r in summary.get("blocks", []) if isinstance(r, dict)]
+    out = [f"<p>This capture was trained in {len(rows)} blocks, each on the photos that see it; "
+           "each block kept the splats of its own part of the ground.</p>",
+           "<table><tr><th>block</th><th>photos</th><th>points</th><th>splats</th><th>minutes</th>"
+           "<th>peak memory</th></tr>"]
+    out += [f"<tr><td>{int(r.get('block', 0)) + 1}</td><td>{r.get('photos')}</td>"
+            f"<td>{r.get('points'):,}</td><td>{r.get('splats'):,}</td>"
+            f"<td>{float(r.get('seconds', 0)) / 60:.1f}</td>"
+            f"<td>{float(r.get('peak_rss_mb', 0)):.0f} MB</td></tr>"
+            for r in rows]
+    out.append("</table>")
+    borders = summary.get("border_views") or {}
+    scored = {r["name"]: r for r in _per_image(m)}
+    shown = [scored[n] for n in borders if n in scored]
+    if shown:
+        out.append(f"<h3>Held-out photos across block borders ({len(shown)})</h3><p>Each sees two "
+                   "or more blocks: a seam between blocks would show here.</p>")
+        out += [_figure(out_dir, r, "border") for r in shown]
+    return "\n".join(out)
+
+
+def _section_sky(out_dir: Path, m: dict) -> str:
+    """The learned sky panorama (``sky.png``), when the run has one."""
+    png = RunDir(out_dir).sky_png
+    sky = m.get("sky") or {}
+    share = f" {100 * sky['share']:.1f}% of the training pixels show it;" if "share" in sky else ""
+    return (f"<p>What lies at infinity, learned behind the splats as a {sky.get('width', '?')} x "
+            f"{sky.get('height', '?')} panorama (forward in the middle, up at the top);{share} "
+            "the Unreal export places it as the level's sky, aligned with the splats. Parts no "
+            "photo saw are filled from their neighbours.</p>"
+            f"<figure class='sky'>{_img(_preview_png(png), 'the learned sky panorama')}</figure>")
 
 
 def _section_coach(out_dir: Path, c) -> str:
@@ -249,7 +293,7 @@ def _section_coach(out_dir: Path, c) -> str:
     if bad:
         out.append("<h3>Where the held-out views are worst, and why</h3>")
     for v in bad:
-        pr = split_preview(out_dir / "previews" / f"{Path(v.name).stem}.png")
+        pr = split_preview(RunDir(out_dir).previews / f"{Path(v.name).stem}.png")
         if pr is not None:
             import numpy as np
 
@@ -266,18 +310,10 @@ def _short_list(names: list[str], most: int = 6) -> str:
 
 
 def _section_outputs(out_dir: Path, m: dict) -> str:
-    what = {
-        "scene.ply": "the trained splats (INRIA 3DGS PLY): open in a splat viewer or export",
-        "metrics.json": "quality and run facts (machine-readable)",
-        "config.json": "the settings used (reproduces the run)",
-        "log.txt": "the run's log", "events.jsonl": "progress events (machine-readable)",
-        "previews": "held-out photos beside their renders", "sparse": "camera poses (COLMAP)",
-        "images": "undistorted images used for training", "checkpoints": "for --resume",
-        "work": "working copies of the photos", "sfm_work": "SfM database",
-    }
+    what = DESCRIPTIONS
     rows = []
     for p in sorted(out_dir.iterdir(), key=lambda p: (p.is_dir(), p.name)):
-        if p.name.startswith(".") or p.name == "report.html":
+        if p.name.startswith(".") or p.name == RunDir(out_dir).report.name:
             continue
         size, n = _tree_size(p)
         label = p.name + ("/" if p.is_dir() else "")
@@ -308,7 +344,6 @@ def _section_outputs(out_dir: Path, m: dict) -> str:
 
 def _section_next(out_dir: Path) -> str:
     """What to do now, for the state the run is in (finished, stopped, poses only)."""
-    from ..rundir import RunDir
     from ..train.checkpoint import list_checkpoints
 
     rd = RunDir(out_dir)
@@ -345,34 +380,44 @@ def render_html(out_dir: Path, next_step: str | None = None, shown_path: str | N
                 coaching=None) -> str:
     """The page for ``out_dir`` as a string (see :func:`build_report`); ``next_step`` (HTML) and
     ``shown_path`` replace the next-step commands and the folder shown (the classroom server);
-    ``coaching``: the coach's result (:func:`.coach.analyse`; made here when not given)."""
-    mp = out_dir / "metrics.json"
-    try:
-        m = json.loads(mp.read_text(encoding="utf-8")) if mp.exists() else {}
-    except ValueError:
-        m = {}
-    events = read_events(out_dir / "events.jsonl")
+    ``coaching``: the coach's result (:func:`.coach.analyse`; made here when not given).
+
+    A damaged run file (``metrics.json`` that is not an object, an event with a field of the wrong
+    type, a model that cannot be read) costs its section, which says so, never the page."""
+    rd = RunDir(Path(out_dir))
+    m = rd.read_json_object(rd.metrics)
+    damaged = m is None and rd.metrics.exists()
+    m = m or {}
+    events = read_events(rd.events)
     if coaching is None:
         from .coach import analyse
 
         coaching = analyse(out_dir, m)
     sections = [
-        ("coach", "Capture coach", _section_coach(out_dir, coaching)),
-        ("inputs", "What went in", _section_inputs(m)),
-        ("cameras", "Where the cameras are", _section_cameras(out_dir)),
-        ("training", "How training went", _section_training(events, m)),
-        ("quality", "How good it is", _section_quality(out_dir, m)),
-        ("outputs", "What came out", _section_outputs(out_dir, m)),
-        ("next", "Next step", _section_next(out_dir) if next_step is None else next_step),
+        ("coach", "Capture coach", _guard(_section_coach, out_dir, coaching)),
+        ("inputs", "What went in", _guard(_section_inputs, m)),
+        ("cameras", "Where the cameras are", _guard(_section_cameras, out_dir)),
+        ("training", "How training went", _guard(_section_training, events, m)),
+        ("quality", "How good it is", _guard(_section_quality, out_dir, m)),
+        *([("blocks", "Blocks", _guard(_section_blocks, out_dir, m))]
+          if RunDir(out_dir).blocks.is_dir() else []),
+        *([("sky", "The sky", _guard(_section_sky, out_dir, m))] if rd.sky_png.is_file() else []),
+        ("outputs", "What came out", _guard(_section_outputs, out_dir, m)),
+        ("next", "Next step", _guard(_section_next, out_dir) if next_step is None else next_step),
     ]
+    if damaged:
+        sections[1] = (sections[1][0], sections[1][1],
+                       f"<p class='missing'>{rd.metrics.name} is damaged (not a JSON object): the "
+                       "run's numbers cannot be shown.</p>")
     title = f"splatkit report: {out_dir.name}"
     summary = ""
-    if "psnr" in m:
+    if isinstance(m.get("psnr"), (int, float)) and isinstance(m.get("num_splats", 0), int):
         summary = (f"{m.get('num_splats', 0):,} splats, held-out PSNR {m['psnr']:.2f} dB, "
                    f"preset {html.escape(str(m.get('preset', '?')))}")
     nav = "".join(f"<a href='#{k}'>{t}</a>" for k, t, _ in sections)
     body = "\n".join(f"<section id='{k}'><h2>{t}</h2>\n{s}\n</section>" for k, t, s in sections)
-    ver = (m.get("versions") or {}).get("splatkit", "")
+    ver = m.get("versions") if isinstance(m.get("versions"), dict) else {}
+    ver = ver.get("splatkit", "")
     return (f"<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
@@ -382,14 +427,35 @@ def render_html(out_dir: Path, next_step: str | None = None, shown_path: str | N
             f"<p class='sub'>Made by splatkit {html.escape(str(ver))}.</p></body></html>\n")
 
 
+def _guard(section, *args) -> str:
+    """A section's HTML, or a line saying it cannot be shown (a damaged run file)."""
+    try:
+        return section(*args)
+    except UserError as e:
+        return f"<p class='missing'>{html.escape(e.what)}</p>"
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OSError):
+        return ("<p class='missing'>This part cannot be shown: a file of the run is damaged or was "
+                "not written by splatkit.</p>")
+
+
+def report_command(out_dir: Path) -> Path:
+    """``splatkit report OUT``: the page written under the folder's reader lock, so that it never
+    describes a run that is being replaced; a live run is named as such instead."""
+    out_dir = Path(out_dir).resolve()
+    if out_dir.is_dir():
+        check_layout(RunDir(out_dir))
+    with reading(out_dir, "report"):
+        return build_report(out_dir)
+
+
 def build_report(out_dir: Path) -> Path:
     """Write ``out_dir/report.html`` (atomically) and return its path."""
     out_dir = Path(out_dir).resolve()
     if not out_dir.is_dir():
         raise UserError(f"{out_dir} is not a folder.",
                         "Give the output folder of `splatkit train`.")
-    known = ("metrics.json", "events.jsonl", "sparse", "scene.ply")
-    if not any((out_dir / k).exists() for k in known):
+    rd = RunDir(out_dir)
+    if not any(p.exists() for p in (rd.metrics, rd.events, rd.sparse.parent, rd.scene_ply)):
         raise UserError(f"{out_dir} does not look like a splatkit output folder "
                         "(no metrics.json, events.jsonl, sparse/ or scene.ply).",
                         "Give the folder that `splatkit train -o OUT` wrote.")
@@ -397,6 +463,5 @@ def build_report(out_dir: Path) -> Path:
 
     coaching = coach.analyse(out_dir)
     coach.save(out_dir, coaching)  # the one-line diagnosis in metrics.json, for the class wall
-    path = out_dir / "report.html"
-    write_text_atomic(path, render_html(out_dir, coaching=coaching))
-    return path
+    write_text_atomic(rd.report, render_html(out_dir, coaching=coaching))
+    return rd.report

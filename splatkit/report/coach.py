@@ -35,6 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UserError
+from ..rundir import RunDir
+
 #: a photo sharper than this fraction of the set's median is not called blurry (ingest's rule)
 BLUR_RATIO = 0.3
 #: a held-out photo under this fraction of the median sharpness explains its own error
@@ -156,12 +159,15 @@ class Model:
 
 
 def read_model(out_dir: Path) -> Model | None:
-    import pycolmap
+    from ..sfm.model_files import read_model as read_checked
 
-    d = Path(out_dir) / "sparse" / "0"
+    d = RunDir(out_dir).sparse
     if not any((d / f"cameras.{e}").exists() for e in ("bin", "txt")):
         return None
-    rec = pycolmap.Reconstruction(str(d))
+    try:  # the checked reader every reader of a model uses; a damaged one: nothing to coach on
+        rec = read_checked(d, todo="-")
+    except UserError:
+        return None
     ims = sorted((im for im in rec.images.values() if getattr(im, "has_pose", True)),
                  key=lambda im: im.name)
     if not ims:
@@ -208,7 +214,7 @@ UNPLACED_KINDS = {
 def unplaced(out_dir: Path, metrics: dict, rel_sharp: dict[str, float]) -> list[dict]:
     """``[{name, kind, why}]`` for each photo SfM did not place (its own reason, then the
     sharpness measured here: a blurry photo is called blurry whatever else SfM saw)."""
-    rec = _json(Path(out_dir) / "sfm_work" / "inputs.json")
+    rec = _json(RunDir(out_dir).sfm_inputs)
     reasons = rec.get("unregistered_reasons") or {}
     names = rec.get("unregistered") or (metrics.get("images") or {}).get("unregistered") or []
     out = []
@@ -587,7 +593,7 @@ def _work_images(out_dir: Path) -> Path:
 def analyse(out_dir: Path, metrics: dict | None = None) -> Coaching:
     """Everything the coach says about the run in ``out_dir`` (see the module doc)."""
     out_dir = Path(out_dir)
-    m_json = metrics if metrics is not None else _json(out_dir / "metrics.json")
+    m_json = metrics if metrics is not None else _json(RunDir(out_dir).metrics)
     rel = relative(sharpness(_work_images(out_dir)))
     model = read_model(out_dir)
     cov = coverage(model, up_vector(model)) if model is not None else None
@@ -596,7 +602,7 @@ def analyse(out_dir: Path, metrics: dict | None = None) -> Coaching:
     rows = unplaced(out_dir, m_json, rel)
     per = [r for r in (m_json.get("per_image") or []) if isinstance(r, dict) and "psnr" in r]
     typical = float(np.median([r["psnr"] for r in per])) if per else 0.0
-    views = [view_cause(r["name"], float(r["psnr"]), out_dir / "previews"
+    views = [view_cause(r["name"], float(r["psnr"]), RunDir(out_dir).previews
                         / f"{Path(r['name']).stem}.png", rel, model, typical)
              for r in sorted(per, key=lambda r: r["psnr"])]
     cap, meas = _capture_findings(model, cov, rel, len(model.names) if model else total)
@@ -632,7 +638,7 @@ def save(out_dir: Path, c: Coaching) -> None:
     nothing is written (a run that did not finish)."""
     from ..fileio import write_text_atomic
 
-    path = Path(out_dir) / "metrics.json"
+    path = RunDir(out_dir).metrics
     m = _json(path)
     if not m or m.get("coach") == c.summary():
         return

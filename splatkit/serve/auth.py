@@ -3,9 +3,12 @@
 * Students: the token of their seat (:meth:`~.store.Store.join`) in an HttpOnly, SameSite=Strict
   cookie (``splatkit_student``) or the header ``X-Student-Token``; the database keeps only its hash.
 * The teacher signs in with the teacher token (``DATA/teacher_token``, mode 600, or
-  ``--teacher-token``) and gets a session cookie (``splatkit_teacher``) holding an expiry time and
-  an HMAC of it under a key derived from the teacher token and a server secret
-  (``DATA/secret``): never the token itself. Scripts may send the token as ``X-Teacher-Token``.
+  ``--teacher-token``, refused when weak: :func:`weak_token`) and gets a session cookie
+  (``splatkit_teacher``): a random value whose SHA-256 is a row of the database's ``sessions``
+  (7 days), never the token itself. Signing out deletes that row; the teacher may end every
+  session. Scripts may send the token as ``X-Teacher-Token``. Wrong tokens and class codes are
+  slowed per client address (:class:`~.limits.TokenGate`): never refused, so a right one always
+  gets in.
 * :class:`SameOrigin` (ASGI middleware): a state-changing request (POST, PUT, PATCH, DELETE) whose
   ``Origin`` (or, without it, ``Referer``) names another site or port is refused (403). Browsers
   send ``Origin`` with every cross-origin POST, so a page on another port of the same host cannot
@@ -20,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -30,6 +32,25 @@ from starlette.responses import JSONResponse
 STUDENT_COOKIE, TEACHER_COOKIE = "splatkit_student", "splatkit_teacher"
 TEACHER_SESSION_S = 7 * 86400
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+#: a chosen teacher token must have at least this many characters, this many different ones
+MIN_TOKEN_CHARS, MIN_TOKEN_DISTINCT = 12, 6
+#: words people choose as passwords: with only digits or signs around them, a token is refused
+COMMON_WORDS = {"", "password", "passwort", "motdepasse", "qwerty", "qwertz", "azerty", "letmein", "admin",
+                "teacher", "secret", "classroom", "splatkit", "welcome", "abcdef", "abcdefgh"}
+
+
+def weak_token(token: str) -> str | None:
+    """Why a chosen teacher token is too easy to guess, or None."""
+    if len(token) < MIN_TOKEN_CHARS:
+        return f"it has {len(token)} characters (at least {MIN_TOKEN_CHARS})"
+    if len(set(token)) < MIN_TOKEN_DISTINCT:
+        return f"it has only {len(set(token))} different characters (at least {MIN_TOKEN_DISTINCT})"
+    letters = "".join(ch for ch in token.lower() if ch.isalpha())
+    if letters in COMMON_WORDS or not letters and token.isdigit():
+        return "it is a common word (or only digits) with digits or signs added"
+    return None
 
 
 def secret_file(path: Path, given: str | None = None, nbytes: int = 16) -> str:
@@ -45,42 +66,59 @@ def secret_file(path: Path, given: str | None = None, nbytes: int = 16) -> str:
 
 
 class TeacherAuth:
-    """The teacher token and the session cookies made from it."""
+    """The teacher token, and the sessions (cookies) kept in the store."""
 
-    def __init__(self, token: str, server_secret: str):
-        self._token = token.encode()
-        self._key = hashlib.sha256(b"splatkit-teacher-session\0" + server_secret.encode() + b"\0"
-                                   + self._token).digest()
+    def __init__(self, token: str, store, gate=None):
+        self._token = hashlib.sha256(token.encode()).digest()
+        self.store, self.gate = store, gate
 
     def token_ok(self, tok: str) -> bool:
-        return bool(tok) and hmac.compare_digest(tok.encode(), self._token)
+        return bool(tok) and hmac.compare_digest(hashlib.sha256(tok.encode()).digest(), self._token)
 
     def new_session(self) -> str:
-        expiry = str(int(time.time()) + TEACHER_SESSION_S)
-        nonce = secrets.token_urlsafe(8)
-        return f"{expiry}.{nonce}.{self._mac(expiry, nonce)}"
+        cookie = secrets.token_urlsafe(32)
+        self.store.add_session(cookie, TEACHER_SESSION_S)
+        return cookie
 
     def session_ok(self, cookie: str) -> bool:
-        parts = (cookie or "").split(".")
-        if len(parts) != 3 or not parts[0].isdigit() or int(parts[0]) < time.time():
-            return False
-        return hmac.compare_digest(parts[2], self._mac(parts[0], parts[1]))
-
-    def _mac(self, expiry: str, nonce: str) -> str:
-        return hmac.new(self._key, f"{expiry}.{nonce}".encode(), hashlib.sha256).hexdigest()
+        return self.store.session_ok(cookie)
 
     def is_teacher(self, request: Request) -> bool:
-        return (self.session_ok(request.cookies.get(TEACHER_COOKIE, ""))
-                or self.token_ok(request.headers.get("x-teacher-token", "")))
+        """A live session cookie, or the right ``X-Teacher-Token`` (a wrong one counts as a failed
+        attempt of this client, once per request)."""
+        known = getattr(request.state, "is_teacher", None)
+        if known is not None:
+            return known
+        ok = self.session_ok(request.cookies.get(TEACHER_COOKIE, ""))
+        header = request.headers.get("x-teacher-token", "")
+        if not ok and header:
+            ok = self.token_ok(header)
+            if self.gate is not None:
+                (self.gate.succeeded if ok else self.gate.failed)("teacher", client_key(request))
+        request.state.is_teacher = ok
+        return ok
 
 
 def ctx(request: Request):
     return request.app.state.ctx
 
 
+SIGNED_OUT = {
+    "code": "Your teacher changed the class code, which signs everyone out. Type the new code and "
+            "your name to get back to your seat: your jobs are kept.",
+    "removed": "Your teacher removed this seat. To go on, join again with the class code and your name.",
+    "merged": "Your teacher merged this seat into {name}'s, with its jobs. Join as {name} (on "
+              "another computer, ask your teacher to let you back in).",
+    "old_class": "A new class started on this server. Join it with the class code and your name.",
+}
+
+
+def _student_token(request: Request) -> str:
+    return request.cookies.get(STUDENT_COOKIE) or request.headers.get("x-student-token", "")
+
+
 def student(request: Request) -> dict | None:
-    tok = request.cookies.get(STUDENT_COOKIE) or request.headers.get("x-student-token", "")
-    return ctx(request).store.student_by_token(tok)
+    return ctx(request).store.student_by_token(_student_token(request))
 
 
 def is_teacher(request: Request) -> bool:
@@ -88,9 +126,16 @@ def is_teacher(request: Request) -> bool:
 
 
 def need_student(request: Request) -> dict:
-    s = student(request)
+    """The caller's signed-in seat, else 401 saying why they are signed out."""
+    store = ctx(request).store
+    s = store.seat_by_token(_student_token(request))
     if s is None:
         raise HTTPException(401, "Join the class first (class code and your name).")
+    why = s["signed_out"]
+    if why is not None:
+        into = store.student(s["merged_into"]) if s["merged_into"] else None
+        raise HTTPException(401, SIGNED_OUT[why].format(name=into["name"] if into else "another seat"),
+                            headers={"X-Signed-Out": why})
     return s
 
 

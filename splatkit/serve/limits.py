@@ -4,14 +4,16 @@
   (:data:`BODY_LIMITS`; the upload gets ``--max-upload-mb``), checked on ``Content-Length`` and
   again on the bytes as they arrive, so that a large body costs the server no memory: it is
   refused after at most the limit was read.
-* :class:`Attempts`: failed sign-ins (wrong class code, taken name, wrong teacher token) per client
-  address in a sliding window; past the limit every attempt from that address waits.
+* :class:`TokenGate`: failed sign-ins (wrong class code, taken name, wrong teacher token) per client
+  address in a sliding window; past the limit that address's attempts go one at a time, slowly
+  (a right code or token still gets in).
 * :func:`job_time_limit_s` and :func:`offered_presets`: what one job may take, by preset and
   hardware (:data:`DEFAULT_JOB_MINUTES`), and which presets students may choose.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import deque
@@ -93,36 +95,94 @@ async def _drain(receive, budget: int) -> None:
             break
 
 
-class Attempts:
-    """Failed attempts per key (a client address) in a sliding window of ``window_s``."""
+class TokenGate:
+    """ASGI middleware and bookkeeping: wrong secrets (class codes, teacher tokens) are slowed per
+    client address, never refused, so that the right one always gets in.
 
-    def __init__(self, limit: int = 10, window_s: float = 60.0):
-        self.limit, self.window = limit, window_s
-        self._seen: dict[str, deque] = {}
+    Each request that presents a secret (``/api/join``, ``/api/teacher/login``, or any request
+    with an ``X-Teacher-Token`` header) belongs to a *lane*: ``join`` or ``teacher``. While a
+    client has fewer than ``FREE`` failures in the last ``window_s`` (its requests under way
+    counting as failures once one failed), and fewer than ``BURST`` requests under way, its
+    requests pass at once. Past that, its requests of that lane go one at a time, each after
+    ``delay_s``: at most one guess per ``delay_s`` from one address, however many it sends in
+    parallel (about 400 a second before). A right secret waits its turn and is then accepted; a
+    teacher's session cookie is never slowed. A success clears the client's failures."""
+
+    FREE = {"join": 10, "teacher": 5}
+    BURST = {"join": 64, "teacher": 16}  # a whole class joining at once behind one proxy passes
+    PATHS = {"/api/join": "join", "/api/teacher/login": "teacher"}
+
+    def __init__(self, app=None, delay_s: float = 1.0, window_s: float = 60.0):
+        self.app, self.delay, self.window = app, delay_s, window_s
+        self._fails: dict[tuple[str, str], deque] = {}
+        self._busy: dict[tuple[str, str], int] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._lock = threading.Lock()
 
-    def _recent(self, key: str) -> deque:
-        q = self._seen.setdefault(key, deque())
+    def _recent(self, key) -> deque:
+        q = self._fails.setdefault(key, deque())
         while q and q[0] < time.monotonic() - self.window:
             q.popleft()
         return q
 
-    def check(self, key: str) -> None:
-        """Refuse (429) a key with ``limit`` failures in the window."""
+    def failed(self, lane: str, who: str) -> None:
         with self._lock:
-            q = self._recent(key)
-            if len(q) >= self.limit:
-                wait = int(q[0] + self.window - time.monotonic()) + 1
-                raise HTTPException(429, f"Too many wrong tries from this computer: wait {wait} s "
-                                         "and check the code with your teacher.",
-                                    headers={"Retry-After": str(wait)})
+            self._recent((lane, who)).append(time.monotonic())
+            if len(self._fails) > 10_000:  # forget quiet addresses
+                for k in [k for k, v in self._fails.items() if not v and not self._busy.get(k)]:
+                    del self._fails[k]
+                    self._locks.pop(k, None)
 
-    def failed(self, key: str) -> None:
+    def succeeded(self, lane: str, who: str) -> None:
         with self._lock:
-            self._recent(key).append(time.monotonic())
-            if len(self._seen) > 10_000:  # forget quiet addresses
-                for k in [k for k, v in self._seen.items() if not v]:
-                    del self._seen[k]
+            self._fails.pop((lane, who), None)
+
+    def failures(self, lane: str, who: str) -> int:
+        with self._lock:
+            return len(self._recent((lane, who)))
+
+    def lane(self, scope) -> str | None:
+        if scope["type"] != "http":
+            return None
+        if scope["path"] in self.PATHS:
+            return self.PATHS[scope["path"]]
+        if any(k == b"x-teacher-token" for k, _ in scope["headers"]):
+            return "teacher"
+        return None
+
+    async def __call__(self, scope, receive, send):
+        lane = self.lane(scope)
+        if lane is None:
+            return await self.app(scope, receive, send)
+        key = (lane, scope["client"][0] if scope.get("client") else "?")
+        with self._lock:
+            fails, busy = len(self._recent(key)), self._busy.get(key, 0)
+            # requests under way count as failures once one failed (a burst of guesses), or when
+            # there are very many (a first burst); a script's few parallel requests pass
+            slow = fails + (busy if fails else 0) >= self.FREE[lane] or busy >= self.BURST[lane]
+            self._busy[key] = self._busy.get(key, 0) + 1
+            lock = self._locks.setdefault(key, asyncio.Lock())
+        try:
+            if not slow:
+                return await self.app(scope, receive, send)
+            async with lock:  # one at a time from this address, each after the delay
+                await asyncio.sleep(self.delay)
+                return await self.app(scope, receive, send)
+        finally:
+            with self._lock:
+                self._busy[key] -= 1
+
+
+class GateMiddleware:
+    """Starlette builds middleware from a class: this one runs a :class:`TokenGate` made before
+    (the routes record failures on the same instance)."""
+
+    def __init__(self, app, gate: TokenGate):
+        gate.app = app
+        self.gate = gate
+
+    async def __call__(self, scope, receive, send):
+        return await self.gate(scope, receive, send)
 
 
 def hardware(cluster: dict) -> str:

@@ -15,10 +15,12 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from starlette.datastructures import UploadFile
 
 from ..errors import UserError
+from ..rundir import RunDir
 from .auth import STUDENT_COOKIE, client_key, ctx, is_teacher, job_for, need_student
-from .jobs import class_report, job_view, previews, queue_positions, unreal_zip
+from .jobs import class_report, job_view, plugin_names, previews, queue_positions, queue_waits, unreal_zip
 from .limits import PRESET_HELP, UPLOAD_PATH, offered_presets
-from .store import LimitReached, SeatTaken
+from .names import clean_name
+from .store import LimitReached, SeatsFull, SeatTaken
 from .uploads import UploadError, UploadLimits, save_upload
 
 PAGES = Path(__file__).resolve().parent / "pages"
@@ -59,12 +61,10 @@ def presets_now(request: Request) -> list[str]:
 
 @router.get("/api/info")
 def info(request: Request):
-    from ..export.unreal import PLUGINS
-
     c = ctx(request)
     names = presets_now(request)
     return {"presets": names, "preset_help": {p: PRESET_HELP.get(p, "") for p in names},
-            "plugins": {k: v["title"] for k, v in PLUGINS.items()},
+            "plugins": plugin_names(),
             "limits": {"max_request_mb": c.limits.max_request_mb, "max_files": c.limits.max_files,
                        "jobs_per_student": c.store.int_setting("jobs_per_student")}}
 
@@ -81,32 +81,33 @@ async def json_body(request: Request) -> dict:
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
-async def sign_in_body(request: Request, attempts) -> tuple[dict, str]:
-    """The body of a sign-in request and the caller's address, unless the address has too many
-    failed attempts (429, :class:`~.limits.Attempts`)."""
-    who = client_key(request)
-    attempts.check(who)
-    return await json_body(request), who
+async def sign_in_body(request: Request) -> tuple[dict, str]:
+    """The body of a sign-in request and the caller's address (for :class:`~.limits.TokenGate`,
+    which slows the addresses with many failed attempts)."""
+    return await json_body(request), client_key(request)
 
 
 @router.post("/api/join")
 async def join(request: Request):
     c = ctx(request)
-    body, who = await sign_in_body(request, c.join_attempts)
+    body, who = await sign_in_body(request)
     code = str(body.get("class_code", "")).strip().upper()
-    name = " ".join(str(body.get("name", "")).split())[:40]
+    name = clean_name(str(body.get("name", "")))
     if not name:
         raise HTTPException(400, "Type your name.")
     if not hmac.compare_digest(code.encode(), (c.store.setting("class_code") or "").encode()):
-        c.join_attempts.failed(who)
+        c.gate.failed("join", who)
         raise HTTPException(403, "Wrong class code. Ask your teacher for it.")
     mine = request.cookies.get(STUDENT_COOKIE) or request.headers.get("x-student-token")
     try:
         s, token = c.store.join(name, mine)
     except SeatTaken as e:
-        c.join_attempts.failed(who)
+        c.gate.failed("join", who)
         raise HTTPException(409, f"Someone has already joined as {e}. Pick another name; or, if that "
                                  "is you on another computer, ask your teacher to let you back in.") from None
+    except SeatsFull as e:
+        raise HTTPException(403, f"The class is full ({e} seats). If you joined before, use your own "
+                                 "computer, or ask your teacher.") from None
     resp = JSONResponse({"id": s["id"], "name": s["name"], **({"token": token} if token else {})})
     if token:
         resp.set_cookie(STUDENT_COOKIE, token, httponly=True, samesite="strict", max_age=30 * 86400)
@@ -118,10 +119,11 @@ def me(request: Request):
     c = ctx(request)
     s = need_student(request)
     pos = queue_positions(c.store)
+    mine = c.store.jobs(student_id=s["id"], newest_first=True)
+    waits = queue_waits(c.store, c.dispatcher.slots) if any(j["state"] == "queued" for j in mine) else {}
     return {"id": s["id"], "name": s["name"], "paused": c.store.setting("paused") == "1",
             "keep_days": c.store.float_setting("keep_days"),
-            "jobs": [job_view(j, pos, data=c.data)
-                     for j in c.store.jobs(student_id=s["id"], newest_first=True)]}
+            "jobs": [job_view(j, pos, data=c.data, waits=waits) for j in mine]}
 
 
 @router.post(UPLOAD_PATH, status_code=201)
@@ -136,7 +138,8 @@ async def submit(request: Request):
         raise HTTPException(429, f"You already have {limit} jobs queued or running: wait for one "
                                  "to finish (or cancel one).") from None
     c.dispatcher.wake()
-    return job_view(job, queue_positions(c.store), data=c.data)
+    return job_view(job, queue_positions(c.store), data=c.data,
+                    waits=queue_waits(c.store, c.dispatcher.slots))
 
 
 async def _receive_job(request: Request, c, s: dict) -> dict:
@@ -185,16 +188,28 @@ def _store_upload(uploads: list[UploadFile], dest: Path, limits: UploadLimits, d
 def get_job(request: Request, job_id: int):
     c = ctx(request)
     teacher = is_teacher(request)
-    return job_view(job_for(request, job_id), queue_positions(c.store), teacher=teacher, data=c.data)
+    job = job_for(request, job_id)
+    waits = queue_waits(c.store, c.dispatcher.slots) if job["state"] == "queued" else {}
+    return job_view(job, queue_positions(c.store), teacher=teacher, data=c.data, waits=waits)
 
 
 @router.post("/api/jobs/{job_id}/cancel")
 def cancel(request: Request, job_id: int):
     job_for(request, job_id)
     c = ctx(request)
-    state = c.store.request_cancel(job_id)
+    state = c.store.request_cancel(job_id, "teacher" if is_teacher(request) else "student")
     c.dispatcher.wake()
     return {"id": job_id, "state": state}
+
+
+def job_files(request: Request, job_id: int) -> dict:
+    """The job (:func:`~.auth.job_for`), if its files are still kept (else 410, in plain words)."""
+    job = job_for(request, job_id)
+    if job.get("purged"):
+        days = ctx(request).store.float_setting("keep_days")
+        raise HTTPException(410, f"The files of job {job_id} were removed {days:g} days after it ended "
+                                 "(your teacher's setting). Upload the photos again to make it anew.")
+    return job
 
 
 def send_file(path: Path, media_type: str | None, download_name: str | None = None):
@@ -205,30 +220,30 @@ def send_file(path: Path, media_type: str | None, download_name: str | None = No
 
 @router.get("/api/jobs/{job_id}/report.html")
 def report(request: Request, job_id: int):
-    job = job_for(request, job_id)
-    if not (Path(job["out_dir"]) / "report.html").is_file():
+    job = job_files(request, job_id)
+    if not RunDir(job["out_dir"]).report.is_file():
         raise HTTPException(404, "Not there (yet).")
     return send_file(class_report(job), "text/html")
 
 
 @router.get("/api/jobs/{job_id}/scene.ply")
 def ply(request: Request, job_id: int):
-    job = job_for(request, job_id)
-    return send_file(Path(job["out_dir"]) / "scene.ply", "application/octet-stream",
+    job = job_files(request, job_id)
+    return send_file(RunDir(job["out_dir"]).scene_ply, "application/octet-stream",
                      f"splatkit_job{job_id}.ply")
 
 
 @router.get("/api/jobs/{job_id}/previews/{name}")
 def preview(request: Request, job_id: int, name: str):
-    out = Path(job_for(request, job_id)["out_dir"])
+    out = Path(job_files(request, job_id)["out_dir"])
     if name not in previews(out):  # only names from the folder listing: no paths
         raise HTTPException(404, "No such preview.")
-    return send_file(out / "previews" / name, "image/png")
+    return send_file(RunDir(out).previews / name, "image/png")
 
 
 @router.get("/api/jobs/{job_id}/unreal/{plugin}.zip")
 def unreal(request: Request, job_id: int, plugin: str):
-    job = job_for(request, job_id)
+    job = job_files(request, job_id)
     if job["state"] != "done":
         raise HTTPException(409, "The job has not finished yet.")
     try:
@@ -247,14 +262,14 @@ def view_page(request: Request, job_id: int):
 
 @router.get("/jobs/{job_id}/view/scene.ply")
 def view_ply(request: Request, job_id: int):
-    return send_file(Path(job_for(request, job_id)["out_dir"]) / "scene.ply", "application/octet-stream")
+    return send_file(RunDir(job_files(request, job_id)["out_dir"]).scene_ply, "application/octet-stream")
 
 
 @router.get("/jobs/{job_id}/view/cameras.json")
 def view_cameras(request: Request, job_id: int):
     from ..viewer.cameras import cameras_payload
 
-    return JSONResponse(cameras_payload(Path(job_for(request, job_id)["out_dir"])))
+    return JSONResponse(cameras_payload(Path(job_files(request, job_id)["out_dir"])))
 
 
 @router.get("/jobs/{job_id}/view/static/{path:path}")

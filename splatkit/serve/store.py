@@ -6,10 +6,16 @@ timings). A job's state is one of ``queued -> running -> done | failed | cancell
 restart puts ``running`` jobs back to ``queued`` (they resume from their last checkpoint and keep
 their place: :func:`fair_order` starts them first), so nothing is lost.
 
-A seat is one person: a name (compared case- and space-insensitively) is unique within a class
-code; joining again under a taken name needs that seat's token or the teacher's leave
-(``rejoin_ok``). Changing the class code signs every seat of the old code out. The file is created
-with mode 600 (students' tokens are kept only as hashes).
+A seat is one person: a name (compared by :func:`~.names.name_key`: Unicode NFKC, no invisible
+characters, case, spaces and look-alike letters) is unique within the class; joining again under a
+taken name needs that seat's token or the teacher's leave (``rejoin_ok``). The class (setting
+``class_id``) outlives its code: changing the class code signs every student out (``joined_code``
+is the code a seat last joined with) but keeps the seats and their jobs: joining with the new code
+from the same browser gives the seat back. The teacher may remove a seat (its waiting and running
+jobs are cancelled, the name is free again) or merge one into another (its jobs move), and cap the
+number of seats (``max_seats``). Teacher sessions are rows of ``sessions`` (the SHA-256 of each
+cookie), so that signing out ends one and the teacher can end them all. The file is created with
+mode 600 (students' tokens and sessions are kept only as hashes).
 
 Every method takes the store's lock and commits before returning: the web handlers (threads) and
 the dispatcher thread share one connection.
@@ -25,6 +31,9 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+from ..rundir import RunDir
+from .names import clean_name, name_key
 
 ACTIVE = ("queued", "running")
 FINISHED = ("done", "failed", "cancelled")
@@ -57,6 +66,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     rerun_of INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, created REAL NOT NULL, expires REAL NOT NULL);
 """
 #: columns added after the first release: (table, column, SQL type and default)
 MIGRATIONS = [
@@ -66,6 +76,10 @@ MIGRATIONS = [
     ("jobs", "run_seconds", "REAL NOT NULL DEFAULT 0"),
     ("jobs", "video_fps", "REAL"),
     ("jobs", "purged", "INTEGER NOT NULL DEFAULT 0"),
+    ("students", "joined_code", "TEXT"),
+    ("students", "removed", "INTEGER NOT NULL DEFAULT 0"),
+    ("students", "merged_into", "INTEGER"),
+    ("jobs", "cancel_by", "TEXT"),
 ]
 HASHED = "sha256:"
 
@@ -77,11 +91,18 @@ DEFAULTS = {
     "job_minutes": "0",  # time limit of one job; 0: the default of its preset and the hardware
     "allow_full_on_cpu": "0",  # 1: offer the `full` preset on a cluster without GPUs
     "keep_days": "30",  # finished jobs' files are removed this many days after they end (0: never)
+    "max_seats": "0",  # most seats (names) in the class; 0: no cap
 }
+#: who cancelled a job (``jobs.cancel_by``)
+CANCELLERS = ("student", "teacher", "seat")
 
 
 class SeatTaken(Exception):
     """Someone else holds this name in the class."""
+
+
+class SeatsFull(Exception):
+    """The class has ``max_seats`` seats already."""
 
 
 class LimitReached(Exception):
@@ -92,10 +113,6 @@ class LimitReached(Exception):
 
 def token_hash(token: str) -> str:
     return HASHED + hashlib.sha256(token.encode()).hexdigest()
-
-
-def name_key(name: str) -> str:
-    return " ".join(name.split()).casefold()
 
 
 class Store:
@@ -132,10 +149,18 @@ class Store:
                 "SELECT id, token FROM students WHERE token NOT LIKE 'sha256:%'").fetchall():
             self._db.execute("UPDATE students SET token=? WHERE id=?", (token_hash(tok), sid))
         code = self.setting("class_code")
+        if self.setting("class_id") is None:  # the class outlives its code from now on
+            self.set_setting("class_id", code)
         self._db.execute("UPDATE students SET class_code=? WHERE class_code IS NULL", (code,))
-        self._db.execute("UPDATE students SET name_key=lower(trim(name)) WHERE name_key IS NULL AND id IN "
-                         "(SELECT MIN(id) FROM students GROUP BY class_code, lower(trim(name)))")
+        self._db.execute("UPDATE students SET joined_code=class_code WHERE joined_code IS NULL")
         self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS students_seat ON students(class_code, name_key)")
+        for sid, name, key in self._db.execute(
+                "SELECT id, name, name_key FROM students WHERE removed=0").fetchall():
+            if key is not None and key != name_key(name):  # keys of an earlier rule
+                try:
+                    self._db.execute("UPDATE students SET name_key=? WHERE id=?", (name_key(name), sid))
+                except sqlite3.IntegrityError:
+                    pass  # two seats whose names now look alike: both stay (the teacher merges)
 
     # -- settings ---------------------------------------------------------------------------
     def setting(self, key: str) -> str | None:
@@ -164,37 +189,66 @@ class Store:
         A free name gets a new seat and token; a taken one is returned to the holder of its token
         (no new token), or, once the teacher allowed it (``rejoin_ok``), gets a new token that signs
         the old one out. Otherwise :class:`SeatTaken`."""
-        key = name_key(name)
+        name, key = clean_name(name), name_key(name)
         with self._lock:
-            code = self.setting("class_code")
+            cls, code = self.setting("class_id"), self.setting("class_code")
             row = self._db.execute("SELECT * FROM students WHERE class_code=? AND name_key=?",
-                                   (code, key)).fetchone()
+                                   (cls, key)).fetchone()
             if row is None:
+                cap = self.int_setting("max_seats")
+                if cap and self.count_seats() >= cap:
+                    raise SeatsFull(cap)
                 new = secrets.token_urlsafe(24)
                 cur = self._db.execute(
-                    "INSERT INTO students (name, token, created, class_code, name_key) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (name, token_hash(new), time.time(), code, key))
+                    "INSERT INTO students (name, token, created, class_code, name_key, joined_code) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (name, token_hash(new), time.time(), cls, key, code))
                 return self.student(cur.lastrowid), new
             if token and secrets.compare_digest(row["token"], token_hash(token)):
-                return dict(row), None
+                self._db.execute("UPDATE students SET joined_code=? WHERE id=?", (code, row["id"]))
+                return self.student(row["id"]), None
             if row["rejoin_ok"]:
                 new = secrets.token_urlsafe(24)
-                self._db.execute("UPDATE students SET token=?, rejoin_ok=0 WHERE id=?",
-                                 (token_hash(new), row["id"]))
+                self._db.execute("UPDATE students SET token=?, rejoin_ok=0, joined_code=? WHERE id=?",
+                                 (token_hash(new), code, row["id"]))
                 return self.student(row["id"]), new
             raise SeatTaken(row["name"])
 
-    def set_class_code(self, code: str) -> None:
-        """A new class code: the seats of the old one are retired (signed out for good, even if
-        the old code comes back); their jobs stay."""
+    def count_seats(self) -> int:
         with self._lock:
-            old = self.setting("class_code")
-            if code == old:
-                return
-            self._db.execute("UPDATE students SET class_code = class_code || '~' || ? WHERE class_code = ?",
-                             (f"{time.time():.6f}", old))
+            return self._db.execute("SELECT COUNT(*) FROM students WHERE class_code=? AND removed=0",
+                                    (self.setting("class_id"),)).fetchone()[0]
+
+    def set_class_code(self, code: str) -> None:
+        """A new class code: every student is signed out until they join with it; seats and
+        jobs stay (the same browser, or the teacher's leave, gets the seat back)."""
+        with self._lock:
             self.set_setting("class_code", code)
+
+    def remove_seat(self, sid: int) -> bool:
+        """Remove a seat: its waiting and running jobs are cancelled, its browser is signed out
+        and its name is free again; its finished jobs stay listed."""
+        with self._lock:
+            row = self.student(sid)
+            if row is None or row["removed"]:
+                return False
+            for j in self.jobs(student_id=sid, states=ACTIVE):
+                self.request_cancel(j["id"], "seat")
+            self._db.execute("UPDATE students SET removed=1, name_key=NULL, rejoin_ok=0 WHERE id=?", (sid,))
+            return True
+
+    def merge_seats(self, src: int, dst: int) -> bool:
+        """Merge seat ``src`` into ``dst``: its jobs become ``dst``'s; ``src`` is removed."""
+        with self._lock:
+            a, b = self.student(src), self.student(dst)
+            if a is None or b is None or src == dst or a["removed"] or b["removed"]:
+                return False
+            self._db.execute("UPDATE jobs SET student_id=? WHERE student_id=?", (dst, src))
+            self._db.execute("UPDATE students SET removed=1, name_key=NULL, rejoin_ok=0, merged_into=? "
+                             "WHERE id=?", (dst, src))
+            last = max(a["last_dispatch"] or 0, b["last_dispatch"] or 0) or None
+            self._db.execute("UPDATE students SET last_dispatch=? WHERE id=?", (last, dst))
+            return True
 
     def allow_rejoin(self, sid: int) -> bool:
         with self._lock:
@@ -205,23 +259,64 @@ class Store:
             row = self._db.execute("SELECT * FROM students WHERE id=?", (sid,)).fetchone()
         return dict(row) if row else None
 
-    def student_by_token(self, token: str) -> dict | None:
-        """The seat of ``token`` in the current class (a changed class code signs it out)."""
+    def seat_by_token(self, token: str) -> dict | None:
+        """The seat of ``token``, signed in or not: with ``signed_out`` None (signed in), or why
+        not: ``code`` (the class code changed), ``removed``, ``merged`` or ``old_class``."""
         if not token or len(token) > 200:
             return None
         with self._lock:
-            row = self._db.execute(
-                "SELECT * FROM students WHERE token=? AND class_code=(SELECT value FROM settings "
-                "WHERE key='class_code')", (token_hash(token),)).fetchone()
-        return dict(row) if row else None
+            row = self._db.execute("SELECT * FROM students WHERE token=?", (token_hash(token),)).fetchone()
+            if row is None:
+                return None
+            s = dict(row)
+            why = None
+            if s["class_code"] != self.setting("class_id"):
+                why = "old_class"
+            elif s["merged_into"]:
+                why = "merged"
+            elif s["removed"]:
+                why = "removed"
+            elif s["joined_code"] != self.setting("class_code"):
+                why = "code"
+        return {**s, "signed_out": why}
 
-    def students(self) -> list[dict]:
-        """Every seat, newest class first, with ``signed_in`` (a seat of the current class)."""
+    def student_by_token(self, token: str) -> dict | None:
+        """The signed-in seat of ``token`` (a changed class code, a removed seat sign it out)."""
+        s = self.seat_by_token(token)
+        return s if s is not None and s["signed_out"] is None else None
+
+    def students(self, limit: int = -1, offset: int = 0) -> list[dict]:
+        """The seats of the class (not removed), in joining order, with ``signed_in`` (joined
+        with the current class code)."""
         with self._lock:
+            rows = self._db.execute(
+                "SELECT id, name, created, class_code, rejoin_ok, joined_code FROM students "
+                "WHERE class_code=? AND removed=0 ORDER BY id LIMIT ? OFFSET ?",
+                (self.setting("class_id"), limit, offset))
             code = self.setting("class_code")
-            rows = self._db.execute("SELECT id, name, created, class_code, rejoin_ok FROM students "
-                                    "ORDER BY class_code = ? DESC, id", (code,))
-            return [{**dict(r), "signed_in": r["class_code"] == code} for r in rows]
+            return [{**dict(r), "signed_in": r["joined_code"] == code} for r in rows]
+
+    # -- teacher sessions ---------------------------------------------------------------------
+    def add_session(self, cookie: str, lifetime_s: float) -> None:
+        now = time.time()
+        with self._lock:
+            self._db.execute("DELETE FROM sessions WHERE expires < ?", (now,))
+            self._db.execute("INSERT INTO sessions VALUES (?, ?, ?)",
+                             (token_hash(cookie), now, now + lifetime_s))
+
+    def session_ok(self, cookie: str) -> bool:
+        if not cookie or len(cookie) > 200:
+            return False
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM sessions WHERE id=? AND expires > ?",
+                                    (token_hash(cookie), time.time())).fetchone() is not None
+
+    def end_sessions(self, cookie: str | None = None) -> int:
+        """End the session of ``cookie``, or every session (None); returns how many."""
+        with self._lock:
+            if cookie is None:
+                return self._db.execute("DELETE FROM sessions").rowcount
+            return self._db.execute("DELETE FROM sessions WHERE id=?", (token_hash(cookie),)).rowcount
 
     @contextmanager
     def job_slot(self, student_id: int, limit: int):
@@ -332,16 +427,26 @@ class Store:
     def set_node(self, job_id: int, node_id: str) -> None:
         self._update(job_id, node_id=node_id)
 
-    def request_cancel(self, job_id: int) -> str:
-        """Cancel a job: queued ones at once, running ones when their task stops. Returns the state."""
+    def request_cancel(self, job_id: int, by: str) -> str:
+        """Cancel a job (``by``: one of :data:`CANCELLERS`): queued ones at once, running ones when
+        their task stops. Returns the state."""
+        assert by in CANCELLERS
         with self._lock:
             job = self.job(job_id)
             if job["state"] == "queued":
-                self._update(job_id, state="cancelled", finished=time.time(), cancel_requested=1)
+                self._update(job_id, state="cancelled", finished=time.time(), cancel_requested=1,
+                             cancel_by=by)
                 return "cancelled"
             if job["state"] == "running":
-                self._update(job_id, cancel_requested=1)
+                self._update(job_id, cancel_requested=1, cancel_by=by)
             return job["state"]
+
+    def run_times(self, preset: str, n: int = 20) -> list[float]:
+        """How long the last ``n`` finished jobs of ``preset`` ran (seconds; done jobs only)."""
+        with self._lock:
+            return [r[0] for r in self._db.execute(
+                "SELECT run_seconds FROM jobs WHERE state='done' AND preset=? AND run_seconds > 0 "
+                "ORDER BY finished DESC LIMIT ?", (preset, n))]
 
     def requeue_running(self) -> list[int]:
         """After a restart: jobs left ``running`` by the previous server go back to the queue. The
@@ -350,7 +455,7 @@ class Store:
             rows = self._db.execute("SELECT id, started, out_dir FROM jobs WHERE state='running'").fetchall()
             for jid, started, out_dir in rows:
                 try:
-                    last = (Path(out_dir) / "events.jsonl").stat().st_mtime
+                    last = RunDir(out_dir).events.stat().st_mtime
                 except OSError:
                     last = started or time.time()
                 self._db.execute("UPDATE jobs SET run_seconds = run_seconds + ? WHERE id=?",

@@ -19,7 +19,12 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-IMAGE_TYPES = {"jpeg": ".jpg", "png": ".png"}
+IMAGE_TYPES = {"jpeg": ".jpg", "png": ".png", "heic": ".heic", "avif": ".avif"}
+#: ISO media brands (``ftyp``) of HEIF photos (iPhones) and AVIF photos; any other is a video
+HEIC_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1"}
+AVIF_BRANDS = {b"avif", b"avis"}
+#: what students may upload as photos, in words
+PHOTO_WORDS = "a JPEG, PNG, HEIC or AVIF photo"
 VIDEO_TYPES = {"mp4": ".mp4", "matroska": ".mkv", "avi": ".avi"}
 
 
@@ -43,7 +48,8 @@ class UploadError(Exception):
 
 
 def sniff(head: bytes) -> str | None:
-    """The type of a file from its first bytes: jpeg, png, zip, mp4, matroska, avi or None."""
+    """The type of a file from its first bytes: jpeg, png, heic, avif, zip, mp4, matroska, avi or
+    None."""
     if head.startswith(b"\xff\xd8\xff"):
         return "jpeg"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -51,6 +57,10 @@ def sniff(head: bytes) -> str | None:
     if head.startswith(b"PK\x03\x04"):
         return "zip"
     if len(head) >= 12 and head[4:8] == b"ftyp":
+        if head[8:12] in HEIC_BRANDS:
+            return "heic"
+        if head[8:12] in AVIF_BRANDS:
+            return "avif"
         return "mp4"  # also .mov and .m4v
     if head.startswith(b"\x1a\x45\xdf\xa3"):
         return "matroska"  # also .webm
@@ -60,11 +70,21 @@ def sniff(head: bytes) -> str | None:
 
 
 def _check_image(path: Path, shown: str) -> None:
+    """The photo must decode to its end: ``verify`` reads the structure (PNG chunks and CRCs), then
+    the picture is decoded (a JPEG at 1/8 scale, which still reads every byte of its data), so that
+    a file cut short is refused here rather than failing the job later."""
     from PIL import Image
 
+    from ..ingest.formats import heif_problem
+
+    heif_problem()  # registers pillow-heif's reader with Pillow
     try:
         with Image.open(path) as im:
             im.verify()
+        with Image.open(path) as im:
+            if im.format == "JPEG":
+                im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
+            im.load()
     except Exception:  # noqa: BLE001 - any decoder error means: not a usable photo
         raise UploadError(f"{shown} looks like a photo but cannot be opened (damaged or cut off). "
                           "Upload it again, or leave it out.") from None
@@ -108,18 +128,19 @@ def _save(files: list[tuple[str, Path]], dest: Path, limits: UploadLimits) -> tu
         n = _extract_zip(files[0][1], files[0][0], dest, limits)
         return f"{n} photos from {files[0][0]}", None
     if len(files) == 1 and kinds[0] in VIDEO_TYPES:
-        seconds = _check_video(files[0][1], files[0][0])
+        frames, seconds = _check_video(files[0][1], files[0][0])
         shutil.copyfile(files[0][1], dest / ("video" + VIDEO_TYPES[kinds[0]]))
-        fps = limits.max_video_frames / seconds if seconds > 0 else None
-        return f"video {files[0][0]} ({seconds:.0f} s)", fps
+        fps = limits.max_video_frames / seconds
+        return (f"video {files[0][0]} ({seconds:.0f} s, {frames} frames; at most "
+                f"{min(frames, limits.max_video_frames)} used)"), fps
     if any(k == "zip" or k in VIDEO_TYPES for k in kinds):
         raise UploadError("Send either photos, or one zip, or one video, not a mix.")
     if len(files) > limits.max_files:
         raise UploadError(f"{len(files)} files is too many: at most {limits.max_files} photos per job.")
     for i, ((name, path), kind) in enumerate(zip(files, kinds, strict=True)):
         if kind not in IMAGE_TYPES:
-            raise UploadError(f"{name} is not a JPEG or PNG photo (checked by its content). "
-                              "Convert it (e.g. HEIC to JPEG) or leave it out.")
+            raise UploadError(f"{name} is not {PHOTO_WORDS} (checked by its content). "
+                              "Convert it to JPEG or leave it out.")
         if path.stat().st_size > limits.max_file_mb * 1e6:
             raise UploadError(f"{name} is larger than {limits.max_file_mb:g} MB.", 413)
         _check_image(path, name)
@@ -173,7 +194,7 @@ def _unpack(src: Path, shown: str, dest: Path, limits: UploadLimits) -> int:
         if len(photos) > limits.max_files:
             raise UploadError(f"{shown} holds {len(photos)} photos: at most {limits.max_files}.")
         if len(photos) < limits.min_photos:
-            raise UploadError(f"{shown} holds {len(photos)} JPEG/PNG photos: send at least "
+            raise UploadError(f"{shown} holds {len(photos)} JPEG/PNG/HEIC/AVIF photos: send at least "
                               f"{limits.min_photos}.")
         budget = limits.max_unzipped_mb * 1e6
         for k, info in enumerate(photos):
@@ -191,7 +212,7 @@ def _unpack(src: Path, shown: str, dest: Path, limits: UploadLimits) -> int:
             with open(target, "rb") as f:
                 kind = sniff(f.read(16))
             if kind not in IMAGE_TYPES:
-                raise UploadError(f"{info.filename} in {shown} is not a JPEG or PNG photo "
+                raise UploadError(f"{info.filename} in {shown} is not {PHOTO_WORDS} "
                                   "(checked by its content).")
             _check_image(target, info.filename)
             target.rename(target.with_suffix(IMAGE_TYPES[kind]))
@@ -202,28 +223,47 @@ def _wanted(name: str) -> bool:
     p = PurePosixPath(name)
     if any(part.startswith(".") or part == "__MACOSX" for part in p.parts):
         return False
-    return p.suffix.lower() in (".jpg", ".jpeg", ".png")
+    return p.suffix.lower() in (".jpg", ".jpeg", ".png", ".heic", ".heif", ".avif")
 
 
-def _check_video(path: Path, shown: str) -> float:
-    """The video's length in seconds (0 when unknown); refuses files without a picture."""
+#: a video with more frames than this is refused (about 28 minutes at 30 frames a second)
+MAX_VIDEO_DECODED = 50_000
+
+
+def _check_video(path: Path, shown: str) -> tuple[int, float]:
+    """(frames, seconds) of the video, counted by decoding it: the duration in the file's header is
+    not trusted (a long clip may claim to last a second). Seconds run from the first to the last
+    frame's time, as the job's frame sampling reads them. Refuses files without a picture, that do
+    not decode, or that are very long."""
     try:
         import av
     except ImportError:
         raise UploadError("This server cannot read videos (PyAV is not installed). "
                           "Send photos instead, or ask your teacher.") from None
+    frames, first, last = 0, None, None
     try:
         with av.open(str(path)) as c:
             if not c.streams.video:
                 raise UploadError(f"{shown} has no video track.")
             st = c.streams.video[0]
-            if st.duration and st.time_base:
-                return float(st.duration * st.time_base)
-            return float(c.duration or 0) / 1e6  # microseconds (av.time_base)
+            st.thread_type = "AUTO"
+            rate = float(st.average_rate or 30)
+            for frame in c.decode(st):
+                t = frame.time if frame.time is not None else frames / rate
+                first = t if first is None else min(first, t)
+                last = t if last is None else max(last, t)
+                frames += 1
+                if frames > MAX_VIDEO_DECODED:
+                    raise UploadError(f"{shown} is too long ({MAX_VIDEO_DECODED} frames at most): "
+                                      "cut it to a few minutes around the object.", 413)
     except UploadError:
         raise
-    except Exception:  # noqa: BLE001
-        raise UploadError(f"{shown} looks like a video but cannot be read.") from None
+    except Exception:  # noqa: BLE001 - a decoder error: keep what decoded, if anything
+        if not frames:
+            raise UploadError(f"{shown} looks like a video but cannot be read.") from None
+    if frames == 0:
+        raise UploadError(f"{shown} has no picture that can be decoded.")
+    return frames, max(last - first + 1.0 / rate, 1.0 / rate)
 
 
 def find_video(photos_dir: Path) -> Path | None:

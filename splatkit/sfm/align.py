@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .loaders import GL_TO_CV
+from ..frames import GL_TO_CV
 
 
 def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:

@@ -51,6 +51,23 @@ def verified_pairs(db_path: Path) -> dict[tuple[str, str], int]:
     return out
 
 
+#: two-view geometries that a homography explains: no parallax between the two photos
+NO_PARALLAX = {int(pycolmap.TwoViewGeometryConfiguration.PANORAMIC),
+               int(pycolmap.TwoViewGeometryConfiguration.PLANAR_OR_PANORAMIC)}
+
+
+def no_parallax_share(db_path: Path) -> float:
+    """The share of verified photo pairs whose geometry is a pure rotation (COLMAP's PANORAMIC
+    or PLANAR_OR_PANORAMIC): near 1 when every photo was taken from the same spot."""
+    db = pycolmap.Database.open(str(db_path))
+    try:
+        _, geoms = db.read_two_view_geometries()
+    finally:
+        db.close()
+    kinds = [int(g.config) for g in geoms if len(g.inlier_matches) > 0]
+    return sum(k in NO_PARALLAX for k in kinds) / len(kinds) if kinds else 0.0
+
+
 def forget_features(db_path: Path, ids: list[int]) -> None:
     """Delete the keypoints, descriptors, matches and verified geometries of images ``ids``.
 

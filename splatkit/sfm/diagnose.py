@@ -17,6 +17,13 @@ from pathlib import Path
 from ..errors import UserError
 from .database import image_ids, verified_pairs
 
+#: this share of verified pairs without parallax (or more) means: taken from one spot
+NO_PARALLAX_SHARE = 0.6
+NO_PARALLAX_TODO = (
+    "Take a step sideways between photos (about 30 cm for an object, a metre or more for a "
+    "room or building) instead of turning the camera from one spot; a tripod panorama cannot "
+    "be reconstructed in 3D."
+)
 #: fewer verified matches than this with every other photo counts as "few" (COLMAP needs 15)
 FEW_MATCHES = 40
 OVERLAP_TODO = (
@@ -111,9 +118,18 @@ def failure(
     models: list[list[str]],
     inliers: dict[str, dict[str, int]],
     flags: dict[str, str],
+    no_parallax: float = 0.0,
 ) -> UserError:
-    """The plain two-line error when SfM fails outright."""
+    """The plain two-line error when SfM fails outright. ``no_parallax``: the share of matched
+    pairs that show no change of viewpoint (:func:`~splatkit.sfm.database.no_parallax_share`):
+    when most do, that is the cause, whatever the groups look like."""
     n = len(names)
+    if no_parallax >= NO_PARALLAX_SHARE:
+        return UserError(
+            f"The photos were all taken from about the same spot ({no_parallax:.0%} of the matched "
+            "pairs show no change of viewpoint), so their depth cannot be measured.",
+            NO_PARALLAX_TODO,
+        )
     if len(models) > 1:
         sizes = ", ".join(str(len(g)) for g in models)
         return UserError(

@@ -13,7 +13,7 @@ Conventions (see also ``splatkit/scene.py``):
 * COLMAP's pixel coordinates put the centre of the top-left pixel at (0.5, 0.5), as ours do, so
   ``K`` is the camera's calibration matrix unchanged.
 * ``transforms.json`` stores camera-to-world matrices with OpenGL camera axes (x right, y up,
-  z backward, the camera looks along -z). OpenCV c2w = OpenGL c2w @ diag(1, -1, -1, 1) (flip the
+  z backward, the camera looks along -z). OpenCV c2w = OpenGL c2w @ ``frames.GL_TO_CV`` (flip the
   camera's y and z axes); world-to-camera is its inverse. The world frame is kept as it is.
 * ``transforms.json`` intrinsics ``fl_x, fl_y, cx, cy, w, h`` (pixels, top level or per frame)
   and optional OpenCV distortion ``k1, k2, p1, p2`` (``k3``, ``k4`` for the full OPENCV model are
@@ -24,7 +24,6 @@ Conventions (see also ``splatkit/scene.py``):
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -34,7 +33,9 @@ import torch
 
 from ..errors import UserError
 from ..events import NULL_BUS, EventBus, Message
+from ..frames import GL_TO_CV
 from ..ingest.names import shown
+from ..rundir import RunDir, as_rundir, colmap_images, colmap_models
 from ..scene import Cameras, Scene
 from .model_files import model_format, read_model
 from .transforms import TransformsCameras, read_transforms
@@ -43,8 +44,6 @@ from .validate import check_model
 STAGE = "sfm"
 PINHOLE_MODELS = ("PINHOLE", "SIMPLE_PINHOLE")
 
-#: OpenGL camera axes -> OpenCV camera axes (flip y and z), applied on the camera side of c2w.
-GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
 def scene_from_reconstruction(
@@ -100,37 +99,37 @@ def _cam_from_world(im) -> pycolmap.Rigid3d:
     return cfw() if callable(cfw) else cfw
 
 
-def load_scene(out_dir: Path, unregistered: list[str] | None = None) -> Scene:
-    """Read ``out_dir/sparse/0`` (undistorted, pinhole) and ``out_dir/images`` into a Scene.
+def load_scene(out_dir: Path | RunDir, unregistered: list[str] | None = None) -> Scene:
+    """Read ``OUT/sparse/0`` (undistorted, pinhole) and ``OUT/images`` into a Scene, the model
+    checked first (:func:`~splatkit.sfm.model_files.read_model`: a damaged file is a plain error).
 
     Cameras are sorted by image name; the train/test split is the INRIA one.
     """
-    out_dir = Path(out_dir)
-    sparse = out_dir / "sparse" / "0"
-    if not (sparse / "cameras.bin").exists() and not (sparse / "cameras.txt").exists():
-        raise UserError(
-            f"No COLMAP model in {sparse}.",
-            "Run the SfM stage first, or point to a folder with sparse/0 and images.",
-        )
+    rd = as_rundir(out_dir)
+    rec = read_model(rd.sparse, todo=f"Compute the camera poses again: {rd.train_command()} --restart")
     if unregistered is None:
-        unregistered = _recorded_unregistered(out_dir)
-    return scene_from_reconstruction(
-        pycolmap.Reconstruction(str(sparse)), out_dir / "images", unregistered
-    )
+        unregistered = _recorded_unregistered(rd)
+    return scene_from_reconstruction(rec, rd.images, unregistered)
 
 
-def _recorded_unregistered(out_dir: Path) -> list[str]:
+def load_cached(out_dir: Path | RunDir, unregistered: list[str] | None = None) -> Scene | None:
+    """The run's scene from an earlier SfM, or None when its model is damaged (SfM runs again)."""
     try:
-        d = json.loads((out_dir / "sfm_work" / "inputs.json").read_text(encoding="utf-8"))
-        return list(d.get("unregistered", []))
-    except (OSError, ValueError):
-        return []
+        return load_scene(out_dir, unregistered)
+    except UserError:
+        return None
+
+
+def _recorded_unregistered(rd: RunDir) -> list[str]:
+    d = rd.read_json_object(rd.sfm_inputs) or {}
+    names = d.get("unregistered", [])
+    return [str(n) for n in names] if isinstance(names, list) else []
 
 
 def find_sparse(project: Path) -> Path:
     """The model folder of a COLMAP project: ``sparse/0``, ``sparse`` or the project itself."""
     project = Path(project)
-    for p in (project / "sparse" / "0", project / "sparse", project):
+    for p in colmap_models(project):
         if (p / "cameras.bin").exists() or (p / "cameras.txt").exists():
             return p
     raise UserError(
@@ -144,7 +143,7 @@ def read_colmap_project(project: Path, bus: EventBus = NULL_BUS):
     :func:`~splatkit.sfm.validate.check_model`; fixes are made in ``rec``), nothing written."""
     project = Path(project)
     sparse = find_sparse(project)
-    image_dir = project / "images"
+    image_dir = colmap_images(project)
     if not image_dir.is_dir():
         raise UserError(
             f"No images folder in {shown(project)}.", "Put the photos in images/ beside sparse/."
@@ -184,7 +183,7 @@ def undistort_reconstruction(
     num_threads: int = -1, bus: EventBus = NULL_BUS,
 ) -> None:
     """Undistort a checked in-memory model (staged in ``out_dir/sfm_work/import_model``)."""
-    staged = Path(out_dir) / "sfm_work" / "import_model"
+    staged = as_rundir(out_dir).sfm_stage("import_model")
     if staged.exists():
         shutil.rmtree(staged)
     staged.mkdir(parents=True)
@@ -205,8 +204,8 @@ def undistort_model(
 
     Works in ``out_dir/sfm_work/undistort`` and then replaces the two outputs.
     """
-    out_dir = Path(out_dir)
-    stage = out_dir / "sfm_work" / "undistort"
+    rd = as_rundir(out_dir)
+    stage = rd.sfm_stage("undistort")
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir(parents=True)
@@ -220,14 +219,14 @@ def undistort_model(
         jpeg_quality=95,
         num_threads=num_threads,
     )
-    images, sparse0 = out_dir / "images", out_dir / "sparse" / "0"
+    images, sparse0 = rd.images, rd.sparse
     for p in (images, sparse0):
         if p.exists():
             shutil.rmtree(p)
     sparse0.parent.mkdir(parents=True, exist_ok=True)
-    (stage / "images").rename(images)
+    colmap_images(stage).rename(images)
     # the undistorter writes a text-free binary model straight into sparse/; keep binary
-    rec = pycolmap.Reconstruction(str(stage / "sparse"))
+    rec = pycolmap.Reconstruction(str(colmap_models(stage)[1]))
     sparse0.mkdir(parents=True)
     rec.write_binary(str(sparse0))
     shutil.rmtree(stage)
@@ -255,10 +254,11 @@ def scene_from_transforms(
     w2cs = [np.linalg.inv(c2w @ GL_TO_CV) for c2w in tc.c2w]
     distorted = bool(np.abs(tc.dist).max() > 0) if len(tc.dist) else False
     if distorted and out_dir is not None:
-        model = Path(out_dir) / "sfm_work" / "transforms_model"
+        rd = as_rundir(out_dir)
+        model = rd.sfm_stage("transforms_model")
         _write_text_model(model, names, Ks, w2cs, tc.width, tc.height, tc.dist.tolist())
-        undistort_model(model, tc.root, Path(out_dir), num_threads=num_threads, bus=bus)
-        return load_scene(Path(out_dir), unregistered=tc.missing)
+        undistort_model(model, tc.root, rd, num_threads=num_threads, bus=bus)
+        return load_scene(rd, unregistered=tc.missing)
     if distorted:
         bus.emit(
             Message(

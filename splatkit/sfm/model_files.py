@@ -57,17 +57,20 @@ def model_format(sparse: Path, photos: Path | None = None) -> str:
     )
 
 
-def read_model(sparse: Path, photos: Path | None = None) -> pycolmap.Reconstruction:
+def read_model(sparse: Path, photos: Path | None = None, todo: str | None = None
+               ) -> pycolmap.Reconstruction:
     """The checked model in ``sparse``; a two-line UserError naming the file if it is damaged.
 
-    ``photos`` (the project's images folder) is suggested as the way out: SfM on the photos alone.
+    ``photos`` (the project's images folder) is suggested as the way out: SfM on the photos alone;
+    ``todo`` replaces that advice (a run folder's own model: run SfM again). Every reader of a
+    model goes through here: the import of a user's project, training, export, report, viewer.
     """
-    sparse = Path(sparse)
-    todo = "Export the model again from COLMAP" + (
+    sparse, given = Path(sparse), todo
+    todo = todo or "Export the model again from COLMAP" + (
         f", or give the photos alone to compute new cameras: splatkit train {shown(photos)}"
         if photos is not None else "."
     )
-    ext = model_format(sparse, photos)
+    ext = model_format(sparse, photos) if given is None else _format_or_refuse(sparse, todo)
     for n in (*FILES, *OPTIONAL):
         f = sparse / f"{n}{ext}"
         if not f.is_file():
@@ -84,6 +87,13 @@ def read_model(sparse: Path, photos: Path | None = None) -> pycolmap.Reconstruct
         raise UserError(
             f"The files of the COLMAP model in {shown(sparse)} do not fit together ({_plain(e)}).", todo
         ) from None
+
+
+def _format_or_refuse(sparse: Path, todo: str) -> str:
+    try:
+        return model_format(sparse)
+    except UserError as e:
+        raise UserError(e.what, todo) from None
 
 
 def _plain(e: Exception) -> str:

@@ -86,7 +86,7 @@ def pair_method(photos: PhotoSet, cfg: SfmConfig, bus: EventBus = NULL_BUS) -> s
             )
         )
     if m == "auto":
-        if photos.source_kind == "video":
+        if photos.source_kind.sequential:
             return "sequential"  # frames in order: neighbours overlap
         return "exhaustive" if len(photos) <= EXHAUSTIVE_MAX else "retrieval"
     return m

@@ -25,12 +25,14 @@ from ..config import TrainConfig
 from ..errors import UserError
 from ..events import NULL_BUS, EvalResult, EventBus, Message, TrainStep
 from ..render import Renderer, RenderSettings, View, make_renderer
+from ..rundir import RunDir, as_rundir
 from ..scene import Scene
 from ..splats import Splats
+from ..views import WorldNorm, load_images, make_view, scaled_cameras
 from . import checkpoint as ck
 from .addons import Addons
 from .clearance import clear_cameras, clearance_radius, point_index
-from .data import ViewOrder, WorldNorm, load_images, make_view, scaled_cameras
+from .data import ViewOrder
 from .losses import photometric_loss, regularisers
 from .optim import (
     SplatMCMCStrategy,
@@ -69,6 +71,7 @@ class TrainResult:
         evals: the periodic evaluations ``{"step", "psnr", "ssim"}`` (on a subset of test views).
         losses: ``(step, loss)`` at every logged step.
         trained_longest_side: the longest side, in pixels, of the images actually trained on.
+        sky: the learned sky (:class:`splatkit.sky.SkyMap`, world frame of ``splats``), or None.
     """
 
     splats: Splats
@@ -80,6 +83,7 @@ class TrainResult:
     evals: list[dict[str, Any]] = field(default_factory=list)
     losses: list[tuple[int, float]] = field(default_factory=list)
     trained_longest_side: int = 0
+    sky: Any = None
 
 
 def seed_everything(seed: int) -> None:
@@ -147,7 +151,7 @@ def _as_renderer(renderer: Renderer | str, device: str | None) -> Renderer:
 def train(
     scene: Scene,
     cfg: TrainConfig,
-    out_dir: Path,
+    out_dir: RunDir | Path,
     backend: Renderer | str,
     device: str | None = None,
     bus: EventBus = NULL_BUS,
@@ -164,7 +168,7 @@ def train(
     ``interrupted=True``.
     """
     t_start = time.perf_counter()
-    out_dir = Path(out_dir)
+    out_dir = as_rundir(out_dir)
     renderer = _as_renderer(backend, device)
     check_options(cfg, renderer)
     if not scene.train_idx:
@@ -179,13 +183,16 @@ def train(
     for step in range(state.step, cfg.steps):
         t0 = time.perf_counter()
         loss = _train_step(state, data, cfg, renderer, step)
+        for text in state.addons.messages():
+            bus.emit(Message(stage="train", text=text))
         state.step = done = step + 1
         result.steps_done = done
         meter.add(loss, time.perf_counter() - t0)
         if meter.full() or done == cfg.steps:
             _emit_progress(meter, state, cfg, result, bus)
         if cfg.eval_every > 0 and (done % cfg.eval_every == 0 or done == cfg.steps):
-            result.evals.append(_quick_eval(state.params, data.norm, scene, cfg, renderer, done, bus))
+            result.evals.append(_quick_eval(state.params, data.norm, scene, cfg, renderer, done, bus,
+                                            state.addons.sky_map()))
         stop = stop_flag is not None and stop_flag()
         if stop or done == cfg.steps or (cfg.checkpoint_every > 0 and done % cfg.checkpoint_every == 0):
             result.checkpoint = _save(out_dir, state, cfg, data, renderer, run_id)
@@ -194,6 +201,7 @@ def train(
             bus.emit(Message(stage="train", text=f"Stopped at step {done}; resume with --resume."))
             break
     result.splats = data.norm.splats_to_world(params_to_splats(state.params)).to("cpu")
+    result.sky = state.addons.sky_map()
     result.seconds = time.perf_counter() - t_start
     return result
 
@@ -222,12 +230,12 @@ def _prepare_data(scene: Scene, cfg: TrainConfig, renderer: Renderer) -> TrainDa
     )
 
 
-def _start(scene: Scene, cfg: TrainConfig, data: TrainData, renderer: Renderer, out_dir: Path,
+def _start(scene: Scene, cfg: TrainConfig, data: TrainData, renderer: Renderer, out_dir: RunDir,
            resume: bool, run_id: str, bus: EventBus) -> TrainState:
     """A fresh state from the sparse points, or the newest intact checkpoint's."""
     order = ViewOrder(len(data.views), cfg.seed)
     strategy, strategy_state = make_strategy(cfg, data.scene_scale)
-    addons = Addons.build(cfg, data.images, renderer.device)
+    addons = Addons.build(cfg, data.images, renderer.device, data.views)
     if cfg.densify_budget:
         from .schedule import budgeted
 
@@ -295,8 +303,8 @@ def _train_step(state: TrainState, data: TrainData, cfg: TrainConfig, renderer: 
     mcmc = isinstance(state.strategy, SplatMCMCStrategy)
     try:  # render, loss and backward: where a GPU runs out of memory
         out = renderer(params_to_splats(params), view, settings)
-        img = addons.image(k, out.image)
-        if cfg.random_background:
+        img = addons.image(k, addons.background(k, view, out.image, out.alpha))
+        if cfg.random_background and not addons.sky_on:
             img = img + torch.rand(3, device=renderer.device) * (1.0 - out.alpha)
         if out.means2d.requires_grad:
             out.means2d.retain_grad()
@@ -372,7 +380,7 @@ def _emit_progress(meter: _Meter, state: TrainState, cfg: TrainConfig, result: T
         raise RuntimeError(f"training diverged before step {done} (loss {mean_loss})")
 
 
-def _save(out_dir: Path, state: TrainState, cfg: TrainConfig, data: TrainData, renderer: Renderer,
+def _save(out_dir: RunDir, state: TrainState, cfg: TrainConfig, data: TrainData, renderer: Renderer,
           run_id: str) -> Path:
     return ck.save_checkpoint(
         out_dir, state.step, state.params, state.optimizers, state.strategy_state,
@@ -382,7 +390,7 @@ def _save(out_dir: Path, state: TrainState, cfg: TrainConfig, data: TrainData, r
     )  # fmt: skip
 
 
-def _quick_eval(params, norm, scene, cfg, renderer: Renderer, step, bus) -> dict[str, Any]:
+def _quick_eval(params, norm, scene, cfg, renderer: Renderer, step, bus, sky=None) -> dict[str, Any]:
     """Held-out PSNR/SSIM on up to :data:`EVAL_VIEWS` test views at the training resolution."""
     from ..evaluate import evaluate
 
@@ -392,7 +400,7 @@ def _quick_eval(params, norm, scene, cfg, renderer: Renderer, step, bus) -> dict
     settings = RenderSettings(sh_degree=sh_degree_at(step, cfg), antialiased=cfg.antialiased)
     ev = evaluate(
         splats, scene, cfg.resolution, renderer.name, renderer.device, settings,
-        max_views=EVAL_VIEWS, keep_images=False,
+        max_views=EVAL_VIEWS, keep_images=False, sky=sky,
     )  # fmt: skip
     bus.emit(EvalResult(step=step, psnr=ev["psnr"], ssim=ev["ssim"]))
     return {"step": step, "psnr": ev["psnr"], "ssim": ev["ssim"], "views": ev["num_views"]}

@@ -4,7 +4,8 @@ A stdlib HTTP server on 127.0.0.1 serves four things and nothing else:
 
 * ``/`` and ``/static/...``: the page (``static/index.html``, ``viewer.js``) and the vendored
   WebGL Gaussian-splat renderer Spark with three.js (``static/vendor/``, see ``VENDOR.md``);
-* ``/scene.ply``: ``OUT/scene.ply`` as it is;
+* ``/scene.ply``: the run's scene as it is: ``OUT/scene_clean.ply`` after cleanup, else
+  ``OUT/scene.ply`` (:meth:`splatkit.rundir.RunDir.scene_in_use`);
 * ``/cameras.json``: the training cameras from ``OUT/sparse/0`` with OpenGL axes
   (:func:`splatkit.viewer.cameras.cameras_payload`).
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import mimetypes
+import os
 import threading
 import webbrowser
 from functools import partial
@@ -24,6 +26,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from ..errors import UserError
+from ..rundir import RunDir, check_layout, reading
 
 STATIC = Path(__file__).resolve().parent / "static"
 DEFAULT_PORT = 8765
@@ -32,8 +35,8 @@ DEFAULT_PORT = 8765
 class _Handler(SimpleHTTPRequestHandler):
     """Serves the static page plus ``/scene.ply`` and ``/cameras.json`` of one output folder."""
 
-    def __init__(self, *args, out_dir: Path, cameras: bytes, **kw):
-        self.out_dir = out_dir
+    def __init__(self, *args, scene: _Snapshot, cameras: bytes, **kw):
+        self.scene = scene
         self.cameras = cameras
         super().__init__(*args, directory=str(STATIC), **kw)
 
@@ -58,19 +61,14 @@ class _Handler(SimpleHTTPRequestHandler):
             self._send_bytes(self.cameras, "application/json")
             return True
         if path == "/scene.ply":
-            ply = self.out_dir / "scene.ply"
-            if not ply.exists():
-                self.send_error(HTTPStatus.NOT_FOUND, "no scene.ply in the output folder")
-                return True
-            size = ply.stat().st_size
+            size = self.scene.size
             self.send_response(HTTPStatus.OK)
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(size))
             self.end_headers()
             if self.command != "HEAD":
-                with open(ply, "rb") as f:
-                    while chunk := f.read(1 << 20):
-                        self.wfile.write(chunk)
+                for chunk in self.scene.chunks():
+                    self.wfile.write(chunk)
             return True
         if path == "/" or path.startswith("/static/"):
             if path.startswith("/static/"):
@@ -88,20 +86,44 @@ class _Handler(SimpleHTTPRequestHandler):
             super().do_HEAD()
 
 
+class _Snapshot:
+    """``scene.ply`` as it was when the viewer started: the file stays open, so a run that
+    replaces or moves it afterwards (a re-train) does not change what this viewer shows."""
+
+    def __init__(self, path: Path):
+        self._f = open(path, "rb")  # noqa: SIM115 - open for the server's life
+        self.size = os.fstat(self._f.fileno()).st_size
+
+    def chunks(self, n: int = 1 << 20):
+        at = 0
+        while at < self.size:
+            data = os.pread(self._f.fileno(), min(n, self.size - at), at)
+            if not data:
+                return
+            at += len(data)
+            yield data
+
+
 def make_server(out_dir: Path, port: int = DEFAULT_PORT) -> tuple[ThreadingHTTPServer, str]:
-    """A server for ``out_dir`` bound to 127.0.0.1 (port 0: any free port) and its URL."""
+    """A server for ``out_dir`` bound to 127.0.0.1 (port 0: any free port) and its URL.
+
+    The scene and its cameras are read under the folder's reader lock (a live training run is
+    named as such) and kept: the page shows one consistent run."""
     from .cameras import cameras_payload
 
-    out_dir = Path(out_dir)
-    if not out_dir.is_dir():
-        raise UserError(f"{out_dir} is not a folder.",
+    rd = RunDir(Path(out_dir))
+    if not rd.root.is_dir():
+        raise UserError(f"{rd.root} is not a folder.",
                         "Give the output folder of `splatkit train` (it holds scene.ply).")
-    if not (out_dir / "scene.ply").exists():
-        raise UserError(f"No scene.ply in {out_dir}: training has not finished there.",
-                        "Run `splatkit train PHOTOS -o OUT` first, then `splatkit view OUT`.")
-    cameras = json.dumps(cameras_payload(out_dir)).encode()
+    check_layout(rd)
+    with reading(rd.root, "view"):
+        if not rd.scene_ply.is_file():
+            raise UserError(f"No scene.ply in {rd.root}: training has not finished there.",
+                            "Run `splatkit train PHOTOS -o OUT` first, then `splatkit view OUT`.")
+        cameras = json.dumps(cameras_payload(rd.root)).encode()
+        scene = _Snapshot(rd.scene_in_use())  # the cleaned scene when training wrote one
     mimetypes.add_type("text/javascript", ".js")
-    handler = partial(_Handler, out_dir=out_dir, cameras=cameras)
+    handler = partial(_Handler, scene=scene, cameras=cameras)
     try:
         server = ThreadingHTTPServer(("127.0.0.1", port), handler)
     except OSError as e:

@@ -3,8 +3,8 @@
 Axes. COLMAP stores world-to-camera poses with OpenCV camera axes: x right, y down, z forward
 (``x_cam = R @ x_world + t``). three.js cameras use OpenGL axes: x right, y up, looking down -z.
 The world frame is left exactly as COLMAP's (it is the frame of ``scene.ply``), so only the
-camera side changes: ``c2w_gl = inverse(w2c_cv) @ diag(1, -1, -1, 1)`` (flip the camera's y and
-z axes). The intrinsics become an off-centre OpenGL projection, see :func:`gl_projection`.
+camera side changes: ``c2w_gl = inverse(w2c_cv) @ CV_TO_GL`` (:mod:`splatkit.frames`: flip the
+camera's y and z axes). The intrinsics become an off-centre OpenGL projection, see :func:`gl_projection`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-
-#: OpenCV camera axes -> OpenGL camera axes (x right, y up, z backward).
-CV_TO_GL = np.diag([1.0, -1.0, -1.0, 1.0])
+from ..frames import CV_TO_GL
+from ..rundir import RunDir
 
 
 @dataclass
@@ -55,7 +54,7 @@ class CameraInfo:
 
 
 def sparse_dir(out_dir: Path) -> Path:
-    return Path(out_dir) / "sparse" / "0"
+    return RunDir(Path(out_dir)).sparse
 
 
 def has_model(out_dir: Path) -> bool:
@@ -64,14 +63,15 @@ def has_model(out_dir: Path) -> bool:
 
 
 def read_model(out_dir: Path) -> tuple[list[CameraInfo], np.ndarray, np.ndarray]:
-    """``(cameras by name, points [P, 3] float64, colours [P, 3] uint8)`` of ``OUT/sparse/0``."""
-    import pycolmap
+    """``(cameras by name, points [P, 3] float64, colours [P, 3] uint8)`` of ``OUT/sparse/0``,
+    checked as every reader of a model is (:func:`splatkit.sfm.model_files.read_model`)."""
+    from ..sfm.model_files import read_model as read_checked
 
-    d = sparse_dir(out_dir)
+    rd = RunDir(Path(out_dir))
     if not has_model(out_dir):
-        raise UserError(f"No camera poses in {d}.",
+        raise UserError(f"No camera poses in {rd.sparse}.",
                         "Run `splatkit train` (or `splatkit sfm`) on the photos first.")
-    rec = pycolmap.Reconstruction(str(d))
+    rec = read_checked(rd.sparse, todo=f"Compute the camera poses again: {rd.train_command()} --restart")
     cams = []
     for im in rec.images.values():
         if hasattr(im, "has_pose") and not im.has_pose:

@@ -1,6 +1,14 @@
-"""Every change of coordinate frame the export does, in one place.
+"""Every change of coordinate frame splatkit does, in one place (any stage may import it).
 
-Frames, in the order the export goes through them:
+Camera axes (the camera side of a pose; the world frame is left as it is):
+
+``opencv``
+    COLMAP's and splatkit's: x right, y down, z forward (``Cameras.world_to_cam``).
+``opengl``
+    ``transforms.json`` and three.js (the viewer): x right, y up, z backward. A camera-to-world
+    pose changes by :data:`CV_TO_GL` (= :data:`GL_TO_CV`, its own inverse) on the right.
+
+World frames, in the order the export goes through them:
 
 ``colmap``
     The SfM world: arbitrary orientation, origin and scale; cameras in OpenCV axes
@@ -12,8 +20,13 @@ Frames, in the order the export goes through them:
     :mod:`splatkit.export.unreal`).
 ``ply:<plugin>``
     The frame the PLY is written in, chosen per plugin so that the plugin's *own* fixed PLY->UE
-    mapping (:data:`PLY_TO_UE`) puts Unreal +Z up and +X forward. Metres (plugins multiply by
-    100 themselves). Reached from ``upright`` by a proper rotation (:func:`upright_to_ply`).
+    mapping (its axes ``M``: :data:`RDF`, :data:`ITALINK_AXES`; each preset of
+    :mod:`splatkit.export.plugins` names its own) puts Unreal +Z up and +X forward. Metres
+    (plugins multiply by 100 themselves). Reached from ``upright`` by a proper rotation
+    (:func:`upright_to_ply`).
+``spz``
+    Niantic's SPZ files: RUB (x right, y up, z back), a half turn about x from the PLY's RDF
+    (:data:`RDF_TO_RUB`; the SH only change sign, :data:`RUB_SH_SIGNS`).
 ``gltf``
     glTF files (splats with ``KHR_gaussian_splatting``, the collision mesh): +Y up, right-handed,
     metres, reached from ``upright`` by the rotation :data:`UPRIGHT_TO_GLTF`.
@@ -32,48 +45,49 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from splatkit.render.sh import sh_bases
 from splatkit.splats import Splats
 
-from ..render.sh import sh_bases
+# --------------------------------------------------------------------------------------------
+# Camera axes
+
+#: OpenCV camera axes <-> OpenGL camera axes (flip y and z), applied on the camera side of a
+#: camera-to-world pose: ``c2w_gl = c2w_cv @ CV_TO_GL``, ``c2w_cv = c2w_gl @ GL_TO_CV``.
+CV_TO_GL = np.diag([1.0, -1.0, -1.0, 1.0])
+GL_TO_CV = CV_TO_GL  # its own inverse
+
+#: OpenCV camera axes (x right, y down, z forward) -> upright-style (x forward, y left, z up).
+OPENCV_TO_FLU = ((0.0, 0.0, 1.0), (-1.0, 0.0, 0.0), (0.0, -1.0, 0.0))
 
 # --------------------------------------------------------------------------------------------
-# Plugin mappings PLY -> UE (unit-less; every plugin also multiplies positions by 100).
-# Sources: /work/shared/notes/unreal-plugins.md (plugins' PLY readers).
+# Plugin PLY frames and Unreal (``ue = 100 * M @ ply``; every plugin also multiplies by 100).
+# Sources: ../shared/notes/unreal-plugins.md (the plugins' PLY readers).
+
+Axes = tuple[tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]]
 
 #: NanoGS (PLYFileReader.cpp) and PICOSplat (splat_ply_conversion.h): UE = 100 * (z, x, -y):
-#: PLY +Z forward, +X right, -Y up (COLMAP/OpenCV "RDF").
-_RDF = ((0.0, 0.0, 1.0), (1.0, 0.0, 0.0), (0.0, -1.0, 0.0))
+#: PLY +Z forward, +X right, -Y up (COLMAP/OpenCV "RDF"). XV3DGS, Luma and UEFN are closed
+#: source: they are assumed to follow this de-facto convention (unverified); ``generic`` is it too.
+RDF: Axes = ((0.0, 0.0, 1.0), (1.0, 0.0, 0.0), (0.0, -1.0, 0.0))
 #: Italink (GaussianSplattingPointCloud.cpp): UE = 100 * (x, -z, -y): PLY +X forward, -Y up.
-_ITALINK = ((1.0, 0.0, 0.0), (0.0, 0.0, -1.0), (0.0, -1.0, 0.0))
-
-#: ``ue = 100 * M @ ply`` for each plugin. XV3DGS, Luma and UEFN are closed source: they are
-#: assumed to follow the de-facto COLMAP "RDF" convention of NanoGS/PICOSplat (unverified);
-#: ``generic`` is that convention too.
-PLY_TO_UE: dict[str, tuple[tuple[float, ...], ...]] = {
-    "nanogs": _RDF,
-    "picosplat": _RDF,
-    "italink": _ITALINK,
-    "xv3dgs": _RDF,
-    "luma": _RDF,
-    "uefn": _RDF,
-    "generic": _RDF,
-}
+ITALINK_AXES: Axes = ((1.0, 0.0, 0.0), (0.0, 0.0, -1.0), (0.0, -1.0, 0.0))
 
 #: ``ue = UPRIGHT_TO_UE_AXES @ upright * 100``: same physical axes, Y negated (handedness).
 UPRIGHT_TO_UE_AXES = ((1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, 1.0))
 
 
-def ply_to_ue_matrix(plugin: str) -> Tensor:
-    """``[3, 3]`` M with ``ue_cm = 100 * M @ ply_m`` for ``plugin`` (float64)."""
-    return torch.tensor(PLY_TO_UE[plugin], dtype=torch.float64)
+def ply_to_ue_matrix(axes: Axes) -> Tensor:
+    """``[3, 3]`` M with ``ue_cm = 100 * M @ ply_m`` for a plugin's ``axes`` (float64)."""
+    return torch.tensor(axes, dtype=torch.float64)
 
 
-def ply_to_ue(points: Tensor, plugin: str) -> Tensor:
+def ply_to_ue(points: Tensor, axes: Axes) -> Tensor:
     """Positions in a plugin's PLY frame (metres) -> where the plugin puts them in UE (cm)."""
-    return 100.0 * points.double() @ ply_to_ue_matrix(plugin).T
+    return 100.0 * points.double() @ ply_to_ue_matrix(axes).T
 
 
 def upright_to_ue(points: Tensor) -> Tensor:
@@ -81,13 +95,21 @@ def upright_to_ue(points: Tensor) -> Tensor:
     return 100.0 * points.double() @ torch.tensor(UPRIGHT_TO_UE_AXES, dtype=torch.float64).T
 
 
-def upright_to_ply(plugin: str) -> Tensor:
-    """The proper rotation ``[3, 3]`` taking upright coordinates to ``plugin``'s PLY frame.
+def upright_to_ue_directions(d: Tensor) -> Tensor:
+    """Directions in the upright frame (+Y left) -> Unreal's axes (+Y right): Y negated, as for
+    positions (:data:`UPRIGHT_TO_UE_AXES`) without the centimetres; its own inverse. The sky's
+    panorama (:mod:`splatkit.export.sky_export`) is read and written with it."""
+    return d * d.new_tensor([1.0, -1.0, 1.0])
+
+
+def upright_to_ply(axes: Axes) -> Tensor:
+    """The proper rotation ``[3, 3]`` taking upright coordinates to the PLY frame of a plugin
+    whose mapping is ``axes``.
 
     Solves ``M @ ply = F @ upright`` (F = :data:`UPRIGHT_TO_UE_AXES`): ``R = M^-1 F``. Both M
     and F change handedness, so R is a rotation (det +1) and the splats are not mirrored.
     """
-    M = ply_to_ue_matrix(plugin)
+    M = ply_to_ue_matrix(axes)
     F = torch.tensor(UPRIGHT_TO_UE_AXES, dtype=torch.float64)
     return torch.linalg.solve(M, F)
 
@@ -112,8 +134,11 @@ def gltf_to_ue(points: Tensor) -> Tensor:
     return 100.0 * points.double() @ torch.tensor(GLTF_TO_UE_AXES, dtype=torch.float64).T
 
 
-#: OpenCV camera axes (x right, y down, z forward) -> upright-style (x forward, y left, z up).
-OPENCV_TO_FLU = ((0.0, 0.0, 1.0), (-1.0, 0.0, 0.0), (0.0, -1.0, 0.0))
+#: PLY frame (RDF) -> SPZ's RUB: a half turn about x.
+RDF_TO_RUB = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64))
+#: The SH coefficients under RDF -> RUB (a half turn about x): each one only changes sign
+#: (``sh_rotation(RDF_TO_RUB, l)`` is diagonal; checked in the tests).
+RUB_SH_SIGNS = np.array([-1, -1, 1, -1, 1, 1, -1, 1, -1, 1, -1, -1, 1, -1, 1], np.float32)
 
 
 # --------------------------------------------------------------------------------------------

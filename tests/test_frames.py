@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from splatkit.export import frames as F
-from splatkit.export.frames import Similarity, rotate_sh, transform_splats
+from splatkit import frames as F
+from splatkit.export.plugins import PLUGINS
+from splatkit.frames import Similarity, rotate_sh, transform_splats
 
 
 def random_rotation(seed: int) -> torch.Tensor:
@@ -57,9 +58,9 @@ def test_sh_basis_matches_renderer():
         assert torch.allclose(F.sh_band(l, d), full[:, l * l : (l + 1) ** 2], atol=1e-12)
 
 
-@pytest.mark.parametrize("plugin", sorted(F.PLY_TO_UE))
+@pytest.mark.parametrize("plugin", sorted(PLUGINS))
 def test_plugin_frames_upright(plugin):
-    R = F.upright_to_ply(plugin)
+    R = F.upright_to_ply(PLUGINS[plugin].ply_axes)
     assert torch.allclose(R @ R.T, torch.eye(3, dtype=torch.float64))
     assert abs(torch.linalg.det(R) - 1) < 1e-12
     # Upright +Z (up) and +X (forward) land on UE +Z and +X after the plugin's own mapping.
@@ -67,7 +68,7 @@ def test_plugin_frames_upright(plugin):
                   ((0, 1.0, 0), (0, -100.0, 0))]:  # fmt: skip
         p = R @ torch.tensor(v, dtype=torch.float64)
         assert torch.allclose(
-            F.ply_to_ue(p[None], plugin)[0], torch.tensor(ue, dtype=torch.float64)
+            F.ply_to_ue(p[None], PLUGINS[plugin].ply_axes)[0], torch.tensor(ue, dtype=torch.float64)
         )
         assert torch.allclose(F.upright_to_ue(torch.tensor([v])).double()[0],
                               torch.tensor(ue, dtype=torch.float64))  # fmt: skip
@@ -75,8 +76,8 @@ def test_plugin_frames_upright(plugin):
 
 def test_documented_mappings():
     p = torch.tensor([[1.0, 2.0, 3.0]])
-    assert F.ply_to_ue(p, "nanogs").tolist() == [[300.0, 100.0, -200.0]]  # (z, x, -y)
-    assert F.ply_to_ue(p, "italink").tolist() == [[100.0, -300.0, -200.0]]  # (x, -z, -y)
+    assert F.ply_to_ue(p, PLUGINS["nanogs"].ply_axes).tolist() == [[300.0, 100.0, -200.0]]  # (z, x, -y)
+    assert F.ply_to_ue(p, PLUGINS["italink"].ply_axes).tolist() == [[100.0, -300.0, -200.0]]  # (x, -z, -y)
 
 
 def test_quat_conversion_and_similarity():
@@ -106,3 +107,34 @@ def test_transform_splats_rejects_reflection():
     with pytest.raises(ValueError):
         transform_splats(s, Similarity(torch.diag(torch.tensor([1.0, -1, 1]).double()),
                                        torch.zeros(3, dtype=torch.float64)))  # fmt: skip
+
+
+def test_camera_axes_opencv_opengl_flip_y_and_z_and_are_their_own_inverse():
+    import numpy as np
+
+    assert np.array_equal(F.CV_TO_GL @ F.GL_TO_CV, np.eye(4))
+    c2w_cv = np.eye(4)
+    c2w_gl = c2w_cv @ F.CV_TO_GL  # OpenGL looks down -z: the OpenCV camera's +z
+    assert np.array_equal(-c2w_gl[:3, 2], c2w_cv[:3, 2]) and np.array_equal(-c2w_gl[:3, 1], c2w_cv[:3, 1])
+
+
+def test_no_other_module_spells_a_frame_change():
+    """Axis flips and plugin axes are data of splatkit/frames.py alone."""
+    import re
+    from pathlib import Path
+
+    root = Path(F.__file__).parent
+    one, minus = r"\s*1(\.0)?\s*", r"\s*-1(\.0)?\s*"
+    flip = re.compile(rf"diag\(\s*\[?{one},{minus},{minus}|\[{one},{minus},{minus}\]")
+    found = [f"{f.relative_to(root)}:{i}" for f in root.rglob("*.py") if f.name != "frames.py"
+             for i, line in enumerate(f.read_text().splitlines(), 1) if flip.search(line)]
+    assert not found, found
+
+
+def test_rub_sh_signs_are_the_rotation():
+    import numpy as np
+
+    for lvl in (1, 2, 3):
+        D = F.sh_rotation(F.RDF_TO_RUB, lvl).numpy()
+        a, b = lvl * lvl - 1, (lvl + 1) ** 2 - 1
+        assert np.allclose(D, np.diag(F.RUB_SH_SIGNS[a:b]), atol=1e-9)
