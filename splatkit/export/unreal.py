@@ -321,8 +321,8 @@ def upright_cameras(cams: Cameras, T_up: F.Similarity, idx: list[int] | None = N
 
 def crop_upright(s: Splats, cams: Cameras | None, options: UnrealExportOptions, rep: C.CropReport,
                  sky: bool = False) -> Splats:  # fmt: skip
-    """The default crop (what the cameras see) and the optional background drop; ``sky``: the
-    run learned a sky, which the export writes in place of the far field."""
+    """The default crop (what the cameras see), the far field (to the sky when ``sky``, else
+    dropped; :mod:`splatkit.export.farfield`) and the optional background drop."""
     if cams is not None and options.crop == "visible":
         keep = C.seen_mask(s.means, s.log_scales, cams)
         rep.add("not_seen", int((~keep).sum()), len(s), "no training camera sees them")
