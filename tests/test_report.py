@@ -224,3 +224,23 @@ def test_export_and_view_of_a_run_with_a_damaged_model(tmp_path, capsys):
         assert len(err) == 2 and "images.bin is damaged" in err[0], err
         assert "Compute the camera poses again" in err[1] and "--restart" in err[1]
     assert sorted(p.name for p in out.iterdir() if p.name != ".splatkit") == before
+
+
+def test_report_shows_the_learned_sky(tmp_path):
+    """A run with a sky (OUT/sky.png, metrics' sky) gets a section with the panorama; one
+    without gets none."""
+    import torch
+
+    from splatkit.sky import SkyMap, save
+
+    out = make_fake_run(tmp_path / "run")
+    assert "id='sky'" not in build_report(out).read_text()
+    sky = SkyMap(torch.rand(16, 32, 3), torch.full((16, 32), 5.0), torch.eye(3, dtype=torch.float64), 0.31)
+    save(sky, out / "sky.npz", out / "sky.png")
+    m = json.loads((out / "metrics.json").read_text())
+    m["sky"] = {"share": 0.31, "width": 32, "height": 16, "seen_fraction": 1.0}
+    (out / "metrics.json").write_text(json.dumps(m))
+    text = build_report(out).read_text()
+    assert "id='sky'" in text and "the learned sky panorama" in text
+    assert "31.0% of the training pixels" in text
+    check_self_contained(parse(out / "report.html"))
