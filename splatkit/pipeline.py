@@ -231,7 +231,8 @@ def _cleanup(rd: RunDir, result, scene, cfg: RunConfig, bus, timings) -> dict | 
         bus.emit(Message(stage="cleanup", text=text))
 
     with _Timer(bus, "cleanup", "splats no training view needs") as t:
-        res = run_cleanup(rd, result.splats, scene, cfg.train.resolution, cfg.cleanup, say)
+        res = run_cleanup(rd, result.splats, scene, cfg.train.resolution, cfg.cleanup, say,
+                          getattr(result, "sky", None))
         t.summary = {"removed": res.removed, "removed_total": res.num_removed,
                      "psnr_before": res.psnr_before, "psnr_after": res.psnr_after}  # fmt: skip
     timings["cleanup"] = t.seconds

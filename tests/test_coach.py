@@ -313,3 +313,24 @@ def test_diagnosis_grades_and_names_the_main_cause():
     assert coach.diagnosis({"psnr": 31.0}, []) == "Good result (31.0 dB): no capture problem found."
     two = [f[0], coach.Finding("side", 0.5, "one side was never photographed", "z")]
     assert coach.diagnosis({"psnr": 18.0}, two).endswith("; also one side was never photographed.")
+
+
+def test_courtyard_and_facade_are_not_objects_with_a_missing_side():
+    """Cameras on a ring looking across a courtyard at the walls beyond them: no object in the
+    middle, so no side to walk around to. A relief on a wall (every point on one plane facing
+    the cameras): the back cannot be photographed."""
+    rng = np.random.default_rng(2)
+    cams = ring(12)
+    a = rng.uniform(0, 2 * np.pi, 600)
+    walls = np.stack([7 * np.sin(a), rng.uniform(-1.5, 0.5, 600), -7 * np.cos(a)], 1)
+    m = model(cams, walls, [list(range(12))] * len(walls))
+    assert not coach.aim_point(m)[1]
+    half = ring(8, arc_deg=180)
+    fw = half[0][2, :3] + half[-1][2, :3]
+    fw /= np.linalg.norm(fw)
+    side = np.cross(fw, [0.0, 1.0, 0.0])
+    relief = (0.05 * np.outer(rng.normal(size=500), fw) + np.outer(rng.uniform(-1.5, 1.5, 500), side)
+              + np.outer(rng.uniform(-1, 1, 500), [0.0, 1.0, 0.0]))
+    m2 = model(half, relief, seen_by_all_facing(half, relief))
+    centre, around = coach.aim_point(m2)
+    assert around and coach.backed_by_wall(m2, centre)

@@ -259,6 +259,12 @@ def _section_sky(out_dir: Path, m: dict) -> str:
             f"<figure class='sky'>{_img(_preview_png(png), 'the learned sky panorama')}</figure>")
 
 
+def _section_cleanup(out_dir: Path, m: dict) -> str:
+    from .cleanup import section
+
+    return section(out_dir, m, _img)
+
+
 def _section_coach(out_dir: Path, c) -> str:
     """The capture coach (:mod:`.coach`): the diagnosis, the advice, the map from above, the
     photos not placed and why, the worst held-out views and their causes."""
@@ -402,6 +408,7 @@ def render_html(out_dir: Path, next_step: str | None = None, shown_path: str | N
         *([("blocks", "Blocks", _guard(_section_blocks, out_dir, m))]
           if RunDir(out_dir).blocks.is_dir() else []),
         *([("sky", "The sky", _guard(_section_sky, out_dir, m))] if rd.sky_png.is_file() else []),
+        ("cleanup", "What cleanup removed", _guard(_section_cleanup, out_dir, m)),
         ("outputs", "What came out", _guard(_section_outputs, out_dir, m)),
         ("next", "Next step", _guard(_section_next, out_dir) if next_step is None else next_step),
     ]

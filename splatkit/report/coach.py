@@ -252,13 +252,21 @@ def backed_by_wall(m: Model, centre: np.ndarray) -> bool:
         return False
     fw = m.forwards.mean(0)
     fw /= max(np.linalg.norm(fw), 1e-12)
+    depth = float(np.median(_depths(m)))
+
+    def facing_plane(pts: np.ndarray, tol: float) -> float:
+        """Share of ``pts`` within ``tol`` of their best plane, if it faces the cameras."""
+        mu = np.median(pts, 0)
+        n = np.linalg.svd(pts - mu, full_matrices=False)[2][2]
+        return float(np.mean(np.abs((pts - mu) @ n) < tol)) if abs(n @ fw) > 0.85 else 0.0
+
+    lo, hi = np.percentile(m.points, [5, 95], axis=0)
+    bulk = m.points[np.all((m.points >= lo) & (m.points <= hi), axis=1)]
+    if len(bulk) >= 20 and facing_plane(bulk, 0.05 * depth) > 0.6:
+        return True  # a relief or facade: nearly everything on one plane
     behind = m.points[(m.points - centre) @ fw > 0]
-    if len(behind) < max(20, 0.15 * len(m.points)):
-        return False
-    mu = behind.mean(0)
-    n = np.linalg.svd(behind - mu, full_matrices=False)[2][2]
-    near = np.abs((behind - mu) @ n) < 0.03 * float(np.median(_depths(m)))
-    return bool(abs(n @ fw) > 0.85 and near.mean() > 0.6)
+    return bool(len(behind) >= max(20, 0.15 * len(m.points))
+                and facing_plane(behind, 0.03 * depth) > 0.6)  # a wall behind the subject
 
 
 def _depths(m: Model) -> np.ndarray:
@@ -289,8 +297,11 @@ def aim_point(m: Model) -> tuple[np.ndarray, bool]:
     dist = np.linalg.norm(to, axis=1)
     cos = np.einsum("ij,ij->i", to, m.forwards) / np.maximum(dist, 1e-12)
     spread = np.linalg.norm(m.centers - m.centers.mean(0), axis=1).mean()
+    # the scene lies inside the cameras' ring (not a courtyard seen from within)
+    inside = (not len(m.points)
+              or np.median(np.linalg.norm(m.points - p, axis=1)) < 0.7 * np.median(dist))
     return p, bool(len(m.names) >= 4 and np.mean(cos > math.cos(math.radians(25))) > 0.7
-                   and spread > 0.2 * np.median(dist))
+                   and spread > 0.2 * np.median(dist) and inside)
 
 
 def side_gap(m: Model, up: np.ndarray, centre: np.ndarray) -> tuple[float, float]:

@@ -154,6 +154,12 @@ def job_error(job: dict, teacher: bool, data: Path | None) -> str | None:
     return scrub(job["error"], data)
 
 
+def elapsed_s(job: dict) -> float:
+    """Seconds the job has run, all attempts, the current one so far."""
+    now = time.time() - job["started"] if job["state"] == "running" and job["started"] else 0.0
+    return round((job.get("run_seconds") or 0) + max(0.0, now), 1)
+
+
 def job_view(job: dict, positions: dict[int, int] | None = None, teacher: bool = False,
              data: Path | None = None, waits: dict | None = None) -> dict:
     """The public fields of a job (no server paths: students' texts pass :func:`scrub` with the
@@ -161,15 +167,13 @@ def job_view(job: dict, positions: dict[int, int] | None = None, teacher: bool =
     out = Path(job["out_dir"])
     done = job["state"] == "done" and not job.get("purged")
     prog = progress(out) if job["state"] != "queued" or job["attempts"] else {}
-    running = job["state"] == "running"
     v = {
         "id": job["id"], "state": job["state"], "preset": job["preset"], "created": job["created"],
         "started": job["started"], "finished": job["finished"], "note": job["upload_note"],
         "error": job_error(job, teacher, data), "attempts": job["attempts"], "student": job["student_name"],
         "queue_position": (positions or {}).get(job["id"]) if job["state"] == "queued" else None,
         "queue_wait_s": (waits or {}).get(job["id"]) if job["state"] == "queued" else None,
-        "elapsed_s": round((job.get("run_seconds") or 0) + (time.time() - job["started"] if running
-                                                              and job["started"] else 0), 1),
+        "elapsed_s": elapsed_s(job),
         "progress": {k: scrub(x, data) for k, x in prog.items()},
         "previews": previews(out) if not job.get("purged") else [],
         "has_report": done and RunDir(out).report.exists(),
