@@ -14,9 +14,19 @@ import shlex
 import sys
 from pathlib import Path
 
-from .config import PRESETS, BlocksConfig, IngestConfig, RunConfig, SfmConfig, TrainConfig, preset_config
+from .config import (
+    PRESETS,
+    BlocksConfig,
+    CleanupConfig,
+    IngestConfig,
+    RunConfig,
+    SfmConfig,
+    TrainConfig,
+    preset_config,
+)
 from .errors import UserError
 from .options import add_config_option, input_path, output_path, port_number
+from .rundir import RunDir
 
 PROG = "splatkit"
 #: OS errors that come from a path the user gave, not from a bug (said in two lines, exit 2).
@@ -50,10 +60,16 @@ TRAIN_FLAGS = {
     "video_fps": ("ingest", " Raise it for a short or fast clip."),
     "blocks": ("blocks", " Each block trains on the photos that see it and holds the memory alone."),
     "ray_address": ("blocks", ""),
+    "sky": ("train", ""),
+    "cleanup": ("cleanup", ""),
 }
+#: flags named otherwise than their config field
+FIELD_OF = {"cleanup": "mode"}
 #: flag -> the config setting it sets (flattened key, see splatkit.run.flatten)
-TRAIN_OPTIONS = {name: f"{section}.{name}" for name, (section, _) in TRAIN_FLAGS.items()}
-SECTIONS = {"train": TrainConfig, "sfm": SfmConfig, "ingest": IngestConfig, "blocks": BlocksConfig}
+TRAIN_OPTIONS = {name: f"{section}.{FIELD_OF.get(name, name)}"
+                 for name, (section, _) in TRAIN_FLAGS.items()}
+SECTIONS = {"train": TrainConfig, "sfm": SfmConfig, "ingest": IngestConfig, "blocks": BlocksConfig,
+            "cleanup": CleanupConfig}
 #: the flags of `splatkit sfm` (the settings that reach SfM)
 SFM_FLAGS = ("mapper", "video_fps")
 
@@ -61,8 +77,8 @@ SFM_FLAGS = ("mapper", "video_fps")
 def _add_config_flags(p: argparse.ArgumentParser, names) -> None:
     for name in names:
         section, note = TRAIN_FLAGS[name]
-        add_config_option(p, SECTIONS[section], name, note=note,
-                          metavar="ADDRESS" if name == "ray_address" else None)
+        add_config_option(p, SECTIONS[section], FIELD_OF.get(name, name), note=note, flag=name,
+                          dest=name, metavar="ADDRESS" if name == "ray_address" else None)
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
@@ -318,7 +334,7 @@ def cmd_sfm(args: argparse.Namespace) -> int:
         return code
     scene = result.scene
     if not args.quiet:
-        print(f"\nPoses: {result.out_dir / 'sparse' / '0'} ({len(scene.cameras)} cameras, "
+        print(f"\nPoses: {RunDir(result.out_dir).sparse} ({len(scene.cameras)} cameras, "
               f"{scene.points.shape[0]:,} points)")
     return 0
 
