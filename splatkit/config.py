@@ -129,7 +129,8 @@ class TrainConfig:
     sh0_lr: float = opt(2.5e-3, "Learning rate of base colour.", min=0.0, max=1.0)
     shN_lr: float = opt(2.5e-3 / 20, "Learning rate of view-dependent colour.", min=0.0, max=1.0)
     strategy: str = opt(
-        "default", "Densification: default (clone/split/prune) or mcmc.", choices=("default", "mcmc")
+        "default", "How splats are added and removed: default (clone/split/prune as in 3DGS) or mcmc "
+        "(a fixed budget, see --max-splats).", choices=("default", "mcmc")
     )
     refine_start: int = opt(500, "First step of densification.", min=0)
     refine_stop: int = opt(15_000, "Last step of densification.", min=0)
@@ -141,7 +142,7 @@ class TrainConfig:
                           min=1, max=100_000_000)
     absgrad: bool = opt(False, "Use absolute gradients for densification (AbsGS).")
     antialiased: bool = opt(False, "Antialiased rasterization (Mip-Splatting opacity compensation).")
-    packed: bool = opt(False, "gsplat packed mode (less GPU memory for large scenes).")
+    packed: bool = opt(False, "GPU only: gsplat's packed mode (less GPU memory for large scenes).")
     random_background: bool = opt(False, "Random background colour each step (fewer floaters).")
     camera_clearance: float = opt(
         0.0, "Remove splats where the photographer stood: within this many camera spacings (median "
@@ -181,8 +182,10 @@ class TrainConfig:
     checkpoint_every: int = opt(1000, "Steps between checkpoints (0: only at the end).", min=0)
     seed: int = opt(
         42,
-        "Random seed of training (SfM has its own, SfmConfig.seed: the same photos, settings "
-        "and thread count give the same camera poses).",
+        "Random seed of training: the same seed, camera poses and settings on the same machine "
+        "give the same result. SfM has its own (sfm.seed) and with several threads can place the "
+        "cameras slightly differently from run to run; to repeat a run exactly, train again from "
+        "its SfM output (OUT/sparse/0 with OUT/images).",
         min=0, max=2**32 - 1,
     )
 
@@ -192,7 +195,7 @@ class BlocksConfig:
     """Large captures trained in blocks (:mod:`splatkit.blocks`): one block at a time here, or
     as Ray tasks on a cluster."""
 
-    blocks: int = opt(0, "Blocks to train in (0: automatic, one block per max_photos photos; "
+    blocks: int = opt(0, "Blocks to train in (0: automatic, one block per 1,000 photos, blocks.max_photos; "
                       "1: never split).", min=0, max=4096)
     max_photos: int = opt(1000, "Automatic blocks: the most photos one block's core holds.",
                           min=10, max=1_000_000)
@@ -209,6 +212,38 @@ class BlocksConfig:
 
 
 @dataclass
+class CleanupConfig:
+    """Cleanup after training (:mod:`splatkit.cleanup`): the rules, the levels tried for each,
+    and the held-out cost allowed. The levels are tried from the mildest; each rule keeps the
+    most aggressive level whose removals, with those already accepted, cost at most
+    ``max_psnr_drop`` of held-out PSNR against the trained scene."""
+
+    mode: str = opt("auto", "auto: remove what no training view needs, with thresholds chosen "
+                    "on the held-out photos, and write scene_clean.ply (used by export and view); "
+                    "none: no cleanup.", choices=("auto", "none"))
+    max_psnr_drop: float = opt(0.05, "Held-out PSNR (dB) the cleanup may cost at most.",
+                               min=0.0, max=10.0)
+    weight_floor: float = opt(1.0 / 255.0, "The mildest largest-weight level tried: splats whose "
+                              "blending weight (share of a pixel's colour) stays below this in "
+                              "every training pixel. Splats that reach no training pixel at all "
+                              "are always removed.", min=0.0, max=1.0)
+    weight_levels: list = opt([0.01, 0.02, 0.05, 0.1], "Largest-weight levels tried after the "
+                              "floor (LightGaussian's global significance), mildest first.")
+    needed_weight: float = opt(0.5, "A splat that makes at least this share of some training "
+                               "pixel's colour is needed by that view: the isolation and "
+                               "clearance rules leave it.", min=0.0, max=1.0)
+    isolation_neighbours: int = opt(8, "Neighbours whose mean distance measures isolation.",
+                                    min=1, max=64)
+    isolation_levels: list = opt([32.0, 16.0, 8.0, 4.0], "Isolation thresholds tried, mildest "
+                                 "first: a splat's neighbour distance over its distance to the "
+                                 "nearest camera, in multiples of the scene's median.")
+    clearance_levels: list = opt([0.25, 0.5, 1.0], "Camera-clearance radii tried, in camera "
+                                 "spacings (see train --camera-clearance), mildest first.")
+    preview_width: int = opt(480, "Width in pixels of the before/after views in the report.",
+                             min=32, max=4096)
+
+
+@dataclass
 class RunConfig:
     """Everything ``splatkit train`` needs; saved as ``config.json`` in the output folder."""
 
@@ -218,6 +253,7 @@ class RunConfig:
     sfm: SfmConfig = field(default_factory=SfmConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     blocks: BlocksConfig = field(default_factory=BlocksConfig)
+    cleanup: CleanupConfig = field(default_factory=CleanupConfig)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -231,6 +267,7 @@ class RunConfig:
             sfm=_build(SfmConfig, d.get("sfm", {})),
             train=_build(TrainConfig, d.get("train", {})),
             blocks=_build(BlocksConfig, d.get("blocks", {})),
+            cleanup=_build(CleanupConfig, d.get("cleanup", {})),
         )
 
     @classmethod
@@ -290,7 +327,7 @@ def validate(cfg: RunConfig) -> None:
     """
     from .errors import UserError
 
-    for section in (cfg.ingest, cfg.sfm, cfg.train):
+    for section in (cfg.ingest, cfg.sfm, cfg.train, cfg.cleanup):
         for f in dataclasses.fields(section):
             rng = field_range(f)
             value = getattr(section, f.name)

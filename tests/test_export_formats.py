@@ -82,12 +82,45 @@ def test_spz_round_trip(tmp_path, degree):
         assert np.abs(d["shN"] - np.clip(ref, -1, 127 / 128)).max() <= 8.5 / 128 + 1e-6
 
 
-def test_spz_rejects_huge(tmp_path):
+def test_spz_round_trips_a_5_km_scene_within_its_step(tmp_path):
+    """SPZ's header carries the fractional bits: a 5 km scene gets 10 (steps of 2^-10 m), and
+    every position comes back within half a step; the header says the bits used."""
+    import gzip
+    import struct
+
+    s = random_splats(400, 1)
+    g = torch.Generator().manual_seed(3)
+    s.means[:] = (torch.rand(400, 3, generator=g, dtype=s.means.dtype) - 0.5) * 2 * 5000.0
+    s.means[0] = torch.tensor([5000.0, -5000.0, 4999.9])
+    data = FM.write_format(s, tmp_path, "a", "spz", sh_degree=1).read_bytes()
+    bits = struct.unpack_from("<IIIBBBB", gzip.decompress(data))[4]
+    assert bits == FM.spz_fractional_bits(5000.0) == 10
+    d = FM.read_spz(data)
+    flip = np.array([1.0, -1.0, -1.0])  # RDF -> RUB
+    err = np.abs(d["means"] - s.means.double().numpy() * flip).max()
+    # half a step, plus float32's own rounding of 5 km (2^-11 m)
+    assert err <= 0.5 / 1024 + 5000.0 * 2.0**-24 + 1e-9
+    assert err > 0  # positions are quantised, not copied
+
+
+@pytest.mark.parametrize("extent,bits", [(1.0, 12), (2047.9, 12), (2048.1, 11), (8191.0, 10),
+                                         (8300.0, 9), (8e6, 0)])  # fmt: skip
+def test_spz_fractional_bits_from_the_extent(extent, bits):
+    assert FM.spz_fractional_bits(extent) == bits
+    assert round(extent * (1 << bits)) <= (1 << 23) - 1
+    if bits < FM.SPZ_MAX_FRACTIONAL_BITS:
+        assert round(extent * (1 << (bits + 1))) > (1 << 23) - 1  # the most bits that fit
+
+
+def test_spz_rejects_what_no_bits_can_hold(tmp_path):
     from splatkit.errors import UserError
 
     s = random_splats(5, 0)
     s.means[0, 0] = 5000.0
-    with pytest.raises(UserError):
+    with pytest.raises(UserError, match="24-bit"):  # fixed bits asked for, too many
+        FM.spz_bytes(s, fractional_bits=12)
+    s.means[0, 0] = 1e7
+    with pytest.raises(UserError, match="beyond what SPZ"):
         FM.write_format(s, tmp_path, "a", "spz", 0)
 
 

@@ -82,7 +82,7 @@ def test_export_unreal_files(tmp_path):
     ]
     m = json.loads(paths[-1].read_text())
     assert m["num_splats"] == {"input": 300, "after_crop": 298, "written": 200}
-    assert m["crop"] == {"invalid": 2, "not_seen": 0}
+    assert m["crop"] == {"invalid": 2, "not_seen": 0, "far_field": 0}
     assert m["destination_path"] == "/Game/Splats/Cafe_scene"
     assert m["verified"] is False and m["factory_class"] is None  # UEFN: an assumed preset
     assert read_ply(paths[0]).sh_degree == 3 and len(read_ply(paths[0])) == 200
@@ -113,10 +113,17 @@ def test_crop_keeps_what_the_cameras_see_and_reports_the_background(tmp_path):
     c0 = scene.cameras.centers[0]
     fwd = scene.cameras.world_to_cam[0, 2, :3]
     s.means[250:] = c0 + 300.0 * fwd  # far background straight ahead of camera 0
-    m = json.loads(export_unreal(s, scene, tmp_path / "a", UnrealExportOptions(tiles="none"))[-1].read_text())
+    opts = UnrealExportOptions(tiles="none", far_field="keep")
+    m = json.loads(export_unreal(s, scene, tmp_path / "a", opts)[-1].read_text())
     assert m["crop"]["not_seen"] == 50 and m["num_splats"]["written"] == 250
     assert any("no training camera sees them" in x for x in m["messages"])
-    opts = UnrealExportOptions(tiles="none", drop_background=30.0, scale="1")
+    # By default the far field (300 units away, cameras 8 apart) is left out, said in one line.
+    opts = UnrealExportOptions(tiles="none")
+    m = json.loads(export_unreal(s, scene, tmp_path / "ff", opts)[-1].read_text())
+    assert m["crop"]["far_field"] == 50 and m["num_splats"]["written"] == 200
+    assert m["far_field"]["beyond_far_factor"] == 50
+    assert sum("50 far splats dropped" in x for x in m["messages"]) == 1
+    opts = UnrealExportOptions(tiles="none", drop_background=30.0, scale="1", far_field="keep")
     m = json.loads(export_unreal(s, scene, tmp_path / "b", opts)[-1].read_text())
     assert m["crop"]["background"] == 50 and m["num_splats"]["written"] == 200
     assert any("farther than 30 m from every training camera" in x for x in m["messages"])

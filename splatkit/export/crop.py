@@ -33,6 +33,8 @@ class CropReport:
 
     counts: dict = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
+    #: :meth:`splatkit.export.farfield.FarField.as_dict` of the far field left out (None: kept)
+    far_field: dict | None = None
 
     def add(self, key: str, n: int, total: int, why: str) -> None:
         self.counts[key] = n

@@ -328,17 +328,41 @@ def _quantize_sh(x: np.ndarray) -> np.ndarray:
     return np.clip(np.floor(q / bucket) * bucket, 0, 255).astype(np.uint8)
 
 
-def spz_bytes(s: Splats, fractional_bits: int = 12) -> bytes:
+#: SPZ's own choice of fractional bits (nianticlabs/spz ``packGaussians``: ~0.25 mm steps); a
+#: scene too large for it at 24 bits gets fewer (:func:`spz_fractional_bits`).
+SPZ_MAX_FRACTIONAL_BITS = 12
+_SPZ_MAX_INT = (1 << 23) - 1
+
+
+def spz_fractional_bits(max_abs: float) -> int:
+    """The most fractional bits (at most :data:`SPZ_MAX_FRACTIONAL_BITS`) whose 24-bit signed
+    fixed point holds ``max_abs``: readers scale by ``1 / (1 << fractionalBits)`` from the
+    header (nianticlabs/spz ``unpackGaussians``), so a scene of any size fits, with steps of
+    ``2^-bits``. 12 bits hold +-2048 m (0.24 mm steps), 10 bits +-8192 m (0.98 mm)."""
+    for bits in range(SPZ_MAX_FRACTIONAL_BITS, -1, -1):
+        if round(max_abs * (1 << bits)) <= _SPZ_MAX_INT:
+            return bits
+    raise UserError(f"The scene spans {max_abs:.3g} m, beyond what SPZ positions can hold "
+                    f"({_SPZ_MAX_INT:,} m).",
+                    "Crop it (--crop, --drop-background) or write PLY.")  # fmt: skip
+
+
+def spz_bytes(s: Splats, fractional_bits: int | None = None) -> bytes:
     """SPZ v3 (gzip): header, positions (24-bit fixed), alphas, colours, scales, rotations
-    (smallest three), SH (colour-inner, 5 bits for degree 1, 4 bits above); RUB frame."""
+    (smallest three), SH (colour-inner, 5 bits for degree 1, 4 bits above); RUB frame.
+    ``fractional_bits`` None: chosen from the extent (:func:`spz_fractional_bits`)."""
     if s.sh_degree > 3:
         raise UserError("SPZ export supports SH up to degree 3.", "Use --sh-degree 3 or lower.")
     n, k = len(s), s.shN.shape[1]
     means = _f32(s.means)
+    max_abs = float(np.abs(means).max()) if n else 0.0
+    if fractional_bits is None:
+        fractional_bits = spz_fractional_bits(max_abs)
     scale = np.float32(1 << fractional_bits)
-    if n and np.round(np.abs(means).max() * scale) > (1 << 23) - 1:
-        raise UserError("The scene is too large for SPZ's 24-bit positions.",
-                        "Crop it (--crop) or write PLY.")  # fmt: skip
+    if n and np.round(max_abs * scale) > _SPZ_MAX_INT:
+        raise UserError(f"The scene is too large for SPZ's 24-bit positions at {fractional_bits} "
+                        "fractional bits.",
+                        "Leave the bits to splatkit, crop it (--crop) or write PLY.")  # fmt: skip
     sizes = [9, 1, 3, 3, 4, 3 * k]
     raw = np.empty(16 + n * sum(sizes), np.uint8)
     raw[:16] = np.frombuffer(

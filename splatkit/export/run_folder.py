@@ -83,7 +83,7 @@ def export_run(
     with other settings is moved to ``OUT/previous/unreal-<time>/`` (and said), not replaced.
     """
     rd = RunDir(Path(out_dir))
-    if not rd.root.is_dir():
+    if not rd.meta.is_dir():  # not a folder splatkit keeps: say why before adding anything to it
         check_finished(rd.root)
     with writing(rd.root, "export") as rd:
         return _export_locked(rd, options or UnrealExportOptions(), dest)
@@ -95,7 +95,8 @@ def _export_locked(rd: RunDir, options: UnrealExportOptions, dest: Path | None) 
 
     check_finished(rd.root)
     record = rd.read_record()
-    splats = read_ply(rd.scene_ply)
+    source = rd.scene_in_use(options.cleanup)
+    splats = read_ply(source)
     scene = None
     if rd.sparse.is_dir():
         from splatkit.sfm.loaders import load_scene
@@ -112,6 +113,7 @@ def _export_locked(rd: RunDir, options: UnrealExportOptions, dest: Path | None) 
     manifest = json.loads(paths[-1].read_text(encoding="utf-8"))
     manifest["run_id"] = record.run_id if record else ""  # which run this export came from
     manifest["messages"] = list(manifest.get("messages", [])) + notes
+    manifest["source_ply"] = source.name  # the cleaned scene, or scene.ply as trained
     write_text_atomic(paths[-1], json.dumps(manifest, indent=2))
     return ExportResult(paths, manifest)
 
@@ -146,10 +148,32 @@ def _changed(old: dict, new: dict) -> list[str]:
     return [f"{k} {old.get(k)} -> {new.get(k)}" for k in keys[:4]] or ["other settings"]
 
 
+def made_line(m: dict) -> str:
+    """One line: what the export made (files, splats, tiles, far field or sky)."""
+    tiles = m.get("tiles", [])
+    sizes = [t["num_splats"] for t in tiles]
+    n_files = len(m.get("files", []))
+    tile_txt = (f"in {len(tiles)} tiles (smallest {min(sizes):,})" if len(tiles) > 1
+                else "in 1 file set")  # fmt: skip
+    far = (m.get("crop") or {}).get("far_field")
+    sky = m.get("sky")
+    if sky:
+        name = sky.get("path", sky.get("file", "panorama")) if isinstance(sky, dict) else sky
+        far_txt = f"sky: {name}" + (f" ({far:,} far splats went to it)" if far else "")
+    elif far is None:
+        far_txt = "far field kept"
+    else:
+        far_txt = f"sky: none, {far:,} far splats dropped"
+    src = f" from {m['source_ply']}" if m.get("source_ply") else ""
+    return (f"made {n_files} files for {m.get('plugin')}: {sum(sizes):,} splats {tile_txt}{src}; "
+            f"{far_txt}")
+
+
 def summary_lines(result: ExportResult) -> list[str]:
-    """What to tell the user: files, up, scale (with every candidate), warnings, next step."""
+    """What to tell the user: what was made, files, up, scale (with every candidate), warnings,
+    next step."""
     m = result.manifest
-    out = ["Unreal export:"] + [f"  {p}" for p in result.paths]
+    out = ["Unreal export: " + made_line(m)] + [f"  {p}" for p in result.paths]
     out.append(f"  up: {m['up']} (to override: --up -y, or +z, ...)")
     for c in m["frame"].get("scale_candidates", []):
         unc = "?" if c["uncertainty"] is None else f"{100 * c['uncertainty']:.1f}%"

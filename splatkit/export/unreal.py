@@ -6,10 +6,14 @@ The pipeline (:func:`export_unreal`):
 2. orient and scale: a similarity from the SfM world to splatkit's ``upright`` frame (+Z up from
    :mod:`splatkit.export.up`, +X the main viewing direction, metres from
    :mod:`splatkit.export.scale`, origin on the ground below the scene centre);
-3. crop: keep what the training cameras see; optionally drop the far background;
+3. crop: keep what the training cameras see; the far field (splats larger than the cameras'
+   extent or farther than 10x it, :mod:`splatkit.export.farfield`) is left out with a message;
+   optionally drop the background beyond a distance;
 4. budget: the ``max_splats`` most important splats;
 5. tiles (:mod:`splatkit.export.tiles`) when the plugin's storage would cost quality or range
-   (:mod:`splatkit.export.limits`), each tile rotated into the plugin's PLY frame
+   (:mod:`splatkit.export.limits`); a tile below the minimum share of the splats merges into
+   its neighbour, a size asked for has a lower bound from the scene; each tile rotated into
+   the plugin's PLY frame
    (:func:`splatkit.frames.upright_to_ply`, SH rotated too) relative to its own origin;
 6. write the files (plugin formats, optional glTF, optional collision mesh) and the manifest
    ``<name>.unreal.json`` (:mod:`splatkit.export.manifest`) that
@@ -20,8 +24,6 @@ The plugins themselves are data: :mod:`splatkit.export.plugins`.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import math
 import re
 import unicodedata
@@ -34,6 +36,7 @@ from torch import Tensor
 from splatkit import frames as F
 from splatkit.errors import UserError
 from splatkit.export import crop as C
+from splatkit.export import farfield as FF
 from splatkit.export import limits as L
 from splatkit.export import plugins as P
 from splatkit.export import scale as S
@@ -95,10 +98,18 @@ class UnrealExportOptions:
         "background); 0 keeps them. The export says how many it dropped.",
         min=0.0, max=1e7,
     )
+    far_field: str = _help(
+        "drop",
+        "drop: leave out the far field, splats larger than the cameras' extent or farther than "
+        "10x it (sky and far background blobs; the export says how many); keep: write them.",
+        choices=("drop", "keep"),
+    )
     tiles: str = _help(
         "auto",
         "Cut the scene into square tiles of the ground, one file and actor each: auto "
-        "(when the plugin's storage would cost quality or range), none, or a size in metres.",
+        "(when the plugin's storage would cost quality or range), none, or a size in metres "
+        "(raised, with a message, so that tiles hold about 10,000 splats or more). A tile "
+        "holding under 1% of the splats merges into its neighbour.",
     )
     max_splats: int | None = _help(
         None, "Keep at most this many splats, the most visible ones (default: the plugin's limit).",
@@ -118,6 +129,18 @@ class UnrealExportOptions:
         choices=COLLISION_CHOICES,
     )
     name: str = _help("scene", "Base name of the files and of the Unreal asset (ASCII).")
+    lod: int = _help(
+        1,
+        "Levels of detail per tile: 1 (none) or more, each coarser one with at most a quarter of "
+        "the splats (neighbours merged), shown from the distance the manifest gives (large scenes).",
+        min=1, max=6,
+    )
+    cleanup: str = _help(
+        "auto",
+        "auto: export the cleaned scene (scene_clean.ply) when training wrote one; none: "
+        "scene.ply as trained.",
+        choices=("auto", "none"),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,6 +303,8 @@ def _check_options(options: UnrealExportOptions) -> tuple[P.PluginPreset, int, i
         raise UserError(f"Unknown crop {options.crop!r}.", "Use visible or none.")
     if options.collision not in COLLISION_CHOICES:
         raise UserError(f"Unknown collision {options.collision!r}.", "Use none, glb or obj.")
+    if options.far_field not in ("drop", "keep"):
+        raise UserError(f"Unknown far-field choice {options.far_field!r}.", "Use drop or keep.")
     if not (math.isfinite(float(options.drop_background)) and float(options.drop_background) >= 0):
         raise UserError(
             f"drop_background {options.drop_background} is not a distance.",
@@ -294,12 +319,21 @@ def upright_cameras(cams: Cameras, T_up: F.Similarity, idx: list[int] | None = N
     return Cameras(c.names, c.K, T_up.transform_world_to_cam(c.world_to_cam), c.width, c.height)
 
 
-def crop_upright(s: Splats, cams: Cameras | None, options: UnrealExportOptions, rep: C.CropReport) -> Splats:
-    """The default crop (what the cameras see) and the optional background drop."""
+def crop_upright(s: Splats, cams: Cameras | None, options: UnrealExportOptions, rep: C.CropReport,
+                 sky: bool = False) -> Splats:  # fmt: skip
+    """The default crop (what the cameras see), the far field (to the sky when ``sky``, else
+    dropped; :mod:`splatkit.export.farfield`) and the optional background drop."""
     if cams is not None and options.crop == "visible":
         keep = C.seen_mask(s.means, s.log_scales, cams)
         rep.add("not_seen", int((~keep).sum()), len(s), "no training camera sees them")
         s = s.index(torch.where(keep)[0])
+    if cams is not None and options.far_field == "drop" and len(s):
+        ff = FF.classify(s, cams.centers)
+        rep.counts["far_field"] = ff.count
+        rep.far_field = ff.as_dict()
+        if ff.count:
+            rep.lines.append(FF.message(ff, "m", sky=sky))
+            s = s.index(torch.where(~ff.mask)[0])
     d = float(options.drop_background)
     if cams is not None and d > 0:
         keep = C.background_mask(s.means, cams.centers, d)
@@ -313,15 +347,24 @@ def crop_upright(s: Splats, cams: Cameras | None, options: UnrealExportOptions, 
     return s
 
 
-def choose_tiles(s_up: Splats, R_p: Tensor, options: UnrealExportOptions, cap: int | None) -> list[T.Tile]:
-    """The tiling: none, the size asked for, or (auto) the largest that keeps the plugin's
-    rounding and range limits (and its per-file splat cap)."""
+def choose_tiles(s_up: Splats, R_p: Tensor, options: UnrealExportOptions, cap: int | None,
+                 messages: list[str] | None = None) -> list[T.Tile]:  # fmt: skip
+    """The tiling: none, the size asked for (raised to :func:`tiles.min_tile_size`, said in
+    ``messages``), or (auto) the largest that keeps the plugin's rounding and range limits (and
+    its per-file splat cap); then tiles below the minimum share merge into their neighbours."""
+    messages = messages if messages is not None else []
     spec = str(options.tiles).strip().lower()
     if spec == "none":
         return T.single(len(s_up))
     if spec != "auto":
         size = S._float(spec, "tiles", "Example: --tiles 50 (metres), --tiles auto or --tiles none")
-        return T.grid(s_up.means, size)
+        floor = T.min_tile_size(s_up.means)
+        if size < floor:
+            messages.append(f"--tiles {size:g} m raised to {floor:.3g} m: smaller tiles would hold "
+                            f"under {T.MIN_SPLATS_PER_TILE:,} splats each on average "
+                            f"({len(s_up):,} splats)")  # fmt: skip
+            size = floor
+        return _merged(T.grid(s_up.means, size), s_up, messages, math.inf)
     ply = Splats(**{**s_up.as_dict(), "means": (s_up.means.double() @ R_p.T).to(s_up.means.dtype)})
     chk = L.check(ply, options.plugin)
     size = None
@@ -331,7 +374,20 @@ def choose_tiles(s_up: Splats, R_p: Tensor, options: UnrealExportOptions, cap: i
         ext = (s_up.means[:, :2].max(0).values - s_up.means[:, :2].min(0).values).double()
         by_count = float(torch.sqrt(ext.prod().clamp(min=1e-12) * cap / len(s_up))) * 0.8
         size = by_count if size is None else min(size, by_count)
-    return T.single(len(s_up)) if size is None else T.grid(s_up.means, size)
+    if size is None:
+        return T.single(len(s_up))
+    return _merged(T.grid(s_up.means, size), s_up, messages, 1)
+
+
+def _merged(tiles: list[T.Tile], s_up: Splats, messages: list[str], max_cells: float) -> list[T.Tile]:
+    """:func:`tiles.merge_small`, said; tiles cut for the plugin's limits (``max_cells`` 1) merge
+    only into adjacent ones."""
+    out = T.merge_small(tiles, s_up.means, max_cells)
+    if len(out) < len(tiles):
+        floor = T.min_tile_splats(len(s_up), len(tiles))
+        messages.append(f"{len(tiles) - len(out)} tiles with under {floor:,} splats merged into "
+                        "their neighbours")  # fmt: skip
+    return out
 
 
 def export_unreal(
@@ -368,9 +424,10 @@ def export_unreal(
     s_up = F.transform_splats(splats, T_up)
     cams = _cams(scene)
     cams_up = upright_cameras(cams, T_up, scene.train_idx) if cams is not None else None
-    s_up = crop_upright(s_up, cams_up, options, rep)
+    s_up = crop_upright(s_up, cams_up, options, rep, sky=sky is not None)
     if len(s_up) == 0:
-        raise UserError("No splats left after cropping.", "Try --crop none or --drop-background 0.")
+        raise UserError("No splats left after cropping.",
+                        "Try --crop none, --far-field keep or --drop-background 0.")
     n_crop = len(s_up)
     s_up = C.budget(s_up, max_splats)
     R_p = F.upright_to_ply(P.PLUGINS[options.plugin].ply_axes)
@@ -378,7 +435,8 @@ def export_unreal(
     info["sfm_to_ply_4x4"] = (
         T_up.then(F.Similarity(R_p, torch.zeros(3, dtype=torch.float64))).matrix().tolist()
     )
-    tiles = choose_tiles(s_up, R_p, options, preset.file_cap)
+    tile_msgs: list[str] = []
+    tiles = choose_tiles(s_up, R_p, options, preset.file_cap, tile_msgs)
     job = M.ExportJob(
         options,
         preset,
@@ -389,44 +447,7 @@ def export_unreal(
         info,
         rep,
         {"input": n_in, "after_crop": n_crop, "written": 0},
+        messages=tile_msgs,
     )
     job.sky = (sky, T_up)
     return M.write_all(job, s_up, tiles, cams_up)
-
-
-# --------------------------------------------------------------------------------------------
-# CLI glue (splatkit/cli.py calls these)
-
-
-def add_cli_options(p: argparse.ArgumentParser) -> None:
-    """One ``--flag`` per :class:`UnrealExportOptions` field, from its help metadata."""
-    from splatkit.options import number
-
-    for f in dataclasses.fields(UnrealExportOptions):
-        kw = {"help": f.metadata["help"], "default": None, "dest": f"unreal_{f.name}"}
-        if "choices" in f.metadata:
-            kw["choices"] = f.metadata["choices"]
-        numeric = "min" in f.metadata or "max" in f.metadata
-        kw["type"] = number(UnrealExportOptions, f.name) if numeric else str
-        if "choices" not in f.metadata:
-            kw["metavar"] = f.name.upper()
-        p.add_argument("--" + f.name.replace("_", "-"), **kw)
-
-
-def options_from_args(args: argparse.Namespace) -> UnrealExportOptions:
-    vals = {}
-    for f in dataclasses.fields(UnrealExportOptions):
-        v = getattr(args, f"unreal_{f.name}", None)
-        if v is not None:
-            vals[f.name] = v
-    return UnrealExportOptions(**vals)
-
-
-def run_export_cli(out_dir: Path, args: argparse.Namespace) -> list[Path]:
-    """``splatkit export OUT --for unreal`` and ``splatkit train --export unreal``: one
-    run-folder export (:func:`splatkit.export.run_folder.export_run`), printed."""
-    from splatkit.export.run_folder import export_run, print_result
-
-    result = export_run(Path(out_dir), options_from_args(args))
-    print_result(result)
-    return result.paths

@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import UserError
 from ..events import NULL_BUS, EventBus, Message
 from ..ingest.names import shown
+from ..rundir import colmap_images, colmap_models
 from .validate import (
     MIN_IMAGES,
     Labels,
@@ -366,7 +367,7 @@ def _todo(path: Path, frames: list) -> str:
         common = os.path.commonpath(dirs) if dirs else str(_images_dir(Path(root)))
     except ValueError:  # paths on different drives
         common = root
-    has_cameras = transforms_file(Path(common)) is not None or Path(common, "sparse").is_dir()
+    has_cameras = transforms_file(Path(common)) is not None or colmap_models(common)[1].is_dir()
     alone = (f"copy the images in {shown(common)} to a folder of their own and give that folder "
              "to compute new cameras" if has_cameras or not Path(common).is_dir() else
              f"give its images alone to compute new cameras: splatkit train {shown(common)}")
@@ -378,7 +379,7 @@ def _todo(path: Path, frames: list) -> str:
 
 
 def _images_dir(root: Path) -> Path:
-    return root / "images" if (root / "images").is_dir() else root
+    return colmap_images(root) if colmap_images(root).is_dir() else root
 
 
 def _kind(v) -> str:
