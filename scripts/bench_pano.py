@@ -46,7 +46,7 @@ def load_splats(run: Path):
     if (run / "scene.ply").is_file():
         return read_ply(run / "scene.ply")
     from splatkit.train.checkpoint import latest_checkpoint, load_checkpoint
-    from splatkit.train.data import WorldNorm
+    from splatkit.views import WorldNorm
     from splatkit.train.optim import params_to_splats
 
     ck = load_checkpoint(latest_checkpoint(run))
