@@ -46,8 +46,8 @@ def load_splats(run: Path):
     if (run / "scene.ply").is_file():
         return read_ply(run / "scene.ply")
     from splatkit.train.checkpoint import latest_checkpoint, load_checkpoint
-    from splatkit.views import WorldNorm
     from splatkit.train.optim import params_to_splats
+    from splatkit.views import WorldNorm
 
     ck = load_checkpoint(latest_checkpoint(run))
     norm = WorldNorm(ck["extra"]["norm_center"], float(ck["extra"]["norm_scale"]))
