@@ -8,7 +8,7 @@ conventions of :mod:`splatkit.pano.equirect`. Then ``splatkit``'s 360 path (view
 places them; the rotation of every frame relative to the first is compared with the known one.
 With ``--train`` the whole ``splatkit train FRAMES`` runs after (held-out PSNR of the views).
 
-    python scripts/bench_pano.py --run RUN --frames 12 --width 2048 [--layout ring8] [--approach 0.4] \
+    python scripts/bench_pano.py --run RUN --frames 12 --width 2048 [--layout cube5] [--approach 0.4] \
         [--train] [--steps N]
 
 Rows: ``layout frames registered rot_err_median_deg rot_err_max_deg cut_s sfm_s s_per_frame``
@@ -129,7 +129,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "_runs" / "pano_bench")
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--width", type=int, default=2048)
-    ap.add_argument("--layout", default="ring8", choices=sorted(LAYOUTS))
+    ap.add_argument("--layout", default="cube5", choices=sorted(LAYOUTS))
     ap.add_argument("--approach", type=float, default=0.4,
                     help="fraction of the way from the run's cameras to its scene centre walked")
     ap.add_argument("--train", action="store_true",
