@@ -1,7 +1,8 @@
 """The captures phones make, against the same pictures as plain JPEG / SDR video.
 
-    python scripts/bench_capture.py heic [--set strecha_fountain_p11] [--quality 90]
-    python scripts/bench_capture.py hdr [--set strecha_fountain_p11] [--size 960]
+    python scripts/bench_capture.py [--steps N] heic [--set strecha_fountain_p11] [--quality 90]
+    python scripts/bench_capture.py hdr [--set strecha_fountain_p11] [--size 800]
+    python scripts/bench_capture.py raw [--set strecha_fountain_p11]
 
 heic: the set's JPEGs converted to HEIC (pillow-heif, the EXIF kept), then `splatkit train
 --preset quick` on each folder. Prints the camera rotations of one run against the other
@@ -14,6 +15,11 @@ as 10-bit HEVC (crf 12, BT.2020, tagged arib-std-b67), as a phone tags it. Print
 every HLG frame as splatkit decodes it against the SDR source frame (min, mean), and of the
 same frames decoded as if they were SDR; then `splatkit train --preset quick --video-fps 6`
 on each clip and their held-out PSNR.
+
+raw: the set's JPEGs as the DNGs a camera would have recorded (sRGB curve undone, seen through a
+white balance of (2, 1, 1.5), a 12-bit RGGB mosaic: ``splatkit.ingest.raw.write_dng``), then
+`splatkit train --preset quick` on the DNG folder: developed by rawpy, against the JPEG run of
+``heic`` (pair rotations, held-out PSNR).
 
 Outputs in _runs/capture/ (kept for inspection); each training runs alone, under nice.
 """
@@ -38,10 +44,15 @@ RUNS = REPO / "_runs" / "capture"
 FPS, HOLD = 6, 3
 
 
+STEPS: list[str] = []  # ["--steps", N] when --steps is given
+
+
 def train(src: Path, out: Path, *extra: str) -> dict:
     if not (out / "metrics.json").is_file():
+        # an interrupted run there starts over (its SfM is reused)
+        again = ["--restart"] if (out / "checkpoints").is_dir() else []
         cmd = ["nice", "-n", "10", sys.executable, "-m", "splatkit", "train", str(src), "-o", str(out),
-               "--preset", "quick", "--quiet", *extra]
+               "--preset", "quick", "--quiet", *STEPS, *again, *extra]
         print("running:", " ".join(cmd), flush=True)
         t0 = time.time()
         subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -81,14 +92,18 @@ def heic(a) -> None:
     for f in sorted(jpegs.glob("*.jpg")):
         dest = folder / (f.stem + ".heic")
         if not dest.exists():
-            with Image.open(f) as im:
-                im.save(dest, "HEIF", quality=a.quality, exif=im.getexif().tobytes())
+            tmp = dest.with_suffix(".tmp")
+            with Image.open(f) as im:  # x265 preset "fast": a phone's hardware encoder is quick too
+                im.save(tmp, "HEIF", quality=a.quality, exif=im.getexif().tobytes(),
+                        enc_params={"preset": "fast"})
+            tmp.rename(dest)
     mb = sum(p.stat().st_size for p in folder.iterdir()) / 2**20
     mbj = sum(p.stat().st_size for p in jpegs.glob("*.jpg")) / 2**20
     mj = train(jpegs, RUNS / f"{a.set}_jpeg")
     mh = train(folder, RUNS / f"{a.set}_heic{a.quality}")
     ang = pair_angles(rotations(RUNS / f"{a.set}_jpeg"), rotations(RUNS / f"{a.set}_heic{a.quality}"))
-    print(f"\ncommand: python scripts/bench_capture.py heic --set {a.set} --quality {a.quality}")
+    print(f"\ncommand: python scripts/bench_capture.py {' '.join(STEPS)} heic --set {a.set} "
+          f"--quality {a.quality}")
     print(f"load average: {os.getloadavg()[0]:.2f}")
     print("| input | MB | registered | held-out PSNR | SSIM |")
     print("|---|---|---|---|---|")
@@ -97,6 +112,35 @@ def heic(a) -> None:
           f"{mh['ssim']:.3f} |")
     print(f"pair rotations HEIC vs JPEG: max {max(ang):.4f} deg, median {np.median(ang):.4f} deg "
           f"over {len(ang)} pairs; PSNR difference {mh['psnr'] - mj['psnr']:+.2f} dB")
+
+
+def raw(a) -> None:
+    sys.path.insert(0, str(REPO))
+    from splatkit.ingest.raw import write_dng
+
+    jpegs = DATASETS / a.set / "images"
+    folder = RUNS / f"{a.set}_dng_photos"
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in sorted(jpegs.glob("*.jpg")):
+        dest = folder / (f.stem + ".dng")
+        if not dest.exists():
+            with Image.open(f) as im:
+                v = np.asarray(im.convert("RGB"), np.float64) / 255.0
+            lin = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+            tmp = dest.with_suffix(".tmp")
+            write_dng(tmp, lin[: lin.shape[0] // 2 * 2, : lin.shape[1] // 2 * 2])
+            tmp.rename(dest)
+    mj = train(jpegs, RUNS / f"{a.set}_jpeg")
+    mr = train(folder, RUNS / f"{a.set}_dng")
+    ang = pair_angles(rotations(RUNS / f"{a.set}_jpeg"), rotations(RUNS / f"{a.set}_dng"))
+    print(f"\ncommand: python scripts/bench_capture.py {' '.join(STEPS)} raw --set {a.set}")
+    print(f"load average: {os.getloadavg()[0]:.2f}")
+    print("| input | registered | held-out PSNR | SSIM |")
+    print("|---|---|---|---|")
+    for label, m in (("JPEG", mj), ("DNG (developed by rawpy)", mr)):
+        print(f"| {label} | {m['images']['registered']} | {m['psnr']:.2f} | {m['ssim']:.3f} |")
+    print(f"pair rotations DNG vs JPEG: max {max(ang):.4f} deg, median {np.median(ang):.4f} deg "
+          f"over {len(ang)} pairs; PSNR difference {mr['psnr'] - mj['psnr']:+.2f} dB")
 
 
 def _frames(name: str, size: int) -> list[np.ndarray]:
@@ -154,7 +198,7 @@ def hdr(a) -> None:
     per_frame = (time.time() - t0) / len(ours)
     ms = train(sdr, RUNS / f"{a.set}_{a.size}_sdr", "--video-fps", str(FPS))
     mh = train(hlg, RUNS / f"{a.set}_{a.size}_hlg", "--video-fps", str(FPS))
-    print(f"\ncommand: python scripts/bench_capture.py hdr --set {a.set} --size {a.size}")
+    print(f"\ncommand: python scripts/bench_capture.py {' '.join(STEPS)} hdr --set {a.set} --size {a.size}")
     print(f"load average: {os.getloadavg()[0]:.2f}")
     print(f"HLG decode: {desc}")
     print(f"HLG frames vs SDR source: min {min(ours):.2f} dB, mean {np.mean(ours):.2f} dB "
@@ -169,16 +213,21 @@ def hdr(a) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=0, help="training steps (default: the preset's)")
     sub = ap.add_subparsers(dest="what", required=True)
     p = sub.add_parser("heic")
     p.add_argument("--set", default="strecha_fountain_p11")
     p.add_argument("--quality", type=int, default=90)
     p = sub.add_parser("hdr")
     p.add_argument("--set", default="strecha_fountain_p11")
-    p.add_argument("--size", type=int, default=960)
+    p.add_argument("--size", type=int, default=800)
+    p = sub.add_parser("raw")
+    p.add_argument("--set", default="strecha_fountain_p11")
     a = ap.parse_args()
+    if a.steps:
+        STEPS[:] = ["--steps", str(a.steps)]
     print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
-    {"heic": heic, "hdr": hdr}[a.what](a)
+    {"heic": heic, "hdr": hdr, "raw": raw}[a.what](a)
     return 0
 
 

@@ -33,7 +33,7 @@ def capture(res: int, data: Path, warmup: int, views: int) -> list[tuple]:
     ``warmup`` ones."""
     from splatkit.render import cpu
     from splatkit.splats import Splats
-    from splatkit.train.data import WorldNorm, load_images, make_view, scaled_cameras
+    from splatkit.views import WorldNorm, load_images, make_view, scaled_cameras
 
     scene = bts.load_scene(data)
     norm = WorldNorm.from_scene(scene)

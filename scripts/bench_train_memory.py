@@ -3,7 +3,7 @@
     python scripts/bench_train_memory.py _runs/bench_sfm/south_building_128_1600_incremental/sfm
 
 For a scene folder (``sparse/0`` + ``images``, as ``splatkit sfm`` writes it) and each preset:
-the training resolution, how the photos are held (:class:`splatkit.train.data.TrainImages`:
+the training resolution, how the photos are held (:class:`splatkit.views.TrainImages`:
 uint8, lazily beyond its byte budget), the bytes held against float32 photos, this process's
 resident memory after loading them (and its peak, ``VmHWM``), the time to load them, and the
 GPU memory estimate that training checks before it starts (``splatkit.train.memory``). Each
@@ -34,8 +34,8 @@ def _status_kib(field: str) -> int:
 def measure(scene_dir: Path, preset: str) -> dict:
     from splatkit.config import preset_config
     from splatkit.sfm import load_scene
-    from splatkit.train.data import load_images, scaled_cameras
     from splatkit.train.memory import estimate_bytes
+    from splatkit.views import load_images, scaled_cameras
 
     cfg = preset_config(preset).train
     scene = load_scene(scene_dir)

@@ -160,7 +160,7 @@ def main() -> int:
         torch.set_num_threads(a.threads)
         numba.set_num_threads(a.threads)
     from splatkit.splats import Splats
-    from splatkit.train.data import WorldNorm, load_images, make_view, scaled_cameras
+    from splatkit.views import WorldNorm, load_images, make_view, scaled_cameras
 
     print("command:", " ".join([Path(sys.executable).name] + sys.argv))
     print(f"machine: {platform.platform()}, {os.cpu_count()} logical CPUs | "

@@ -304,11 +304,8 @@ def write_previews(splats: Splats, keep: Tensor, scene: Scene, rd: RunDir, width
 
 
 def scene_path(rd: RunDir, cleanup: str = "auto") -> Path:
-    """The scene the export and the viewer use: the cleaned one unless ``cleanup`` is ``none``
-    (or there is none: a run from before cleanup, or one trained with ``--cleanup none``)."""
-    if cleanup != "none" and rd.scene_clean_ply.is_file():
-        return rd.scene_clean_ply
-    return rd.scene_ply
+    """The scene the export and the viewer use (:meth:`RunDir.scene_in_use`)."""
+    return rd.scene_in_use(cleanup)
 
 
 def run_cleanup(rd: RunDir, splats: Splats, scene: Scene, resolution: int, cfg: CleanupConfig,

@@ -129,7 +129,8 @@ class TrainConfig:
     sh0_lr: float = opt(2.5e-3, "Learning rate of base colour.", min=0.0, max=1.0)
     shN_lr: float = opt(2.5e-3 / 20, "Learning rate of view-dependent colour.", min=0.0, max=1.0)
     strategy: str = opt(
-        "default", "Densification: default (clone/split/prune) or mcmc.", choices=("default", "mcmc")
+        "default", "How splats are added and removed: default (clone/split/prune as in 3DGS) or mcmc "
+        "(a fixed budget, see --max-splats).", choices=("default", "mcmc")
     )
     refine_start: int = opt(500, "First step of densification.", min=0)
     refine_stop: int = opt(15_000, "Last step of densification.", min=0)
@@ -141,7 +142,7 @@ class TrainConfig:
                           min=1, max=100_000_000)
     absgrad: bool = opt(False, "Use absolute gradients for densification (AbsGS).")
     antialiased: bool = opt(False, "Antialiased rasterization (Mip-Splatting opacity compensation).")
-    packed: bool = opt(False, "gsplat packed mode (less GPU memory for large scenes).")
+    packed: bool = opt(False, "GPU only: gsplat's packed mode (less GPU memory for large scenes).")
     random_background: bool = opt(False, "Random background colour each step (fewer floaters).")
     camera_clearance: float = opt(
         0.0, "Remove splats where the photographer stood: within this many camera spacings (median "
@@ -181,10 +182,33 @@ class TrainConfig:
     checkpoint_every: int = opt(1000, "Steps between checkpoints (0: only at the end).", min=0)
     seed: int = opt(
         42,
-        "Random seed of training (SfM has its own, SfmConfig.seed: the same photos, settings "
-        "and thread count give the same camera poses).",
+        "Random seed of training: the same seed, camera poses and settings on the same machine "
+        "give the same result. SfM has its own (sfm.seed) and with several threads can place the "
+        "cameras slightly differently from run to run; to repeat a run exactly, train again from "
+        "its SfM output (OUT/sparse/0 with OUT/images).",
         min=0, max=2**32 - 1,
     )
+
+
+@dataclass
+class BlocksConfig:
+    """Large captures trained in blocks (:mod:`splatkit.blocks`): one block at a time here, or
+    as Ray tasks on a cluster."""
+
+    blocks: int = opt(0, "Blocks to train in (0: automatic, one block per 1,000 photos, blocks.max_photos; "
+                      "1: never split).", min=0, max=4096)
+    max_photos: int = opt(1000, "Automatic blocks: the most photos one block's core holds.",
+                          min=10, max=1_000_000)
+    overlap: float = opt(0.2, "How far a block's training reaches past its core, as a fraction of "
+                         "its size (its splats there are dropped at the merge).", min=0.0, max=2.0)
+    visibility: float = opt(0.25, "A photo from outside a block trains it when it sees this "
+                            "fraction of the block's points.", min=0.0, max=1.0)
+    ray_address: str = opt("", "Train the blocks as Ray tasks: 'local' (a Ray on this machine) or "
+                           "a cluster address (ray://HOST:10001, auto); empty: one after another.")
+    ray_workers: int = opt(2, "Blocks trained at once on a local Ray.", min=1, max=1024)
+    ray_cpus_per_block: int = opt(1, "CPU threads per block under Ray.", min=1, max=1024)
+    ray_gpus_per_block: float = opt(0.0, "GPUs per block under Ray (1: one block per GPU).",
+                                    min=0.0, max=64.0)
 
 
 @dataclass
@@ -220,27 +244,6 @@ class CleanupConfig:
 
 
 @dataclass
-class BlocksConfig:
-    """Large captures trained in blocks (:mod:`splatkit.blocks`): one block at a time here, or
-    as Ray tasks on a cluster."""
-
-    blocks: int = opt(0, "Blocks to train in (0: automatic, one block per max_photos photos; "
-                      "1: never split).", min=0, max=4096)
-    max_photos: int = opt(1000, "Automatic blocks: the most photos one block's core holds.",
-                          min=10, max=1_000_000)
-    overlap: float = opt(0.2, "How far a block's training reaches past its core, as a fraction of "
-                         "its size (its splats there are dropped at the merge).", min=0.0, max=2.0)
-    visibility: float = opt(0.25, "A photo from outside a block trains it when it sees this "
-                            "fraction of the block's points.", min=0.0, max=1.0)
-    ray_address: str = opt("", "Train the blocks as Ray tasks: 'local' (a Ray on this machine) or "
-                           "a cluster address (ray://HOST:10001, auto); empty: one after another.")
-    ray_workers: int = opt(2, "Blocks trained at once on a local Ray.", min=1, max=1024)
-    ray_cpus_per_block: int = opt(1, "CPU threads per block under Ray.", min=1, max=1024)
-    ray_gpus_per_block: float = opt(0.0, "GPUs per block under Ray (1: one block per GPU).",
-                                    min=0.0, max=64.0)
-
-
-@dataclass
 class RunConfig:
     """Everything ``splatkit train`` needs; saved as ``config.json`` in the output folder."""
 
@@ -249,8 +252,8 @@ class RunConfig:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     sfm: SfmConfig = field(default_factory=SfmConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    cleanup: CleanupConfig = field(default_factory=CleanupConfig)
     blocks: BlocksConfig = field(default_factory=BlocksConfig)
+    cleanup: CleanupConfig = field(default_factory=CleanupConfig)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -263,8 +266,8 @@ class RunConfig:
             ingest=_build(IngestConfig, d.get("ingest", {})),
             sfm=_build(SfmConfig, d.get("sfm", {})),
             train=_build(TrainConfig, d.get("train", {})),
-            cleanup=_build(CleanupConfig, d.get("cleanup", {})),
             blocks=_build(BlocksConfig, d.get("blocks", {})),
+            cleanup=_build(CleanupConfig, d.get("cleanup", {})),
         )
 
     @classmethod

@@ -3,17 +3,13 @@
 - Views: ``scene.test_idx`` (every 8th photo by name, :func:`splatkit.scene.inria_split`).
 - Resolution: the training resolution (longest side ``resolution``, never enlarged).
 - Renders are clamped to [0, 1]; photos are the 8-bit files divided by 255.
-- PSNR = 10 log10(1 / MSE) per image on [0, 1] values, MSE over all pixels and channels; when the
-  MSE is below 1e-10 the PSNR is capped at :data:`PSNR_CAP` (100 dB), so identical images give
-  100, never inf, and means stay finite.
-- SSIM: torchmetrics ``structural_similarity_index_measure`` (Gaussian window 11, sigma 1.5,
-  data range 1.0), per image.
+- PSNR and SSIM per image: :mod:`splatkit.scores` (PSNR capped at 100 dB; torchmetrics SSIM,
+  Gaussian window 11, sigma 1.5, data range 1.0).
 - Reported means are plain averages over the test images (INRIA's ``metrics.py``).
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -25,30 +21,9 @@ from torch import Tensor
 from .fileio import atomic_path
 from .render import RenderSettings, get_renderer
 from .scene import Scene
+from .scores import psnr, ssim
 from .splats import Splats
-
-#: PSNR reported when the images are (numerically) identical.
-PSNR_CAP = 100.0
-_MIN_MSE = 10.0 ** (-PSNR_CAP / 10.0)
-
-
-def psnr(img: Tensor, gt: Tensor) -> float:
-    """PSNR in dB of two images with values in [0, 1]; capped at :data:`PSNR_CAP`."""
-    mse = float(((img.double() - gt.double()) ** 2).mean())
-    return PSNR_CAP if mse <= _MIN_MSE else -10.0 * math.log10(mse)
-
-
-def ssim(img: Tensor, gt: Tensor) -> float:
-    """SSIM of two ``[H, W, 3]`` images in [0, 1] (torchmetrics, window 11, sigma 1.5)."""
-    from torchmetrics.functional.image import structural_similarity_index_measure
-
-    x = img.permute(2, 0, 1)[None].float()
-    y = gt.permute(2, 0, 1)[None].float()
-    return float(
-        structural_similarity_index_measure(
-            x, y, data_range=1.0, gaussian_kernel=True, sigma=1.5, kernel_size=11
-        )
-    )
+from .views import WorldNorm, load_images, make_view, scaled_cameras
 
 
 def _subset(idx: list[int], max_views: int | None) -> list[int]:
@@ -79,8 +54,6 @@ def evaluate(
     means are NaN. ``max_views`` scores an evenly spaced subset (cheap checks during training).
     ``sky`` (:class:`splatkit.sky.SkyMap`): composited behind the splats (rendered over black).
     """
-    from .train.data import WorldNorm, load_images, make_view, scaled_cameras
-
     if settings is None:
         settings = RenderSettings(sh_degree=splats.sh_degree)
     render = get_renderer(backend)

@@ -95,6 +95,13 @@ def upright_to_ue(points: Tensor) -> Tensor:
     return 100.0 * points.double() @ torch.tensor(UPRIGHT_TO_UE_AXES, dtype=torch.float64).T
 
 
+def upright_to_ue_directions(d: Tensor) -> Tensor:
+    """Directions in the upright frame (+Y left) -> Unreal's axes (+Y right): Y negated, as for
+    positions (:data:`UPRIGHT_TO_UE_AXES`) without the centimetres; its own inverse. The sky's
+    panorama (:mod:`splatkit.export.sky_export`) is read and written with it."""
+    return d * d.new_tensor([1.0, -1.0, 1.0])
+
+
 def upright_to_ply(axes: Axes) -> Tensor:
     """The proper rotation ``[3, 3]`` taking upright coordinates to the PLY frame of a plugin
     whose mapping is ``axes``.

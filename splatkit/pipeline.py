@@ -20,7 +20,7 @@ from .events import EventBus, Message, StageFinished, StageStarted
 from .fileio import write_text_atomic
 from .render import Renderer, select_renderer
 from .run import check_model
-from .rundir import RunDir, suggest_out_dir
+from .rundir import RunDir, as_rundir, suggest_out_dir
 
 
 @dataclass
@@ -86,11 +86,11 @@ def run_sfm_stage(photos: Path, out_dir: Path | RunDir, cfg: RunConfig, bus: Eve
     from .sfm import run_sfm
     from .sources import detect_source, import_cameras, ingest_source, place_rig
 
-    out_dir = out_dir.root if isinstance(out_dir, RunDir) else Path(out_dir)
+    rd = as_rundir(out_dir)
     kind = detect_source(Path(photos))
     if kind.has_cameras:  # cameras given: SfM skipped
         with _Timer(bus, "sfm", f"existing cameras ({kind})") as t:
-            photo_set, scene = import_cameras(Path(photos), kind, out_dir, cfg, bus)
+            photo_set, scene = import_cameras(Path(photos), kind, rd, cfg, bus)
             t.summary = _sfm_summary(photo_set, scene)
         timings["sfm"] = t.seconds
         return photo_set, scene
@@ -101,11 +101,11 @@ def run_sfm_stage(photos: Path, out_dir: Path | RunDir, cfg: RunConfig, bus: Eve
         timings["sfm"] = t.seconds
         return photo_set, scene
     with _Timer(bus, "ingest", str(photos)) as t:
-        photo_set = ingest_source(Path(photos), kind, out_dir, cfg.ingest, bus)
+        photo_set = ingest_source(Path(photos), kind, rd, cfg.ingest, bus)
         t.summary = {"used": len(photo_set.images), "skipped": len(photo_set.skipped)}
     timings["ingest"] = t.seconds
     with _Timer(bus, "sfm", f"{len(photo_set.images)} photos") as t:
-        scene = run_sfm(photo_set, out_dir, cfg.sfm, bus)
+        scene = run_sfm(photo_set, rd, cfg.sfm, bus)
         t.summary = _sfm_summary(photo_set, scene)
     timings["sfm"] = t.seconds
     return photo_set, scene
@@ -137,7 +137,7 @@ def run_train(
     ``explicit``: the settings given explicitly (flattened keys), which the preset's photo tiers
     (:data:`splatkit.config.PHOTO_TIERS`) leave alone."""
 
-    rd = out_dir if isinstance(out_dir, RunDir) else RunDir(Path(out_dir))
+    rd = as_rundir(out_dir)
     renderer = renderer or select_renderer(cfg.device)
     warming = None
     if renderer.name == "cpu":  # compile the CPU kernels while SfM runs (fresh installs)
@@ -166,7 +166,7 @@ def run_train(
     write_text_atomic(rd.metrics, json.dumps(metrics, indent=2))
     from .report import build_report
 
-    with _Timer(bus, "report", "report.html"):
+    with _Timer(bus, "report", rd.report.name):
         build_report(rd.root)
     bus.emit(Message(stage="done", text=f"held-out PSNR {ev['psnr']:.2f} dB, SSIM {ev['ssim']:.3f}"))
     return RunResult(out_dir=rd.root, metrics=metrics, scene=scene)
@@ -180,8 +180,8 @@ def _train(scene, cfg: RunConfig, rd: RunDir, renderer: Renderer, bus, resume: b
 
     n = blocks_for(cfg.blocks, len(scene.cameras))
     if n > 1:
-        return train_in_blocks(scene, cfg, rd.blocks, renderer, n, bus, stop_flag, run_id, explicit)
-    return train(scene, cfg.train, rd.root, renderer, bus=bus, resume=resume, stop_flag=stop_flag,
+        return train_in_blocks(scene, cfg, rd, renderer, n, bus, stop_flag, run_id, explicit)
+    return train(scene, cfg.train, rd, renderer, bus=bus, resume=resume, stop_flag=stop_flag,
                  run_id=run_id)
 
 
@@ -208,7 +208,7 @@ def _evaluate_and_write(rd: RunDir, result, scene, cfg: RunConfig, renderer: Ren
         write_previews(ev, rd.previews)
         t.summary = {"psnr": ev["psnr"], "ssim": ev["ssim"]}
     timings["evaluate"] = t.seconds
-    with _Timer(bus, "export", "scene.ply") as t:
+    with _Timer(bus, "export", rd.scene_ply.name) as t:
         write_ply(result.splats.detach().to("cpu"), rd.scene_ply)
         if result.sky is not None:
             from .sky import save as save_sky
@@ -241,6 +241,8 @@ def _cleanup(rd: RunDir, result, scene, cfg: RunConfig, bus, timings) -> dict | 
 
 
 def _metrics(ev, result, scene, photo_set, cfg: RunConfig, renderer: Renderer, timings) -> dict:
+    from .sky import SEEN_MIN
+
     return {
         "psnr": ev["psnr"],
         "ssim": ev["ssim"],
@@ -268,7 +270,7 @@ def _metrics(ev, result, scene, photo_set, cfg: RunConfig, renderer: Renderer, t
         },
         "sky": None if result.sky is None else {
             "share": round(result.sky.share, 4), "width": result.sky.width, "height": result.sky.height,
-            "seen_fraction": round(float((result.sky.seen > 0).float().mean()), 4)},
+            "seen_fraction": round(float((result.sky.seen >= SEEN_MIN).float().mean()), 4)},
         "seconds": {k: round(v, 2) for k, v in timings.items()},
         "cpu_count": os.cpu_count(),
         "versions": versions(),

@@ -13,9 +13,9 @@ Layout (the one place these names live; every other module asks :class:`RunDir`)
     blocks/            a large capture's blocks, each a run of its own (``block_NNN/``, blocks.json)
     previews/          each held-out photo beside its render
     scene.ply          the trained splats;  metrics.json: held-out PSNR/SSIM and run facts
+    sky.npz, sky.png   the learned sky behind the splats (when the run has one; splatkit/sky.py)
     scene_clean.ply    the trained splats after cleanup (what export and view use by default)
     previews/cleanup/  the scene before and after cleanup, seen from above and behind the cameras
-    sky.npz, sky.png   the learned sky behind the splats (when the run has one; splatkit/sky.py)
     report.html        the report page
     unreal/, exports/  Unreal exports (``splatkit export``; the classroom server's zips)
     previous/<run>/    an earlier run's results, moved aside when a fresh run starts here
@@ -66,13 +66,14 @@ DESCRIPTIONS = {
     "work": "working copies of the photos", "sfm_work": "SfM database",
     "unreal": "the Unreal export (splatkit export)", "previous": "earlier runs and exports, kept",
     "blocks": "a large capture's blocks, each trained as a run of its own",
+    "sky.npz": "the learned sky (exported as Unreal's sky)", "sky.png": "the sky panorama, to look at",
     "scene_clean.ply": "the splats after cleanup (what export and view use; --cleanup none: scene.ply)",
 }
 #: The layout names that are files (the others are folders).
 FILES = ("config.json", "log.txt", "events.jsonl", "scene.ply", "scene_clean.ply", "metrics.json",
-         "report.html")
+         "report.html", "sky.npz", "sky.png")
 #: What the classroom server keeps in a job's folder beside the run (its own bookkeeping).
-SERVER_FILES = ("cancel", "attempt", "node.json")
+SERVER_FILES = ("cancel", "attempt", "node.json", "report_student.html")
 #: The results of training, moved aside (to ``previous/<run id>/``) when a fresh run starts in
 #: a folder that holds another run's. SfM's outputs stay: they are reused when the inputs match.
 TRAINING_OUTPUTS = (
@@ -146,6 +147,10 @@ class RunDir:
         return self.root / "blocks"
 
     @property
+    def blocks_summary(self) -> Path:
+        return self.blocks / "blocks.json"
+
+    @property
     def previews(self) -> Path:
         return self.root / "previews"
 
@@ -154,20 +159,27 @@ class RunDir:
         return self.root / "scene.ply"
 
     @property
-    def scene_clean_ply(self) -> Path:
-        return self.root / "scene_clean.ply"
-
-    def cleanup_preview(self, which: str) -> Path:
-        """``before`` or ``after`` cleanup, seen from off the photo path."""
-        return self.root / "previews" / "cleanup" / f"{which}.png"
-
-    @property
     def sky(self) -> Path:
         return self.root / "sky.npz"
 
     @property
     def sky_png(self) -> Path:
         return self.root / "sky.png"
+
+    @property
+    def scene_clean_ply(self) -> Path:
+        return self.root / "scene_clean.ply"
+
+    def scene_in_use(self, cleanup: str = "auto") -> Path:
+        """The scene the export and the viewer use: the cleaned one unless ``cleanup`` is
+        ``none`` (or there is none: a run from before cleanup, or trained with ``--cleanup none``)."""
+        if cleanup != "none" and self.scene_clean_ply.is_file():
+            return self.scene_clean_ply
+        return self.scene_ply
+
+    def cleanup_preview(self, which: str) -> Path:
+        """``before`` or ``after`` cleanup, seen from off the photo path."""
+        return self.root / "previews" / "cleanup" / f"{which}.png"
 
     @property
     def metrics(self) -> Path:
@@ -200,6 +212,15 @@ class RunDir:
     @property
     def node(self) -> Path:
         return self.root / "node.json"
+
+    @property
+    def student_report(self) -> Path:
+        """The report as the classroom's students see it (the server's)."""
+        return self.root / "report_student.html"
+
+    def export_zip(self, plugin: str) -> Path:
+        """The classroom server's zip of the Unreal export for ``plugin``."""
+        return self.exports / f"{plugin}.zip"
 
     @property
     def meta(self) -> Path:
@@ -295,8 +316,8 @@ class RunDir:
             if not os.path.lexists(p):
                 continue
             want_file = name in FILES
-            if p.is_symlink() or (p.is_file() != want_file) or (not want_file and not p.is_dir()):
-                out.append(name + ("" if want_file else "/"))
+            if p.is_file() != want_file or (not want_file and not p.is_dir()):
+                out.append(name + ("/" if p.is_dir() else ""))
         return out
 
     def read_json_object(self, path: Path) -> dict | None:
@@ -525,11 +546,12 @@ def _os_lock(lock: RunLock) -> bool:
 @contextlib.contextmanager
 def reading(root: Path, command: str):
     """Hold a reader's (shared) lock on ``root`` while the block reads it. A folder splatkit
-    cannot lock (read-only media, no run there) is read as it is: nobody can write it then."""
+    cannot lock (read-only media, no ``.splatkit/`` there) is read as it is: no splatkit command
+    writes there then."""
     rd = RunDir(Path(root))
     lock = RunLock(rd, command, shared=True)
-    try:
-        if rd.root.is_dir() and os.access(rd.root, os.W_OK):
+    try:  # only where splatkit keeps its bookkeeping: a reader never adds it to a user's folder
+        if rd.meta.is_dir() and os.access(rd.meta, os.W_OK):
             lock.acquire()
     except OSError:
         pass

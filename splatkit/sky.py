@@ -9,7 +9,8 @@ front to back, then the sky where their alpha leaves room (``T_final = 1 - alpha
 
 On disk (``OUT/sky.npz``, :func:`save` / :func:`load`): ``colors`` float32 ``[H, W, 3]`` in
 [0, 1] (linear in the photos' 8-bit sRGB values, as the splats' colours are), ``seen`` float32
-``[H, W]`` (how much training-pixel weight reached each texel: 0 where no photo saw sky),
+``[H, W]`` (how much training-pixel weight reached each texel late in training: below
+:data:`SEEN_MIN` where no photo saw sky there),
 ``rotation`` float64 ``[3, 3]``, ``share`` (the fraction of training pixels that showed the
 sky). ``OUT/sky.png`` is the same panorama with unseen texels filled, to look at.
 """
@@ -26,6 +27,10 @@ from torch import Tensor
 
 from .export import panorama as P
 from .render import View
+
+#: A texel counts as seen when the training pixels that showed it add up to this much weight
+#: (bilinear weight x transmittance: about one pixel's worth of clear view).
+SEEN_MIN = 1.0
 
 
 def pixel_directions(view: View) -> Tensor:
@@ -75,7 +80,7 @@ class SkyMap:
 
     def filled(self) -> Tensor:
         """``colors`` with the texels no photo saw filled from the seen ones (pull-push)."""
-        return fill_unseen(self.colors, self.seen > 0)
+        return fill_unseen(self.colors, self.seen >= SEEN_MIN)
 
 
 def fill_unseen(colors: Tensor, known: Tensor) -> Tensor:

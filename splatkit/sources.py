@@ -31,6 +31,7 @@ from .ingest import Photo, PhotoSet, SourceKind, ingest
 from .ingest.hdr import frame_colour, frame_to_image
 from .ingest.names import shown
 from .ingest.scan import IMAGE_EXTS
+from .rundir import RunDir, as_rundir, colmap_images, colmap_models
 from .video import SAMPLES_PER_KEPT, Candidate, FrameSelector, Tracker
 
 VIDEO_EXTS = {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mts", ".m2ts", ".3gp", ".mpg", ".mpeg"}
@@ -92,11 +93,11 @@ def _folder_kind(path: Path) -> SourceKind:
             f"Give the project folder that holds sparse/ and images/ (probably "
             f"{shown(path.parent.parent if path.parent.name == 'sparse' else path.parent)}).",
         )
-    if any(_has_model(d) for d in (path / "sparse" / "0", path / "sparse")):
-        if not (path / "images").is_dir():
+    if any(_has_model(d) for d in colmap_models(path)[:2]):
+        if not colmap_images(path).is_dir():
             raise UserError(
                 f"{shown(path)} holds a COLMAP model (sparse/) but no images folder beside it.",
-                f"Put the photos the model was made from in {shown(path / 'images')}.",
+                f"Put the photos the model was made from in {shown(colmap_images(path))}.",
             )
         return SourceKind.COLMAP
     from .pano.source import folder_is_pano
@@ -118,6 +119,9 @@ def _file_kind(path: Path) -> SourceKind:
         return SourceKind.TRANSFORMS
     if ext in IMAGE_EXTS:
         raise UserError(f"{shown(path)} is a single photo.", "Give the folder that holds all the photos.")
+    if ext == ".zip":
+        raise UserError(f"{shown(path)} is a zip archive.",
+                        "Unzip it and give the folder (a Polycam raw export is read as it unzips).")
     raise UserError(
         f"{shown(path)} is neither a folder of photos nor a video.",
         "Give a folder of JPEG/PNG photos, a video (MP4, MOV), a COLMAP project or a "
@@ -126,30 +130,30 @@ def _file_kind(path: Path) -> SourceKind:
 
 
 def ingest_source(
-    path: Path, kind: SourceKind, out_dir: Path, cfg: IngestConfig, bus: EventBus = NULL_BUS
+    path: Path, kind: SourceKind, out_dir: RunDir | Path, cfg: IngestConfig, bus: EventBus = NULL_BUS
 ) -> PhotoSet:
     """Photos or video -> working copies in ``out_dir/work/images`` (see :func:`ingest`)."""
-    return _handler(INGESTERS, kind, "pictures to ingest")(Path(path), Path(out_dir), cfg, bus)
+    return _handler(INGESTERS, kind, "pictures to ingest")(Path(path), as_rundir(out_dir), cfg, bus)
 
 
-def _ingest_photos(path: Path, out_dir: Path, cfg: IngestConfig, bus: EventBus) -> PhotoSet:
-    return ingest(path, out_dir / "work" / "images", cfg, bus)
+def _ingest_photos(path: Path, rd: RunDir, cfg: IngestConfig, bus: EventBus) -> PhotoSet:
+    return ingest(path, rd.work_images, cfg, bus)
 
 
-def _ingest_video(path: Path, out_dir: Path, cfg: IngestConfig, bus: EventBus) -> PhotoSet:
-    frames = extract_frames(path, out_dir / "work" / "frames", cfg, bus)
-    photo_set = ingest(frames, out_dir / "work" / "images", cfg, bus)
+def _ingest_video(path: Path, rd: RunDir, cfg: IngestConfig, bus: EventBus) -> PhotoSet:
+    frames = extract_frames(path, rd.frames, cfg, bus)
+    photo_set = ingest(frames, rd.work_images, cfg, bus)
     photo_set.source_kind = SourceKind.VIDEO
     return photo_set
 
 
-def _import_colmap(path: Path, out_dir: Path, cfg: RunConfig, bus: EventBus):
+def _import_colmap(path: Path, out_dir: RunDir, cfg: RunConfig, bus: EventBus):
     from .sfm.importer import import_colmap
 
     return import_colmap(path, out_dir, cfg.sfm, bus)
 
 
-def _import_transforms(path: Path, out_dir: Path, cfg: RunConfig, bus: EventBus):
+def _import_transforms(path: Path, out_dir: RunDir, cfg: RunConfig, bus: EventBus):
     from .sfm.importer import import_transforms
 
     return import_transforms(path, out_dir, cfg.sfm, bus)
@@ -330,7 +334,8 @@ def _upright(im: Image.Image, rotation: float) -> Image.Image:
             3: im.transpose(Image.Transpose.ROTATE_270)}.get(r, im)
 
 
-def import_cameras(path: Path, kind: SourceKind, out_dir: Path, cfg: RunConfig, bus: EventBus = NULL_BUS):
+def import_cameras(path: Path, kind: SourceKind, out_dir: RunDir | Path, cfg: RunConfig,
+                   bus: EventBus = NULL_BUS):
     """Existing cameras (COLMAP project or ``transforms.json``) -> ``out_dir/sparse/0`` + images.
 
     Returns ``(photo_set, scene)`` like the ingest + SfM stages. The camera files are checked
@@ -343,12 +348,12 @@ def import_cameras(path: Path, kind: SourceKind, out_dir: Path, cfg: RunConfig, 
 
     from .sfm.validate import validate_cameras
 
-    path, out_dir = Path(path), Path(out_dir)
+    path, rd = Path(path), as_rundir(out_dir)
     importer = _handler(IMPORTERS, kind, "cameras to import")
     old = pycolmap.logging.minloglevel
     pycolmap.logging.minloglevel = 1  # COLMAP's step-by-step INFO lines are not for users
     try:
-        scene = importer(path, out_dir, cfg, bus)
+        scene = importer(path, rd, cfg, bus)
     finally:
         pycolmap.logging.minloglevel = old
     validate_cameras(scene, path)  # what training gets: never garbage

@@ -382,6 +382,10 @@ TRANSFORMS_CASES = {
     "principal point far outside": (_top(cx=-800.0), [f"cx is -800, far outside the {W}x{H} image"]),
     "w/h not the images'": (_top(w=W, h=H + 16), [f"w/h is {W}x{H + 16} but the image file is {W}x{H}"]),
     "fisheye camera": (_top(camera_model="OPENCV_FISHEYE"), ["camera_model is OPENCV_FISHEYE: only pinhole"]),
+    "360 camera": (
+        _top(camera_model="EQUIRECTANGULAR"),
+        ["camera_model is EQUIRECTANGULAR: a 360-degree camera", "the folder of its equirectangular frames"],
+    ),
     "path outside the folder": (
         _set(1, "file_path", "../elsewhere/0002.jpg"),
         ["file_path lies outside the folder"],

@@ -54,6 +54,43 @@ def test_disk_full_while_writing_a_checkpoint(tmp_path, capsys, project, monkeyp
     assert rc == 0 and "Resuming from step 15" in text
 
 
+class _Usage:
+    def __init__(self, free: int):
+        self.total, self.used, self.free = 2 * free + 1, free, free
+
+
+@pytest.mark.parametrize("where", ["sfm", "checkpoint"])
+def test_a_full_disk_behind_a_library_message(tmp_path, capsys, project, monkeypatch, where):
+    """pycolmap's and torch's own errors carry no errno and never say "disk": the free space of
+    the output's volume tells a full disk, and a roomy disk keeps the error a bug."""
+    import splatkit.job
+    import splatkit.sources
+
+    out = tmp_path / "out"
+    _stopped(project, out)
+    if where == "sfm":
+
+        def fail(*a, **k):
+            raise RuntimeError("No registered database factory succeeded")
+
+        monkeypatch.setattr(splatkit.sources, "import_cameras", fail)
+    else:
+        def fail(*a, **k):
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+        monkeypatch.setattr(ck.torch, "save", fail)
+    before = sorted(p.name for p in (out / "checkpoints").iterdir())
+    real = shutil.disk_usage
+    monkeypatch.setattr(splatkit.job.shutil, "disk_usage", lambda p: _Usage(3 * 2**20))
+    rc, text = _cli(capsys, "train", str(project), "-o", str(out), "--resume")
+    assert rc == 2 and f"The disk holding {out} is full (3 MB free)" in text, text
+    assert "internal error" not in text and "--resume" in text
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before
+    monkeypatch.setattr(splatkit.job.shutil, "disk_usage", real)  # room: the same error is a bug
+    rc, text = _cli(capsys, "train", str(project), "-o", str(out), "--resume")
+    assert rc == 1 and "internal error: RuntimeError" in text and "is full" not in text
+
+
 FULL_DISK_SCRIPT = textwrap.dedent("""
     import json, os, subprocess, sys
     from pathlib import Path
@@ -130,8 +167,8 @@ def test_two_runs_into_one_folder(tmp_path, capsys, project):
         assert _wait_for(lambda: events.exists() and '"train_step"' in events.read_text())
         rc, text = _cli(capsys, "train", str(project), "-o", str(out), "--preset", "tiny")
         assert rc == 2
-        assert f"Another splatkit command is writing to {out}" in text
-        assert f"process {first.pid}" in text and "Wait for it to finish" in text
+        assert f"Training is running in {out}" in text  # named as live, with its step
+        assert f"process {first.pid}, step " in text and "Wait for it to finish, or stop it" in text
         first.send_signal(signal.SIGINT)
         so, se = first.communicate(timeout=120)
     finally:

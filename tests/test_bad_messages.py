@@ -76,3 +76,73 @@ def test_internal_error_prints_two_lines_and_keeps_the_details(tmp_path, project
     assert "not your mistake" in lines[-1]
     crash = next((tmp_path / "cache" / "splatkit").glob("crash-*.txt"))
     assert "Traceback" in crash.read_text() and str(crash) in lines[-1]
+
+
+def test_photos_from_one_spot_are_told_to_move_between_shots():
+    """No parallax (a tripod panorama) is the cause even when the photos also fell apart."""
+    from splatkit.sfm.diagnose import failure
+
+    names = [f"{i:04d}.jpg" for i in range(8)]
+    e = failure(names, 3, [names[:3], names[3:6]], {}, {}, no_parallax=0.93)
+    assert "taken from about the same spot (93% of the matched pairs" in e.what
+    assert "groups" not in str(e) and "Take a step sideways between photos" in e.todo
+    e = failure(names, 3, [names[:3], names[3:6]], {}, {}, no_parallax=0.1)
+    assert "2 groups that share nothing" in e.what  # real parallax: the groups are the cause
+
+
+def test_the_fix_for_images_outside_a_transforms_json_does_not_loop(tmp_path, capsys):
+    """Images listed as ../images: the printed folder is one that gives the images alone (no
+    camera file in it), and the move named makes the paths valid."""
+    import shlex
+
+    from input_util import fox_subset, run_cli
+
+    from splatkit.sources import detect_source
+
+    d = fox_subset(tmp_path / "set", k=4)
+    meta = json.loads((d / "transforms.json").read_text())
+    for fr in meta["frames"]:
+        fr["file_path"] = "../" + fr["file_path"]
+    (d / "scene").mkdir()
+    (d / "scene" / "transforms.json").write_text(json.dumps(meta))
+    (d / "transforms.json").unlink()
+    rc, text = run_cli(capsys, ["train", d / "scene" / "transforms.json", "-o", tmp_path / "out"], d)
+    assert rc == 2 and "file_path lies outside the folder" in text
+    todo = text.strip().splitlines()[-1]
+    assert f"Move transforms.json to {d} " in todo
+    suggested = shlex.split(todo.split("splatkit train ", 1)[1])[0]
+    assert suggested == str(d / "images") and detect_source(d / "images") == "photos"
+    # images beside the file, no images/ folder: never "give" the folder holding the file itself
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for fr in meta["frames"]:
+        name = fr["file_path"].split("/")[-1]
+        shutil_copy(d / "images" / name, flat / name)
+        fr["file_path"] = name
+    fr["fl_x"] = -1.0  # one bad number: the file is refused
+    (flat / "transforms.json").write_text(json.dumps(meta))
+    rc, text = run_cli(capsys, ["train", flat, "-o", tmp_path / "out2"], flat)
+    assert rc == 2 and f"splatkit train {flat}" not in text
+    assert "to a folder of their own" in text.strip().splitlines()[-1]
+
+
+def shutil_copy(a, b):
+    import shutil
+
+    shutil.copy(a, b)
+
+
+def test_a_gpu_preset_on_a_cpu_asks_for_device_cpu(tmp_path, capsys, project, monkeypatch):
+    import splatkit.render
+
+    class Cpu:
+        name, device = "cpu", "cpu"
+
+    monkeypatch.setattr(splatkit.render, "select_renderer", lambda device="auto": Cpu())
+    for preset, hours in (("full", 17), ("fast", 6)):
+        rc = main(["train", str(project), "-o", str(tmp_path / "out"), "--preset", preset])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 2, err
+        assert f"--preset {preset} is made for a GPU" in err[0] and f"about {hours} hours" in err[0]
+        assert "--device cpu" in err[1] and "--preset standard" in err[1]
+    assert not (tmp_path / "out").exists()

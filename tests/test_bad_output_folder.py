@@ -85,3 +85,48 @@ def test_output_inside_the_photos_and_then_the_right_run(tmp_path, capsys, proje
     assert rc == 0, err
     assert hashes(proj) == before
     assert (tmp_path / "proj-splatkit" / "scene.ply").is_file()
+
+
+def test_a_folder_of_the_users_own_files_is_refused(tmp_path, capsys, project):
+    """``-o ~``: a folder splatkit did not make, full of the user's files, is not written into."""
+    home = tmp_path / "home"
+    (home / "Documents").mkdir(parents=True)
+    (home / "notes.txt").write_text("mine")
+    (home / ".bashrc").write_text("mine too")
+    err = _refused(capsys, home, "train", str(project), "-o", str(home), "--preset", "tiny")
+    assert "already holds files that splatkit did not make (.bashrc, Documents, notes.txt)" in err[0]
+    assert f"-o {home / 'splatkit-run'}" in err[1]
+    assert sorted(p.name for p in home.iterdir()) == [".bashrc", "Documents", "notes.txt"]
+    rc, err = _run(capsys, "train", str(project), "-o", str(home / "splatkit-run"), "--preset", "tiny",
+                   "--quiet")
+    assert rc == 0, err  # the suggested folder works
+
+
+def test_an_output_name_longer_than_the_file_system_allows(tmp_path, capsys, project):
+    with pytest.raises(SystemExit) as e:  # a usage error, as argparse ends it
+        main(["train", str(project), "-o", str(tmp_path / ("x" * 300)), "--preset", "tiny"])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert e.value.code == 2 and "has a name of 300 bytes" in err[0] and "at most 255" in err[0], err
+    assert len(err) == 2 and not any(tmp_path.iterdir())
+    deep = tmp_path / "/".join(["d" * 200] * 25)  # each name fine, the whole path too long
+    rc, err = _run(capsys, "train", str(project), "-o", str(deep), "--preset", "tiny")
+    assert rc == 2 and len(err) == 2 and "internal error" not in err[0], err
+    assert "File name too long" in err[0] or "too long" in err[0]
+
+
+def test_a_scene_ply_that_is_a_folder_is_not_an_unfinished_run(tmp_path, capsys, project):
+    from tiny_project import stopped_run
+
+    out = tmp_path / "out"
+    stopped_run(project, out)
+    (out / "scene.ply").mkdir()
+    (out / "scene.ply" / "mine.txt").write_text("a folder of the user's")
+    for argv in (("train", str(project), "-o", str(out), "--resume"),
+                 ("train", str(project), "-o", str(out), "--preset", "tiny"),
+                 ("export", str(out)), ("view", str(out), "--no-browser", "--port", "0")):
+        err = _refused(capsys, out / "scene.ply", *argv)
+        assert "holds scene.ply/, which is not what splatkit writes" in err[0], err
+        assert "unfinished" not in err[0] and "--resume" not in err[1]
+    shutil.move(str(out / "scene.ply"), str(tmp_path / "kept"))
+    rc, err = _run(capsys, "train", str(project), "-o", str(out), "--resume", "--quiet")
+    assert rc == 0, err

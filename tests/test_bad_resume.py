@@ -90,3 +90,66 @@ def test_retention_never_deletes_the_checkpoint_just_written(tmp_path):
     assert p.exists() and p2.exists()  # keep 2: the one just written and the one before
     path, payload = ck.load_latest(tmp_path, run_id="new")
     assert path == p2 and payload["run_id"] == "new"  # the old run's step 200 is not used
+
+
+def _copy(project, dest):
+    import shutil
+
+    shutil.copytree(project, dest)
+    return dest
+
+
+@pytest.mark.parametrize("change", ["replaced", "deleted", "added"])
+def test_resume_on_other_photos_is_refused_before_anything_changes(tmp_path, capsys, project, change):
+    """The photos under the same names from another capture, one deleted, one added: the
+    checkpoint cannot continue on them; refused with what changed, --restart offered."""
+    from PIL import Image
+
+    proj = _copy(project, tmp_path / "proj")
+    out = tmp_path / "out"
+    _stopped_run(proj, out)
+    photo = proj / "images" / "0003.jpg"
+    if change == "replaced":  # same name, same size class, other pixels
+        with Image.open(photo) as im:
+            im.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(photo, quality=95)
+    elif change == "deleted":
+        photo.unlink()
+    else:
+        (proj / "images" / "0009.jpg").write_bytes(photo.read_bytes())
+    inputs, before = hashes(proj), hashes(out)
+    rc, text = _cli(capsys, "train", str(proj), "-o", str(out), "--resume")
+    word = {"replaced": "1 changed (images/0003.jpg)", "deleted": "1 removed (images/0003.jpg)",
+            "added": "1 added (images/0009.jpg)"}[change]
+    assert rc == 2 and "The input changed since the run" in text and word in text, text
+    assert f"splatkit train {proj} -o {out} --restart" in text and "internal error" not in text
+    assert hashes(proj) == inputs  # the photos untouched
+    assert {k: v for k, v in hashes(out).items() if k not in ("log.txt", "events.jsonl")} == \
+        {k: v for k, v in before.items() if k not in ("log.txt", "events.jsonl")}
+    if change == "deleted":
+        return
+    rc, text = _cli(capsys, "train", str(proj), "-o", str(out), "--restart", "--quiet")
+    assert rc == 0, text  # the offered command works, and the earlier run is kept aside
+    assert (out / RunDir(out).read_record().history[0]["moved_to"] / "checkpoints").is_dir()
+
+
+def test_resume_after_renaming_the_photos_folder_continues(tmp_path, capsys, project):
+    proj = _copy(project, tmp_path / "proj")
+    out = tmp_path / "out"
+    _stopped_run(proj, out)
+    moved = proj.rename(tmp_path / "renamed")
+    rc, text = _cli(capsys, "train", str(moved), "-o", str(out), "--resume")
+    assert rc == 0 and "Resuming from step 15" in text, text
+
+
+def test_resume_on_another_camera_model_is_refused(tmp_path, capsys, project):
+    """The SfM output the checkpoints belong to is recorded: a different sparse/0 (SfM run again
+    on the same photos) cannot be continued either."""
+    out = tmp_path / "out"
+    _stopped_run(project, out)
+    rd = RunDir(out)
+    rec = rd.read_record()
+    assert rec.model == rd.model_id() != ""
+    rec.model = "another-model"
+    rd.write_record(rec)
+    rc, text = _cli(capsys, "train", str(project), "-o", str(out), "--resume")
+    assert rc == 2 and "are not the ones the run" in text and "--restart" in text, text

@@ -153,8 +153,11 @@ def test_splatkit_train_blocks_2_on_a_project_writes_one_merged_scene(tiny_proje
                   "--blocks", "2", "--quiet")
     assert rc == 0, out
     rd = RunDir(tmp_path / "out")
-    rows = json.loads((rd.blocks / "blocks.json").read_text())
+    summary = json.loads((rd.blocks / "blocks.json").read_text())
+    rows = summary["blocks"]
     assert [r["block"] for r in rows] == [0, 1] and all(r["finished"] for r in rows)
+    assert all(len(b) >= 2 for b in summary["border_views"].values())
+    assert "Blocks" in rd.report.read_text()
     splats = read_ply(rd.scene_ply)
     kept = sum(1 for _ in splats.means)
     assert 0 < kept <= sum(r["splats"] for r in rows)  # each block keeps its core only

@@ -88,6 +88,19 @@ def test_one_side_left_out_is_named_with_its_angle():
     found_full, _ = coach._capture_findings(m_full, coach.coverage(m_full, coach.up_vector(m_full)),
                                             {}, 16)
     assert not [f for f in found_full if f.key == "side"]
+    # the same half ring in front of a wall (points on a plane behind the subject): there is no
+    # back to walk around to, so no side is called missing
+    rng = np.random.default_rng(1)
+    fw = half[0][2, :3] + half[-1][2, :3]
+    fw /= np.linalg.norm(fw)
+    a = np.cross(fw, [0.0, 1.0, 0.0])
+    wall = 1.2 * fw + np.outer(rng.uniform(-2, 2, 300), a) + np.outer(rng.uniform(-1, 1, 300), [0, 1, 0])
+    pts_w = np.concatenate([pts, wall])
+    m_wall = model(half, pts_w, seen_by_all_facing(half, pts_w))
+    assert coach.backed_by_wall(m_wall, coach.aim_point(m_wall)[0])
+    assert not coach.backed_by_wall(m, centre)
+    found_wall, meas_wall = coach._capture_findings(m_wall, None, {}, 8)
+    assert meas_wall["against_wall"] and not [f for f in found_wall if f.key == "side"]
 
 
 def test_photos_from_one_spot_are_called_turning_not_walking():
@@ -112,6 +125,12 @@ def test_photos_from_one_spot_are_called_turning_not_walking():
     assert "same spot" in f.text and meas["same_spot"] == 5
     walked = model(walk, pts, seen_by_all_facing(walk, pts))
     assert coach.same_spot(walked) == []
+    # a video's next frame: a small step along the path, barely turned, is not turning
+    step = walk[0].copy()
+    c = -walk[0][:3, :3].T @ walk[0][:3, 3]
+    step[:3, 3] = -step[:3, :3] @ (c + 0.05 * step[0, :3])  # 5 cm sideways at 4 m, same heading
+    frames = model(walk + [step], pts, seen_by_all_facing(walk + [step], pts))
+    assert coach.same_spot(frames) == []
 
 
 def test_the_map_counts_the_photos_that_saw_each_part():
@@ -294,3 +313,24 @@ def test_diagnosis_grades_and_names_the_main_cause():
     assert coach.diagnosis({"psnr": 31.0}, []) == "Good result (31.0 dB): no capture problem found."
     two = [f[0], coach.Finding("side", 0.5, "one side was never photographed", "z")]
     assert coach.diagnosis({"psnr": 18.0}, two).endswith("; also one side was never photographed.")
+
+
+def test_courtyard_and_facade_are_not_objects_with_a_missing_side():
+    """Cameras on a ring looking across a courtyard at the walls beyond them: no object in the
+    middle, so no side to walk around to. A relief on a wall (every point on one plane facing
+    the cameras): the back cannot be photographed."""
+    rng = np.random.default_rng(2)
+    cams = ring(12)
+    a = rng.uniform(0, 2 * np.pi, 600)
+    walls = np.stack([7 * np.sin(a), rng.uniform(-1.5, 0.5, 600), -7 * np.cos(a)], 1)
+    m = model(cams, walls, [list(range(12))] * len(walls))
+    assert not coach.aim_point(m)[1]
+    half = ring(8, arc_deg=180)
+    fw = half[0][2, :3] + half[-1][2, :3]
+    fw /= np.linalg.norm(fw)
+    side = np.cross(fw, [0.0, 1.0, 0.0])
+    relief = (0.05 * np.outer(rng.normal(size=500), fw) + np.outer(rng.uniform(-1.5, 1.5, 500), side)
+              + np.outer(rng.uniform(-1, 1, 500), [0.0, 1.0, 0.0]))
+    m2 = model(half, relief, seen_by_all_facing(half, relief))
+    centre, around = coach.aim_point(m2)
+    assert around and coach.backed_by_wall(m2, centre)

@@ -10,8 +10,9 @@ import torch
 from PIL import Image
 from torchmetrics.functional.image import structural_similarity_index_measure
 
-from splatkit.evaluate import PSNR_CAP, evaluate, psnr, ssim, write_previews
+from splatkit.evaluate import evaluate, write_previews
 from splatkit.scene import Cameras, Scene
+from splatkit.scores import PSNR_CAP, psnr, ssim
 from splatkit.splats import Splats, rgb_to_sh0
 
 

@@ -25,7 +25,7 @@ def test_open_claims_and_records(tmp_path, project):
         opened.claim(CLAIMS["sfm"])
         rec = RunDir(tmp_path / "out").read_record()
         assert rec.written == set(CLAIMS["sfm"]) and "scene.ply" not in rec.written
-        with pytest.raises(UserError, match="Another splatkit command"):
+        with pytest.raises(UserError, match="Camera poses are being computed in"):
             open_run_dir(tmp_path / "out", project, "train")
     finally:
         opened.lock.release()

@@ -178,3 +178,49 @@ def test_training_plot_names_how_many_photos_each_psnr_averages():
     assert _eval_views({"images": {"test": 16}}) == (EVAL_VIEWS, 16)
     assert _eval_views({"images": {"test": 2}}) == (2, 2)
     assert _eval_views({}) is None
+
+
+@pytest.mark.parametrize("damage", ["metrics-list", "metrics-fields", "events", "config", "model"])
+def test_report_of_damaged_run_files_writes_a_page(tmp_path, capsys, damage):
+    """A run file that is not what splatkit writes costs its section, which says so; never a
+    crash, and the files themselves are left as they are."""
+    import hashlib
+
+    out = make_fake_run(tmp_path / "out")
+    target = {"metrics-list": "metrics.json", "metrics-fields": "metrics.json", "events": "events.jsonl",
+              "config": "config.json", "model": "sparse/0/images.bin"}[damage]
+    data = {"metrics-list": b"[1, 2, 3]",
+            "metrics-fields": json.dumps({"psnr": "high", "num_splats": [1], "images": "eight",
+                                          "per_image": {"a.jpg": 3}, "seconds": {"total": "x"},
+                                          "resolution_detail": {"trained": "x"}}).encode(),
+            "events": b'{"kind": "train_step", "step": "ten", "loss": "low"}\n[1]\n"text"\n'
+                      b'{"kind": "eval", "step": 5, "psnr": null}\n',
+            "config": b"\x00\xff not json",
+            "model": (out / target).read_bytes()[:40]}[damage]
+    (out / target).write_bytes(data)
+    digest = hashlib.sha256((out / target).read_bytes()).hexdigest()
+    assert main(["report", str(out)]) == 0
+    cap = capsys.readouterr()
+    assert "Traceback" not in cap.out + cap.err and "internal error" not in cap.err
+    page = (out / "report.html").read_text()
+    assert "<section id='next'>" in page
+    if damage == "metrics-list":
+        assert "metrics.json is damaged (not a JSON object)" in page
+    if damage == "model":
+        assert "images.bin is damaged" in page
+    assert hashlib.sha256((out / target).read_bytes()).hexdigest() == digest
+
+
+def test_export_and_view_of_a_run_with_a_damaged_model(tmp_path, capsys):
+    """sparse/0/images.bin cut short in a finished run: export and view say which file and how
+    to make it again (the checked reader training uses), exit 2, nothing written."""
+    out = make_fake_run(tmp_path / "out")
+    images_bin = out / "sparse" / "0" / "images.bin"
+    images_bin.write_bytes(images_bin.read_bytes()[:60])
+    before = sorted(p.name for p in out.iterdir())  # (.splatkit/ holds the lock: bookkeeping)
+    for argv in (["export", str(out)], ["view", str(out), "--no-browser", "--port", "0"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 2 and "images.bin is damaged" in err[0], err
+        assert "Compute the camera poses again" in err[1] and "--restart" in err[1]
+    assert sorted(p.name for p in out.iterdir() if p.name != ".splatkit") == before

@@ -14,9 +14,9 @@ from scipy.spatial.transform import Rotation
 
 from splatkit.config import RunConfig
 from splatkit.errors import UserError
+from splatkit.frames import GL_TO_CV
 from splatkit.ingest import SourceKind
 from splatkit.scans import scan_kind
-from splatkit.scans.posed import GL_TO_CV
 from splatkit.sources import detect_source, import_cameras
 
 W, H = 320, 240

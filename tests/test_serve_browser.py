@@ -239,12 +239,13 @@ def test_student_sees_time_reasons_and_keeps_seat(stub_server, tmp_path):
         page.click("#join-btn")
         page.wait_for_selector("#main:not(.hidden)")
 
-        def upload(preset):
+        def upload(preset):  # the new job's id (the newest card comes first)
+            n = page.locator(".job").count()
             page.set_input_files("#files", files)
             page.select_option("#preset", preset)
             page.click("#upload-btn")
-            page.wait_for_selector("#msg.ok >> text=is in the line", timeout=30_000)
-            return int(page.inner_text("#msg").split()[1])
+            page.wait_for_function(f"document.querySelectorAll('.job').length > {n}", timeout=30_000)
+            return int(page.get_attribute(".job", "data-id"))
 
         first = upload("tiny")
         page.wait_for_selector(f".job[data-id='{first}'][data-state=done]", timeout=60_000)
@@ -253,6 +254,7 @@ def test_student_sees_time_reasons_and_keeps_seat(stub_server, tmp_path):
         page.wait_for_selector(f"{card}[data-state=running] .bar[role=progressbar]", timeout=60_000)
         page.wait_for_selector(f"{card} .progress >> text=left", timeout=20_000)
         behind = upload("tiny")
+        assert page.inner_text("#msg") == f"Job {behind} is in the line (3 photos)."
         qpos = page.wait_for_selector(f".job[data-id='{behind}'] .qpos >> text=starts in", timeout=20_000)
         assert qpos.inner_text().startswith("Place in the line: 1")
         page.screenshot(path=str(shots / "student_times.png"), full_page=True)
@@ -262,7 +264,6 @@ def test_student_sees_time_reasons_and_keeps_seat(stub_server, tmp_path):
         page.wait_for_selector(f".job[data-id='{behind}'][data-state=done]", timeout=60_000)
         page.wait_for_function("document.querySelector('#msg').textContent === ''", timeout=10_000)
         # the class code changes: out, told why, and back to the same seat with the results
-        page.fill("#join-name", "")  # what a student would find: the page's own state
         api.post(url + "/api/teacher/settings", json={"class_code": "ROOM77"}, timeout=10).raise_for_status()
         page.wait_for_selector("#join:not(.hidden)", timeout=10_000)
         msg = page.wait_for_selector("#msg.info >> text=changed the class code", timeout=10_000)

@@ -119,3 +119,14 @@ def test_a_kind_without_a_handler_is_refused_not_taken_for_another(tmp_path):
     with pytest.raises(ValueError, match="no 360 frames to place"):
         place_rig(tmp_path, SourceKind.PHOTOS, tmp_path / "out", RunConfig())
     assert not (tmp_path / "out").exists()
+
+
+def test_a_zip_archive_is_refused_with_the_way_out(tmp_path):
+    from splatkit.errors import UserError
+    from splatkit.sources import detect_source
+
+    z = tmp_path / "scan.zip"
+    z.write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    with pytest.raises(UserError, match="zip archive") as e:
+        detect_source(z)
+    assert "Unzip it" in e.value.todo

@@ -88,7 +88,7 @@ def test_corrected_scores_from_evaluation_renders():
     ref = (_image(seed=4) * 255).round().to(torch.uint8).numpy()
     dark = (torch.from_numpy(ref).double() * 0.6).round().to(torch.uint8).numpy()
     res = {"renders": [{"name": "a", "photo": ref, "render": dark}]}
-    from splatkit.evaluate import psnr
+    from splatkit.scores import psnr
 
     plain = psnr(torch.from_numpy(dark).float() / 255, torch.from_numpy(ref).float() / 255)
     cc = corrected_scores(res)

@@ -13,8 +13,8 @@ from splatkit.config import TrainConfig
 from splatkit.render import View
 from splatkit.splats import Splats
 from splatkit.train import clearance, loop, train
-from splatkit.train.data import WorldNorm, make_view, scaled_cameras
 from splatkit.train.optim import make_optimizers, make_strategy, splats_to_params
+from splatkit.views import WorldNorm, make_view, scaled_cameras
 
 
 def test_camera_spacing_is_the_median_nearest_neighbour_distance():

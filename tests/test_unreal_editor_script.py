@@ -78,6 +78,11 @@ class Recorder:
             def set_actor_hidden_in_game(self, h):
                 rec.calls.append(("hidden", self.args[0], h))
 
+            def get_components_by_class(self, cls):
+                if not hasattr(self, "comps"):
+                    self.comps = [Obj("Component", self.args[0])]
+                return self.comps
+
         class ActorSubsystem:
             def spawn_actor_from_object(self, asset, loc, rot):
                 rec.calls.append(("spawn", asset.args[0], loc.args, rot.args))
@@ -101,6 +106,7 @@ class Recorder:
         u.get_editor_subsystem = lambda cls: cls()
         u.load_class = lambda outer, path: path if path in rec.classes else None
         u.new_object = lambda cls: Obj("Factory", cls)
+        u.PrimitiveComponent = "PrimitiveComponent"
         u.CollisionTraceFlag = types.SimpleNamespace(CTF_USE_COMPLEX_AS_SIMPLE="complex-as-simple")
         u.SystemLibrary = types.SimpleNamespace(get_command_line=lambda: rec.command_line)
         for lvl in ("log", "log_warning", "log_error"):
@@ -116,7 +122,7 @@ def script():
     return mod
 
 
-def _export(folder, plugin="nanogs", tiles="none", n=40, collision="none", name="garden"):
+def _export(folder, plugin="nanogs", tiles="none", n=40, collision="none", name="garden", lod=1):
     from splatkit.export.unreal import UnrealExportOptions, export_unreal
     from splatkit.splats import Splats
 
@@ -124,7 +130,8 @@ def _export(folder, plugin="nanogs", tiles="none", n=40, collision="none", name=
     s.means[:] = torch.rand(n, 3) * torch.tensor([20.0, 20.0, 2.0])
     s.log_scales[:] = -3.0
     s.opacity_logits[:] = 2.0
-    opts = UnrealExportOptions(plugin=plugin, up="+z", scale="1", name=name, tiles=tiles, collision=collision)
+    opts = UnrealExportOptions(plugin=plugin, up="+z", scale="1", name=name, tiles=tiles, collision=collision,
+                               lod=lod)
     return export_unreal(s, None, folder, opts)[-1]
 
 
@@ -243,3 +250,23 @@ def test_multi_asset_import_spawns_the_splat_asset(script):
     paths = ["/Game/Splats/garden/M_garden", "/Game/Splats/garden/garden.garden", "/Game/Splats/garden/T_x"]
     assert script.main_asset(paths, "garden") == "/Game/Splats/garden/garden.garden"
     assert script.main_asset(["/Game/a/other"], "garden") == "/Game/a/other"
+
+
+def test_levels_of_detail_are_placed_with_their_draw_distances(script, tmp_path, monkeypatch):
+    manifest = _export(tmp_path, tiles="10", n=4000, lod=3)
+    m = json.loads(manifest.read_text())
+    lods = [t["lods"] for t in m["tiles"] if "lods" in t]
+    assert lods and all(len(x) >= 2 for x in lods)
+    for x in lods:  # fewer splats and farther with each level, each level's range meeting the next
+        assert [lv["num_splats"] for lv in x] == sorted((lv["num_splats"] for lv in x), reverse=True)
+        assert all(a["to_cm"] == b["from_cm"] for a, b in zip(x, x[1:], strict=False))
+    rec = Recorder()
+    report = run(script, monkeypatch, rec, [str(manifest)])
+    assert report["ok"]
+    sets = [c for c in rec.calls if c[0] == "set" and c[1] == "Component"]
+    far = {v for _, _, k, v in sets if k == "ld_max_draw_distance"}
+    near = {v for _, _, k, v in sets if k == "min_draw_distance"}
+    assert far and near and far & near  # one level's far end is the next one's near end
+    unloaded = [c for c in rec.calls if c[0] == "set" and c[2] == "is_spatially_loaded"]
+    assert len(unloaded) == len(lods) and all(c[3] is False for c in unloaded)  # the coarsest, always loaded
+    assert len(rec.of("spawn")) == sum(len(x) for x in lods) + len(m["tiles"]) - len(lods)

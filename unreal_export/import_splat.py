@@ -199,12 +199,44 @@ def import_tile(unreal, m, tile, folder, factory):
         check_file(filename, m["plugin"])
         asset, paths = import_file(unreal, filename, m["destination_path"], tile["name"], factory)
         out["imported"] = paths
-        out["actor"] = spawn(unreal, asset, tile, tile["name"]).get_name()
+        actor = spawn(unreal, asset, tile, tile["name"])
+        out["actor"] = actor.get_name()
+        lods = tile.get("lods") or []
+        if len(lods) > 1:
+            set_draw_range(unreal, actor, 0.0, lods[0].get("to_cm"))
+            out["lods"] = [import_lod(unreal, m, tile, lod, folder, factory) for lod in lods[1:]]
         out["ok"] = True
     except ImportProblem as e:
         out["error"] = str(e)
         unreal.log_error(f"splatkit import: {tile['name']}: {e}")
     return out
+
+
+def set_draw_range(unreal, actor, near_cm, far_cm):
+    """Show the actor only between ``near_cm`` and ``far_cm`` from the camera (its components'
+    min and max draw distances: Unreal switches the levels of detail by distance itself)."""
+    comps = actor.get_components_by_class(unreal.PrimitiveComponent) or []
+    for c in comps:
+        if near_cm:
+            c.set_editor_property("min_draw_distance", float(near_cm))
+        if far_cm:
+            c.set_editor_property("ld_max_draw_distance", float(far_cm))
+    return len(comps)
+
+
+def import_lod(unreal, m, tile, lod, folder, factory):
+    """A tile's coarser level: its own asset and actor at the tile's place, drawn only within its
+    distances; the coarsest level stays loaded when World Partition unloads the tile's cell, so
+    far tiles still show."""
+    label = f"{tile['name']}_lod{lod['level']}"
+    filename = pick_file(lod["files"], folder)
+    check_file(filename, m["plugin"])
+    asset, _ = import_file(unreal, filename, m["destination_path"], label, factory)
+    actor = spawn(unreal, asset, tile, label)
+    set_draw_range(unreal, actor, lod.get("from_cm"), lod.get("to_cm"))
+    if "to_cm" not in lod:
+        actor.set_editor_property("is_spatially_loaded", False)
+    return {"level": lod["level"], "actor": actor.get_name(), "from_cm": lod.get("from_cm")}
 
 
 def import_collision(unreal, m, folder):

@@ -24,6 +24,7 @@ import torch
 
 from ..config import BlocksConfig, RunConfig, tiered
 from ..events import NULL_BUS, EventBus, Message
+from ..rundir import RunDir
 from ..scene import Scene
 from ..splats import Splats
 from .partition import Block, Partition, merge, partition
@@ -153,15 +154,15 @@ def merge_blocks(part: Partition, folders: list[Path]) -> tuple[Splats, np.ndarr
     return merge(part, trained)
 
 
-def train_in_blocks(scene: Scene, cfg: RunConfig, root: Path, renderer, n: int, bus: EventBus = NULL_BUS,
+def train_in_blocks(scene: Scene, cfg: RunConfig, rd: RunDir, renderer, n: int, bus: EventBus = NULL_BUS,
                     stop_flag=None, run_id: str = "", explicit: frozenset[str] = frozenset()):
     """:func:`splatkit.train.train` for a capture split into ``n`` blocks: the blocks trained in
-    ``root/block_NNN`` (here or under Ray), merged into one :class:`TrainResult`."""
+    ``OUT/blocks/block_NNN`` (here or under Ray), merged into one :class:`TrainResult`."""
     from ..train import TrainResult
 
     t0 = time.perf_counter()
     part = split_scene(scene, n, cfg.blocks)
-    folders = [Path(root) / f"block_{b.index:03d}" for b in part.blocks]
+    folders = [rd.blocks / f"block_{b.index:03d}" for b in part.blocks]
     sizes = ", ".join(str(len(b.camera_idx)) for b in part.blocks)
     bus.emit(Message(stage="train", text=f"{len(scene.cameras)} photos: training in {len(part.blocks)} "
                      f"blocks of {sizes} photos ({cfg.blocks.overlap:.0%} overlap)."))
@@ -175,7 +176,7 @@ def train_in_blocks(scene: Scene, cfg: RunConfig, root: Path, renderer, n: int, 
     else:
         results = train_blocks_sequential(scene, part, cfg, folders, renderer, bus, stop_flag, run_id,
                                           explicit)
-    _write_summary(Path(root), part, results)
+    _write_summary(rd.blocks_summary, part, results, border_views(scene, part))
     steps = sum(max(r.steps, 0) for r in results)
     longest = max((r.longest_side for r in results), default=0)
     if len(results) < len(part.blocks) or any(r.interrupted for r in results):
@@ -185,13 +186,33 @@ def train_in_blocks(scene: Scene, cfg: RunConfig, root: Path, renderer, n: int, 
     return TrainResult(merged, steps, time.perf_counter() - t0, trained_longest_side=longest)
 
 
-def _write_summary(root: Path, part: Partition, results: list[BlockResult]) -> None:
-    """``blocks.json``: each block's core, photos, points, splats, time and peak memory."""
+def border_views(scene: Scene, part: Partition, least: float = 0.2) -> dict[str, list[int]]:
+    """Held-out photos that look across a border: the blocks holding at least ``least`` of the
+    SfM points each one sees (a seam would show in them)."""
+    from .partition import visible_in
+
+    owner = part.owner(scene.points.double().numpy())
+    out = {}
+    for i in scene.test_idx:
+        seen = visible_in(scene.cameras.subset([i]), scene.points.double().numpy())
+        if not seen.any():
+            continue
+        share = np.bincount(owner[seen], minlength=max(b.index for b in part.blocks) + 1) / seen.sum()
+        blocks = [int(b) for b in np.flatnonzero(share >= least)]
+        if len(blocks) >= 2:
+            out[scene.cameras.names[i]] = blocks
+    return out
+
+
+def _write_summary(path: Path, part: Partition, results: list[BlockResult],
+                   borders: dict[str, list[int]]) -> None:
+    """``blocks.json``: each block's core, photos, points, splats, time and peak memory, and the
+    held-out photos that look across a border."""
     from ..fileio import write_text_atomic
 
     rows = [{"block": r.index, "core": [None if not math.isfinite(x) else x for x in b.core],
              "photos": r.cameras, "points": r.points, "splats": r.splats, "seconds": round(r.seconds, 2),
              "peak_rss_mb": round(r.peak_rss_mb, 1), "finished": not r.interrupted}
             for b, r in zip(part.blocks, results, strict=False)]
-    root.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(root / "blocks.json", json.dumps(rows, indent=2))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps({"blocks": rows, "border_views": borders}, indent=2))

@@ -146,25 +146,24 @@ def grid_blocks(cam_uv: np.ndarray, n_blocks: int, overlap: float) -> list[Block
     return blocks
 
 
+def visible_in(cameras: Cameras, points: np.ndarray, c: int = 0) -> np.ndarray:
+    """``[N]`` which ``points`` are in front of camera ``c`` and inside its image."""
+    w2c = cameras.world_to_cam[c].double().numpy()
+    K = cameras.K[c].double().numpy()
+    pc = np.asarray(points, np.float64) @ w2c[:3, :3].T + w2c[:3, 3]
+    z = pc[:, 2]
+    front = z > 1e-9
+    zs = np.where(front, z, 1.0)
+    px = K[0, 0] * pc[:, 0] / zs + K[0, 2]
+    py = K[1, 1] * pc[:, 1] / zs + K[1, 2]
+    return front & (px >= 0) & (px < int(cameras.width[c])) & (py >= 0) & (py < int(cameras.height[c]))
+
+
 def visible_fraction(cameras: Cameras, points: np.ndarray) -> np.ndarray:
     """``[C]`` fraction of ``points`` in front of each camera and inside its image."""
     if len(points) == 0:
         return np.zeros(len(cameras))
-    w2c = cameras.world_to_cam.double().numpy()
-    K = cameras.K.double().numpy()
-    W, H = cameras.width.numpy(), cameras.height.numpy()
-    x = np.asarray(points, np.float64)
-    out = np.empty(len(cameras))
-    for c in range(len(cameras)):
-        pc = x @ w2c[c, :3, :3].T + w2c[c, :3, 3]
-        z = pc[:, 2]
-        front = z > 1e-9
-        zs = np.where(front, z, 1.0)
-        px = K[c, 0, 0] * pc[:, 0] / zs + K[c, 0, 2]
-        py = K[c, 1, 1] * pc[:, 1] / zs + K[c, 1, 2]
-        seen = front & (px >= 0) & (px < W[c]) & (py >= 0) & (py < H[c])
-        out[c] = seen.mean()
-    return out
+    return np.array([visible_in(cameras, points, c).mean() for c in range(len(cameras))])
 
 
 def partition(cameras: Cameras, points: np.ndarray, up: np.ndarray, n: int, overlap: float = 0.2,

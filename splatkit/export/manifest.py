@@ -35,8 +35,22 @@ from splatkit.fileio import write_text_atomic
 from splatkit.splats import Splats
 
 MANIFEST_VERSION = 2
-#: The editor script, copied beside the manifest so that Tools > Execute Python Script finds it.
-EDITOR_SCRIPT = Path(__file__).resolve().parents[2] / "unreal_export" / "import_splat.py"
+#: The editor script, copied beside the manifest so that Tools > Execute Python Script finds it:
+#: in an installed splatkit the wheel's copy (``setup.py`` puts it in the package), in a source
+#: checkout (or an editable install) the repository's ``unreal_export/import_splat.py``.
+EDITOR_SCRIPT_CANDIDATES = (
+    Path(__file__).resolve().parents[1] / "unreal_export" / "import_splat.py",
+    Path(__file__).resolve().parents[2] / "unreal_export" / "import_splat.py",
+)
+
+
+def editor_script() -> Path:
+    """The Unreal editor script every export carries (an installation without it is broken)."""
+    for path in EDITOR_SCRIPT_CANDIDATES:
+        if path.is_file():
+            return path
+    raise RuntimeError(f"splatkit's Unreal editor script is missing (looked at "
+                       f"{', '.join(map(str, EDITOR_SCRIPT_CANDIDATES))}): reinstall splatkit")
 
 
 @dataclass
@@ -100,7 +114,33 @@ def _write_tile(
         **_placement(tile.origin),
         "limits": chk.as_dict(),
     }
+    if getattr(job.options, "lod", 1) > 1:
+        entry["lods"], p = _write_lods(job, T.local_splats(ply_all, tile, R_p), name)
+        paths += p
     return entry, paths
+
+
+def _write_lods(job: ExportJob, local: Splats, name: str) -> tuple[list[dict], list[Path]]:
+    """The tile's coarser levels (:mod:`splatkit.export.lod`), one file set each; level 0 is the
+    tile's own files. Distances in Unreal centimetres (the splats are in metres)."""
+    from splatkit.export.formats import write_format
+    from splatkit.export.lod import build_levels
+
+    levels = build_levels(local, levels=job.options.lod)
+    out, paths = [{"level": 0, "from_cm": 0.0, "num_splats": len(local)}], []
+    for lv in levels[1:]:
+        s = L.apply(lv.splats, job.options.plugin)
+        fmts = [f for f in job.formats if f != "glb"] or ["ply"]
+        files = []
+        for fmt in fmts:
+            p = write_format(s, job.out_dir, f"{name}_lod{lv.index}", fmt, sh_degree=job.sh_degree)
+            paths.append(p)
+            files.append({"path": p.name, "format": fmt, "bytes": p.stat().st_size})
+        out.append({"level": lv.index, "from_cm": round(lv.distance * 100, 1), "num_splats": len(s),
+                    "files": files})
+    for a, b in zip(out, out[1:], strict=False):
+        a["to_cm"] = b["from_cm"]
+    return out, paths
 
 
 def _write_collision(job: ExportJob, s_up: Splats, cams_up) -> tuple[dict | None, list[Path]]:
@@ -145,10 +185,10 @@ def write_all(job: ExportJob, s_up: Splats, tiles: list[T.Tile], cams_up) -> lis
     paths += p
     sky, p = _write_sky(job, s_up)
     paths += p
-    script = job.out_dir / EDITOR_SCRIPT.name
-    if EDITOR_SCRIPT.is_file():
-        shutil.copyfile(EDITOR_SCRIPT, script)
-        paths.append(script)
+    source = editor_script()
+    script = job.out_dir / source.name
+    shutil.copyfile(source, script)
+    paths.append(script)
     mpath = job.out_dir / f"{job.name}.unreal.json"
     write_text_atomic(mpath, json.dumps(manifest(job, entries, collision, sky), indent=2))
     return paths + [mpath]

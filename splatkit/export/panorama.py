@@ -14,7 +14,10 @@ One convention for every panorama splatkit reads or writes (the sky learned in t
   ``W x H`` image has its centre at ``((j + 0.5) / W, (i + 0.5) / H)``.
 
 So the image's centre column looks forward, and reading it from left to right turns right, as
-a viewer inside the sphere sees it: the usual layout of HDRI panoramas.
+a viewer inside the sphere sees it: the usual layout of HDRI panoramas, and the image layout of
+the 360-degree photos splatkit reads (:mod:`splatkit.pano.equirect`, whose rays are in OpenCV
+axes). The change of axes upright -> Unreal for directions is
+:func:`splatkit.frames.upright_to_ue_directions`.
 """
 
 from __future__ import annotations
@@ -89,9 +92,3 @@ def gather(image: Tensor, idx: Tensor, wts: Tensor) -> Tensor:
     h, w = image.shape[:2]
     texels = image.reshape(h * w, -1)[idx.reshape(-1)].reshape(*idx.shape, -1)
     return (texels * wts[..., None]).sum(-2)
-
-
-def upright_to_ue_directions(d: Tensor) -> Tensor:
-    """Directions in the upright frame (+Y left) -> Unreal's axes (+Y right): Y negated, as for
-    positions (:data:`splatkit.export.frames.UPRIGHT_TO_UE_AXES`, without the cm factor)."""
-    return d * d.new_tensor([1.0, -1.0, 1.0])

@@ -83,7 +83,7 @@ def export_run(
     with other settings is moved to ``OUT/previous/unreal-<time>/`` (and said), not replaced.
     """
     rd = RunDir(Path(out_dir))
-    if not rd.root.is_dir():
+    if not rd.meta.is_dir():  # not a folder splatkit keeps: say why before adding anything to it
         check_finished(rd.root)
     with writing(rd.root, "export") as rd:
         return _export_locked(rd, options or UnrealExportOptions(), dest)
@@ -94,10 +94,8 @@ def _export_locked(rd: RunDir, options: UnrealExportOptions, dest: Path | None) 
     from splatkit.export.scale import read_photo_gps
 
     check_finished(rd.root)
-    from splatkit.cleanup import scene_path
-
     record = rd.read_record()
-    source = scene_path(rd, options.cleanup)
+    source = rd.scene_in_use(options.cleanup)
     splats = read_ply(source)
     scene = None
     if rd.sparse.is_dir():
@@ -114,8 +112,8 @@ def _export_locked(rd: RunDir, options: UnrealExportOptions, dest: Path | None) 
     paths = export_unreal(splats, scene, target, options, gps=read_photo_gps(rd.root), sky=sky)
     manifest = json.loads(paths[-1].read_text(encoding="utf-8"))
     manifest["run_id"] = record.run_id if record else ""  # which run this export came from
-    manifest["source_ply"] = source.name  # scene_clean.ply after cleanup, else scene.ply
     manifest["messages"] = list(manifest.get("messages", [])) + notes
+    manifest["source_ply"] = source.name  # the cleaned scene, or scene.ply as trained
     write_text_atomic(paths[-1], json.dumps(manifest, indent=2))
     return ExportResult(paths, manifest)
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from torch import Tensor
 
-from splatkit.export import frames as F
+from splatkit import frames as F
 from splatkit.export import panorama as P
-from splatkit.sky import SkyMap, to_u8
+from splatkit.sky import SEEN_MIN, SkyMap, to_u8
 
 #: The formula ``import_splat.py``'s material evaluates (HLSL), written in the manifest.
 MAPPING = ("u = 0.5 + atan2(d.y, d.x) / (2 pi), v = 0.5 - asin(d.z) / pi; "
@@ -33,7 +33,7 @@ def ue_panorama(sky: SkyMap, to_upright: F.Similarity, width: int | None = None)
     texels filled (:meth:`SkyMap.filled`); ``width`` defaults to the training map's."""
     w = int(width or sky.width)
     d_ue = P.texel_directions(w, max(w // 2, 1), y_right=True)
-    d_world = P.upright_to_ue_directions(d_ue) @ to_upright.R.double()  # R^T d, row vectors
+    d_world = F.upright_to_ue_directions(d_ue) @ to_upright.R.double()  # R^T d, row vectors
     filled = SkyMap(sky.filled(), sky.seen, sky.rotation, sky.share)
     return filled.background(d_world).float().clamp(0.0, 1.0)
 
@@ -49,7 +49,7 @@ def write_sky(sky: SkyMap, to_upright: F.Similarity, out_dir: Path, name: str,
     path = Path(out_dir) / f"{name}_sky.png"
     with atomic_path(path) as tmp:
         Image.fromarray(to_u8(img)).save(tmp, format="PNG")
-    seen = float((sky.seen > 0).float().mean())
+    seen = float((sky.seen >= SEEN_MIN).float().mean())
     entry = {
         "path": path.name,
         "format": "png",

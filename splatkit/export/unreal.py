@@ -13,8 +13,8 @@ The pipeline (:func:`export_unreal`):
 5. tiles (:mod:`splatkit.export.tiles`) when the plugin's storage would cost quality or range
    (:mod:`splatkit.export.limits`); a tile below the minimum share of the splats merges into
    its neighbour, a size asked for has a lower bound from the scene; each tile rotated into
-   the plugin's PLY frame (:func:`splatkit.frames.upright_to_ply`, SH rotated too) relative to
-   its own origin;
+   the plugin's PLY frame
+   (:func:`splatkit.frames.upright_to_ply`, SH rotated too) relative to its own origin;
 6. write the files (plugin formats, optional glTF, optional collision mesh) and the manifest
    ``<name>.unreal.json`` (:mod:`splatkit.export.manifest`) that
    ``unreal_export/import_splat.py`` reads.
@@ -24,8 +24,6 @@ The plugins themselves are data: :mod:`splatkit.export.plugins`.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import math
 import re
 import unicodedata
@@ -131,6 +129,12 @@ class UnrealExportOptions:
         choices=COLLISION_CHOICES,
     )
     name: str = _help("scene", "Base name of the files and of the Unreal asset (ASCII).")
+    lod: int = _help(
+        1,
+        "Levels of detail per tile: 1 (none) or more, each coarser one with at most a quarter of "
+        "the splats (neighbours merged), shown from the distance the manifest gives (large scenes).",
+        min=1, max=6,
+    )
     cleanup: str = _help(
         "auto",
         "auto: export the cleaned scene (scene_clean.ply) when training wrote one; none: "
@@ -447,41 +451,3 @@ def export_unreal(
     )
     job.sky = (sky, T_up)
     return M.write_all(job, s_up, tiles, cams_up)
-
-
-# --------------------------------------------------------------------------------------------
-# CLI glue (splatkit/cli.py calls these)
-
-
-def add_cli_options(p: argparse.ArgumentParser) -> None:
-    """One ``--flag`` per :class:`UnrealExportOptions` field, from its help metadata."""
-    from splatkit.options import number
-
-    for f in dataclasses.fields(UnrealExportOptions):
-        kw = {"help": f.metadata["help"], "default": None, "dest": f"unreal_{f.name}"}
-        if "choices" in f.metadata:
-            kw["choices"] = f.metadata["choices"]
-        numeric = "min" in f.metadata or "max" in f.metadata
-        kw["type"] = number(UnrealExportOptions, f.name) if numeric else str
-        if "choices" not in f.metadata:
-            kw["metavar"] = f.name.upper()
-        p.add_argument("--" + f.name.replace("_", "-"), **kw)
-
-
-def options_from_args(args: argparse.Namespace) -> UnrealExportOptions:
-    vals = {}
-    for f in dataclasses.fields(UnrealExportOptions):
-        v = getattr(args, f"unreal_{f.name}", None)
-        if v is not None:
-            vals[f.name] = v
-    return UnrealExportOptions(**vals)
-
-
-def run_export_cli(out_dir: Path, args: argparse.Namespace) -> list[Path]:
-    """``splatkit export OUT --for unreal`` and ``splatkit train --export unreal``: one
-    run-folder export (:func:`splatkit.export.run_folder.export_run`), printed."""
-    from splatkit.export.run_folder import export_run, print_result
-
-    result = export_run(Path(out_dir), options_from_args(args))
-    print_result(result)
-    return result.paths

@@ -3,7 +3,8 @@
 Development (:func:`develop`): the camera's own white balance (as shot), LibRaw's colour matrix
 to sRGB, the sRGB curve (``gamma=(2.4, 12.92)``), 8 bits, upright (the file's orientation), and
 the exposure as shot: no brightening per photo (LibRaw's default stretches each photo to its
-own histogram, which would give the same wall another brightness in each view). When the
+own histogram, and by default takes a photo's brightest pixel as white when it is above 75% of
+the white level: both would give the same wall another brightness in each view). When the
 working copy is at most half the RAW's size, each 2x2 block of the sensor becomes one pixel
 (``half_size``: no demosaicing artefacts, about 4 times faster).
 
@@ -85,6 +86,7 @@ def develop(path: Path, scale: float) -> Image.Image:
             rgb = raw.postprocess(
                 use_camera_wb=True, half_size=scale <= 0.5, no_auto_bright=True, output_bps=8,
                 gamma=(2.4, 12.92), output_color=rawpy.ColorSpace.sRGB,
+                adjust_maximum_thr=0.0,  # LibRaw's default takes the photo's brightest pixel as white
             )
         except (rawpy.LibRawError, MemoryError, ValueError) as e:
             raise RawError(f"could not be developed ({_why(e)}): it may be damaged") from None
@@ -201,4 +203,46 @@ def _is_raw(c: Found) -> bool:
     return Path(c.rel).suffix.lower() in RAW_EXTS
 
 
-__all__ = ["RawError", "RawPhoto", "open_raw", "develop", "read_exif", "pick_twins"]
+#: XYZ -> linear sRGB (D65): as a DNG's ColorMatrix1, it makes the camera's colours sRGB's
+_XYZ_TO_SRGB = [[3.2404542, -1.5371385, -0.4985314], [-0.9692660, 1.8760108, 0.0415560],
+                [0.0556434, -0.2040259, 1.0572252]]
+
+
+def write_dng(path: Path, linear_rgb: np.ndarray, white_balance=(2.0, 1.0, 1.5), orientation: int = 1,
+              focal_mm: float | None = None, focal_35mm: int | None = None,
+              make: str = "TestMake", model: str = "TestModel") -> None:
+    """A minimal DNG that LibRaw reads, as a camera would record ``linear_rgb`` (``[H, W, 3]``
+    linear sRGB in [0, 1], even sizes): a 12-bit RGGB mosaic seen through ``white_balance``
+    (``AsShotNeutral`` = its inverse), ``ColorMatrix1`` the XYZ -> sRGB matrix. For tests and
+    benchmarks (needs tifffile)."""
+    import tifffile
+
+    def rationals(values):
+        return tuple(v for x in values for v in (int(round(x * 10000)), 10000))
+
+    cam = np.asarray(linear_rgb, np.float64) / np.asarray(white_balance)
+    mosaic = np.empty(cam.shape[:2])
+    mosaic[0::2, 0::2], mosaic[1::2, 1::2] = cam[0::2, 0::2, 0], cam[1::2, 1::2, 2]
+    mosaic[0::2, 1::2], mosaic[1::2, 0::2] = cam[0::2, 1::2, 1], cam[1::2, 0::2, 1]
+    white = 4095
+    tags = [
+        (50706, "B", 4, (1, 4, 0, 0), True),  # DNGVersion
+        (50707, "B", 4, (1, 1, 0, 0), True),  # DNGBackwardVersion
+        (50708, "s", 0, f"{make} {model}", True),  # UniqueCameraModel
+        (271, "s", 0, make, True), (272, "s", 0, model, True), (274, "H", 1, orientation, True),
+        (33421, "H", 2, (2, 2), True),  # CFARepeatPatternDim
+        (33422, "B", 4, (0, 1, 1, 2), True),  # CFAPattern: RGGB
+        (50714, "H", 1, 0, True), (50717, "H", 1, white, True),  # BlackLevel, WhiteLevel
+        (50721, "2i", 9, rationals(np.ravel(_XYZ_TO_SRGB)), True),  # ColorMatrix1
+        (50778, "H", 1, 21, True),  # CalibrationIlluminant1: D65
+        (50728, "2I", 3, rationals(1 / np.asarray(white_balance)), True),  # AsShotNeutral
+    ]
+    if focal_mm:
+        tags.append((37386, "2I", 1, (int(round(focal_mm * 100)), 100), True))  # TIFF-EP FocalLength
+    if focal_35mm:
+        tags.append((41989, "H", 1, int(focal_35mm), True))  # FocalLengthIn35mmFilm
+    tifffile.imwrite(path, np.round(np.clip(mosaic, 0, 1) * white).astype(np.uint16),
+                     photometric=32803, extratags=tags)
+
+
+__all__ = ["RawError", "RawPhoto", "open_raw", "develop", "read_exif", "pick_twins", "write_dng"]

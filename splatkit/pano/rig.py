@@ -86,7 +86,7 @@ def run_rig_sfm(views: CutViews, out_dir: Path, cfg: SfmConfig, bus: EventBus = 
         old = json.loads(record.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         old = {}
-    if old.get("key") == key and (out_dir / "sparse" / "0").is_dir():
+    if old.get("key") == key and RunDir(out_dir).sparse.is_dir():
         bus.emit(Message(STAGE, "Reusing the panorama poses computed before for the same frames and "
                                 "settings."))
         return load_scene(out_dir, unregistered=old["unregistered"])
@@ -161,19 +161,20 @@ def _place(views: CutViews, work: Path, cfg: SfmConfig, bus: EventBus, sequentia
 
 def _write(rec: pycolmap.Reconstruction, views: CutViews, out_dir: Path) -> None:
     """The model and the views it placed into ``out_dir`` (replacing an earlier result)."""
-    for p in (out_dir / "images", out_dir / "sparse" / "0"):
+    for p in (RunDir(out_dir).images, RunDir(out_dir).sparse):
         if p.exists():
             shutil.rmtree(p)
-    (out_dir / "sparse" / "0").mkdir(parents=True)
-    rec.write_binary(str(out_dir / "sparse" / "0"))
+    RunDir(out_dir).sparse.mkdir(parents=True)
+    rec.write_binary(str(RunDir(out_dir).sparse))
     for i in rec.reg_image_ids():
         n = rec.images[i].name
-        (out_dir / "images" / n).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(views.image_dir / n, out_dir / "images" / n)
+        (RunDir(out_dir).images / n).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(views.image_dir / n, RunDir(out_dir).images / n)
 
 
 def _key(views: CutViews, cfg: SfmConfig, sequential: bool) -> str:
-    what = {"recipe": RECIPE, "pycolmap": pycolmap.__version__, "cfg": asdict(cfg), "views": views.key,
+    settings = {k: v for k, v in asdict(cfg).items() if k != "num_threads"}  # threads: speed only
+    what = {"recipe": RECIPE, "pycolmap": pycolmap.__version__, "cfg": settings, "views": views.key,
             "sequential": sequential}
     h = hashlib.sha256(json.dumps(what, sort_keys=True).encode())
     return h.hexdigest()

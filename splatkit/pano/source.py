@@ -26,6 +26,7 @@ from ..events import NULL_BUS, EventBus
 from ..ingest import Photo, PhotoSet, SourceKind, ingest
 from ..ingest.names import shown
 from ..ingest.scan import scan
+from ..rundir import RunDir
 from .equirect import is_equirect_size
 
 #: 360 frames are worked on at up to this width (views of 1024 px at 90 degrees)
@@ -113,10 +114,10 @@ def run_pano_sfm(path: Path, kind: str, out_dir: Path, cfg: RunConfig, bus: Even
     path, out_dir = Path(path), Path(out_dir)
     icfg = pano_ingest_config(cfg.ingest)
     video = SourceKind(kind) is SourceKind.PANO_VIDEO
-    src = extract_frames(path, out_dir / "work" / "frames", icfg, bus) if video else path
-    panos = ingest(src, out_dir / "work" / "images", icfg, bus)
+    src = extract_frames(path, RunDir(out_dir).frames, icfg, bus) if video else path
+    panos = ingest(src, RunDir(out_dir).work_images, icfg, bus)
     frames = [(p.name, p.path) for p in panos.photos]
-    views = cut_panoramas(frames, out_dir / "work", cfg.ingest.pano_views, bus)
+    views = cut_panoramas(frames, RunDir(out_dir).work, cfg.ingest.pano_views, bus)
     scene = run_rig_sfm(views, out_dir, cfg.sfm, bus, sequential=SourceKind(kind).sequential)
     photos = [Photo(name=n, source=views.image_dir / n, path=views.image_dir / n, width=views.size,
                     height=views.size, orig_width=views.size, orig_height=views.size)

@@ -221,6 +221,44 @@ def _section_quality(out_dir: Path, m: dict) -> str:
     return "\n".join(out)
 
 
+def _section_blocks(out_dir: Path, m: dict) -> str:
+    """A capture trained in blocks: each block's share, and the held-out photos that look
+    across a border (where a seam would show)."""
+    rd = RunDir(out_dir)
+    summary = rd.read_json_object(rd.blocks_summary) or {}
+    rows = [r for r in summary.get("blocks", []) if isinstance(r, dict)]
+    out = [f"<p>This capture was trained in {len(rows)} blocks, each on the photos that see it; "
+           "each block kept the splats of its own part of the ground.</p>",
+           "<table><tr><th>block</th><th>photos</th><th>points</th><th>splats</th><th>minutes</th>"
+           "<th>peak memory</th></tr>"]
+    out += [f"<tr><td>{int(r.get('block', 0)) + 1}</td><td>{r.get('photos')}</td>"
+            f"<td>{r.get('points'):,}</td><td>{r.get('splats'):,}</td>"
+            f"<td>{float(r.get('seconds', 0)) / 60:.1f}</td>"
+            f"<td>{float(r.get('peak_rss_mb', 0)):.0f} MB</td></tr>"
+            for r in rows]
+    out.append("</table>")
+    borders = summary.get("border_views") or {}
+    scored = {r["name"]: r for r in _per_image(m)}
+    shown = [scored[n] for n in borders if n in scored]
+    if shown:
+        out.append(f"<h3>Held-out photos across block borders ({len(shown)})</h3><p>Each sees two "
+                   "or more blocks: a seam between blocks would show here.</p>")
+        out += [_figure(out_dir, r, "border") for r in shown]
+    return "\n".join(out)
+
+
+def _section_sky(out_dir: Path, m: dict) -> str:
+    """The learned sky panorama (``sky.png``), when the run has one."""
+    png = RunDir(out_dir).sky_png
+    sky = m.get("sky") or {}
+    share = f" {100 * sky['share']:.1f}% of the training pixels show it;" if "share" in sky else ""
+    return (f"<p>What lies at infinity, learned behind the splats as a {sky.get('width', '?')} x "
+            f"{sky.get('height', '?')} panorama (forward in the middle, up at the top);{share} "
+            "the Unreal export places it as the level's sky, aligned with the splats. Parts no "
+            "photo saw are filled from their neighbours.</p>"
+            f"<figure class='sky'>{_img(_preview_png(png), 'the learned sky panorama')}</figure>")
+
+
 def _section_cleanup(out_dir: Path, m: dict) -> str:
     from .cleanup import section
 
@@ -367,6 +405,9 @@ def render_html(out_dir: Path, next_step: str | None = None, shown_path: str | N
         ("cameras", "Where the cameras are", _guard(_section_cameras, out_dir)),
         ("training", "How training went", _guard(_section_training, events, m)),
         ("quality", "How good it is", _guard(_section_quality, out_dir, m)),
+        *([("blocks", "Blocks", _guard(_section_blocks, out_dir, m))]
+          if RunDir(out_dir).blocks.is_dir() else []),
+        *([("sky", "The sky", _guard(_section_sky, out_dir, m))] if rd.sky_png.is_file() else []),
         ("cleanup", "What cleanup removed", _guard(_section_cleanup, out_dir, m)),
         ("outputs", "What came out", _guard(_section_outputs, out_dir, m)),
         ("next", "Next step", _guard(_section_next, out_dir) if next_step is None else next_step),

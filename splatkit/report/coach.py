@@ -35,6 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UserError
+from ..rundir import RunDir
+
 #: a photo sharper than this fraction of the set's median is not called blurry (ingest's rule)
 BLUR_RATIO = 0.3
 #: a held-out photo under this fraction of the median sharpness explains its own error
@@ -43,6 +46,8 @@ VIEW_BLUR_RATIO = 0.5
 SAME_SPOT = 0.03
 #: parts of the scene seen by at most this many photos are thin
 THIN_PHOTOS = 3
+#: turning on the spot: the view turned more than this many times the parallax of the step
+TURN_RATIO = 4.0
 #: the widest angle around an object with no camera above which a side counts as left out
 SIDE_GAP_DEG = 100.0
 #: a per-channel gain that gains this many dB of PSNR means exposure or colour changed
@@ -154,12 +159,15 @@ class Model:
 
 
 def read_model(out_dir: Path) -> Model | None:
-    import pycolmap
+    from ..sfm.model_files import read_model as read_checked
 
-    d = Path(out_dir) / "sparse" / "0"
+    d = RunDir(out_dir).sparse
     if not any((d / f"cameras.{e}").exists() for e in ("bin", "txt")):
         return None
-    rec = pycolmap.Reconstruction(str(d))
+    try:  # the checked reader every reader of a model uses; a damaged one: nothing to coach on
+        rec = read_checked(d, todo="-")
+    except UserError:
+        return None
     ims = sorted((im for im in rec.images.values() if getattr(im, "has_pose", True)),
                  key=lambda im: im.name)
     if not ims:
@@ -206,7 +214,7 @@ UNPLACED_KINDS = {
 def unplaced(out_dir: Path, metrics: dict, rel_sharp: dict[str, float]) -> list[dict]:
     """``[{name, kind, why}]`` for each photo SfM did not place (its own reason, then the
     sharpness measured here: a blurry photo is called blurry whatever else SfM saw)."""
-    rec = _json(Path(out_dir) / "sfm_work" / "inputs.json")
+    rec = _json(RunDir(out_dir).sfm_inputs)
     reasons = rec.get("unregistered_reasons") or {}
     names = rec.get("unregistered") or (metrics.get("images") or {}).get("unregistered") or []
     out = []
@@ -222,13 +230,43 @@ def unplaced(out_dir: Path, metrics: dict, rel_sharp: dict[str, float]) -> list[
 
 # -- where the cameras stood -------------------------------------------------------------------
 def same_spot(m: Model) -> list[str]:
-    """Placed photos taken from (nearly) the spot of another: turning, not walking."""
+    """Placed photos taken by turning on the spot: another photo stands closer than
+    :data:`SAME_SPOT` of the distance to what they see, and the camera turned more than
+    :data:`TURN_RATIO` times the parallax that step gives (a video's next frame, moved along
+    and barely turned, is not turning)."""
     if len(m.names) < 2:
         return []
     d = np.linalg.norm(m.centers[:, None] - m.centers[None], axis=-1)
     np.fill_diagonal(d, np.inf)
     depth = _depths(m)
-    return [n for i, n in enumerate(m.names) if d[i].min() < SAME_SPOT * depth[i]]
+    parallax = np.degrees(d / depth[:, None])
+    turn = np.degrees(np.arccos(np.clip(m.forwards @ m.forwards.T, -1.0, 1.0)))
+    hit = (d < SAME_SPOT * depth[:, None]) & (turn > TURN_RATIO * parallax)
+    return [n for i, n in enumerate(m.names) if hit[i].any()]
+
+
+def backed_by_wall(m: Model, centre: np.ndarray) -> bool:
+    """The subject stands against a wall or is a facade: the sparse points behind the point the
+    cameras aim at lie on one plane facing them (there is no back to walk around to)."""
+    if len(m.points) < 30:
+        return False
+    fw = m.forwards.mean(0)
+    fw /= max(np.linalg.norm(fw), 1e-12)
+    depth = float(np.median(_depths(m)))
+
+    def facing_plane(pts: np.ndarray, tol: float) -> float:
+        """Share of ``pts`` within ``tol`` of their best plane, if it faces the cameras."""
+        mu = np.median(pts, 0)
+        n = np.linalg.svd(pts - mu, full_matrices=False)[2][2]
+        return float(np.mean(np.abs((pts - mu) @ n) < tol)) if abs(n @ fw) > 0.85 else 0.0
+
+    lo, hi = np.percentile(m.points, [5, 95], axis=0)
+    bulk = m.points[np.all((m.points >= lo) & (m.points <= hi), axis=1)]
+    if len(bulk) >= 20 and facing_plane(bulk, 0.05 * depth) > 0.6:
+        return True  # a relief or facade: nearly everything on one plane
+    behind = m.points[(m.points - centre) @ fw > 0]
+    return bool(len(behind) >= max(20, 0.15 * len(m.points))
+                and facing_plane(behind, 0.03 * depth) > 0.6)  # a wall behind the subject
 
 
 def _depths(m: Model) -> np.ndarray:
@@ -259,8 +297,11 @@ def aim_point(m: Model) -> tuple[np.ndarray, bool]:
     dist = np.linalg.norm(to, axis=1)
     cos = np.einsum("ij,ij->i", to, m.forwards) / np.maximum(dist, 1e-12)
     spread = np.linalg.norm(m.centers - m.centers.mean(0), axis=1).mean()
+    # the scene lies inside the cameras' ring (not a courtyard seen from within)
+    inside = (not len(m.points)
+              or np.median(np.linalg.norm(m.points - p, axis=1)) < 0.7 * np.median(dist))
     return p, bool(len(m.names) >= 4 and np.mean(cos > math.cos(math.radians(25))) > 0.7
-                   and spread > 0.2 * np.median(dist))
+                   and spread > 0.2 * np.median(dist) and inside)
 
 
 def side_gap(m: Model, up: np.ndarray, centre: np.ndarray) -> tuple[float, float]:
@@ -488,10 +529,12 @@ def _capture_findings(m: Model | None, cov: dict | None, rel_sharp: dict[str, fl
     up = up_vector(m)
     centre, around = aim_point(m)
     meas["around_object"] = around
+    wall = around and backed_by_wall(m, centre)
+    meas["against_wall"] = wall
     if around:
         gap, mid = side_gap(m, up, centre)
         meas["side_gap_deg"] = round(gap, 1)
-        if gap > SIDE_GAP_DEG:
+        if gap > SIDE_GAP_DEG and not wall:
             if cov is not None:
                 cov["gap"] = (gap, mid, centre)
             out.append(Finding("side", 0.15 + 0.4 * (gap - SIDE_GAP_DEG) / (360 - SIDE_GAP_DEG),
@@ -550,7 +593,7 @@ def _work_images(out_dir: Path) -> Path:
 def analyse(out_dir: Path, metrics: dict | None = None) -> Coaching:
     """Everything the coach says about the run in ``out_dir`` (see the module doc)."""
     out_dir = Path(out_dir)
-    m_json = metrics if metrics is not None else _json(out_dir / "metrics.json")
+    m_json = metrics if metrics is not None else _json(RunDir(out_dir).metrics)
     rel = relative(sharpness(_work_images(out_dir)))
     model = read_model(out_dir)
     cov = coverage(model, up_vector(model)) if model is not None else None
@@ -559,7 +602,7 @@ def analyse(out_dir: Path, metrics: dict | None = None) -> Coaching:
     rows = unplaced(out_dir, m_json, rel)
     per = [r for r in (m_json.get("per_image") or []) if isinstance(r, dict) and "psnr" in r]
     typical = float(np.median([r["psnr"] for r in per])) if per else 0.0
-    views = [view_cause(r["name"], float(r["psnr"]), out_dir / "previews"
+    views = [view_cause(r["name"], float(r["psnr"]), RunDir(out_dir).previews
                         / f"{Path(r['name']).stem}.png", rel, model, typical)
              for r in sorted(per, key=lambda r: r["psnr"])]
     cap, meas = _capture_findings(model, cov, rel, len(model.names) if model else total)
@@ -595,7 +638,7 @@ def save(out_dir: Path, c: Coaching) -> None:
     nothing is written (a run that did not finish)."""
     from ..fileio import write_text_atomic
 
-    path = Path(out_dir) / "metrics.json"
+    path = RunDir(out_dir).metrics
     m = _json(path)
     if not m or m.get("coach") == c.summary():
         return

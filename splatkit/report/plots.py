@@ -216,5 +216,5 @@ def view_errors_figure(photo: np.ndarray, render: np.ndarray, blocks: np.ndarray
     for a in axes[0]:
         a.set_xticks([])
         a.set_yticks([])
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title, fontsize=11, y=1.04)
     return _png(fig)

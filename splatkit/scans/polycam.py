@@ -41,7 +41,7 @@ def read_polycam(root: Path) -> PosedFrames:
     kf = root / "keyframes"
     corrected = (kf / "corrected_images").is_dir() and (kf / "corrected_cameras").is_dir()
     images, cameras = (kf / "corrected_images", kf / "corrected_cameras") if corrected else (
-        kf / "images", kf / "cameras")
+        kf / "images", kf / "cameras")  # input, not OUT/
     files = sorted((p for p in images.iterdir() if p.suffix.lower() in IMAGE_EXTS), key=_order)
     if not files:
         raise UserError(f"{shown(images)} holds no keyframe images.",

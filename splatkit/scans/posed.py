@@ -25,14 +25,14 @@ from ..config import RunConfig
 from ..errors import UserError
 from ..events import NULL_BUS, EventBus, Message
 from ..fileio import write_text_atomic
+from ..frames import GL_TO_CV  # OpenGL/ARKit camera axes -> OpenCV
 from ..ingest.names import shown
+from ..rundir import RunDir
 from ..scene import Scene
 from ..sfm.validate import Labels, camera_problems, image_status, refuse, set_problems, size_scale
 
 STAGE = "sfm"
 RECIPE = 1
-#: OpenGL/ARKit camera axes (x right, y up, looking down -z) -> OpenCV (x right, y down, z forward)
-GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
 @dataclass
@@ -116,23 +116,23 @@ def import_posed(fr: PosedFrames, out_dir: Path, cfg: RunConfig, bus: EventBus =
     for n in fr.notes:
         bus.emit(Message(STAGE, n))
     key = _key(fr, cfg)
-    record = out_dir / "sfm_work" / "scan.json"
+    record = RunDir(out_dir).sfm_stage("scan.json")
     try:
         reuse = json.loads(record.read_text(encoding="utf-8")).get("key") == key
     except (OSError, ValueError):
         reuse = False
-    if not (reuse and (out_dir / "sparse" / "0" / "cameras.bin").exists()):
+    if not (reuse and (RunDir(out_dir).sparse / "cameras.bin").exists()):
         record.unlink(missing_ok=True)
-        for p in (out_dir / "images", out_dir / "sparse" / "0", out_dir / "depth"):
+        for p in (RunDir(out_dir).images, RunDir(out_dir).sparse, out_dir / "depth"):
             if p.exists():
                 shutil.rmtree(p)
         sizes = [image_status(f) for f in fr.files]
         w2c = np.linalg.inv(fr.cam_to_world)
-        write_pinhole_model(out_dir / "sparse" / "0", fr.names, K, w2c, [s[0] for s in sizes],
+        write_pinhole_model(RunDir(out_dir).sparse, fr.names, K, w2c, [s[0] for s in sizes],
                             [s[1] for s in sizes])  # fmt: skip
         for f, n in zip(fr.files, fr.names, strict=True):
-            (out_dir / "images" / n).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(f, out_dir / "images" / n)
+            (RunDir(out_dir).images / n).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, RunDir(out_dir).images / n)
         _copy_depth(fr, out_dir)
         triangulate_if_needed(out_dir, cfg.sfm, bus)
         record.parent.mkdir(parents=True, exist_ok=True)

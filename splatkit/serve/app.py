@@ -42,7 +42,7 @@ class Context:
 def create_app(data_dir: Path, teacher_token: str | None = None, ray_address: str | None = None,
                ray_cpus: int | None = None, limits: UploadLimits | None = None,
                class_code: str | None = None, job_fn: str | None = None) -> FastAPI:
-    from . import routes_student, routes_teacher
+    from . import routes_student, routes_teacher, routes_wall
 
     data = Path(data_dir).resolve()
     if not data.exists():
@@ -75,6 +75,7 @@ def create_app(data_dir: Path, teacher_token: str | None = None, ray_address: st
     add_error_handlers(app, data)
     app.include_router(routes_student.router)
     app.include_router(routes_teacher.router)
+    app.include_router(routes_wall.router)
     app.state.ctx, app.state.requeued = ctx, requeued
     return app
 

@@ -15,6 +15,7 @@ import time
 import zipfile
 from pathlib import Path
 
+from ..rundir import RunDir
 from .store import fair_order
 
 _progress_cache: dict[str, tuple[int, dict]] = {}
@@ -25,7 +26,7 @@ _export_locks: dict[tuple[int, str], threading.Lock] = {}
 def progress(out_dir: Path) -> dict:
     """Stage, training step, loss, latest held-out PSNR and the time of the first event, read
     incrementally from the job's ``events.jsonl`` (the pipeline's own event stream)."""
-    path = Path(out_dir) / "events.jsonl"
+    path = RunDir(out_dir).events
     key = str(path)
     try:
         size = path.stat().st_size
@@ -124,7 +125,7 @@ def queue_waits(store, slots: int, now: float | None = None) -> dict[int, float 
 
 
 def previews(out_dir: Path) -> list[str]:
-    d = Path(out_dir) / "previews"
+    d = RunDir(out_dir).previews
     return sorted(p.name for p in d.glob("*.png")) if d.is_dir() else []
 
 
@@ -153,6 +154,12 @@ def job_error(job: dict, teacher: bool, data: Path | None) -> str | None:
     return scrub(job["error"], data)
 
 
+def elapsed_s(job: dict) -> float:
+    """Seconds the job has run, all attempts, the current one so far."""
+    now = time.time() - job["started"] if job["state"] == "running" and job["started"] else 0.0
+    return round((job.get("run_seconds") or 0) + max(0.0, now), 1)
+
+
 def job_view(job: dict, positions: dict[int, int] | None = None, teacher: bool = False,
              data: Path | None = None, waits: dict | None = None) -> dict:
     """The public fields of a job (no server paths: students' texts pass :func:`scrub` with the
@@ -160,19 +167,17 @@ def job_view(job: dict, positions: dict[int, int] | None = None, teacher: bool =
     out = Path(job["out_dir"])
     done = job["state"] == "done" and not job.get("purged")
     prog = progress(out) if job["state"] != "queued" or job["attempts"] else {}
-    running = job["state"] == "running"
     v = {
         "id": job["id"], "state": job["state"], "preset": job["preset"], "created": job["created"],
         "started": job["started"], "finished": job["finished"], "note": job["upload_note"],
         "error": job_error(job, teacher, data), "attempts": job["attempts"], "student": job["student_name"],
         "queue_position": (positions or {}).get(job["id"]) if job["state"] == "queued" else None,
         "queue_wait_s": (waits or {}).get(job["id"]) if job["state"] == "queued" else None,
-        "elapsed_s": round((job.get("run_seconds") or 0) + (time.time() - job["started"] if running
-                                                              and job["started"] else 0), 1),
+        "elapsed_s": elapsed_s(job),
         "progress": {k: scrub(x, data) for k, x in prog.items()},
         "previews": previews(out) if not job.get("purged") else [],
-        "has_report": done and (out / "report.html").exists(),
-        "has_ply": done and (out / "scene.ply").exists(),
+        "has_report": done and RunDir(out).report.exists(),
+        "has_ply": done and RunDir(out).scene_ply.exists(),
         "purged": bool(job.get("purged")), "run_seconds": round(job.get("run_seconds") or 0, 1),
     }
     if teacher:
@@ -205,8 +210,8 @@ def class_report(job: dict) -> Path:
     from ..report import render_html
 
     out = Path(job["out_dir"])
-    target = out / "report_student.html"
-    if target.exists() and target.stat().st_mtime >= (out / "report.html").stat().st_mtime:
+    target = RunDir(out).student_report
+    if target.exists() and target.stat().st_mtime >= RunDir(out).report.stat().st_mtime:
         return target
     page = render_html(out, next_step=CLASS_NEXT_STEP, shown_path=f"job {job['id']}")
     # the report is titled after its folder ("out" here): the class knows it as the student's job
@@ -244,7 +249,7 @@ def unreal_zip(job: dict, plugin: str) -> Path:
 
     preset(plugin)  # an unknown plugin: a UserError naming the known ones
     out = Path(job["out_dir"])
-    target = out / "exports" / f"{plugin}.zip"
+    target = RunDir(out).export_zip(plugin)
     with _cache_lock:
         lock = _export_locks.setdefault((job["id"], plugin), threading.Lock())
     with lock:
@@ -254,7 +259,7 @@ def unreal_zip(job: dict, plugin: str) -> Path:
         from ..export.unreal import UnrealExportOptions
 
         name = f"splatkit_job{job['id']}"
-        folder = out / "exports" / plugin
+        folder = RunDir(out).exports / plugin
         # the same run-folder export as `splatkit export` (GPS scale, limits, tiles, messages)
         paths = export_run(out, UnrealExportOptions(plugin=plugin, name=name), dest=folder).paths
         buf = io.BytesIO()

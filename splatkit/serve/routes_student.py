@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from starlette.datastructures import UploadFile
 
 from ..errors import UserError
+from ..rundir import RunDir
 from .auth import STUDENT_COOKIE, client_key, ctx, is_teacher, job_for, need_student
 from .jobs import class_report, job_view, plugin_names, previews, queue_positions, queue_waits, unreal_zip
 from .limits import PRESET_HELP, UPLOAD_PATH, offered_presets
@@ -220,7 +221,7 @@ def send_file(path: Path, media_type: str | None, download_name: str | None = No
 @router.get("/api/jobs/{job_id}/report.html")
 def report(request: Request, job_id: int):
     job = job_files(request, job_id)
-    if not (Path(job["out_dir"]) / "report.html").is_file():
+    if not RunDir(job["out_dir"]).report.is_file():
         raise HTTPException(404, "Not there (yet).")
     return send_file(class_report(job), "text/html")
 
@@ -228,7 +229,7 @@ def report(request: Request, job_id: int):
 @router.get("/api/jobs/{job_id}/scene.ply")
 def ply(request: Request, job_id: int):
     job = job_files(request, job_id)
-    return send_file(Path(job["out_dir"]) / "scene.ply", "application/octet-stream",
+    return send_file(RunDir(job["out_dir"]).scene_ply, "application/octet-stream",
                      f"splatkit_job{job_id}.ply")
 
 
@@ -237,7 +238,7 @@ def preview(request: Request, job_id: int, name: str):
     out = Path(job_files(request, job_id)["out_dir"])
     if name not in previews(out):  # only names from the folder listing: no paths
         raise HTTPException(404, "No such preview.")
-    return send_file(out / "previews" / name, "image/png")
+    return send_file(RunDir(out).previews / name, "image/png")
 
 
 @router.get("/api/jobs/{job_id}/unreal/{plugin}.zip")
@@ -261,7 +262,7 @@ def view_page(request: Request, job_id: int):
 
 @router.get("/jobs/{job_id}/view/scene.ply")
 def view_ply(request: Request, job_id: int):
-    return send_file(Path(job_files(request, job_id)["out_dir"]) / "scene.ply", "application/octet-stream")
+    return send_file(RunDir(job_files(request, job_id)["out_dir"]).scene_ply, "application/octet-stream")
 
 
 @router.get("/jobs/{job_id}/view/cameras.json")

@@ -45,6 +45,7 @@ import time
 import traceback
 from pathlib import Path
 
+from ..rundir import RunDir
 from .limits import job_time_limit_s
 from .store import Store, fair_order
 
@@ -66,11 +67,11 @@ def _stop_flag(out_dir: Path, attempt: int):
         now = time.monotonic()
         if not state["stop"] and now - state["t"] > 0.3:
             state["t"] = now
-            if (out_dir / "cancel").exists():
+            if RunDir(out_dir).cancel_flag.exists():
                 state["stop"] = True
             else:
                 try:
-                    state["stop"] = int((out_dir / "attempt").read_text() or 0) != attempt
+                    state["stop"] = int(RunDir(out_dir).attempt.read_text() or 0) != attempt
                 except (OSError, ValueError):
                     pass
         return state["stop"]
@@ -85,8 +86,8 @@ def run_job(spec: dict) -> dict:
     node_id = ray.get_runtime_context().get_node_id()
     out_dir = Path(spec["out_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "attempt").write_text(str(spec["attempt"]))
-    (out_dir / "node.json").write_text(json.dumps(
+    RunDir(out_dir).attempt.write_text(str(spec["attempt"]))
+    RunDir(out_dir).node.write_text(json.dumps(
         {"node_id": node_id, "host": socket.gethostname(), "pid": os.getpid(), "attempt": spec["attempt"]}))
     stop = _stop_flag(out_dir, spec["attempt"])
     if spec.get("job_fn"):
@@ -106,7 +107,6 @@ def _train(spec: dict, out_dir: Path, stop) -> str:
     from ..config import preset_config
     from ..events import EventBus
     from ..job import JobRequest, run_job
-    from ..rundir import RunDir
     from .uploads import find_video
 
     photos = Path(spec["photos_dir"])
@@ -234,7 +234,7 @@ class Dispatcher(threading.Thread):
             job_id = fair_order(queued, self.store.last_dispatch())[0]
             job = self.store.mark_running(job_id)
             out_dir = Path(job["out_dir"])
-            (out_dir / "cancel").unlink(missing_ok=True)
+            RunDir(out_dir).cancel_flag.unlink(missing_ok=True)
             spec = {"job_id": job_id, "preset": job["preset"], "photos_dir": job["photos_dir"],
                     "out_dir": job["out_dir"], "attempt": job["attempts"], "job_fn": self.job_fn,
                     "video_fps": job["video_fps"]}
@@ -295,7 +295,7 @@ class Dispatcher(threading.Thread):
             sent = self.cancel_sent.get(job_id)
             if sent is None:
                 Path(job["out_dir"]).mkdir(parents=True, exist_ok=True)
-                (Path(job["out_dir"]) / "cancel").write_text("cancelled\n")
+                RunDir(job["out_dir"]).cancel_flag.write_text("cancelled\n")
                 self.cancel_sent[job_id] = time.monotonic()
             elif time.monotonic() - sent > 10:  # not stopped by the flag (e.g. inside SfM)
                 ray.cancel(ref, force=True)

@@ -32,6 +32,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..rundir import RunDir
 from .names import clean_name, name_key
 
 ACTIVE = ("queued", "running")
@@ -454,7 +455,7 @@ class Store:
             rows = self._db.execute("SELECT id, started, out_dir FROM jobs WHERE state='running'").fetchall()
             for jid, started, out_dir in rows:
                 try:
-                    last = (Path(out_dir) / "events.jsonl").stat().st_mtime
+                    last = RunDir(out_dir).events.stat().st_mtime
                 except OSError:
                     last = started or time.time()
                 self._db.execute("UPDATE jobs SET run_seconds = run_seconds + ? WHERE id=?",

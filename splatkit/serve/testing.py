@@ -17,10 +17,12 @@ import os
 import time
 from pathlib import Path
 
+from ..rundir import RunDir
+
 
 def _emit(out: Path, **event) -> None:
     event.setdefault("time", time.time())
-    with open(out / "events.jsonl", "a", encoding="utf-8") as f:
+    with open(RunDir(out).events, "a", encoding="utf-8") as f:
         f.write(json.dumps(event) + "\n")
 
 
@@ -31,7 +33,8 @@ def stub_job(spec: dict, stop_flag) -> str:
     out = Path(spec["out_dir"])
     step_s = float(os.environ.get("SPLATKIT_STUB_STEP_S", "0.05"))
     steps = int(os.environ.get("SPLATKIT_STUB_STEPS", "10")) * PRESET_FACTOR.get(spec["preset"], 1)
-    ck = out / "checkpoints" / "step.txt"
+    rd = RunDir(out)
+    ck = rd.checkpoints / "step.txt"
     ck.parent.mkdir(parents=True, exist_ok=True)
     start = int(ck.read_text()) if ck.exists() else 0
     _emit(out, kind="stage_started", stage="train", detail=f"stub, from step {start}")
@@ -45,9 +48,9 @@ def stub_job(spec: dict, stop_flag) -> str:
     _emit(out, kind="eval", step=steps, psnr=20.0, ssim=0.5)
     from PIL import Image
 
-    (out / "previews").mkdir(exist_ok=True)
-    Image.new("RGB", (32, 16), (40, 120, 200)).save(out / "previews" / "0000.png")
-    (out / "scene.ply").write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 0\nend_header\n")
+    rd.previews.mkdir(exist_ok=True)
+    Image.new("RGB", (32, 16), (40, 120, 200)).save(rd.previews / "0000.png")
+    rd.scene_ply.write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 0\nend_header\n")
     _emit(out, kind="message", stage="done", text="stub finished")
     line = json.dumps({"job": spec["job_id"], "attempt": spec["attempt"], "pid": os.getpid(),
                        "resumed_from": start, "t": time.time()})

@@ -19,7 +19,12 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-IMAGE_TYPES = {"jpeg": ".jpg", "png": ".png"}
+IMAGE_TYPES = {"jpeg": ".jpg", "png": ".png", "heic": ".heic", "avif": ".avif"}
+#: ISO media brands (``ftyp``) of HEIF photos (iPhones) and AVIF photos; any other is a video
+HEIC_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1"}
+AVIF_BRANDS = {b"avif", b"avis"}
+#: what students may upload as photos, in words
+PHOTO_WORDS = "a JPEG, PNG, HEIC or AVIF photo"
 VIDEO_TYPES = {"mp4": ".mp4", "matroska": ".mkv", "avi": ".avi"}
 
 
@@ -43,7 +48,8 @@ class UploadError(Exception):
 
 
 def sniff(head: bytes) -> str | None:
-    """The type of a file from its first bytes: jpeg, png, zip, mp4, matroska, avi or None."""
+    """The type of a file from its first bytes: jpeg, png, heic, avif, zip, mp4, matroska, avi or
+    None."""
     if head.startswith(b"\xff\xd8\xff"):
         return "jpeg"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -51,6 +57,10 @@ def sniff(head: bytes) -> str | None:
     if head.startswith(b"PK\x03\x04"):
         return "zip"
     if len(head) >= 12 and head[4:8] == b"ftyp":
+        if head[8:12] in HEIC_BRANDS:
+            return "heic"
+        if head[8:12] in AVIF_BRANDS:
+            return "avif"
         return "mp4"  # also .mov and .m4v
     if head.startswith(b"\x1a\x45\xdf\xa3"):
         return "matroska"  # also .webm
@@ -65,6 +75,9 @@ def _check_image(path: Path, shown: str) -> None:
     a file cut short is refused here rather than failing the job later."""
     from PIL import Image
 
+    from ..ingest.formats import heif_problem
+
+    heif_problem()  # registers pillow-heif's reader with Pillow
     try:
         with Image.open(path) as im:
             im.verify()
@@ -126,8 +139,8 @@ def _save(files: list[tuple[str, Path]], dest: Path, limits: UploadLimits) -> tu
         raise UploadError(f"{len(files)} files is too many: at most {limits.max_files} photos per job.")
     for i, ((name, path), kind) in enumerate(zip(files, kinds, strict=True)):
         if kind not in IMAGE_TYPES:
-            raise UploadError(f"{name} is not a JPEG or PNG photo (checked by its content). "
-                              "Convert it (e.g. HEIC to JPEG) or leave it out.")
+            raise UploadError(f"{name} is not {PHOTO_WORDS} (checked by its content). "
+                              "Convert it to JPEG or leave it out.")
         if path.stat().st_size > limits.max_file_mb * 1e6:
             raise UploadError(f"{name} is larger than {limits.max_file_mb:g} MB.", 413)
         _check_image(path, name)
@@ -181,7 +194,7 @@ def _unpack(src: Path, shown: str, dest: Path, limits: UploadLimits) -> int:
         if len(photos) > limits.max_files:
             raise UploadError(f"{shown} holds {len(photos)} photos: at most {limits.max_files}.")
         if len(photos) < limits.min_photos:
-            raise UploadError(f"{shown} holds {len(photos)} JPEG/PNG photos: send at least "
+            raise UploadError(f"{shown} holds {len(photos)} JPEG/PNG/HEIC/AVIF photos: send at least "
                               f"{limits.min_photos}.")
         budget = limits.max_unzipped_mb * 1e6
         for k, info in enumerate(photos):
@@ -199,7 +212,7 @@ def _unpack(src: Path, shown: str, dest: Path, limits: UploadLimits) -> int:
             with open(target, "rb") as f:
                 kind = sniff(f.read(16))
             if kind not in IMAGE_TYPES:
-                raise UploadError(f"{info.filename} in {shown} is not a JPEG or PNG photo "
+                raise UploadError(f"{info.filename} in {shown} is not {PHOTO_WORDS} "
                                   "(checked by its content).")
             _check_image(target, info.filename)
             target.rename(target.with_suffix(IMAGE_TYPES[kind]))
@@ -210,7 +223,7 @@ def _wanted(name: str) -> bool:
     p = PurePosixPath(name)
     if any(part.startswith(".") or part == "__MACOSX" for part in p.parts):
         return False
-    return p.suffix.lower() in (".jpg", ".jpeg", ".png")
+    return p.suffix.lower() in (".jpg", ".jpeg", ".png", ".heic", ".heif", ".avif")
 
 
 #: a video with more frames than this is refused (about 28 minutes at 30 frames a second)

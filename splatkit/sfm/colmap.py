@@ -28,12 +28,12 @@ from ..errors import UserError
 from ..events import NULL_BUS, EventBus, Message, StageProgress
 from ..fileio import write_text_atomic
 from ..ingest import PhotoSet
-from ..rundir import RunDir
+from ..rundir import RunDir, as_rundir
 from ..scene import Scene
 from .calls import quiet_colmap
 from .cameras import CameraGroup, camera_groups, describe
 from .database import no_parallax_share
-from .diagnose import clusters, explain, failure, pair_inliers
+from .diagnose import NO_PARALLAX_TODO, clusters, explain, failure, pair_inliers
 from .features import extract, mark_second_chance, prepare_database
 from .loaders import load_cached, load_scene, undistort_model
 from .mapping import MAPPERS, MapStats, Model, choose_mapper, map_photos
@@ -62,7 +62,7 @@ class Kept:
     groups: list[list[str]]
 
 
-def run_sfm(photos: PhotoSet, out_dir: Path, cfg: SfmConfig, bus: EventBus = NULL_BUS) -> Scene:
+def run_sfm(photos: PhotoSet, out_dir: RunDir | Path, cfg: SfmConfig, bus: EventBus = NULL_BUS) -> Scene:
     """Recover cameras and sparse points from ``photos`` and undistort the images.
 
     Writes ``out_dir/images`` and ``out_dir/sparse/0`` (see the module doc) and returns the Scene
@@ -72,35 +72,36 @@ def run_sfm(photos: PhotoSet, out_dir: Path, cfg: SfmConfig, bus: EventBus = NUL
         UserError: fewer than 3 photos could be placed.
     """
     with quiet_colmap():
-        return _run_sfm(photos, Path(out_dir), cfg, bus)
+        return _run_sfm(photos, as_rundir(out_dir), cfg, bus)
 
 
-def _run_sfm(photos: PhotoSet, out_dir: Path, cfg: SfmConfig, bus: EventBus) -> Scene:
-    work = RunDir(out_dir).sfm_work
+def _run_sfm(photos: PhotoSet, rd: RunDir, cfg: SfmConfig, bus: EventBus) -> Scene:
+    work = rd.sfm_work
     work.mkdir(parents=True, exist_ok=True)
     key = inputs_key(photos, cfg)
-    cached = _cached(out_dir, key)
-    scene = load_cached(out_dir, cached.get("unregistered", [])) if cached is not None else None
+    cached = _cached(rd, key)
+    scene = load_cached(rd, cached.get("unregistered", [])) if cached is not None else None
     if scene is not None:
         bus.emit(Message(STAGE, REUSED_TEXT))
         _report(scene, len(photos), bus, cached.get("unregistered_reasons", {}))
         return scene
     _check_config(cfg)
-    for stale in ("inputs.json", "vocab_tree.bin"):
-        (work / stale).unlink(missing_ok=True)
+    for stale in (rd.sfm_inputs, rd.sfm_stage("vocab_tree.bin")):
+        stale.unlink(missing_ok=True)
     stages = _place(photos, work, cfg, bus)
+    _warn_no_parallax(work / "database.db", bus)
     t = time.time()
     final_model = work / "model"
     if final_model.exists():
         shutil.rmtree(final_model)
     final_model.mkdir()
     stages.kept.model.rec.write_binary(str(final_model))
-    undistort_model(final_model, photos.image_dir, out_dir, image_names=stages.kept.model.names,
+    undistort_model(final_model, photos.image_dir, rd, image_names=stages.kept.model.names,
                     num_threads=cfg.num_threads, bus=bus)  # fmt: skip
     stages.timings["undistort"] = time.time() - t
     record = _record(key, photos, stages)
-    write_text_atomic(work / "inputs.json", json.dumps(record, indent=1))
-    scene = load_scene(out_dir, unregistered=stages.kept.unregistered)
+    write_text_atomic(rd.sfm_inputs, json.dumps(record, indent=1))
+    scene = load_scene(rd, unregistered=stages.kept.unregistered)
     _report(scene, len(photos), bus, stages.kept.reasons)
     bus.emit(
         Message(
@@ -143,7 +144,8 @@ def _place(photos: PhotoSet, work: Path, cfg: SfmConfig, bus: EventBus) -> Stage
     mapper = choose_mapper(cfg, len(photos))
     bus.emit(StageProgress(STAGE, 2, 4, detail=f"placing cameras ({mapper})"))
     refine_pp = cfg.refine_principal_point and cfg.single_camera and len(groups) == 1
-    mapped = map_photos(db, photos.image_dir, work / "sparse", cfg, mapper, refine_pp, len(photos), bus)
+    model_dir = RunDir(work.parent).sfm_stage("sparse")
+    mapped = map_photos(db, photos.image_dir, model_dir, cfg, mapper, refine_pp, len(photos), bus)
     timings["map"] = mapped.seconds
     if not mapped.models:
         raise failure(photos.names, 0, [], pair_inliers(db), photos.flags, no_parallax_share(db))
@@ -218,7 +220,7 @@ def read_sfm_record(out_dir: Path) -> dict:
     second_chance (tried, placed, pairs), mean_reprojection_error_px, num_points, seconds
     (per stage: extract, match, map, second_chance, undistort).
     """
-    return json.loads((RunDir(out_dir).sfm_work / "inputs.json").read_text(encoding="utf-8"))
+    return json.loads(as_rundir(out_dir).sfm_inputs.read_text(encoding="utf-8"))
 
 
 def inputs_key(photos: PhotoSet, cfg: SfmConfig) -> str:
@@ -241,16 +243,22 @@ def inputs_key(photos: PhotoSet, cfg: SfmConfig) -> str:
     return h.hexdigest()
 
 
-def _cached(out_dir: Path, key: str) -> dict | None:
-    try:
-        rec = json.loads((RunDir(out_dir).sfm_work / "inputs.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+def _cached(rd: RunDir, key: str) -> dict | None:
+    rec = rd.read_json_object(rd.sfm_inputs)
+    if rec is None or rec.get("key") != key:
         return None
-    if rec.get("key") != key:
-        return None
-    if not (out_dir / "sparse" / "0" / "cameras.bin").exists() or not (out_dir / "images").is_dir():
+    if not (rd.sparse / "cameras.bin").exists() or not rd.images.is_dir():
         return None
     return rec
+
+
+def _warn_no_parallax(db: Path, bus: EventBus) -> None:
+    """Placed, but from one spot: say that depth will be guessed, and how to capture instead."""
+    share = no_parallax_share(db) if db.is_file() else 0.0
+    if share >= 0.9:
+        bus.emit(Message(STAGE, f"{share:.0%} of the matched photo pairs show no change of viewpoint: "
+                         "the photos look taken from one spot, so the scene's depth is poorly "
+                         f"measured. {NO_PARALLAX_TODO}", level="warning"))
 
 
 def _check_config(cfg: SfmConfig) -> None:

@@ -52,7 +52,8 @@ def verified_pairs(db_path: Path) -> dict[tuple[str, str], int]:
 
 
 #: two-view geometries that a homography explains: no parallax between the two photos
-NO_PARALLAX = ("PANORAMIC", "PLANAR_OR_PANORAMIC")
+NO_PARALLAX = {int(pycolmap.TwoViewGeometryConfiguration.PANORAMIC),
+               int(pycolmap.TwoViewGeometryConfiguration.PLANAR_OR_PANORAMIC)}
 
 
 def no_parallax_share(db_path: Path) -> float:
@@ -63,7 +64,7 @@ def no_parallax_share(db_path: Path) -> float:
         _, geoms = db.read_two_view_geometries()
     finally:
         db.close()
-    kinds = [g.config.name for g in geoms if len(g.inlier_matches) > 0]
+    kinds = [int(g.config) for g in geoms if len(g.inlier_matches) > 0]
     return sum(k in NO_PARALLAX for k in kinds) / len(kinds) if kinds else 0.0
 
 

@@ -23,6 +23,7 @@ from ..config import SfmConfig
 from ..errors import UserError
 from ..events import NULL_BUS, EventBus, Message
 from ..fileio import write_text_atomic
+from ..rundir import RunDir, as_rundir
 from ..scene import Scene
 from .loaders import (
     _rotmat_to_qvec,
@@ -39,17 +40,18 @@ STAGE = "sfm"
 RECIPE = 1
 
 
-def import_colmap(project: Path, out_dir: Path, cfg: SfmConfig, bus: EventBus = NULL_BUS) -> Scene:
-    project, out_dir = Path(project), Path(out_dir)
+def import_colmap(project: Path, out_dir: RunDir | Path, cfg: SfmConfig, bus: EventBus = NULL_BUS) -> Scene:
+    project, rd = Path(project), as_rundir(out_dir)
+    out_dir = rd.root
     key = _key(project, cfg)
     if _cached(out_dir, key) and (scene := load_cached(out_dir, [])) is not None:
         return scene
     rec, image_dir, names = read_colmap_project(project, bus)  # checked before anything is written
     _clear(out_dir)
     if is_pinhole(rec):
-        (out_dir / "sparse" / "0").mkdir(parents=True)
-        rec.write_binary(str(out_dir / "sparse" / "0"))
-        _copy_images(image_dir, out_dir / "images", names)
+        (rd.sparse).mkdir(parents=True)
+        rec.write_binary(str(rd.sparse))
+        _copy_images(image_dir, rd.images, names)
     else:
         undistort_reconstruction(rec, image_dir, out_dir, names, num_threads=cfg.num_threads, bus=bus)
     _triangulate_if_needed(out_dir, cfg, bus)
@@ -57,8 +59,9 @@ def import_colmap(project: Path, out_dir: Path, cfg: SfmConfig, bus: EventBus = 
     return load_scene(out_dir, unregistered=[])
 
 
-def import_transforms(path: Path, out_dir: Path, cfg: SfmConfig, bus: EventBus = NULL_BUS) -> Scene:
-    path, out_dir = Path(path), Path(out_dir)
+def import_transforms(path: Path, out_dir: RunDir | Path, cfg: SfmConfig, bus: EventBus = NULL_BUS) -> Scene:
+    path, rd = Path(path), as_rundir(out_dir)
+    out_dir = rd.root
     path = transforms_file(path) or path / "transforms.json"
     key = _key(path, cfg)
     if _cached(out_dir, key) and (scene := load_cached(out_dir, [])) is not None:
@@ -66,29 +69,30 @@ def import_transforms(path: Path, out_dir: Path, cfg: SfmConfig, bus: EventBus =
     cams = read_transforms(path, bus)  # checked before anything is written
     _clear(out_dir)
     scene = scene_from_transforms(cams, out_dir=out_dir, bus=bus, num_threads=cfg.num_threads)
-    if scene.image_dir != out_dir / "images":  # no distortion: nothing was written yet
+    if scene.image_dir != rd.images:  # no distortion: nothing was written yet
         c = scene.cameras
         _write_pinhole_model(
-            out_dir / "sparse" / "0",
+            rd.sparse,
             c.names,
             c.K.double().numpy(),
             c.world_to_cam.double().numpy(),
             c.width.tolist(),
             c.height.tolist(),
         )
-        _copy_images(scene.image_dir, out_dir / "images", c.names)
+        _copy_images(scene.image_dir, rd.images, c.names)
     _triangulate_if_needed(out_dir, cfg, bus)
     _record(out_dir, key)
     return load_scene(out_dir, unregistered=list(scene.unregistered))
 
 
 def _triangulate_if_needed(out_dir: Path, cfg: SfmConfig, bus: EventBus) -> None:
-    sparse = out_dir / "sparse" / "0"
+    rd = as_rundir(out_dir)
+    sparse = rd.sparse
     rec = pycolmap.Reconstruction(str(sparse))
     if rec.num_points3D() > 0:
         return
     bus.emit(Message(STAGE, "The cameras have no 3D points: finding them from the known poses."))
-    work = out_dir / "sfm_work" / "triangulate"
+    work = rd.sfm_stage("triangulate")
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
@@ -97,12 +101,12 @@ def _triangulate_if_needed(out_dir: Path, cfg: SfmConfig, bus: EventBus) -> None
     old = pycolmap.logging.minloglevel
     pycolmap.logging.minloglevel = 2
     try:
-        ids = _features_and_matches(db, out_dir / "images", names, cfg)
+        ids = _features_and_matches(db, rd.images, names, cfg)
         model = work / "model"
         _write_pinhole_model(model, names, *_pinhole_rows(rec, names), ids=[ids[n] for n in names],
                              text=True)
         tri = pycolmap.triangulate_points(
-            pycolmap.Reconstruction(str(model)), str(db), str(out_dir / "images"), str(work / "out")
+            pycolmap.Reconstruction(str(model)), str(db), str(rd.images), str(work / "out")
         )
     finally:
         pycolmap.logging.minloglevel = old
@@ -214,21 +218,24 @@ def _key(path: Path, cfg: SfmConfig) -> dict:
 
 
 def _cached(out_dir: Path, key: dict) -> bool:
+    rd = as_rundir(out_dir)
     try:
-        rec = json.loads((out_dir / "sfm_work" / "import.json").read_text(encoding="utf-8"))
+        rec = json.loads((rd.sfm_import).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return rec == key and (out_dir / "sparse" / "0" / "cameras.bin").exists()
+    return rec == key and (rd.sparse / "cameras.bin").exists()
 
 
 def _record(out_dir: Path, key: dict) -> None:
-    (out_dir / "sfm_work").mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out_dir / "sfm_work" / "import.json", json.dumps(key))
+    rd = as_rundir(out_dir)
+    rd.sfm_work.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(rd.sfm_import, json.dumps(key))
 
 
 def _clear(out_dir: Path) -> None:
-    (out_dir / "sfm_work" / "import.json").unlink(missing_ok=True)
-    for p in (out_dir / "images", out_dir / "sparse" / "0"):
+    rd = as_rundir(out_dir)
+    (rd.sfm_import).unlink(missing_ok=True)
+    for p in (rd.images, rd.sparse):
         if p.exists():
             shutil.rmtree(p)
 

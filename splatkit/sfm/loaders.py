@@ -35,7 +35,7 @@ from ..errors import UserError
 from ..events import NULL_BUS, EventBus, Message
 from ..frames import GL_TO_CV
 from ..ingest.names import shown
-from ..rundir import RunDir, as_rundir
+from ..rundir import RunDir, as_rundir, colmap_images, colmap_models
 from ..scene import Cameras, Scene
 from .model_files import model_format, read_model
 from .transforms import TransformsCameras, read_transforms
@@ -129,7 +129,7 @@ def _recorded_unregistered(rd: RunDir) -> list[str]:
 def find_sparse(project: Path) -> Path:
     """The model folder of a COLMAP project: ``sparse/0``, ``sparse`` or the project itself."""
     project = Path(project)
-    for p in (project / "sparse" / "0", project / "sparse", project):
+    for p in colmap_models(project):
         if (p / "cameras.bin").exists() or (p / "cameras.txt").exists():
             return p
     raise UserError(
@@ -143,7 +143,7 @@ def read_colmap_project(project: Path, bus: EventBus = NULL_BUS):
     :func:`~splatkit.sfm.validate.check_model`; fixes are made in ``rec``), nothing written."""
     project = Path(project)
     sparse = find_sparse(project)
-    image_dir = project / "images"
+    image_dir = colmap_images(project)
     if not image_dir.is_dir():
         raise UserError(
             f"No images folder in {shown(project)}.", "Put the photos in images/ beside sparse/."
@@ -183,7 +183,7 @@ def undistort_reconstruction(
     num_threads: int = -1, bus: EventBus = NULL_BUS,
 ) -> None:
     """Undistort a checked in-memory model (staged in ``out_dir/sfm_work/import_model``)."""
-    staged = Path(out_dir) / "sfm_work" / "import_model"
+    staged = as_rundir(out_dir).sfm_stage("import_model")
     if staged.exists():
         shutil.rmtree(staged)
     staged.mkdir(parents=True)
@@ -204,8 +204,8 @@ def undistort_model(
 
     Works in ``out_dir/sfm_work/undistort`` and then replaces the two outputs.
     """
-    out_dir = Path(out_dir)
-    stage = out_dir / "sfm_work" / "undistort"
+    rd = as_rundir(out_dir)
+    stage = rd.sfm_stage("undistort")
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir(parents=True)
@@ -219,14 +219,14 @@ def undistort_model(
         jpeg_quality=95,
         num_threads=num_threads,
     )
-    images, sparse0 = out_dir / "images", out_dir / "sparse" / "0"
+    images, sparse0 = rd.images, rd.sparse
     for p in (images, sparse0):
         if p.exists():
             shutil.rmtree(p)
     sparse0.parent.mkdir(parents=True, exist_ok=True)
-    (stage / "images").rename(images)
+    colmap_images(stage).rename(images)
     # the undistorter writes a text-free binary model straight into sparse/; keep binary
-    rec = pycolmap.Reconstruction(str(stage / "sparse"))
+    rec = pycolmap.Reconstruction(str(colmap_models(stage)[1]))
     sparse0.mkdir(parents=True)
     rec.write_binary(str(sparse0))
     shutil.rmtree(stage)
@@ -254,10 +254,11 @@ def scene_from_transforms(
     w2cs = [np.linalg.inv(c2w @ GL_TO_CV) for c2w in tc.c2w]
     distorted = bool(np.abs(tc.dist).max() > 0) if len(tc.dist) else False
     if distorted and out_dir is not None:
-        model = Path(out_dir) / "sfm_work" / "transforms_model"
+        rd = as_rundir(out_dir)
+        model = rd.sfm_stage("transforms_model")
         _write_text_model(model, names, Ks, w2cs, tc.width, tc.height, tc.dist.tolist())
-        undistort_model(model, tc.root, Path(out_dir), num_threads=num_threads, bus=bus)
-        return load_scene(Path(out_dir), unregistered=tc.missing)
+        undistort_model(model, tc.root, rd, num_threads=num_threads, bus=bus)
+        return load_scene(rd, unregistered=tc.missing)
     if distorted:
         bus.emit(
             Message(

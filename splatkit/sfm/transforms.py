@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import UserError
 from ..events import NULL_BUS, EventBus, Message
 from ..ingest.names import shown
+from ..rundir import colmap_images, colmap_models
 from .validate import (
     MIN_IMAGES,
     Labels,
@@ -51,6 +52,8 @@ STAGE = "sfm"
 MAX_BYTES = 100 * 2**20
 #: ``camera_model`` values that are pinhole cameras with (optional) OpenCV k1, k2, p1, p2
 PINHOLE_MODELS = (None, "OPENCV", "PINHOLE", "SIMPLE_PINHOLE")
+#: camera_model values of 360-degree cameras (nerfstudio writes EQUIRECTANGULAR)
+SPHERICAL_MODELS = ("EQUIRECTANGULAR", "SPHERICAL", "PANORAMA")
 EXT_GUESSES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 NUMBER_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h", "camera_angle_x", "camera_angle_y",
                "k1", "k2", "p1", "p2", "k3", "k4")
@@ -188,6 +191,10 @@ def _frame(i: int, fr, meta: dict, root: Path, notes: set) -> _Frame:
     g = {**meta, **fr}
     model = g.get("camera_model")
     if model not in PINHOLE_MODELS:
+        if isinstance(model, str) and model.upper() in SPHERICAL_MODELS:
+            raise _Bad(Problem(where, "camera_model", f"is {shown(model)}: a 360-degree camera's poses "
+                               "cannot be used; give the folder of its equirectangular frames instead "
+                               "(splatkit cuts them into pinhole views)"))
         raise _Bad(Problem(where, "camera_model", f"is {shown(model)}: only pinhole cameras (OPENCV, "
                                                   "PINHOLE) can be used, not fisheye or 360 ones"))
     num = {k: _number(g, k, where) for k in NUMBER_KEYS}
@@ -360,7 +367,7 @@ def _todo(path: Path, frames: list) -> str:
         common = os.path.commonpath(dirs) if dirs else str(_images_dir(Path(root)))
     except ValueError:  # paths on different drives
         common = root
-    has_cameras = transforms_file(Path(common)) is not None or Path(common, "sparse").is_dir()
+    has_cameras = transforms_file(Path(common)) is not None or colmap_models(common)[1].is_dir()
     alone = (f"copy the images in {shown(common)} to a folder of their own and give that folder "
              "to compute new cameras" if has_cameras or not Path(common).is_dir() else
              f"give its images alone to compute new cameras: splatkit train {shown(common)}")
@@ -372,7 +379,7 @@ def _todo(path: Path, frames: list) -> str:
 
 
 def _images_dir(root: Path) -> Path:
-    return root / "images" if (root / "images").is_dir() else root
+    return colmap_images(root) if colmap_images(root).is_dir() else root
 
 
 def _kind(v) -> str:

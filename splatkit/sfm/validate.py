@@ -306,7 +306,8 @@ def _image_problems(rec, im, ext: str) -> list[Problem]:
                     cy=f"the principal point {of}", size=f"the size {of}", pose=f"its pose in images{ext}")
     if cam.model.name == "EQUIRECTANGULAR" or not cam.is_perspective():
         return [Problem(where, f"camera {cid} in cameras{ext}", f"is a {cam.model.name} camera: only "
-                        "perspective cameras can be used")]
+                        "perspective cameras can be used (for a 360-degree camera, give the folder of "
+                        "its equirectangular frames: splatkit cuts them into perspective views)")]
     pose = im.cam_from_world()
     q = np.asarray(pose.rotation.quat, dtype=np.float64)
     norm = float(np.linalg.norm(q))

@@ -135,7 +135,7 @@ def color_correct(img: Tensor, ref: Tensor, iters: int = 5, eps: float = 0.5 / 2
 def corrected_scores(result: dict[str, Any]) -> dict[str, float]:
     """Colour-corrected PSNR/SSIM (means over views) from :func:`splatkit.evaluate.evaluate`'s
     ``renders`` (uint8 photos and renders)."""
-    from ..evaluate import psnr, ssim
+    from ..scores import psnr, ssim
 
     ps, ss = [], []
     for r in result["renders"]:

@@ -22,19 +22,19 @@ import torch
 
 from ..config import TrainConfig
 from ..fileio import atomic_path
+from ..rundir import RunDir, as_rundir
 
-CHECKPOINT_DIR = "checkpoints"
 KEEP = 2
 _NAME = re.compile(r"^step_(\d{6,})\.pt$")
 
 
-def checkpoint_path(out_dir: Path, step: int) -> Path:
-    return Path(out_dir) / CHECKPOINT_DIR / f"step_{step:06d}.pt"
+def checkpoint_path(out_dir: RunDir | Path, step: int) -> Path:
+    return as_rundir(out_dir).checkpoints / f"step_{step:06d}.pt"
 
 
-def list_checkpoints(out_dir: Path) -> list[tuple[int, Path]]:
+def list_checkpoints(out_dir: RunDir | Path) -> list[tuple[int, Path]]:
     """``(step, path)`` of the checkpoints in ``out_dir``, oldest first."""
-    d = Path(out_dir) / CHECKPOINT_DIR
+    d = as_rundir(out_dir).checkpoints
     if not d.is_dir():
         return []
     found = []
@@ -45,7 +45,7 @@ def list_checkpoints(out_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def latest_checkpoint(out_dir: Path) -> Path | None:
+def latest_checkpoint(out_dir: RunDir | Path) -> Path | None:
     found = list_checkpoints(out_dir)
     return found[-1][1] if found else None
 
@@ -75,7 +75,7 @@ def _to_cpu(x: Any) -> Any:
 
 
 def save_checkpoint(
-    out_dir: Path,
+    out_dir: RunDir | Path,
     step: int,
     params: torch.nn.ParameterDict,
     optimizers: dict[str, torch.optim.Optimizer],
@@ -114,7 +114,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def load_latest(out_dir: Path, run_id: str = "", bus=None) -> tuple[Path, dict[str, Any]] | None:
+def load_latest(out_dir: RunDir | Path, run_id: str = "", bus=None) -> tuple[Path, dict[str, Any]] | None:
     """The newest intact checkpoint of run ``run_id`` (any run's when empty), newest first;
     damaged files and other runs' checkpoints are skipped, each with a message."""
     from ..events import Message

@@ -25,12 +25,14 @@ from ..config import TrainConfig
 from ..errors import UserError
 from ..events import NULL_BUS, EvalResult, EventBus, Message, TrainStep
 from ..render import Renderer, RenderSettings, View, make_renderer
+from ..rundir import RunDir, as_rundir
 from ..scene import Scene
 from ..splats import Splats
+from ..views import WorldNorm, load_images, make_view, scaled_cameras
 from . import checkpoint as ck
 from .addons import Addons
 from .clearance import clear_cameras, clearance_radius, point_index
-from .data import ViewOrder, WorldNorm, load_images, make_view, scaled_cameras
+from .data import ViewOrder
 from .losses import photometric_loss, regularisers
 from .optim import (
     SplatMCMCStrategy,
@@ -149,7 +151,7 @@ def _as_renderer(renderer: Renderer | str, device: str | None) -> Renderer:
 def train(
     scene: Scene,
     cfg: TrainConfig,
-    out_dir: Path,
+    out_dir: RunDir | Path,
     backend: Renderer | str,
     device: str | None = None,
     bus: EventBus = NULL_BUS,
@@ -166,7 +168,7 @@ def train(
     ``interrupted=True``.
     """
     t_start = time.perf_counter()
-    out_dir = Path(out_dir)
+    out_dir = as_rundir(out_dir)
     renderer = _as_renderer(backend, device)
     check_options(cfg, renderer)
     if not scene.train_idx:
@@ -228,7 +230,7 @@ def _prepare_data(scene: Scene, cfg: TrainConfig, renderer: Renderer) -> TrainDa
     )
 
 
-def _start(scene: Scene, cfg: TrainConfig, data: TrainData, renderer: Renderer, out_dir: Path,
+def _start(scene: Scene, cfg: TrainConfig, data: TrainData, renderer: Renderer, out_dir: RunDir,
            resume: bool, run_id: str, bus: EventBus) -> TrainState:
     """A fresh state from the sparse points, or the newest intact checkpoint's."""
     order = ViewOrder(len(data.views), cfg.seed)
@@ -378,7 +380,7 @@ def _emit_progress(meter: _Meter, state: TrainState, cfg: TrainConfig, result: T
         raise RuntimeError(f"training diverged before step {done} (loss {mean_loss})")
 
 
-def _save(out_dir: Path, state: TrainState, cfg: TrainConfig, data: TrainData, renderer: Renderer,
+def _save(out_dir: RunDir, state: TrainState, cfg: TrainConfig, data: TrainData, renderer: Renderer,
           run_id: str) -> Path:
     return ck.save_checkpoint(
         out_dir, state.step, state.params, state.optimizers, state.strategy_state,

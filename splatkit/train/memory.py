@@ -1,7 +1,7 @@
 """GPU memory: say before training that a scene will not fit, and what to change so that it does.
 
 The estimate counts what the training loop keeps for the whole run: the training photos as uint8
-tensors on the GPU (3 bytes per pixel, :class:`~splatkit.train.data.TrainImages`) and, per
+tensors on the GPU (3 bytes per pixel, :class:`~splatkit.views.TrainImages`) and, per
 splat, its 59 parameters (SH degree 3) with their gradients and two Adam moments (4 x 59 float32
 = 944 bytes), plus a working margin for the rasterizer's per-view
 buffers (about 300 bytes per pixel of the largest view, from gsplat's tile lists and the loss).
@@ -14,7 +14,7 @@ from __future__ import annotations
 from ..errors import UserError
 
 BYTES_PER_SPLAT = 4 * 59 * 4
-#: training photos are held as uint8 RGB (train/data.py)
+#: training photos are held as uint8 RGB (views.py)
 BYTES_PER_PHOTO_PIXEL = 3
 BYTES_PER_PIXEL_WORK = 300
 GIB = 2**30

@@ -5,7 +5,7 @@ A stdlib HTTP server on 127.0.0.1 serves four things and nothing else:
 * ``/`` and ``/static/...``: the page (``static/index.html``, ``viewer.js``) and the vendored
   WebGL Gaussian-splat renderer Spark with three.js (``static/vendor/``, see ``VENDOR.md``);
 * ``/scene.ply``: the run's scene as it is: ``OUT/scene_clean.ply`` after cleanup, else
-  ``OUT/scene.ply`` (:func:`splatkit.cleanup.scene_path`);
+  ``OUT/scene.ply`` (:meth:`splatkit.rundir.RunDir.scene_in_use`);
 * ``/cameras.json``: the training cameras from ``OUT/sparse/0`` with OpenGL axes
   (:func:`splatkit.viewer.cameras.cameras_payload`).
 
@@ -121,9 +121,7 @@ def make_server(out_dir: Path, port: int = DEFAULT_PORT) -> tuple[ThreadingHTTPS
             raise UserError(f"No scene.ply in {rd.root}: training has not finished there.",
                             "Run `splatkit train PHOTOS -o OUT` first, then `splatkit view OUT`.")
         cameras = json.dumps(cameras_payload(rd.root)).encode()
-        from ..cleanup import scene_path
-
-        scene = _Snapshot(scene_path(rd))
+        scene = _Snapshot(rd.scene_in_use())  # the cleaned scene when training wrote one
     mimetypes.add_type("text/javascript", ".js")
     handler = partial(_Handler, scene=scene, cameras=cameras)
     try:

@@ -1,4 +1,5 @@
-"""Training images: held as uint8 (or lazily, through a bounded cache), float32 only when used."""
+"""Views and photos at a working resolution (splatkit/views.py): images held as uint8 (or lazily,
+through a bounded cache), float32 only when used."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from PIL import Image
 
 from splatkit.scene import Cameras
-from splatkit.train.data import TrainImages, load_image, load_images
+from splatkit.views import TrainImages, load_image, load_images
 
 W, H = 64, 48
 
