@@ -88,7 +88,7 @@ class CleanupResult:
 
 def training_views(scene: Scene, resolution: int) -> tuple[object, list[View]]:
     """The scaled cameras and the training views at the training resolution (SfM frame)."""
-    from .train.data import WorldNorm, make_view, scaled_cameras
+    from .views import WorldNorm, make_view, scaled_cameras
 
     cams = scaled_cameras(scene.cameras, resolution)
     ident = WorldNorm.identity()
@@ -146,7 +146,7 @@ class HeldOut:
     """Renders the held-out views (CPU) and scores a subset of the splats by mean PSNR."""
 
     def __init__(self, splats: Splats, scene: Scene, resolution: int, sh_degree: int, sky=None):
-        from .train.data import WorldNorm, load_images, make_view, scaled_cameras
+        from .views import WorldNorm, load_images, make_view, scaled_cameras
 
         cams = scaled_cameras(scene.cameras, resolution)
         self.idx = list(scene.test_idx)
