@@ -40,11 +40,11 @@ class IngestConfig:
         "as panoramas or strips: structure from motion needs ordinary photos.", min=1.0, max=100.0,
     )
     pano_views: str = opt(
-        "ring8",
-        "Views cut from each 360-degree (equirectangular) frame: ring8 (8 around the horizon and "
-        "4 looking up, overlapping), cube5 (a cube without its bottom face) or cube4 (its 4 "
-        "sides). None looks at the bottom of the sphere (tripod, operator).",
-        choices=("ring8", "cube5", "cube4"),
+        "cube5",
+        "Views cut from each 360-degree (equirectangular) frame: cube5 (a cube without its bottom "
+        "face), cube4 (its 4 sides) or ring8 (8 around the horizon and 4 looking up, "
+        "overlapping). None looks at the bottom of the sphere (tripod, operator).",
+        choices=("cube5", "cube4", "ring8"),
     )
 
 
@@ -163,10 +163,11 @@ class TrainConfig:
         "first, full resolution from the end of densification).", choices=("none", "dash"),
     )
     sky: str = opt(
-        "auto",
+        "off",
         "A learned sky behind the splats, exported as Unreal's sky: on, off, or auto (kept when at "
         "least 2% of the training pixels still show it at the end of densification, e.g. outdoors; "
-        "off for a closed room).", choices=("auto", "on", "off"),
+        "off for a closed room). The quick, standard, full and fast presets use auto.",
+        choices=("auto", "on", "off"),
     )
     sky_width: int = opt(512, "Width in texels of the sky panorama (its height is half).",
                          min=16, max=8192)
@@ -375,6 +376,8 @@ PRESETS: dict[str, dict] = {
             "reset_every": 100_000,
             "eval_every": 500,
             "checkpoint_every": 250,
+            # The learned sky (train/sky.py), kept where the photos show one.
+            "sky": "auto",
         },
     },
     # Tests and demos: seconds, not a usable scene (the classroom server's test jobs).
@@ -392,10 +395,11 @@ PRESETS: dict[str, dict] = {
             "refine_stop": 5000,
             "eval_every": 1000,
             "checkpoint_every": 500,
+            "sky": "auto",
         },
     },
     # The reference 3DGS schedule: 30k steps (the GPU default).
-    "full": {"train": {"steps": 30_000, "resolution": 1600, "checkpoint_every": 2000}},
+    "full": {"train": {"steps": 30_000, "resolution": 1600, "checkpoint_every": 2000, "sky": "auto"}},
     # GPU: the fastest published recipes that fit this trainer. DashGaussian (CVPR 2025): its
     # frequency-guided resolution schedule, its primitive budget and its delayed position-LR
     # decay; a shortened schedule (10k steps, densify to 6k: the resolution reaches full size
@@ -410,6 +414,7 @@ PRESETS: dict[str, dict] = {
             "densify_budget": True,
             "eval_every": 2000,
             "checkpoint_every": 2000,
+            "sky": "auto",
         },
     },
 }
