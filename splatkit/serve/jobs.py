@@ -55,7 +55,7 @@ def _apply(state: dict, ev: Event) -> None:
     state["last_event"] = t
     if isinstance(ev, StageStarted) or isinstance(ev, StageProgress) and ev.stage != state.get("stage"):
         state.update(stage=ev.stage, detail=ev.detail, stage_started=t)
-        for k in ("fraction", "eta_seconds", "step", "total_steps"):
+        for k in ("fraction", "eta_seconds"):  # the new stage's own; the last step trained stays
             state.pop(k, None)
     if isinstance(ev, StageProgress):
         done, total = ev.done or 0, ev.total or 0
