@@ -40,11 +40,11 @@ class IngestConfig:
         "as panoramas or strips: structure from motion needs ordinary photos.", min=1.0, max=100.0,
     )
     pano_views: str = opt(
-        "ring8",
-        "Views cut from each 360-degree (equirectangular) frame: ring8 (8 around the horizon and "
-        "4 looking up, overlapping), cube5 (a cube without its bottom face) or cube4 (its 4 "
-        "sides). None looks at the bottom of the sphere (tripod, operator).",
-        choices=("ring8", "cube5", "cube4"),
+        "cube5",
+        "Views cut from each 360-degree (equirectangular) frame: cube5 (a cube without its bottom "
+        "face), cube4 (its 4 sides) or ring8 (8 around the horizon and 4 looking up, "
+        "overlapping). None looks at the bottom of the sphere (tripod, operator).",
+        choices=("cube5", "cube4", "ring8"),
     )
 
 

@@ -96,7 +96,7 @@ def run_sfm_stage(photos: Path, out_dir: Path | RunDir, cfg: RunConfig, bus: Eve
         return photo_set, scene
     if kind.rig:  # 360 frames: cut into views, placed as a rig
         with _Timer(bus, "sfm", f"360 frames ({kind})") as t:
-            photo_set, scene = place_rig(Path(photos), kind, out_dir, cfg, bus)
+            photo_set, scene = place_rig(Path(photos), kind, rd, cfg, bus)
             t.summary = _sfm_summary(photo_set, scene)
         timings["sfm"] = t.seconds
         return photo_set, scene

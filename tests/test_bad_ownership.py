@@ -138,7 +138,7 @@ def test_report_export_and_view_while_training_runs(tmp_path, capsys, tiny_proje
     train = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     try:
         events = out / "events.jsonl"
-        assert _wait_for(lambda: events.exists() and events.read_text().count('"train_step"') > 2)
+        assert _wait_for(lambda: events.exists() and '"train_step"' in events.read_text(), 600)
         for argv in (("report", str(out)), ("export", str(out)),
                      ("view", str(out), "--no-browser", "--port", "0")):
             rc, text = _cli(capsys, *argv)

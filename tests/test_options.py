@@ -59,7 +59,7 @@ def test_train_sfm_and_export_flags_are_built_from_their_config_fields():
     note), its choices and range are the field's, and it is None unless typed."""
     import dataclasses
 
-    from splatkit.cli import SECTIONS, SFM_FLAGS, TRAIN_FLAGS
+    from splatkit.cli import FIELD_OF, SECTIONS, SFM_FLAGS, TRAIN_FLAGS
     from splatkit.export.unreal import UnrealExportOptions
 
     def field(cls, name):
@@ -67,14 +67,14 @@ def test_train_sfm_and_export_flags_are_built_from_their_config_fields():
 
     train, sfm, export = _actions("train"), _actions("sfm"), _actions("export")
     for name, (section, note) in TRAIN_FLAGS.items():
-        f = field(SECTIONS[section], name)
+        f = field(SECTIONS[section], FIELD_OF.get(name, name))
         for acts in (train, sfm) if name in SFM_FLAGS else (train,):
             a = acts[name]
-            assert a.help == f.metadata["help"] + note and a.default is None, name
+            assert a.help.replace("%%", "%") == f.metadata["help"] + note and a.default is None, name
             assert tuple(a.choices or ()) == tuple(f.metadata.get("choices", ())), name
     for f in dataclasses.fields(UnrealExportOptions):
         a = export[f"unreal_{f.name}"]
-        assert a.help == f.metadata["help"] and a.default is None, f.name
+        assert a.help.replace("%%", "%") == f.metadata["help"] and a.default is None, f.name
     assert train["sh_degree"].type("3") == 3 and export["unreal_sh_degree"].type("3") == 3
 
 

@@ -382,7 +382,11 @@ def test_video_frames_capped(server, tmp_path, header_lies):
 def test_progress_fraction_and_time_left():
     """Every stage with steps gets a fraction (the page's bar) and a time left: training from its
     own estimate, other stages (matching, placing cameras) from their pace so far."""
-    from splatkit.serve.jobs import _apply
+    from splatkit.events import from_record
+    from splatkit.serve.jobs import _apply as _apply_typed
+
+    def _apply(state, record):  # the events as the job's events.jsonl holds them
+        _apply_typed(state, from_record(record))
 
     st: dict = {}
     _apply(st, {"kind": "stage_started", "stage": "sfm", "time": 100.0})
@@ -393,7 +397,7 @@ def test_progress_fraction_and_time_left():
                 "detail": "matching (exhaustive)"})
     assert st["fraction"] == 0.25 and st["eta_seconds"] == 90.0 and "matching" in st["detail"]
     _apply(st, {"kind": "train_step", "step": 10, "total_steps": 40, "loss": 0.5, "eta_seconds": 33.0,
-                "time": 200.0})
+                "num_splats": 100, "seconds_per_step": 1.0, "time": 200.0})
     assert st["stage"] == "train" and st["fraction"] == 0.25 and st["eta_seconds"] == 33.0
 
 
