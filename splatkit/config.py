@@ -166,7 +166,7 @@ class TrainConfig:
         "off",
         "A learned sky behind the splats, exported as Unreal's sky: on, off, or auto (kept when at "
         "least 2% of the training pixels still show it at the end of densification, e.g. outdoors; "
-        "off for a closed room). The quick, standard, full and fast presets use auto.",
+        "off for a closed room). Off by default until measured on the shared sets.",
         choices=("auto", "on", "off"),
     )
     sky_width: int = opt(512, "Width in texels of the sky panorama (its height is half).",
@@ -376,8 +376,6 @@ PRESETS: dict[str, dict] = {
             "reset_every": 100_000,
             "eval_every": 500,
             "checkpoint_every": 250,
-            # The learned sky (train/sky.py), kept where the photos show one.
-            "sky": "auto",
         },
     },
     # Tests and demos: seconds, not a usable scene (the classroom server's test jobs).
@@ -395,11 +393,10 @@ PRESETS: dict[str, dict] = {
             "refine_stop": 5000,
             "eval_every": 1000,
             "checkpoint_every": 500,
-            "sky": "auto",
         },
     },
     # The reference 3DGS schedule: 30k steps (the GPU default).
-    "full": {"train": {"steps": 30_000, "resolution": 1600, "checkpoint_every": 2000, "sky": "auto"}},
+    "full": {"train": {"steps": 30_000, "resolution": 1600, "checkpoint_every": 2000}},
     # GPU: the fastest published recipes that fit this trainer. DashGaussian (CVPR 2025): its
     # frequency-guided resolution schedule, its primitive budget and its delayed position-LR
     # decay; a shortened schedule (10k steps, densify to 6k: the resolution reaches full size
@@ -414,7 +411,6 @@ PRESETS: dict[str, dict] = {
             "densify_budget": True,
             "eval_every": 2000,
             "checkpoint_every": 2000,
-            "sky": "auto",
         },
     },
 }
