@@ -315,9 +315,10 @@ def test_pairs_without_parallax_mean_turning(tmp_path, monkeypatch):
 
     (tmp_path / "sfm_work").mkdir()
     (tmp_path / "sfm_work" / "database.db").write_bytes(b"")
-    monkeypatch.setattr(database, "no_parallax_share", lambda db: 0.8)
+    monkeypatch.setattr(database, "no_parallax_share", lambda db: 0.95)
     meas = {}
     found = coach._pairs_finding(tmp_path, meas)
-    assert [f.key for f in found] == ["no_parallax"] and "80%" in found[0].text
-    monkeypatch.setattr(database, "no_parallax_share", lambda db: 0.1)
-    assert coach._pairs_finding(tmp_path, meas) == [] and meas["no_parallax_pairs"] == 0.1
+    assert [f.key for f in found] == ["no_parallax"] and "95%" in found[0].text
+    assert coach._pairs_finding(tmp_path, {"against_wall": True}) == []  # a flat wall fits too
+    monkeypatch.setattr(database, "no_parallax_share", lambda db: 0.73)  # the fox's video frames
+    assert coach._pairs_finding(tmp_path, meas) == [] and meas["no_parallax_pairs"] == 0.73
