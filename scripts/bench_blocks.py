@@ -1,7 +1,7 @@
 """One block against several: held-out PSNR overall and across block borders, peak memory, time.
 
     python scripts/bench_blocks.py DATA --blocks 1 4 [--preset quick] [--out _runs/blocks]
-                                   [--ray-address local] [-- EXTRA TRAIN OPTIONS]
+                                   [-- MORE TRAIN OPTIONS, e.g. --steps 600 --ray-address local]
 
 DATA is what ``splatkit train`` takes (a COLMAP project such as a finished SfM folder, so that
 every run trains on the same poses). Each block count trains in a fresh process; the rows give
@@ -55,9 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--blocks", type=int, nargs="+", default=[1, 4])
     ap.add_argument("--preset", default="quick")
     ap.add_argument("--out", type=Path, default=Path("_runs/blocks"))
-    ap.add_argument("extra", nargs="*", help="more `splatkit train` options, after --")
-    a = ap.parse_args(argv)
-    runs = [_run(a.data, a.out / f"blocks_{n}", n, a.preset, a.extra) for n in sorted(a.blocks)]
+    a, extra = ap.parse_known_args(argv)  # more `splatkit train` options, after --
+    extra = [x for x in extra if x != "--"]
+    runs = [_run(a.data, a.out / f"blocks_{n}", n, a.preset, extra) for n in sorted(a.blocks)]
     border_names = set(max(runs, key=lambda r: r["blocks"])["borders"])
     print(f"{'blocks':>6} {'psnr':>7} {'border psnr':>11} {'border views':>12} {'splats':>8} "
           f"{'peak MB':>8} {'seconds':>8}")

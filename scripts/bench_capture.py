@@ -1,6 +1,6 @@
 """The captures phones make, against the same pictures as plain JPEG / SDR video.
 
-    python scripts/bench_capture.py heic [--set strecha_fountain_p11] [--quality 90]
+    python scripts/bench_capture.py [--steps N] heic [--set strecha_fountain_p11] [--quality 90]
     python scripts/bench_capture.py hdr [--set strecha_fountain_p11] [--size 800]
     python scripts/bench_capture.py raw [--set strecha_fountain_p11]
 
@@ -44,10 +44,15 @@ RUNS = REPO / "_runs" / "capture"
 FPS, HOLD = 6, 3
 
 
+STEPS: list[str] = []  # ["--steps", N] when --steps is given
+
+
 def train(src: Path, out: Path, *extra: str) -> dict:
     if not (out / "metrics.json").is_file():
+        # an interrupted run there starts over (its SfM is reused)
+        again = ["--restart"] if (out / "checkpoints").is_dir() else []
         cmd = ["nice", "-n", "10", sys.executable, "-m", "splatkit", "train", str(src), "-o", str(out),
-               "--preset", "quick", "--quiet", *extra]
+               "--preset", "quick", "--quiet", *STEPS, *again, *extra]
         print("running:", " ".join(cmd), flush=True)
         t0 = time.time()
         subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -97,7 +102,8 @@ def heic(a) -> None:
     mj = train(jpegs, RUNS / f"{a.set}_jpeg")
     mh = train(folder, RUNS / f"{a.set}_heic{a.quality}")
     ang = pair_angles(rotations(RUNS / f"{a.set}_jpeg"), rotations(RUNS / f"{a.set}_heic{a.quality}"))
-    print(f"\ncommand: python scripts/bench_capture.py heic --set {a.set} --quality {a.quality}")
+    print(f"\ncommand: python scripts/bench_capture.py {' '.join(STEPS)} heic --set {a.set} "
+          f"--quality {a.quality}")
     print(f"load average: {os.getloadavg()[0]:.2f}")
     print("| input | MB | registered | held-out PSNR | SSIM |")
     print("|---|---|---|---|---|")
@@ -127,7 +133,7 @@ def raw(a) -> None:
     mj = train(jpegs, RUNS / f"{a.set}_jpeg")
     mr = train(folder, RUNS / f"{a.set}_dng")
     ang = pair_angles(rotations(RUNS / f"{a.set}_jpeg"), rotations(RUNS / f"{a.set}_dng"))
-    print(f"\ncommand: python scripts/bench_capture.py raw --set {a.set}")
+    print(f"\ncommand: python scripts/bench_capture.py {' '.join(STEPS)} raw --set {a.set}")
     print(f"load average: {os.getloadavg()[0]:.2f}")
     print("| input | registered | held-out PSNR | SSIM |")
     print("|---|---|---|---|")
@@ -192,7 +198,7 @@ def hdr(a) -> None:
     per_frame = (time.time() - t0) / len(ours)
     ms = train(sdr, RUNS / f"{a.set}_{a.size}_sdr", "--video-fps", str(FPS))
     mh = train(hlg, RUNS / f"{a.set}_{a.size}_hlg", "--video-fps", str(FPS))
-    print(f"\ncommand: python scripts/bench_capture.py hdr --set {a.set} --size {a.size}")
+    print(f"\ncommand: python scripts/bench_capture.py {' '.join(STEPS)} hdr --set {a.set} --size {a.size}")
     print(f"load average: {os.getloadavg()[0]:.2f}")
     print(f"HLG decode: {desc}")
     print(f"HLG frames vs SDR source: min {min(ours):.2f} dB, mean {np.mean(ours):.2f} dB "
@@ -207,6 +213,7 @@ def hdr(a) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=0, help="training steps (default: the preset's)")
     sub = ap.add_subparsers(dest="what", required=True)
     p = sub.add_parser("heic")
     p.add_argument("--set", default="strecha_fountain_p11")
@@ -217,6 +224,8 @@ def main() -> int:
     p = sub.add_parser("raw")
     p.add_argument("--set", default="strecha_fountain_p11")
     a = ap.parse_args()
+    if a.steps:
+        STEPS[:] = ["--steps", str(a.steps)]
     print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
     {"heic": heic, "hdr": hdr, "raw": raw}[a.what](a)
     return 0

@@ -8,7 +8,7 @@ conventions of :mod:`splatkit.pano.equirect`. Then ``splatkit``'s 360 path (view
 places them; the rotation of every frame relative to the first is compared with the known one.
 With ``--train`` the whole ``splatkit train FRAMES`` runs after (held-out PSNR of the views).
 
-    python scripts/bench_pano.py --run RUN --frames 12 --width 2048 [--layout ring8] [--approach 0.4] \
+    python scripts/bench_pano.py --run RUN --frames 12 --width 2048 [--layout cube5] [--approach 0.4] \
         [--train] [--steps N]
 
 Rows: ``layout frames registered rot_err_median_deg rot_err_max_deg cut_s sfm_s s_per_frame``
@@ -46,8 +46,8 @@ def load_splats(run: Path):
     if (run / "scene.ply").is_file():
         return read_ply(run / "scene.ply")
     from splatkit.train.checkpoint import latest_checkpoint, load_checkpoint
-    from splatkit.train.data import WorldNorm
     from splatkit.train.optim import params_to_splats
+    from splatkit.views import WorldNorm
 
     ck = load_checkpoint(latest_checkpoint(run))
     norm = WorldNorm(ck["extra"]["norm_center"], float(ck["extra"]["norm_scale"]))
@@ -129,7 +129,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "_runs" / "pano_bench")
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--width", type=int, default=2048)
-    ap.add_argument("--layout", default="ring8", choices=sorted(LAYOUTS))
+    ap.add_argument("--layout", default="cube5", choices=sorted(LAYOUTS))
     ap.add_argument("--approach", type=float, default=0.4,
                     help="fraction of the way from the run's cameras to its scene centre walked")
     ap.add_argument("--train", action="store_true",

@@ -9,7 +9,8 @@ then over every held-out photo (INRIA split):
 
 - ``all``: every splat, with the sky behind them when the run has one (what training sees);
 - ``near``: the splats without the far field (larger than the camera extent or farther than 10x
-  it from the cameras' centre: the export's rule), rendered over black;
+  it from every training camera: :mod:`splatkit.export.farfield`, the export's rule), rendered
+  over black;
 - ``near+sky``: the same near field, then the sky where alpha leaves room, read from the
   exported panorama (8-bit PNG in Unreal's axes, as ``export_unreal`` writes it) by each
   pixel's direction in Unreal's frame: what the level shows.
@@ -45,19 +46,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def far_field(splats, scene) -> torch.Tensor:
-    """The export's far-field rule: larger than the camera extent, or farther than 10x it."""
-    try:
-        from splatkit.export import far_field_mask  # the export's own, where present
-    except ImportError:
-        far_field_mask = None
-    if far_field_mask is not None:
-        return far_field_mask(splats, scene.cameras)
-    c = scene.cameras.centers.double()
-    centre = c.mean(0)
-    extent = float((c - centre).norm(dim=1).max())
-    size = splats.log_scales.double().exp().max(dim=1).values
-    dist = (splats.means.double() - centre).norm(dim=1)
-    return (size > extent) | (dist > 10 * extent)
+    """The export's far-field rule (:mod:`splatkit.export.farfield`), on the training cameras."""
+    from splatkit.export.farfield import far_field_mask
+
+    return far_field_mask(splats, scene.cameras.subset(scene.train_idx))
 
 
 def unreal_sky(res_sky, scene, out: Path):

@@ -85,7 +85,8 @@ def path(centers: np.ndarray, up: np.ndarray, target: np.ndarray, views: int, lo
 def write_colmap_text(sparse: Path, w2cs, K: np.ndarray, W: int, H: int, points, colors) -> None:
     sparse.mkdir(parents=True, exist_ok=True)
     (sparse / "cameras.txt").write_text(
-        f"# Camera list\n1 PINHOLE {W} {H} {K[0, 0]!r} {K[1, 1]!r} {K[0, 2]!r} {K[1, 2]!r}\n")
+        f"# Camera list\n1 PINHOLE {W} {H} {float(K[0, 0])!r} {float(K[1, 1])!r} {float(K[0, 2])!r} "
+        f"{float(K[1, 2])!r}\n")
     lines = ["# Image list: IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME, then its (empty) 2D points"]
     for i, M in enumerate(w2cs):
         q, t = _rotation_to_qvec(M[:3, :3]), M[:3, 3]
@@ -94,7 +95,8 @@ def write_colmap_text(sparse: Path, w2cs, K: np.ndarray, W: int, H: int, points,
     (sparse / "images.txt").write_text("\n".join(lines) + "\n")
     pts = ["# 3D point list: POINT3D_ID X Y Z R G B ERROR TRACK[]"]
     for i, (p, c) in enumerate(zip(points, colors, strict=True)):
-        pts.append(f"{i + 1} {p[0]!r} {p[1]!r} {p[2]!r} {int(c[0])} {int(c[1])} {int(c[2])} 0.5")
+        x, y, z = (float(v) for v in p)
+        pts.append(f"{i + 1} {x!r} {y!r} {z!r} {int(c[0])} {int(c[1])} {int(c[2])} 0.5")
     (sparse / "points3D.txt").write_text("\n".join(pts) + "\n")
 
 

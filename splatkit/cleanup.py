@@ -88,7 +88,7 @@ class CleanupResult:
 
 def training_views(scene: Scene, resolution: int) -> tuple[object, list[View]]:
     """The scaled cameras and the training views at the training resolution (SfM frame)."""
-    from .train.data import WorldNorm, make_view, scaled_cameras
+    from .views import WorldNorm, make_view, scaled_cameras
 
     cams = scaled_cameras(scene.cameras, resolution)
     ident = WorldNorm.identity()
@@ -145,8 +145,8 @@ def clearance_sets(means: Tensor, scene: Scene, views: list[View], levels: list[
 class HeldOut:
     """Renders the held-out views (CPU) and scores a subset of the splats by mean PSNR."""
 
-    def __init__(self, splats: Splats, scene: Scene, resolution: int, sh_degree: int):
-        from .train.data import WorldNorm, load_images, make_view, scaled_cameras
+    def __init__(self, splats: Splats, scene: Scene, resolution: int, sh_degree: int, sky=None):
+        from .views import WorldNorm, load_images, make_view, scaled_cameras
 
         cams = scaled_cameras(scene.cameras, resolution)
         self.idx = list(scene.test_idx)
@@ -154,6 +154,7 @@ class HeldOut:
         self.views = [make_view(cams, i, WorldNorm.identity()) for i in self.idx]
         self.splats = splats.detach().to("cpu", torch.float32)
         self.settings = RenderSettings(sh_degree=min(sh_degree, splats.sh_degree))
+        self.sky = sky  # splatkit.sky.SkyMap: composited behind the splats, as evaluate does
 
     def __len__(self) -> int:
         return len(self.idx)
@@ -164,8 +165,11 @@ class HeldOut:
         from .render.cpu import render
 
         s = self.splats if keep is None else self.splats.index(torch.where(keep)[0])
-        vals = [psnr(render(s, v, self.settings).image.clamp(0, 1), gt)
-                for v, gt in zip(self.views, self.photos, strict=True)]  # fmt: skip
+        vals = []
+        for v, gt in zip(self.views, self.photos, strict=True):
+            out = render(s, v, self.settings)
+            img = out.image if self.sky is None else self.sky.render_behind(out.image, out.alpha, v)
+            vals.append(psnr(img.clamp(0, 1), gt))
         return sum(vals) / len(vals) if vals else float("nan")
 
 
@@ -225,12 +229,13 @@ def select(floor: Tensor, sets: dict, score: Callable[[Tensor], float], base: fl
 
 
 def clean(splats: Splats, scene: Scene, resolution: int, cfg: CleanupConfig | None = None,
-          progress: Callable[[str], None] | None = None) -> CleanupResult:  # fmt: skip
-    """Choose what to remove from the trained ``splats`` (SfM frame) of ``scene``."""
+          progress: Callable[[str], None] | None = None, sky=None) -> CleanupResult:  # fmt: skip
+    """Choose what to remove from the trained ``splats`` (SfM frame) of ``scene`` (``sky``: the
+    run's learned sky, behind the splats in the held-out renders)."""
     cfg = cfg or CleanupConfig()
     _, views = training_views(scene, resolution)
     floor, sets = candidates(splats, scene, views, cfg)
-    held = HeldOut(splats, scene, resolution, splats.sh_degree)
+    held = HeldOut(splats, scene, resolution, splats.sh_degree, sky)
     base = held.psnr() if len(held) else float("nan")
     res = select(floor, sets, held.psnr, base, cfg.max_psnr_drop, progress)
     res.held_out_views = len(held)
@@ -304,12 +309,12 @@ def scene_path(rd: RunDir, cleanup: str = "auto") -> Path:
 
 
 def run_cleanup(rd: RunDir, splats: Splats, scene: Scene, resolution: int, cfg: CleanupConfig,
-                progress: Callable[[str], None] | None = None) -> CleanupResult:  # fmt: skip
+                progress: Callable[[str], None] | None = None, sky=None) -> CleanupResult:  # fmt: skip
     """Clean the trained ``splats`` and write ``scene_clean.ply`` and the before/after previews
     into ``rd``; ``scene.ply`` is not touched."""
     from .export.ply import write_ply
 
-    res = clean(splats, scene, resolution, cfg, progress)
+    res = clean(splats, scene, resolution, cfg, progress, sky)
     kept = splats.detach().to("cpu").index(torch.where(res.keep)[0])
     write_ply(kept, rd.scene_clean_ply)
     write_previews(splats, res.keep, scene, rd, cfg.preview_width)

@@ -14,9 +14,18 @@ import shlex
 import sys
 from pathlib import Path
 
-from .config import PRESETS, BlocksConfig, IngestConfig, RunConfig, TrainConfig, preset_config
+from .config import (
+    PRESETS,
+    BlocksConfig,
+    CleanupConfig,
+    IngestConfig,
+    RunConfig,
+    SfmConfig,
+    TrainConfig,
+    preset_config,
+)
 from .errors import UserError
-from .options import input_path, number, output_path, port_number
+from .options import add_config_option, input_path, output_path, port_number
 from .rundir import RunDir
 
 PROG = "splatkit"
@@ -34,15 +43,42 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-#: Command-line option -> the config setting it sets (flattened key, see splatkit.run.flatten).
-TRAIN_OPTIONS = {"steps": "train.steps", "resolution": "train.resolution",
-                 "sh_degree": "train.sh_degree", "strategy": "train.strategy",
-                 "max_splats": "train.max_splats", "seed": "train.seed", "mapper": "sfm.mapper",
-                 "pose_opt": "train.pose_opt", "appearance": "train.appearance", "packed": "train.packed",
-                 "sky": "train.sky",
-                 "video_fps": "ingest.video_fps", "blocks": "blocks.blocks",
-                 "ray_address": "blocks.ray_address",
-                 "cleanup": "cleanup.mode"}
+#: The settings the train and sfm command lines set, in --help's order: flag (the field's name)
+#: -> (its RunConfig section, what the command line adds to the field's help). Each flag is built
+#: from its config field (:func:`splatkit.options.add_config_option`), as the export's are.
+TRAIN_FLAGS = {
+    "steps": ("train", " Overrides the preset; with --resume: train longer."),
+    "resolution": ("train", " Overrides the preset."),
+    "sh_degree": ("train", " Overrides the preset."),
+    "strategy": ("train", ""),
+    "max_splats": ("train", ""),
+    "pose_opt": ("train", ""),
+    "appearance": ("train", ""),
+    "packed": ("train", ""),
+    "seed": ("train", ""),
+    "mapper": ("sfm", ""),
+    "video_fps": ("ingest", " Raise it for a short or fast clip."),
+    "blocks": ("blocks", " Each block trains on the photos that see it and holds the memory alone."),
+    "ray_address": ("blocks", ""),
+    "sky": ("train", ""),
+    "cleanup": ("cleanup", ""),
+}
+#: flags named otherwise than their config field
+FIELD_OF = {"cleanup": "mode"}
+#: flag -> the config setting it sets (flattened key, see splatkit.run.flatten)
+TRAIN_OPTIONS = {name: f"{section}.{FIELD_OF.get(name, name)}"
+                 for name, (section, _) in TRAIN_FLAGS.items()}
+SECTIONS = {"train": TrainConfig, "sfm": SfmConfig, "ingest": IngestConfig, "blocks": BlocksConfig,
+            "cleanup": CleanupConfig}
+#: the flags of `splatkit sfm` (the settings that reach SfM)
+SFM_FLAGS = ("mapper", "video_fps")
+
+
+def _add_config_flags(p: argparse.ArgumentParser, names) -> None:
+    for name in names:
+        section, note = TRAIN_FLAGS[name]
+        add_config_option(p, SECTIONS[section], FIELD_OF.get(name, name), note=note, flag=name,
+                          dest=name, metavar="ADDRESS" if name == "ray_address" else None)
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
@@ -55,47 +91,10 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help="Named settings. quick: minutes on a laptop CPU at low resolution; "
                         "standard: a good CPU result in about an hour (the CPU default); "
                         "full: 30k steps (the GPU default); fast: GPU, about 1/4 of full's time.")
-    p.add_argument("--steps", type=number(TrainConfig, "steps"), default=None,
-                   help="Training steps (overrides the preset; with --resume: train longer).")
-    p.add_argument("--resolution", type=number(TrainConfig, "resolution"), default=None,
-                   help="Longest image side, in pixels, used for training (overrides the preset).")
-    p.add_argument("--sh-degree", type=int, choices=range(4), default=None,
-                   help="View-dependent colour detail, 0-3 (overrides the preset).")
-    p.add_argument("--strategy", choices=("default", "mcmc"), default=None,
-                   help="How splats are added and removed: default (clone/split/prune as in 3DGS) "
-                        "or mcmc (a fixed budget, see --max-splats).")
-    p.add_argument("--max-splats", type=number(TrainConfig, "max_splats"), default=None,
-                   help="Most splats the scene may have.")
-    p.add_argument("--pose-opt", action="store_const", const=True, default=None,
-                   help="Refine the camera poses while training (phone captures with imperfect poses).")
-    p.add_argument("--appearance", choices=("none", "bilagrid"), default=None,
-                   help="Compensate exposure and colour changes between photos: bilagrid (a bilateral "
-                        "grid per photo) or none.")
-    p.add_argument("--sky", choices=("auto", "on", "off"), default=None,
-                   help=_field_help(TrainConfig, "sky"))
-    p.add_argument("--packed", action="store_const", const=True, default=None,
-                   help="GPU only: gsplat's packed mode (less GPU memory for large scenes).")
-    p.add_argument("--cleanup", choices=("auto", "none"), default=None,
-                   help="After training, remove the splats no training view needs (thresholds "
-                        "chosen on the held-out photos) into scene_clean.ply, which export and "
-                        "view use; scene.ply stays as trained. none: no cleanup.")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
                    help="Where to train: auto (default) uses an NVIDIA GPU when there is one, else "
                         "the CPU.")
-    p.add_argument("--seed", type=number(TrainConfig, "seed"), default=None,
-                   help="Random seed of training: the same seed, camera poses and settings on the "
-                        "same machine give the same result. SfM with several threads can place the "
-                        "cameras slightly differently from run to run; to repeat a run exactly, "
-                        "train again from its SfM output (OUT/sparse/0 with OUT/images).")
-    _add_mapper_option(p)
-    _add_video_fps_option(p)
-    p.add_argument("--blocks", type=number(BlocksConfig, "blocks"), default=None,
-                   help="Train a large capture in this many blocks (default: one block per 1,000 "
-                        "photos; 1: never split). Each block trains on the photos that see it and "
-                        "holds the memory alone.")
-    p.add_argument("--ray-address", default=None, metavar="ADDRESS",
-                   help="Train the blocks as Ray tasks: 'local' (a Ray on this machine) or a "
-                        "cluster's address (ray://HOST:10001). Default: one block after another.")
+    _add_config_flags(p, TRAIN_FLAGS)
     p.add_argument("--resume", action="store_true",
                    help="Continue the interrupted (or finished: train longer with --steps) run in OUT "
                         "from its last checkpoint, with its own settings.")
@@ -103,27 +102,6 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help="Start over in an OUT that holds an unfinished run (it is kept in "
                         "OUT/previous/).")
     p.add_argument("--quiet", action="store_true", help="Print nothing but errors.")
-
-
-def _add_video_fps_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--video-fps", type=number(IngestConfig, "video_fps"), default=None,
-                   help="From a video: most frames taken per second (default 2; at most 60 times "
-                        "this per minute), chosen by sharpness and camera motion. Raise it for a "
-                        "short or fast clip.")
-
-
-def _field_help(section, name: str) -> str:
-    """A config field's help text (config.py), so that --help and config.json say the same."""
-    import dataclasses
-
-    text = next(f for f in dataclasses.fields(section) if f.name == name).metadata["help"]
-    return text.replace("%", "%%")  # argparse formats help texts with %
-
-
-def _add_mapper_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mapper", choices=("incremental", "global"), default=None,
-                   help="How cameras are placed: incremental (default, robust) or global "
-                        "(all at once, faster on large photo sets).")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,8 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="Named settings (image size used for matching; default: standard on a CPU, "
                         "full on a GPU, as for train).")
-    _add_mapper_option(p)
-    _add_video_fps_option(p)
+    _add_config_flags(p, SFM_FLAGS)
     p.add_argument("--quiet", action="store_true", help="Print nothing but errors.")
 
     p = sub.add_parser("export", help="Write the trained scene in the formats Unreal plugins read.",
@@ -194,21 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_export_options(p: argparse.ArgumentParser) -> None:
-    """One ``--flag`` per :class:`~splatkit.export.unreal.UnrealExportOptions` field, from its
-    help metadata (when the export is available)."""
+    """One ``--flag`` per :class:`~splatkit.export.unreal.UnrealExportOptions` field, built as the
+    train flags are (when the export is available)."""
     try:
         from .export.unreal import UnrealExportOptions
     except ImportError:
         return
     for f in dataclasses.fields(UnrealExportOptions):
-        kw = {"help": f.metadata["help"], "default": None, "dest": f"unreal_{f.name}"}
-        if "choices" in f.metadata:
-            kw["choices"] = f.metadata["choices"]
-        numeric = "min" in f.metadata or "max" in f.metadata
-        kw["type"] = number(UnrealExportOptions, f.name) if numeric else str
-        if "choices" not in f.metadata:
-            kw["metavar"] = f.name.upper()
-        p.add_argument("--" + f.name.replace("_", "-"), **kw)
+        add_config_option(p, UnrealExportOptions, f.name, dest=f"unreal_{f.name}")
 
 
 def export_options_from_args(args: argparse.Namespace):

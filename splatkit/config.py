@@ -40,11 +40,11 @@ class IngestConfig:
         "as panoramas or strips: structure from motion needs ordinary photos.", min=1.0, max=100.0,
     )
     pano_views: str = opt(
-        "ring8",
-        "Views cut from each 360-degree (equirectangular) frame: ring8 (8 around the horizon and "
-        "4 looking up, overlapping), cube5 (a cube without its bottom face) or cube4 (its 4 "
-        "sides). None looks at the bottom of the sphere (tripod, operator).",
-        choices=("ring8", "cube5", "cube4"),
+        "cube5",
+        "Views cut from each 360-degree (equirectangular) frame: cube5 (a cube without its bottom "
+        "face), cube4 (its 4 sides) or ring8 (8 around the horizon and 4 looking up, "
+        "overlapping). None looks at the bottom of the sphere (tripod, operator).",
+        choices=("cube5", "cube4", "ring8"),
     )
 
 
@@ -129,7 +129,8 @@ class TrainConfig:
     sh0_lr: float = opt(2.5e-3, "Learning rate of base colour.", min=0.0, max=1.0)
     shN_lr: float = opt(2.5e-3 / 20, "Learning rate of view-dependent colour.", min=0.0, max=1.0)
     strategy: str = opt(
-        "default", "Densification: default (clone/split/prune) or mcmc.", choices=("default", "mcmc")
+        "default", "How splats are added and removed: default (clone/split/prune as in 3DGS) or mcmc "
+        "(a fixed budget, see --max-splats).", choices=("default", "mcmc")
     )
     refine_start: int = opt(500, "First step of densification.", min=0)
     refine_stop: int = opt(15_000, "Last step of densification.", min=0)
@@ -141,7 +142,7 @@ class TrainConfig:
                           min=1, max=100_000_000)
     absgrad: bool = opt(False, "Use absolute gradients for densification (AbsGS).")
     antialiased: bool = opt(False, "Antialiased rasterization (Mip-Splatting opacity compensation).")
-    packed: bool = opt(False, "gsplat packed mode (less GPU memory for large scenes).")
+    packed: bool = opt(False, "GPU only: gsplat's packed mode (less GPU memory for large scenes).")
     random_background: bool = opt(False, "Random background colour each step (fewer floaters).")
     camera_clearance: float = opt(
         0.0, "Remove splats where the photographer stood: within this many camera spacings (median "
@@ -162,10 +163,11 @@ class TrainConfig:
         "first, full resolution from the end of densification).", choices=("none", "dash"),
     )
     sky: str = opt(
-        "auto",
+        "off",
         "A learned sky behind the splats, exported as Unreal's sky: on, off, or auto (kept when at "
         "least 2% of the training pixels still show it at the end of densification, e.g. outdoors; "
-        "off for a closed room).", choices=("auto", "on", "off"),
+        "off for a closed room). The quick, standard, full and fast presets use auto.",
+        choices=("auto", "on", "off"),
     )
     sky_width: int = opt(512, "Width in texels of the sky panorama (its height is half).",
                          min=16, max=8192)
@@ -181,8 +183,10 @@ class TrainConfig:
     checkpoint_every: int = opt(1000, "Steps between checkpoints (0: only at the end).", min=0)
     seed: int = opt(
         42,
-        "Random seed of training (SfM has its own, SfmConfig.seed: the same photos, settings "
-        "and thread count give the same camera poses).",
+        "Random seed of training: the same seed, camera poses and settings on the same machine "
+        "give the same result. SfM has its own (sfm.seed) and with several threads can place the "
+        "cameras slightly differently from run to run; to repeat a run exactly, train again from "
+        "its SfM output (OUT/sparse/0 with OUT/images).",
         min=0, max=2**32 - 1,
     )
 
@@ -192,7 +196,7 @@ class BlocksConfig:
     """Large captures trained in blocks (:mod:`splatkit.blocks`): one block at a time here, or
     as Ray tasks on a cluster."""
 
-    blocks: int = opt(0, "Blocks to train in (0: automatic, one block per max_photos photos; "
+    blocks: int = opt(0, "Blocks to train in (0: automatic, one block per 1,000 photos, blocks.max_photos; "
                       "1: never split).", min=0, max=4096)
     max_photos: int = opt(1000, "Automatic blocks: the most photos one block's core holds.",
                           min=10, max=1_000_000)
@@ -372,6 +376,8 @@ PRESETS: dict[str, dict] = {
             "reset_every": 100_000,
             "eval_every": 500,
             "checkpoint_every": 250,
+            # The learned sky (train/sky.py), kept where the photos show one.
+            "sky": "auto",
         },
     },
     # Tests and demos: seconds, not a usable scene (the classroom server's test jobs).
@@ -389,10 +395,11 @@ PRESETS: dict[str, dict] = {
             "refine_stop": 5000,
             "eval_every": 1000,
             "checkpoint_every": 500,
+            "sky": "auto",
         },
     },
     # The reference 3DGS schedule: 30k steps (the GPU default).
-    "full": {"train": {"steps": 30_000, "resolution": 1600, "checkpoint_every": 2000}},
+    "full": {"train": {"steps": 30_000, "resolution": 1600, "checkpoint_every": 2000, "sky": "auto"}},
     # GPU: the fastest published recipes that fit this trainer. DashGaussian (CVPR 2025): its
     # frequency-guided resolution schedule, its primitive budget and its delayed position-LR
     # decay; a shortened schedule (10k steps, densify to 6k: the resolution reaches full size
@@ -407,6 +414,7 @@ PRESETS: dict[str, dict] = {
             "densify_budget": True,
             "eval_every": 2000,
             "checkpoint_every": 2000,
+            "sky": "auto",
         },
     },
 }

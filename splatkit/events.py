@@ -2,14 +2,18 @@
 
 A stage calls ``emit(event)``; front ends subscribe with ``bus.subscribe(fn)``. Every event is a small
 dataclass with a ``kind`` and can be turned into a JSON line (``events.jsonl`` in the output folder).
+Readers get the same types back (:func:`read_events`, :func:`from_record`): each kind is defined
+once, here (:data:`EVENTS`), for the writers and for the report and the server that read it back.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
 
 
 @dataclass
@@ -74,6 +78,65 @@ class EvalResult(Event):
     psnr: float
     ssim: float
     kind: str = field(init=False, default="eval")
+
+
+#: Every kind of event, by its ``kind``: what :func:`from_record` reads back.
+EVENTS: dict[str, type[Event]] = {
+    c.__dataclass_fields__["kind"].default: c
+    for c in (StageStarted, StageFinished, Message, StageProgress, TrainStep, EvalResult)
+}
+
+_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "dict": (dict,)}
+
+
+def _fits(value, type_name: str) -> bool:
+    ok = _TYPES.get(str(type_name))
+    return ok is None or (isinstance(value, ok) and not isinstance(value, bool))
+
+
+def from_record(record) -> Event | None:
+    """The typed event of one JSON record (a line of ``events.jsonl``); None for an unknown kind,
+    a missing field or a field of the wrong type (a damaged or foreign line)."""
+    cls = EVENTS.get(record.get("kind")) if isinstance(record, dict) else None
+    if cls is None:
+        return None
+    kw = {}
+    for f in fields(cls):
+        if not f.init:
+            continue
+        if f.name not in record:
+            if f.default is MISSING and f.default_factory is MISSING:
+                return None
+            continue
+        if not _fits(record[f.name], f.type):
+            return None
+        kw[f.name] = record[f.name]
+    event = cls(**kw)
+    t = record.get("time")
+    if _fits(t, "float") and math.isfinite(t):
+        event.time = float(t)
+    return event
+
+
+def parse_lines(data: bytes | str) -> list[Event]:
+    """The events of whole ``events.jsonl`` lines; lines that do not parse are skipped."""
+    out = []
+    for line in data.splitlines():
+        try:
+            event = from_record(json.loads(line))
+        except ValueError:
+            continue
+        if event is not None:
+            out.append(event)
+    return out
+
+
+def read_events(path: Path) -> list[Event]:
+    """The events of ``events.jsonl`` (a crash mid-write or a damaged line costs that line only)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    return parse_lines(path.read_text(encoding="utf-8", errors="replace"))
 
 
 Subscriber = Callable[[Event], None]

@@ -38,6 +38,27 @@ def number(section: type, name: str):
     return parse
 
 
+def add_config_option(p: argparse.ArgumentParser, section: type, name: str, *, note: str = "",
+                      dest: str | None = None, metavar: str | None = None, flag: str | None = None) -> None:
+    """One ``--flag`` for the config field ``section.name``, built from the field: its help text
+    (plus ``note``, what the command line adds), its choices, its range (numbers are checked
+    where typed, :func:`number`), a switch for a bool. The default is None: "not given", so a
+    preset or a resumed run's own value stays unless the flag is typed. ``flag``: the flag's name
+    when it is not the field's."""
+    f = next(f for f in dataclasses.fields(section) if f.name == name)
+    text = (f.metadata["help"] + note).replace("%", "%%")  # argparse formats help texts with %
+    kw: dict = {"help": text, "default": None, "dest": dest or name}
+    if f.type in (bool, "bool"):
+        kw.update(action="store_const", const=True)
+    else:
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        kw["type"] = number(section, name) if field_range(f) else str
+        if "choices" not in f.metadata:
+            kw["metavar"] = metavar or name.upper()
+    p.add_argument("--" + (flag or name).replace("_", "-"), **kw)
+
+
 def input_path(text: str) -> Path:
     """An argparse type for the input: an empty argument (``""``) is refused, not read as ``.``."""
     if not text.strip():

@@ -96,7 +96,7 @@ def run_sfm_stage(photos: Path, out_dir: Path | RunDir, cfg: RunConfig, bus: Eve
         return photo_set, scene
     if kind.rig:  # 360 frames: cut into views, placed as a rig
         with _Timer(bus, "sfm", f"360 frames ({kind})") as t:
-            photo_set, scene = place_rig(Path(photos), kind, out_dir, cfg, bus)
+            photo_set, scene = place_rig(Path(photos), kind, rd, cfg, bus)
             t.summary = _sfm_summary(photo_set, scene)
         timings["sfm"] = t.seconds
         return photo_set, scene
@@ -231,7 +231,8 @@ def _cleanup(rd: RunDir, result, scene, cfg: RunConfig, bus, timings) -> dict | 
         bus.emit(Message(stage="cleanup", text=text))
 
     with _Timer(bus, "cleanup", "splats no training view needs") as t:
-        res = run_cleanup(rd, result.splats, scene, cfg.train.resolution, cfg.cleanup, say)
+        res = run_cleanup(rd, result.splats, scene, cfg.train.resolution, cfg.cleanup, say,
+                          getattr(result, "sky", None))
         t.summary = {"removed": res.removed, "removed_total": res.num_removed,
                      "psnr_before": res.psnr_before, "psnr_after": res.psnr_after}  # fmt: skip
     timings["cleanup"] = t.seconds

@@ -67,10 +67,11 @@ DESCRIPTIONS = {
     "unreal": "the Unreal export (splatkit export)", "previous": "earlier runs and exports, kept",
     "blocks": "a large capture's blocks, each trained as a run of its own",
     "sky.npz": "the learned sky (exported as Unreal's sky)", "sky.png": "the sky panorama, to look at",
+    "scene_clean.ply": "the splats after cleanup (what export and view use; --cleanup none: scene.ply)",
 }
 #: The layout names that are files (the others are folders).
-FILES = ("config.json", "log.txt", "events.jsonl", "scene.ply", "metrics.json", "report.html",
-         "sky.npz", "sky.png")
+FILES = ("config.json", "log.txt", "events.jsonl", "scene.ply", "scene_clean.ply", "metrics.json",
+         "report.html", "sky.npz", "sky.png")
 #: What the classroom server keeps in a job's folder beside the run (its own bookkeeping).
 SERVER_FILES = ("cancel", "attempt", "node.json", "report_student.html")
 #: The results of training, moved aside (to ``previous/<run id>/``) when a fresh run starts in

@@ -182,10 +182,11 @@ RIGS = {SourceKind.PANO: partial(_place_pano, kind=SourceKind.PANO),
         SourceKind.PANO_VIDEO: partial(_place_pano, kind=SourceKind.PANO_VIDEO)}
 
 
-def place_rig(path: Path, kind: SourceKind, out_dir: Path, cfg: RunConfig, bus: EventBus = NULL_BUS):
+def place_rig(path: Path, kind: SourceKind, out_dir: RunDir | Path, cfg: RunConfig,
+              bus: EventBus = NULL_BUS):  # fmt: skip
     """360 frames (a folder or a video) -> views placed as a rig: ``(photo_set, scene)`` as the
     ingest + SfM stages give (:func:`splatkit.pano.source.run_pano_sfm`)."""
-    return _handler(RIGS, kind, "360 frames to place")(Path(path), Path(out_dir), cfg, bus)
+    return _handler(RIGS, kind, "360 frames to place")(Path(path), as_rundir(out_dir).root, cfg, bus)
 
 
 def _handler(table: dict, kind: SourceKind, what: str):

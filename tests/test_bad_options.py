@@ -26,7 +26,7 @@ BAD = [
     (["train", "P", "--steps", "many"], "--steps: 'many' is not a number"),
     (["train", "P", "--resolution", "8"], "--resolution: must be at least 32"),
     (["train", "P", "--seed", "-3"], "--seed: must be at least 0"),
-    (["train", "P", "--sh-degree", "4"], "--sh-degree: invalid choice"),
+    (["train", "P", "--sh-degree", "4"], "--sh-degree: must be at least 0 and at most 3, not 4"),
     (["train", "P", "--video-fps", "0"], "--video-fps: must be above 0 and at most 60, not 0"),
     (["train", "P", "--video-fps", "100"], "--video-fps: must be above 0 and at most 60, not 100"),
     (["sfm", "P", "--video-fps", "-1"], "--video-fps: must be above 0"),

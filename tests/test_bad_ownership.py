@@ -26,12 +26,16 @@ from splatkit.rundir import RunDir
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)])}
-#: ``splatkit ARGS`` in a process whose reading of scene.ply takes 3 s longer: the export holds
-#: the folder while another command starts
+#: ``splatkit ARGS`` in a process whose reading of scene.ply waits for the file ``argv[1]``: the
+#: export holds the folder while another command starts
 SLOW_EXPORT = (
-    "import sys, time; import splatkit.export.ply as p; read = p.read_ply\n"
-    "def slow(*a, **k):\n    time.sleep(3)\n    return read(*a, **k)\n"
-    "p.read_ply = slow\nfrom splatkit.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    "import os, sys, time; import splatkit.export.ply as p; read = p.read_ply\n"
+    "def slow(*a, **k):\n"
+    "    t = time.time()\n"
+    "    while not os.path.exists(sys.argv[1]) and time.time() - t < 300:\n"
+    "        time.sleep(0.05)\n"
+    "    return read(*a, **k)\n"
+    "p.read_ply = slow\nfrom splatkit.cli import main\nsys.exit(main(sys.argv[2:]))\n"
 )
 
 
@@ -67,19 +71,23 @@ def _holder(out: Path) -> str:
         return ""
 
 
-def _slow_export(out: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", SLOW_EXPORT, "export", str(out), *args],
+def _slow_export(out: Path, *args: str) -> tuple[subprocess.Popen, Path]:
+    """An export that holds the folder until the returned file is made."""
+    release = out.parent / "release"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_EXPORT, str(release), "export", str(out), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    return proc, release
 
 
 def test_an_export_racing_a_retrain(tmp_path, capsys, tiny_project, finished):
     out = _copy(finished, tmp_path)
     before = hashes(tiny_project)
-    export = _slow_export(out)
+    export, release = _slow_export(out)
     try:
         assert _wait_for(lambda: _holder(out) == "export"), export.communicate()
         retrain = subprocess.run([sys.executable, "-m", "splatkit", "train", str(tiny_project), "-o",
                                   str(out), "--preset", "tiny"], capture_output=True, text=True, env=ENV)
+        release.touch()
         so, se = export.communicate(timeout=300)
     finally:
         if export.poll() is None:
@@ -99,10 +107,11 @@ def test_an_export_racing_a_retrain(tmp_path, capsys, tiny_project, finished):
 
 def test_two_exports_with_other_settings(tmp_path, capsys, finished):
     out = _copy(finished, tmp_path)
-    first = _slow_export(out, "--scale", "2")
+    first, release = _slow_export(out, "--scale", "2")
     try:
         assert _wait_for(lambda: _holder(out) == "export"), first.communicate()
         rc, text = _cli(capsys, "export", str(out), "--scale", "3")
+        release.touch()
         so, se = first.communicate(timeout=300)
     finally:
         if first.poll() is None:
@@ -129,7 +138,7 @@ def test_report_export_and_view_while_training_runs(tmp_path, capsys, tiny_proje
     train = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     try:
         events = out / "events.jsonl"
-        assert _wait_for(lambda: events.exists() and events.read_text().count('"train_step"') > 2)
+        assert _wait_for(lambda: events.exists() and '"train_step"' in events.read_text(), 600)
         for argv in (("report", str(out)), ("export", str(out)),
                      ("view", str(out), "--no-browser", "--port", "0")):
             rc, text = _cli(capsys, *argv)

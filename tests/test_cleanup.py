@@ -61,7 +61,7 @@ def _scene(tmp_path, truth: Splats, n_cams=9) -> Scene:
     names = [f"{i:02d}.png" for i in range(n_cams)]
     cams = Cameras(names, K, w2c, torch.full((n_cams,), W), torch.full((n_cams,), H))
     (tmp_path / "images").mkdir()
-    from splatkit.train.data import WorldNorm, make_view
+    from splatkit.views import WorldNorm, make_view
 
     for i, name in enumerate(names):
         img = render(truth, make_view(cams, i, WorldNorm.identity()), RenderSettings(sh_degree=0)).image

@@ -57,6 +57,22 @@ def test_scene_ply_matches_metrics_and_is_finite(run):
     assert splats.means.isfinite().all()
 
 
+def test_cleanup_wrote_the_cleaned_scene_beside_the_trained_one(run):
+    """Cleanup ran after training: scene.ply as trained, scene_clean.ply without what was
+    removed, the counts per rule and the held-out cost in metrics.json, the stage in the events."""
+    m = json.loads((run / "metrics.json").read_text())
+    c = m["cleanup"]
+    assert set(c["removed"]) == {"unseen", "isolated", "clearance"}
+    assert sum(c["removed"].values()) == c["removed_total"]
+    assert len(read_ply(run / "scene.ply")) == m["num_splats"] == c["kept"] + c["removed_total"]
+    assert len(read_ply(run / "scene_clean.ply")) == c["kept"]
+    assert c["psnr_before"] - c["psnr_after"] <= 0.05 + 1e-9
+    assert (run / "previews" / "cleanup" / "before.png").is_file()
+    events = [json.loads(x) for x in (run / "events.jsonl").read_text().splitlines()]
+    done = [e for e in events if e.get("kind") == "stage_finished" and e.get("stage") == "cleanup"]
+    assert done and done[0]["summary"]["removed_total"] == c["removed_total"]
+
+
 def test_photos_folder_untouched(run, tmp_path_factory):
     photos = real_photos(tmp_path_factory)
     assert sorted(p.name for p in photos.iterdir()) == [f"{i:04d}.jpg" for i in range(11)]

@@ -11,8 +11,9 @@ import torch
 
 from splatkit.export import farfield as FF
 from splatkit.export import tiles as T
+from splatkit.export.plugins import PLUGINS
 from splatkit.export.run_folder import made_line
-from splatkit.export.unreal import PLUGINS, UnrealExportOptions, export_unreal
+from splatkit.export.unreal import UnrealExportOptions, export_unreal
 from splatkit.splats import Splats
 from tests.unreal_util import synthetic_scene
 

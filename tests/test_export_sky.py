@@ -20,8 +20,8 @@ from splatkit.export import panorama as P
 from splatkit.export.unreal import UnrealExportOptions, estimate_upright, export_unreal
 from splatkit.sky import SkyMap, pixel_directions
 from splatkit.splats import Splats
-from splatkit.train.data import WorldNorm, make_view
 from splatkit.train.sky import sky_frame
+from splatkit.views import WorldNorm, make_view
 
 
 def test_convention_panorama_centre_is_forward_right_is_plus_y_in_unreal():

@@ -45,3 +45,47 @@ def test_ports_paths_and_positive_values():
     for bad in ("0", "inf", "nan"):
         with pytest.raises(argparse.ArgumentTypeError):
             positive_number(bad)
+
+
+def _actions(command: str) -> dict[str, argparse.Action]:
+    from splatkit.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return {a.dest: a for a in sub.choices[command]._actions}
+
+
+def test_train_sfm_and_export_flags_are_built_from_their_config_fields():
+    """One builder for every command: the flag's help is its field's (plus the command line's
+    note), its choices and range are the field's, and it is None unless typed."""
+    import dataclasses
+
+    from splatkit.cli import FIELD_OF, SECTIONS, SFM_FLAGS, TRAIN_FLAGS
+    from splatkit.export.unreal import UnrealExportOptions
+
+    def field(cls, name):
+        return next(f for f in dataclasses.fields(cls) if f.name == name)
+
+    train, sfm, export = _actions("train"), _actions("sfm"), _actions("export")
+    for name, (section, note) in TRAIN_FLAGS.items():
+        f = field(SECTIONS[section], FIELD_OF.get(name, name))
+        for acts in (train, sfm) if name in SFM_FLAGS else (train,):
+            a = acts[name]
+            assert a.help.replace("%%", "%") == f.metadata["help"] + note and a.default is None, name
+            assert tuple(a.choices or ()) == tuple(f.metadata.get("choices", ())), name
+    for f in dataclasses.fields(UnrealExportOptions):
+        a = export[f"unreal_{f.name}"]
+        assert a.help.replace("%%", "%") == f.metadata["help"] and a.default is None, f.name
+    assert train["sh_degree"].type("3") == 3 and export["unreal_sh_degree"].type("3") == 3
+
+
+def test_every_train_flag_sets_its_setting():
+    from splatkit.cli import TRAIN_OPTIONS, build_parser, config_from_args
+
+    args = build_parser().parse_args(["train", "photos", "--preset", "quick", "--steps", "123",
+                                      "--strategy", "mcmc", "--packed", "--video-fps", "4.5",
+                                      "--mapper", "global"])
+    cfg, explicit = config_from_args(args)
+    assert (cfg.train.steps, cfg.train.strategy, cfg.train.packed) == (123, "mcmc", True)
+    assert (cfg.ingest.video_fps, cfg.sfm.mapper) == (4.5, "global")
+    assert {"train.steps", "train.strategy", "train.packed", "ingest.video_fps", "sfm.mapper"} <= explicit
+    assert set(TRAIN_OPTIONS.values()) >= explicit - {"preset", "device"}

@@ -125,3 +125,28 @@ def test_cut_views_names_and_camera():
     assert v.frame_of("v03/y.jpg") == "y.jpg"
     cam = v.camera()
     assert cam.model.name == "PINHOLE" and list(cam.params) == [128.0, 128.0, 128.0, 128.0]
+
+
+def _video(path: Path, w: int, h: int, n: int = 4) -> Path:
+    import av
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=5)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        rng = np.random.default_rng(0)
+        for _ in range(n):
+            img = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def test_a_2_to_1_video_is_a_360_video(tmp_path):
+    from splatkit.ingest import SourceKind
+
+    assert detect_source(_video(tmp_path / "walk.mp4", 256, 128)) is SourceKind.PANO_VIDEO
+    assert detect_source(_video(tmp_path / "clip.mp4", 192, 128)) is SourceKind.VIDEO
+    k = SourceKind.PANO_VIDEO
+    assert k.sequential and k.rig and not k.has_cameras

@@ -38,6 +38,7 @@ def write_dng(path, stamp: int = 0, size=(300, 200), orientation: int = 6) -> No
     scene = np.zeros((h, w, 3))
     scene[:, : w // 2], scene[:, w // 2 :] = RED, GREY
     scene[:6, -6:] = 0.05 * (stamp % 10)  # no two fixtures are exact copies
+    scene[-8:, -8:] = 0.85  # a highlight: LibRaw's default would take it as white and brighten all
     path.parent.mkdir(parents=True, exist_ok=True)
     dng(path, scene, tuple(WB), orientation, focal_mm=50, focal_35mm=75)
 
@@ -67,7 +68,7 @@ def test_dng_developed_upright_with_camera_white_balance(tmp_path, max_size):
     # turned clockwise: the stored left (red) half is on top, the grey below
     assert top[0] > top[1] + 80 and top[0] > top[2] + 80, top
     assert np.ptp(bottom) < 8, bottom  # grey stays grey: the camera's white balance was used
-    assert abs(bottom.mean() - _srgb(0.25)) < 12, bottom  # the exposure as shot, sRGB curve
+    assert abs(bottom.mean() - _srgb(0.25)) < 4, bottom  # the exposure as shot, sRGB curve
 
 
 def test_open_raw_reads_size_and_exif(tmp_path):

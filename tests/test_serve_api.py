@@ -428,3 +428,16 @@ def test_queue_waits_from_measured_run_times(tmp_path):
     w = queue_waits(st, slots=1, now=now)
     assert [w[j["id"]] for j in (qb, qc, qa)] == [100.0, 220.0, 340.0]
     assert w[qb2["id"]] is None  # behind a standard job: no finished standard job to measure
+
+
+def test_class_report_titled_with_the_students_job(tmp_path):
+    """The students' copy of the report is titled with the student's job, not its folder ("out")."""
+    from splatkit.serve.jobs import class_report
+
+    out = tmp_path / "data" / "jobs" / "12" / "out"
+    out.mkdir(parents=True)
+    (out / "report.html").write_text("made by the run")
+    job = {"id": 12, "out_dir": str(out), "student_name": "Ada <L>", "preset": "quick"}
+    page = class_report(job).read_text()
+    assert "<title>Ada &lt;L&gt;&#x27;s job 12 (quick)</title>" in page
+    assert "<h1>Ada &lt;L&gt;&#x27;s job 12 (quick)</h1>" in page and "report: out" not in page

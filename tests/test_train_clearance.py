@@ -13,7 +13,8 @@ from splatkit.config import TrainConfig
 from splatkit.render import View
 from splatkit.splats import Splats
 from splatkit.train import clearance, loop, train
-from splatkit.train.optim import make_optimizers, make_strategy, splats_to_params
+from splatkit.train.densify import make_densifier
+from splatkit.train.optim import make_optimizers, splats_to_params
 from splatkit.views import WorldNorm, make_view, scaled_cameras
 
 
@@ -89,7 +90,7 @@ def test_clear_cameras_removes_parameters_moments_and_state_together():
         p.grad = torch.randn_like(p)
     for o in optimizers.values():
         o.step()
-    _, state = make_strategy(cfg, 1.0)
+    _, state = make_densifier(cfg, 1.0)
     state.update(grad2d=torch.arange(50.0), count=torch.arange(50.0), radii=torch.arange(50.0))
     cameras = [_camera()]
     near = clearance.near_cameras(params["means"].detach(), cameras, 1.0, FAR_POINT)

@@ -141,7 +141,7 @@ def run(script, monkeypatch, rec, argv):
 
 
 def test_import_pins_the_factory_and_places_every_tile(script, tmp_path, monkeypatch):
-    manifest = _export(tmp_path, tiles="5")
+    manifest = _export(tmp_path, tiles="10", n=40_000)  # tiles hold ~10,000 splats at the least
     m = json.loads(manifest.read_text())
     assert len(m["tiles"]) > 1
     rec = Recorder()

@@ -158,7 +158,8 @@ def made_line(m: dict) -> str:
     far = (m.get("crop") or {}).get("far_field")
     sky = m.get("sky")
     if sky:
-        far_txt = f"sky: {sky.get('path', sky) if isinstance(sky, dict) else sky}"
+        name = sky.get("path", sky.get("file", "panorama")) if isinstance(sky, dict) else sky
+        far_txt = f"sky: {name}" + (f" ({far:,} far splats went to it)" if far else "")
     elif far is None:
         far_txt = "far field kept"
     else:

@@ -319,8 +319,10 @@ def upright_cameras(cams: Cameras, T_up: F.Similarity, idx: list[int] | None = N
     return Cameras(c.names, c.K, T_up.transform_world_to_cam(c.world_to_cam), c.width, c.height)
 
 
-def crop_upright(s: Splats, cams: Cameras | None, options: UnrealExportOptions, rep: C.CropReport) -> Splats:
-    """The default crop (what the cameras see) and the optional background drop."""
+def crop_upright(s: Splats, cams: Cameras | None, options: UnrealExportOptions, rep: C.CropReport,
+                 sky: bool = False) -> Splats:  # fmt: skip
+    """The default crop (what the cameras see), the far field (to the sky when ``sky``, else
+    dropped; :mod:`splatkit.export.farfield`) and the optional background drop."""
     if cams is not None and options.crop == "visible":
         keep = C.seen_mask(s.means, s.log_scales, cams)
         rep.add("not_seen", int((~keep).sum()), len(s), "no training camera sees them")
@@ -330,7 +332,7 @@ def crop_upright(s: Splats, cams: Cameras | None, options: UnrealExportOptions, 
         rep.counts["far_field"] = ff.count
         rep.far_field = ff.as_dict()
         if ff.count:
-            rep.lines.append(FF.message(ff, "m", sky=False))
+            rep.lines.append(FF.message(ff, "m", sky=sky))
             s = s.index(torch.where(~ff.mask)[0])
     d = float(options.drop_background)
     if cams is not None and d > 0:
@@ -422,7 +424,7 @@ def export_unreal(
     s_up = F.transform_splats(splats, T_up)
     cams = _cams(scene)
     cams_up = upright_cameras(cams, T_up, scene.train_idx) if cams is not None else None
-    s_up = crop_upright(s_up, cams_up, options, rep)
+    s_up = crop_upright(s_up, cams_up, options, rep, sky=sky is not None)
     if len(s_up) == 0:
         raise UserError("No splats left after cropping.",
                         "Try --crop none, --far-field keep or --drop-background 0.")

@@ -85,8 +85,8 @@ def hlg_gamma(peak: float = HDR_PEAK) -> float:
 
 def hlg_ootf(e: np.ndarray, peak: float = HDR_PEAK) -> np.ndarray:
     """Scene light RGB (BT.2020, [..., 3]) -> display light in cd/m2 (BT.2100 HLG OOTF)."""
-    ys = e @ Y2020
-    return peak * np.power(np.maximum(ys, 1e-12), hlg_gamma(peak) - 1.0)[..., None] * e
+    ys = e @ Y2020.astype(e.dtype)
+    return peak * np.power(np.maximum(ys, 1e-12), e.dtype.type(hlg_gamma(peak) - 1.0))[..., None] * e
 
 
 def hlg_inverse_ootf(fd: np.ndarray, peak: float = HDR_PEAK) -> np.ndarray:
@@ -125,19 +125,32 @@ def bt2408_eetf(lum: np.ndarray, source_peak: float, target_peak: float) -> np.n
 
 def hdr_to_sdr(signal: np.ndarray, transfer: str, peak: float = HDR_PEAK) -> np.ndarray:
     """BT.2020 R'G'B' (``[..., 3]`` in [0, 1]) of HLG or PQ video -> SDR BT.709 R'G'B' in [0, 1]
-    (see the module doc)."""
-    signal = np.asarray(signal, np.float64)
+    (see the module doc). Computed in the input's precision (float32 or float64)."""
+    signal = np.asarray(signal)
+    if signal.dtype != np.float32:
+        signal = signal.astype(np.float64)
+    return display_to_sdr(to_display(signal, transfer, peak), transfer, peak)
+
+
+def to_display(signal: np.ndarray, transfer: str, peak: float = HDR_PEAK) -> np.ndarray:
+    """HLG or PQ signal -> display light (cd/m2), in the input's precision."""
     if transfer == "hlg":
-        display = hlg_ootf(hlg_inverse_oetf(signal), peak)
-    elif transfer == "pq":
-        display = pq_eotf(signal)
-    else:
-        raise ValueError(f"not an HDR transfer function: {transfer!r}")
-    rgb = np.maximum(display @ BT2020_TO_BT709.T, 0.0)
+        return hlg_ootf(hlg_inverse_oetf(signal), peak).astype(signal.dtype, copy=False)
+    if transfer == "pq":
+        return pq_eotf(signal).astype(signal.dtype, copy=False)
+    raise ValueError(f"not an HDR transfer function: {transfer!r}")
+
+
+def display_to_sdr(display: np.ndarray, transfer: str, peak: float = HDR_PEAK) -> np.ndarray:
+    """Display light (cd/m2, BT.2020 RGB) -> SDR BT.709 R'G'B': primaries, BT.2408 tone mapping
+    of max(R, G, B), BT.1886's inverse EOTF."""
+    rgb = display @ BT2020_TO_BT709.T.astype(display.dtype)
+    np.maximum(rgb, 0.0, out=rgb)
     top = rgb.max(axis=-1)
-    mapped = bt2408_eetf(top, peak, REF_WHITE)
-    rgb *= (mapped / np.maximum(top, 1e-9))[..., None]
-    return np.power(np.clip(rgb / REF_WHITE, 0.0, 1.0), 1.0 / SDR_GAMMA)
+    mapped = bt2408_eetf(top, peak, REF_WHITE).astype(display.dtype)
+    rgb *= (mapped / np.maximum(top, 1e-9))[..., None] / display.dtype.type(REF_WHITE)
+    np.clip(rgb, 0.0, 1.0, out=rgb)
+    return np.power(rgb, display.dtype.type(1.0 / SDR_GAMMA))
 
 
 def sdr_to_hlg(sdr: np.ndarray, peak: float = HDR_PEAK) -> np.ndarray:
@@ -210,13 +223,29 @@ def frame_to_image(frame, colour: FrameColour, max_size: int) -> Image.Image:
     rgb = frame.reformat(width=tw, height=th, format="rgb48le", src_colorspace=Colorspace.BT2020,
                          src_color_range=ColorRange.JPEG if full else ColorRange.MPEG,
                          dst_color_range=ColorRange.JPEG, interpolation=Interpolation.AREA)
-    signal = rgb.to_ndarray().astype(np.float32) / 65535.0
+    codes = rgb.to_ndarray()  # uint16 R'G'B'
     if colour.transfer == "bt2020":  # SDR in BT.2020 primaries: only the colours change
-        linear = np.power(signal.astype(np.float64), SDR_GAMMA) @ BT2020_TO_BT709.T
-        sdr = np.power(np.clip(linear, 0.0, 1.0), 1.0 / SDR_GAMMA)
+        linear = _lut("bt1886")[codes] @ BT2020_TO_BT709.T.astype(np.float32)
+        sdr = np.power(np.clip(linear, 0.0, 1.0), np.float32(1.0 / SDR_GAMMA))
+    elif colour.transfer == "hlg":  # per-channel curve by a table of the 65536 codes, then OOTF
+        scene = _lut("hlg")[codes]
+        sdr = display_to_sdr(hlg_ootf(scene), "hlg")
     else:
-        sdr = hdr_to_sdr(signal, colour.transfer)
+        sdr = display_to_sdr(_lut("pq")[codes], "pq")
     return Image.fromarray(np.round(sdr * 255.0).astype(np.uint8), "RGB")
+
+
+_LUTS: dict[str, np.ndarray] = {}
+
+
+def _lut(name: str) -> np.ndarray:
+    """float32 table of a per-channel curve over the 65536 16-bit codes: ``"hlg"`` (inverse
+    OETF: scene light), ``"pq"`` (EOTF: cd/m2), ``"bt1886"`` (gamma 2.4: linear)."""
+    if name not in _LUTS:
+        x = np.arange(65536, dtype=np.float64) / 65535.0
+        f = {"hlg": hlg_inverse_oetf, "pq": pq_eotf, "bt1886": lambda v: v**SDR_GAMMA}[name]
+        _LUTS[name] = f(x).astype(np.float32)
+    return _LUTS[name]
 
 
 def write_hdr_clip(path, frames, fps: int, transfer: str = "hlg", crf: int = 12) -> None:

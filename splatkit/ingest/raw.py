@@ -3,7 +3,8 @@
 Development (:func:`develop`): the camera's own white balance (as shot), LibRaw's colour matrix
 to sRGB, the sRGB curve (``gamma=(2.4, 12.92)``), 8 bits, upright (the file's orientation), and
 the exposure as shot: no brightening per photo (LibRaw's default stretches each photo to its
-own histogram, which would give the same wall another brightness in each view). When the
+own histogram, and by default takes a photo's brightest pixel as white when it is above 75% of
+the white level: both would give the same wall another brightness in each view). When the
 working copy is at most half the RAW's size, each 2x2 block of the sensor becomes one pixel
 (``half_size``: no demosaicing artefacts, about 4 times faster).
 
@@ -85,6 +86,7 @@ def develop(path: Path, scale: float) -> Image.Image:
             rgb = raw.postprocess(
                 use_camera_wb=True, half_size=scale <= 0.5, no_auto_bright=True, output_bps=8,
                 gamma=(2.4, 12.92), output_color=rawpy.ColorSpace.sRGB,
+                adjust_maximum_thr=0.0,  # LibRaw's default takes the photo's brightest pixel as white
             )
         except (rawpy.LibRawError, MemoryError, ValueError) as e:
             raise RawError(f"could not be developed ({_why(e)}): it may be damaged") from None

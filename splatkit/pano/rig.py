@@ -173,7 +173,8 @@ def _write(rec: pycolmap.Reconstruction, views: CutViews, out_dir: Path) -> None
 
 
 def _key(views: CutViews, cfg: SfmConfig, sequential: bool) -> str:
-    what = {"recipe": RECIPE, "pycolmap": pycolmap.__version__, "cfg": asdict(cfg), "views": views.key,
+    settings = {k: v for k, v in asdict(cfg).items() if k != "num_threads"}  # threads: speed only
+    what = {"recipe": RECIPE, "pycolmap": pycolmap.__version__, "cfg": settings, "views": views.key,
             "sequential": sequential}
     h = hashlib.sha256(json.dumps(what, sort_keys=True).encode())
     return h.hexdigest()

@@ -21,7 +21,15 @@ from PIL import Image
 from ..errors import UserError
 from ..events import NULL_BUS, EventBus, Message, StageProgress
 from ..fileio import write_text_atomic
-from .equirect import LAYOUTS, ViewLayout, cut_view, is_equirect_size, view_intrinsics, view_rays
+from .equirect import (
+    LAYOUTS,
+    ViewLayout,
+    cut_view,
+    is_equirect_size,
+    lowest_pitch_deg,
+    view_intrinsics,
+    view_rays,
+)
 
 STAGE = "ingest"
 RECIPE = 1
@@ -129,8 +137,8 @@ def cut_panoramas(panos: list[tuple[str, Path]], work: Path, layout_name: str,
     write_text_atomic(manifest, json.dumps({"key": key, "frames": views.frames}))
     bus.emit(Message(STAGE, f"Cut {len(panos)} 360 frames into {len(layout)} views each "
                             f"({layout_name}: {size}x{size} px, {layout.fov_deg:g} degrees; none looks "
-                            f"below {-layout.min_pitch_deg:g} degrees down, where the tripod and the "
-                            "operator are)."))  # fmt: skip
+                            f"more than {-lowest_pitch_deg(layout):.0f} degrees down, where the tripod "
+                            "and the operator are)."))  # fmt: skip
     return views
 
 

@@ -12,32 +12,17 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import shlex
 from pathlib import Path
 
 from ..errors import UserError
+from ..events import EvalResult, Event, Message, TrainStep, read_events
 from ..fileio import write_text_atomic
 from ..rundir import DESCRIPTIONS, RunDir, check_layout, reading
 
 #: Preview images wider than this are scaled down in the page (keeps the file small).
 MAX_PREVIEW_WIDTH = 1000
 WORST = 3
-
-
-def read_events(path: Path) -> list[dict]:
-    """Events of ``events.jsonl``; lines that do not parse (a crash mid-write) are skipped."""
-    out = []
-    if not path.exists():
-        return out
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            e = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(e, dict):
-            out.append(e)
-    return out
 
 
 def _b64(png: bytes) -> str:
@@ -144,39 +129,31 @@ def _eval_views(m: dict) -> tuple[int, int] | None:
     return (min(EVAL_VIEWS, int(test)), int(test)) if test else None
 
 
-def _section_training(events: list[dict], m: dict) -> str:
+def _section_training(events: list[Event], m: dict) -> str:
     from .plots import training_figure
 
     # a resumed run appends to events.jsonl: keep the last record of each step
-    steps = sorted({e["step"]: e for e in events
-                    if e.get("kind") == "train_step" and _nums(e, "step", "loss")}.values(),
-                   key=lambda e: e["step"])
-    evals = sorted({e["step"]: e for e in events
-                    if e.get("kind") == "eval" and _nums(e, "step", "psnr")}.values(),
-                   key=lambda e: e["step"])
+    steps = sorted({e.step: e for e in events if isinstance(e, TrainStep)}.values(),
+                   key=lambda e: e.step)
+    evals = sorted({e.step: e for e in events if isinstance(e, EvalResult)}.values(),
+                   key=lambda e: e.step)
     if not steps and not evals:
         return "<p>No training progress recorded in events.jsonl.</p>"
-    png = training_figure([e["step"] for e in steps], [float(e["loss"]) for e in steps],
-                          [e["step"] for e in evals], [float(e["psnr"]) for e in evals],
+    png = training_figure([e.step for e in steps], [float(e.loss) for e in steps],
+                          [e.step for e in evals], [float(e.psnr) for e in evals],
                           m.get("psnr"), _eval_views(m))
     parts = [_img(png, "training loss and held-out PSNR curves")]
     if steps:
         last = steps[-1]
-        parts.append(f"<p>{last['step']:,} of {int(last.get('total_steps', 0)):,} steps, "
-                     f"{last.get('num_splats', 0):,} splats at the end, "
-                     f"{float(last.get('seconds_per_step', 0)):.3f} s per step.</p>")
-    warns = [e for e in events if e.get("kind") == "message" and e.get("level") == "warning"]
+        parts.append(f"<p>{last.step:,} of {last.total_steps:,} steps, "
+                     f"{last.num_splats:,} splats at the end, "
+                     f"{float(last.seconds_per_step):.3f} s per step.</p>")
+    warns = [e for e in events if isinstance(e, Message) and e.level == "warning"]
     if warns:
         parts.append("<h3>Warnings during the run</h3><ul>")
-        parts += [f"<li>[{html.escape(str(e.get('stage', '')))}] "
-                  f"{html.escape(str(e.get('text', '')))}</li>" for e in warns]
+        parts += [f"<li>[{html.escape(e.stage)}] {html.escape(e.text)}</li>" for e in warns]
         parts.append("</ul>")
     return "\n".join(parts)
-
-
-def _nums(e: dict, *keys: str) -> bool:
-    """The event has these fields, as numbers (a damaged line is left out)."""
-    return all(isinstance(e.get(k), (int, float)) and not isinstance(e.get(k), bool) for k in keys)
 
 
 def _per_image(m: dict) -> list[dict]:
@@ -257,6 +234,12 @@ def _section_sky(out_dir: Path, m: dict) -> str:
             "the Unreal export places it as the level's sky, aligned with the splats. Parts no "
             "photo saw are filled from their neighbours.</p>"
             f"<figure class='sky'>{_img(_preview_png(png), 'the learned sky panorama')}</figure>")
+
+
+def _section_cleanup(out_dir: Path, m: dict) -> str:
+    from .cleanup import section
+
+    return section(out_dir, m, _img)
 
 
 def _section_coach(out_dir: Path, c) -> str:
@@ -402,6 +385,7 @@ def render_html(out_dir: Path, next_step: str | None = None, shown_path: str | N
         *([("blocks", "Blocks", _guard(_section_blocks, out_dir, m))]
           if RunDir(out_dir).blocks.is_dir() else []),
         *([("sky", "The sky", _guard(_section_sky, out_dir, m))] if rd.sky_png.is_file() else []),
+        ("cleanup", "What cleanup removed", _guard(_section_cleanup, out_dir, m)),
         ("outputs", "What came out", _guard(_section_outputs, out_dir, m)),
         ("next", "Next step", _guard(_section_next, out_dir) if next_step is None else next_step),
     ]

@@ -27,7 +27,7 @@ from ..events import NULL_BUS, EventBus, Message
 from ..fileio import write_text_atomic
 from ..frames import GL_TO_CV  # OpenGL/ARKit camera axes -> OpenCV
 from ..ingest.names import shown
-from ..rundir import RunDir
+from ..rundir import RunDir, as_rundir
 from ..scene import Scene
 from ..sfm.validate import Labels, camera_problems, image_status, refuse, set_problems, size_scale
 
@@ -105,13 +105,13 @@ def check_frames(fr: PosedFrames) -> np.ndarray:
     return K
 
 
-def import_posed(fr: PosedFrames, out_dir: Path, cfg: RunConfig, bus: EventBus = NULL_BUS) -> Scene:
+def import_posed(fr: PosedFrames, out_dir: RunDir | Path, cfg: RunConfig, bus: EventBus = NULL_BUS) -> Scene:
     """``fr`` -> ``out_dir/sparse/0`` + ``out_dir/images`` (+ ``out_dir/depth``): the scene, with
     the app's poses used directly."""
     from ..sfm.importer import triangulate_if_needed, write_pinhole_model
     from ..sfm.loaders import load_scene
 
-    out_dir = Path(out_dir)
+    out_dir = as_rundir(out_dir).root
     K = check_frames(fr)
     for n in fr.notes:
         bus.emit(Message(STAGE, n))

@@ -8,13 +8,13 @@ from __future__ import annotations
 import heapq
 import html
 import io
-import json
 import re
 import threading
 import time
 import zipfile
 from pathlib import Path
 
+from ..events import EvalResult, Event, Message, StageProgress, StageStarted, TrainStep, parse_lines
 from ..rundir import RunDir
 from .store import fair_order
 
@@ -43,42 +43,38 @@ def progress(out_dir: Path) -> dict:
             f.seek(offset)
             data = f.read(size - offset)
         end = data.rfind(b"\n") + 1  # only whole lines; a half-written one is read next time
-        for line in data[:end].splitlines():
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
+        for ev in parse_lines(data[:end]):
             _apply(state, ev)
         _progress_cache[key] = (offset + end, state)
         return dict(state)
 
 
-def _apply(state: dict, ev: dict) -> None:
-    kind, t = ev.get("kind"), ev.get("time")
+def _apply(state: dict, ev: Event) -> None:
+    t = ev.time
     state.setdefault("first_event", t)
     state["last_event"] = t
-    if kind == "stage_started" or kind == "stage_progress" and ev.get("stage") != state.get("stage"):
-        state.update(stage=ev.get("stage"), detail=ev.get("detail", ""), stage_started=t)
+    if isinstance(ev, StageStarted) or isinstance(ev, StageProgress) and ev.stage != state.get("stage"):
+        state.update(stage=ev.stage, detail=ev.detail, stage_started=t)
         for k in ("fraction", "eta_seconds", "step", "total_steps"):
             state.pop(k, None)
-    if kind == "stage_progress":
-        done, total = ev.get("done") or 0, ev.get("total") or 0
-        state["detail"] = f"{done}/{total} {ev.get('detail', '')}".strip()
+    if isinstance(ev, StageProgress):
+        done, total = ev.done or 0, ev.total or 0
+        state["detail"] = f"{done}/{total} {ev.detail}".strip()
         if total > 0:
             state["fraction"] = round(min(1.0, done / total), 4)
             spent = (t or 0) - (state.get("stage_started") or t or 0)
             # the stage's pace so far: a first estimate, replaced as it goes on
             state["eta_seconds"] = round(spent * (total - done) / done, 1) if done and spent > 0 else None
-    elif kind == "train_step":
-        state.update(stage="train", step=ev["step"], total_steps=ev["total_steps"],
-                     loss=round(float(ev["loss"]), 5), eta_seconds=round(float(ev["eta_seconds"]), 1),
-                     fraction=round(ev["step"] / max(1, ev["total_steps"]), 4))
-    elif kind == "eval":
-        state["psnr"] = round(float(ev["psnr"]), 2)
-    elif kind == "message":
-        if ev.get("stage") == "done":
+    elif isinstance(ev, TrainStep):
+        state.update(stage="train", step=ev.step, total_steps=ev.total_steps,
+                     loss=round(float(ev.loss), 5), eta_seconds=round(float(ev.eta_seconds), 1),
+                     fraction=round(ev.step / max(1, ev.total_steps), 4))
+    elif isinstance(ev, EvalResult):
+        state["psnr"] = round(float(ev.psnr), 2)
+    elif isinstance(ev, Message):
+        if ev.stage == "done":
             state["stage"] = "done"
-        state["message"] = ev.get("text", "")
+        state["message"] = ev.text
 
 
 def queue_positions(store) -> dict[int, int]:
@@ -154,6 +150,12 @@ def job_error(job: dict, teacher: bool, data: Path | None) -> str | None:
     return scrub(job["error"], data)
 
 
+def elapsed_s(job: dict) -> float:
+    """Seconds the job has run, all attempts, the current one so far."""
+    now = time.time() - job["started"] if job["state"] == "running" and job["started"] else 0.0
+    return round((job.get("run_seconds") or 0) + max(0.0, now), 1)
+
+
 def job_view(job: dict, positions: dict[int, int] | None = None, teacher: bool = False,
              data: Path | None = None, waits: dict | None = None) -> dict:
     """The public fields of a job (no server paths: students' texts pass :func:`scrub` with the
@@ -161,15 +163,13 @@ def job_view(job: dict, positions: dict[int, int] | None = None, teacher: bool =
     out = Path(job["out_dir"])
     done = job["state"] == "done" and not job.get("purged")
     prog = progress(out) if job["state"] != "queued" or job["attempts"] else {}
-    running = job["state"] == "running"
     v = {
         "id": job["id"], "state": job["state"], "preset": job["preset"], "created": job["created"],
         "started": job["started"], "finished": job["finished"], "note": job["upload_note"],
         "error": job_error(job, teacher, data), "attempts": job["attempts"], "student": job["student_name"],
         "queue_position": (positions or {}).get(job["id"]) if job["state"] == "queued" else None,
         "queue_wait_s": (waits or {}).get(job["id"]) if job["state"] == "queued" else None,
-        "elapsed_s": round((job.get("run_seconds") or 0) + (time.time() - job["started"] if running
-                                                              and job["started"] else 0), 1),
+        "elapsed_s": elapsed_s(job),
         "progress": {k: scrub(x, data) for k, x in prog.items()},
         "previews": previews(out) if not job.get("purged") else [],
         "has_report": done and RunDir(out).report.exists(),

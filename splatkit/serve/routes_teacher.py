@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from ..config import PRESETS
 from ..rundir import RunDir
 from .auth import TEACHER_COOKIE, TEACHER_SESSION_S, ctx, need_teacher
-from .jobs import job_view, queue_positions, queue_waits
+from .jobs import elapsed_s, job_view, queue_positions, queue_waits
 from .limits import hardware, job_time_limit_s, offered_presets
 from .routes_student import json_body, sign_in_body
 
@@ -123,7 +123,7 @@ def _students(c, page: int) -> list[dict]:
     for s in seats:
         jobs = [{"id": j["id"], "state": j["state"], "preset": j["preset"], "created": j["created"],
                  "started": j["started"], "finished": j["finished"], "attempts": j["attempts"],
-                 "run_seconds": round(job_view(j)["elapsed_s"], 1)}
+                 "run_seconds": elapsed_s(j)}
                 for j in c.store.jobs(student_id=s["id"])]
         out.append({**s, "jobs": jobs})
     return out

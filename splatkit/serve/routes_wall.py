@@ -16,6 +16,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request
 
+from ..rundir import RunDir
 from .auth import ctx, need_teacher
 from .jobs import previews
 from .routes_student import page
@@ -35,7 +36,7 @@ _lock = threading.Lock()
 
 def _metrics(out: Path) -> dict:
     """``out/metrics.json``, cached while its modification time stays the same."""
-    path = out / "metrics.json"
+    path = RunDir(out).metrics
     try:
         mtime = path.stat().st_mtime
     except OSError:
@@ -79,8 +80,8 @@ def card(job: dict) -> dict:
         "placed": _count(im.get("registered")),
         "diagnosis": str(coach.get("diagnosis") or ""), "advice": str(advice[0]) if advice else "",
         "image": f"/api/jobs/{jid}/previews/{shots[0]}" if shots else None,
-        "report": f"/api/jobs/{jid}/report.html" if (out / "report.html").is_file() else None,
-        "viewer": f"/jobs/{jid}/view/" if (out / "scene.ply").is_file() else None,
+        "report": f"/api/jobs/{jid}/report.html" if RunDir(out).report.is_file() else None,
+        "viewer": f"/jobs/{jid}/view/" if RunDir(out).scene_ply.is_file() else None,
     }
 
 

@@ -17,13 +17,13 @@ import os
 import time
 from pathlib import Path
 
+from ..events import EvalResult, Event, Message, StageStarted, TrainStep
 from ..rundir import RunDir
 
 
-def _emit(out: Path, **event) -> None:
-    event.setdefault("time", time.time())
+def _emit(out: Path, event: Event) -> None:
     with open(RunDir(out).events, "a", encoding="utf-8") as f:
-        f.write(json.dumps(event) + "\n")
+        f.write(event.to_json() + "\n")
 
 
 PRESET_FACTOR = {"standard": 20, "full": 60}
@@ -37,21 +37,21 @@ def stub_job(spec: dict, stop_flag) -> str:
     ck = rd.checkpoints / "step.txt"
     ck.parent.mkdir(parents=True, exist_ok=True)
     start = int(ck.read_text()) if ck.exists() else 0
-    _emit(out, kind="stage_started", stage="train", detail=f"stub, from step {start}")
+    _emit(out, StageStarted(stage="train", detail=f"stub, from step {start}"))
     for step in range(start + 1, steps + 1):
         if stop_flag():
             return "interrupted"
         time.sleep(step_s)
-        _emit(out, kind="train_step", step=step, total_steps=steps, loss=1.0 / step, num_splats=100,
-              eta_seconds=(steps - step) * step_s, seconds_per_step=step_s)
+        _emit(out, TrainStep(step=step, total_steps=steps, loss=1.0 / step, num_splats=100,
+                             eta_seconds=(steps - step) * step_s, seconds_per_step=step_s))
         ck.write_text(str(step))
-    _emit(out, kind="eval", step=steps, psnr=20.0, ssim=0.5)
+    _emit(out, EvalResult(step=steps, psnr=20.0, ssim=0.5))
     from PIL import Image
 
     rd.previews.mkdir(exist_ok=True)
     Image.new("RGB", (32, 16), (40, 120, 200)).save(rd.previews / "0000.png")
     rd.scene_ply.write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 0\nend_header\n")
-    _emit(out, kind="message", stage="done", text="stub finished")
+    _emit(out, Message(stage="done", text="stub finished"))
     line = json.dumps({"job": spec["job_id"], "attempt": spec["attempt"], "pid": os.getpid(),
                        "resumed_from": start, "t": time.time()})
     with open(out.parents[2] / "executions.log", "a", encoding="utf-8") as f:

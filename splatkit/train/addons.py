@@ -50,6 +50,7 @@ class Addons:
             frame = sky_frame(torch.stack([v.world_to_cam for v in views]))
             sky = Sky(frame, cfg.sky_width, cfg.sky_lr, cfg.sky,
                       decision_step(cfg.steps, cfg.refine_stop), n, device)  # fmt: skip
+            sky.init_from_photos(views, images)
         return cls(pose=pose, appearance=grids, schedule=schedule, sky=sky)
 
     @property

@@ -33,12 +33,10 @@ from . import checkpoint as ck
 from .addons import Addons
 from .clearance import clear_cameras, clearance_radius, point_index
 from .data import ViewOrder
-from .losses import photometric_loss, regularisers
+from .densify import Densifier, densifier_kind, make_densifier
+from .losses import photometric_loss
 from .optim import (
-    SplatMCMCStrategy,
-    cap_splats,
     make_optimizers,
-    make_strategy,
     means_lr_at,
     optimizer_step,
     params_to_splats,
@@ -50,9 +48,6 @@ from .optim import (
 
 log = logging.getLogger(__name__)
 
-#: MCMC regularisers (gsplat simple_trainer's ``mcmc`` preset: opacity_reg = scale_reg = 0.01).
-MCMC_OPACITY_REG = 0.01
-MCMC_SCALE_REG = 0.01
 #: Held-out views scored at the periodic evaluations during training (the final one is full).
 EVAL_VIEWS = 4
 
@@ -102,7 +97,7 @@ class TrainState:
 
     params: torch.nn.ParameterDict
     optimizers: dict[str, torch.optim.Optimizer]
-    strategy: Any
+    strategy: Densifier  # the strategy and what the loop does around it (train/densify.py)
     strategy_state: dict[str, Any]
     order: ViewOrder
     step: int = 0
@@ -137,7 +132,7 @@ def check_options(cfg: TrainConfig, renderer: Renderer) -> None:
                 f"--{name} is not available with the {renderer.name!r} renderer ({renderer.device}).",
                 f"Turn {name} off, or train where a renderer offers it (see `splatkit doctor`).",
             )
-    if cfg.densify_budget and cfg.strategy != "default":
+    if cfg.densify_budget and not densifier_kind(cfg).budgetable:
         raise UserError("--densify-budget works with the default strategy only.",
                         "Use --strategy default, or turn the budget off (mcmc has a fixed budget).")
 
@@ -214,7 +209,7 @@ def _prepare_data(scene: Scene, cfg: TrainConfig, renderer: Renderer) -> TrainDa
         from .memory import check_fits
 
         pixels = [int(cams.width[i]) * int(cams.height[i]) for i in scene.train_idx]
-        expected = cfg.max_splats if cfg.strategy == "mcmc" else max(scene.points.shape[0] * 10, 100_000)
+        expected = densifier_kind(cfg).expected_splats(cfg, scene.points.shape[0])
         check_fits(pixels, min(expected, cfg.max_splats), cfg.resolution,
                    torch.cuda.mem_get_info(torch.device(device))[0])
     longest = max(max(int(cams.width[i]), int(cams.height[i])) for i in scene.train_idx)
@@ -234,12 +229,12 @@ def _start(scene: Scene, cfg: TrainConfig, data: TrainData, renderer: Renderer, 
            resume: bool, run_id: str, bus: EventBus) -> TrainState:
     """A fresh state from the sparse points, or the newest intact checkpoint's."""
     order = ViewOrder(len(data.views), cfg.seed)
-    strategy, strategy_state = make_strategy(cfg, data.scene_scale)
+    strategy, strategy_state = make_densifier(cfg, data.scene_scale)
     addons = Addons.build(cfg, data.images, renderer.device, data.views)
-    if cfg.densify_budget:
+    if cfg.densify_budget:  # a budgetable kind (check_options)
         from .schedule import budgeted
 
-        strategy = budgeted(strategy, addons.schedule, cfg.max_splats)
+        strategy.strategy = budgeted(strategy.strategy, addons.schedule, cfg.max_splats)
     found = ck.load_latest(out_dir, run_id, bus) if resume else None
     if found is not None:
         path, payload = found
@@ -300,7 +295,6 @@ def _train_step(state: TrainState, data: TrainData, cfg: TrainConfig, renderer: 
     view, gt = addons.view(k, data.views[k], data.images[k], step)
     settings = RenderSettings(sh_degree=sh_degree_at(step, cfg), antialiased=cfg.antialiased,
                               absgrad=cfg.absgrad, packed=cfg.packed)
-    mcmc = isinstance(state.strategy, SplatMCMCStrategy)
     try:  # render, loss and backward: where a GPU runs out of memory
         out = renderer(params_to_splats(params), view, settings)
         img = addons.image(k, addons.background(k, view, out.image, out.alpha))
@@ -309,9 +303,7 @@ def _train_step(state: TrainState, data: TrainData, cfg: TrainConfig, renderer: 
         if out.means2d.requires_grad:
             out.means2d.retain_grad()
         loss = photometric_loss(img, gt, cfg.ssim_lambda)
-        if mcmc:
-            loss = loss + regularisers(params, MCMC_OPACITY_REG, MCMC_SCALE_REG)
-        loss = addons.loss(loss)
+        loss = addons.loss(state.strategy.regularise(loss, params))
         loss.backward()
     except torch.cuda.OutOfMemoryError:
         from .memory import out_of_memory_error
@@ -322,16 +314,12 @@ def _train_step(state: TrainState, data: TrainData, cfg: TrainConfig, renderer: 
     if out.means2d.grad is None:
         out.means2d.grad = torch.zeros_like(out.means2d)
     info = strategy_info(out.means2d, out.radii, view.width, view.height)
-    if mcmc:
-        lr_next = means_lr_at(addons.lr_step(step + 1), cfg, data.scene_scale)
-        state.strategy.step_post_backward(params, optimizers, state.strategy_state, step, info, lr=lr_next)
-    else:
-        state.strategy.step_post_backward(params, optimizers, state.strategy_state, step, info)
-        cap_splats(params, optimizers, state.strategy_state, cfg.max_splats)
+    state.strategy.after_backward(
+        params, optimizers, state.strategy_state, step, info,
+        lambda: means_lr_at(addons.lr_step(step + 1), cfg, data.scene_scale), cfg.max_splats)
     if (step + 1) % cfg.refine_every == 0 or step + 1 == cfg.steps:
-        # MCMC keeps no per-splat running state (only its binomial table).
-        clear_cameras(params, optimizers, {} if mcmc else state.strategy_state, data.views,
-                      data.clearance, data.clearance_points)
+        clear_cameras(params, optimizers, state.strategy.per_splat_state(state.strategy_state),
+                      data.views, data.clearance, data.clearance_points)
     return loss.detach()
 
 

@@ -291,29 +291,6 @@ def quat_to_rotmat(q: Tensor) -> Tensor:
     ).reshape(-1, 3, 3)  # fmt: skip
 
 
-def make_strategy(cfg: TrainConfig, scene_scale: float):
-    """The densification strategy and its initial state."""
-    if cfg.strategy == "mcmc":
-        s = SplatMCMCStrategy(
-            cap_max=cfg.max_splats,
-            refine_start_iter=cfg.refine_start,
-            refine_stop_iter=cfg.refine_stop,
-            refine_every=cfg.refine_every,
-        )
-        return s, s.initialize_state()
-    if cfg.strategy != "default":
-        raise ValueError(f"unknown strategy {cfg.strategy!r}")
-    s = SplatDefaultStrategy(
-        grow_grad2d=cfg.grow_grad2d,
-        refine_start_iter=cfg.refine_start,
-        refine_stop_iter=cfg.refine_stop,
-        refine_every=cfg.refine_every,
-        reset_every=cfg.reset_every,
-        absgrad=cfg.absgrad,
-    )
-    return s, s.initialize_state(scene_scale=scene_scale)
-
-
 @torch.no_grad()
 def cap_splats(params, optimizers, state, max_splats: int) -> int:
     """Default strategy: drop the least opaque splats beyond ``max_splats``; returns how many."""

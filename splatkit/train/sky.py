@@ -2,6 +2,7 @@
 splats, so that the sky and the far background need no huge far splats and reach Unreal as its
 own sky (:mod:`splatkit.sky`).
 
+- **Start**: each texel at the mean colour of the training pixels looking its way.
 - **Model**: an equirectangular colour map (``sky_width`` x ``sky_width / 2`` texels, colour =
   sigmoid of a logit per texel and channel), sampled bilinearly per pixel by the ray's direction
   (longitude wraps: no seam) and composited behind the render with its final transmittance:
@@ -35,7 +36,7 @@ from torch import Tensor
 
 from ..export import panorama as P
 from ..render import View
-from ..sky import SkyMap, composite, pixel_directions
+from ..sky import SkyMap, composite, fill_unseen, pixel_directions
 
 SKY_MODES = ("auto", "on", "off")
 #: auto keeps the sky when at least this fraction of training pixels shows it at the decision.
@@ -80,6 +81,27 @@ class Sky:
         self.decided = mode != "auto"
         self.shares = torch.full((n_views,), float("nan"))
         self.messages: list[str] = []
+
+    @torch.no_grad()
+    def init_from_photos(self, views: list[View], images) -> None:
+        """Start each texel at the mean colour of the training pixels looking its way (unseen
+        texels from their neighbours): the sky is then right from the first step where it is
+        sky, and near content, which moves between photos, averages to a blur the splats win."""
+        h, w = self.logits.shape[:2]
+        acc = torch.zeros(h * w, 3, device=self.logits.device, dtype=torch.float64)
+        wsum = torch.zeros(h * w, device=self.logits.device, dtype=torch.float64)
+        for view, k in zip(views, range(len(views)), strict=True):
+            img = images[k].to(self.logits.device, torch.float64)
+            d = pixel_directions(view).to(self.logits.device, torch.float64) @ self.rotation.to(
+                self.logits.device).T
+            idx, wts = P.bilinear_taps(h, w, d)
+            wsum.index_add_(0, idx.reshape(-1), wts.reshape(-1))
+            acc.index_add_(0, idx.reshape(-1), (wts[..., None] * img[..., None, :]).reshape(-1, 3))
+        if not bool((wsum > 0).any()):
+            return
+        mean = (acc / wsum.clamp(min=1e-12)[:, None]).reshape(h, w, 3).float().cpu()
+        mean = fill_unseen(mean, (wsum > 0).reshape(h, w).cpu())
+        self.logits.copy_(torch.logit(mean.clamp(0.02, 0.98)).to(self.logits.device))
 
     def colors(self) -> Tensor:
         return torch.sigmoid(self.logits)
