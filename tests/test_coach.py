@@ -186,38 +186,11 @@ def test_unplaced_photos_get_their_kind(tmp_path):
     assert next(f for f in found if f.key == "blurry").photos == ["d.jpg", "g.jpg"]
 
 
-# -- held-out views: the cause of each view's error --------------------------------------------
 def write_preview(path: Path, photo: np.ndarray, render: np.ndarray) -> None:
     from splatkit.evaluate import preview_image
 
     path.parent.mkdir(parents=True, exist_ok=True)
     preview_image(photo, render).save(path)
-
-
-def test_view_causes(tmp_path):
-    photo = np.asarray(texture(1), dtype=np.float32)
-    cams = ring(16)
-    pts = blob_points(600)
-    m = model(cams, pts, [list(range(16))] * len(pts))  # every part well seen
-    rel = {n: 1.0 for n in m.names}
-
-    def cause(render, name="0002.jpg", psnr=19.0, rel_sharp=rel, mdl=m):
-        p = tmp_path / f"{np.random.default_rng().integers(1 << 30)}.png"
-        write_preview(p, photo.astype(np.uint8), np.clip(render, 0, 255).astype(np.uint8))
-        return coach.view_cause(name, psnr, p, rel_sharp, mdl, typical=25.0)
-
-    noisy = photo + np.random.default_rng(0).normal(0, 12, photo.shape)
-    assert cause(photo * 0.7).key == "exposure"  # a darker exposure
-    assert cause(noisy, rel_sharp={**rel, "0002.jpg": 0.2}).key == "blur"  # the photo is blurred
-    moved = photo.copy()
-    moved[40:80, 60:100] = 255 - moved[40:80, 60:100]  # something changed in one place
-    assert cause(moved).key == "moving"
-    assert cause(noisy).key == "detail"  # error spread everywhere, nothing else to blame
-    assert cause(photo, psnr=30.0).key == "ok"
-    # a held-out view far from every training camera: too few viewpoints near it
-    lone = ring(16)[:1] + [c for c in ring(24)[8:20]]
-    m_far = model(lone, pts, [list(range(len(lone)))] * len(pts))
-    assert cause(noisy, name="0001.jpg", mdl=m_far).key == "few_views"
 
 
 # -- the whole run: report and metrics ---------------------------------------------------------
@@ -334,3 +307,18 @@ def test_courtyard_and_facade_are_not_objects_with_a_missing_side():
     m2 = model(half, relief, seen_by_all_facing(half, relief))
     centre, around = coach.aim_point(m2)
     assert around and coach.backed_by_wall(m2, centre)
+
+
+def test_pairs_without_parallax_mean_turning(tmp_path, monkeypatch):
+    """SfM's own measure (the share of matched pairs a homography explains) feeds the coach."""
+    import splatkit.sfm.database as database
+
+    (tmp_path / "sfm_work").mkdir()
+    (tmp_path / "sfm_work" / "database.db").write_bytes(b"")
+    monkeypatch.setattr(database, "no_parallax_share", lambda db: 0.95)
+    meas = {}
+    found = coach._pairs_finding(tmp_path, meas)
+    assert [f.key for f in found] == ["no_parallax"] and "95%" in found[0].text
+    assert coach._pairs_finding(tmp_path, {"against_wall": True}) == []  # a flat wall fits too
+    monkeypatch.setattr(database, "no_parallax_share", lambda db: 0.73)  # the fox's video frames
+    assert coach._pairs_finding(tmp_path, meas) == [] and meas["no_parallax_pairs"] == 0.73

@@ -16,10 +16,8 @@ Everything is measured from the run's own folder, never guessed by a downloaded 
   cells inside the points' outline *unseen*; for a capture around an object (cameras aim at a
   common centre), the widest angle around it with no camera (:data:`SIDE_GAP_DEG`);
 * **held-out views** (``previews/`` photo | render, ``metrics.json`` ``per_image``): where each
-  view's error is (a grid of blocks) and its likely cause, in this order: the photo itself is
-  blurred; its brightness or colour differs (a per-channel gain recovers :data:`EXPOSURE_DB`);
-  too few training cameras near it; the error sits in a few blocks whose part of the scene was
-  well seen (something moved); else a part of the scene seen by few photos.
+  view's error is and its likely cause (:mod:`.coach_views`: a blurred photo, an exposure change,
+  too few viewpoints near it, something that moved, a part few photos saw).
 
 The findings are ranked by how much of the capture they affect; the first one or two give the
 advice, and one line (:attr:`Coaching.diagnosis`) is saved in ``metrics.json`` under ``coach``
@@ -37,29 +35,25 @@ import numpy as np
 
 from ..errors import UserError
 from ..rundir import RunDir
+from .coach_views import BLOCKS, THIN_PHOTOS, ViewCause, split_preview, view_cause
+
+__all__ = ["analyse", "diagnosis", "save", "Coaching", "Finding", "ViewCause", "BLOCKS",
+           "split_preview", "view_cause"]
 
 #: a photo sharper than this fraction of the set's median is not called blurry (ingest's rule)
 BLUR_RATIO = 0.3
-#: a held-out photo under this fraction of the median sharpness explains its own error
-VIEW_BLUR_RATIO = 0.5
 #: nearest other camera closer than this fraction of the distance to the scene: same spot
 SAME_SPOT = 0.03
-#: parts of the scene seen by at most this many photos are thin
-THIN_PHOTOS = 3
 #: turning on the spot: the view turned more than this many times the parallax of the step
 TURN_RATIO = 4.0
+#: share of matched pairs without parallax from which the capture counts as turning on the spot
+#: (SfM's own warning level: COLMAP's PLANAR_OR_PANORAMIC also covers a flat wall seen from
+#: places close together: 82 % of the pairs of the fox set, 73 % with a third of it blurred)
+PAIRS_NO_PARALLAX = 0.9
 #: the widest angle around an object with no camera above which a side counts as left out
 SIDE_GAP_DEG = 100.0
-#: a per-channel gain that gains this many dB of PSNR means exposure or colour changed
-EXPOSURE_DB = 1.5
-#: share of a view's squared error in its worst tenth of blocks that counts as concentrated
-CONCENTRATED = 0.45
-#: nearest training camera farther than this many typical spacings: too few viewpoints near it
-FAR_SPACINGS = 2.0
 #: grid of the map from above (cells on the longer side)
 MAP_CELLS = 36
-#: blocks of the per-view error grid (columns, rows)
-BLOCKS = (8, 6)
 GRADE = ((27.0, "Good result"), (22.0, "Fair result"), (-math.inf, "Weak result"))
 
 
@@ -72,17 +66,6 @@ class Finding:
     text: str
     advice: str
     photos: list[str] = field(default_factory=list)
-
-
-@dataclass
-class ViewCause:
-    """A held-out photo, its PSNR, the likely cause of its error and where the error is."""
-
-    name: str
-    psnr: float
-    cause: str
-    key: str
-    error_blocks: list[list[float]] = field(default_factory=list)
 
 
 @dataclass
@@ -107,10 +90,20 @@ class Coaching:
 
 # -- reading the run ---------------------------------------------------------------------------
 def _json(path: Path) -> dict:
+    """A JSON object file, or ``{}`` (missing, damaged, or not an object)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        d = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+    return d if isinstance(d, dict) else {}
+
+
+def _dict(v) -> dict:
+    return v if isinstance(v, dict) else {}
+
+
+def _number(v) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
 def sharpness(folder: Path) -> dict[str, float]:
@@ -216,9 +209,10 @@ def unplaced(out_dir: Path, metrics: dict, rel_sharp: dict[str, float]) -> list[
     sharpness measured here: a blurry photo is called blurry whatever else SfM saw)."""
     rec = _json(RunDir(out_dir).sfm_inputs)
     reasons = rec.get("unregistered_reasons") or {}
-    names = rec.get("unregistered") or (metrics.get("images") or {}).get("unregistered") or []
+    names = rec.get("unregistered") or _dict(metrics.get("images")).get("unregistered") or []
+    reasons = _dict(reasons)
     out = []
-    for n in names:
+    for n in [n for n in names if isinstance(n, str)] if isinstance(names, list) else []:
         why = str(reasons.get(n, "not placed by SfM"))
         kind = next((k for s, k in UNPLACED_KINDS.items() if s in why), "other")
         r = rel_sharp.get(n)
@@ -361,115 +355,6 @@ def _outline(mask: np.ndarray) -> np.ndarray:
     return between(mask) & between(mask.T).T
 
 
-# -- held-out views ----------------------------------------------------------------------------
-def split_preview(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """(photo, render) float [H, W, 3] in [0, 1] from a preview (photo | 4 px gap | render)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            a = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-    except OSError:
-        return None
-    w = (a.shape[1] - 4) // 2
-    if w < 8:
-        return None
-    return a[:, :w], a[:, a.shape[1] - w:]
-
-
-def block_errors(photo: np.ndarray, render: np.ndarray) -> np.ndarray:
-    """Mean squared error per block, ``[rows, cols]`` (:data:`BLOCKS`)."""
-    e = ((photo - render) ** 2).mean(-1)
-    cols, rows = BLOCKS
-    ys = np.linspace(0, e.shape[0], rows + 1).astype(int)
-    xs = np.linspace(0, e.shape[1], cols + 1).astype(int)
-    return np.array([[e[ys[r]:ys[r + 1], xs[c]:xs[c + 1]].mean() for c in range(cols)]
-                     for r in range(rows)])
-
-
-def exposure_gain_db(photo: np.ndarray, render: np.ndarray) -> float:
-    """dB of PSNR a per-channel gain on the render recovers (brightness/colour change)."""
-    p, r = photo.reshape(-1, 3).astype(np.float64), render.reshape(-1, 3).astype(np.float64)
-    g = (p * r).sum(0) / np.maximum((r * r).sum(0), 1e-12)
-    mse, fixed = ((p - r) ** 2).mean(), ((p - np.clip(r * g, 0, 1)) ** 2).mean()
-    return float(10 * math.log10(max(mse, 1e-12) / max(fixed, 1e-12)))
-
-
-def point_support(m: Model, i: int, shape: tuple[int, int]) -> np.ndarray:
-    """Per block of camera ``i``'s image (``shape``: preview H, W): sparse points seen by more
-    than :data:`THIN_PHOTOS` photos that project into it."""
-    cols, rows = BLOCKS
-    out = np.zeros((rows, cols))
-    good = np.array([len(s) > THIN_PHOTOS for s in m.seen_by], bool)
-    if not good.any():
-        return out
-    x = m.w2c[i, :3, :3] @ m.points[good].T + m.w2c[i, :3, 3:4]
-    front = x[2] > 1e-9
-    uv = (m.K[i] @ x[:, front])[:2] / x[2, front]
-    u = uv[0] / m.size[i, 0] * shape[1]
-    v = uv[1] / m.size[i, 1] * shape[0]
-    ok = (u >= 0) & (u < shape[1]) & (v >= 0) & (v < shape[0])
-    np.add.at(out, ((v[ok] / shape[0] * rows).astype(int), (u[ok] / shape[1] * cols).astype(int)), 1)
-    return out
-
-
-def _nearest_train(m: Model, i: int, train: np.ndarray) -> float:
-    """Distance from camera ``i`` to the nearest training camera looking within 45 degrees of
-    it, in typical camera spacings (inf when none looks that way)."""
-    d = np.linalg.norm(m.centers - m.centers[i], axis=1)
-    nn = np.sort(np.linalg.norm(m.centers[:, None] - m.centers[None], axis=-1), axis=1)
-    spacing = float(np.median(nn[:, 1])) if len(m.names) > 1 else 1.0
-    same_way = m.forwards @ m.forwards[i] > math.cos(math.radians(45))
-    cand = d[train & same_way]
-    return float(cand.min() / max(spacing, 1e-12)) if len(cand) else math.inf
-
-
-def view_cause(name: str, psnr: float, preview: Path, rel_sharp: dict[str, float],
-               m: Model | None, typical: float) -> ViewCause:
-    """The likely cause of a held-out view's error (module doc, in that order)."""
-    pr = split_preview(preview)
-    if pr is None:
-        return ViewCause(name, psnr, "no preview to look at", "unknown")
-    photo, render = pr
-    blocks = block_errors(photo, render)
-    grid = blocks.round(5).tolist()
-    if psnr >= typical - 1.0 and psnr >= GRADE[0][0]:
-        return ViewCause(name, psnr, "close to the photo", "ok", grid)
-    r = rel_sharp.get(name)
-    if r is not None and r < VIEW_BLUR_RATIO:
-        return ViewCause(name, psnr, f"the photo itself is blurred (motion blur or focus: "
-                         f"sharpness {r:.0%} of the typical photo)", "blur", grid)
-    gain = exposure_gain_db(photo, render)
-    if gain > EXPOSURE_DB:
-        return ViewCause(name, psnr, f"its brightness or colour differs from the photos around "
-                         f"it (exposure or white balance changed: +{gain:.1f} dB when corrected)",
-                         "exposure", grid)
-    i = m.names.index(name) if m is not None and name in m.names else None
-    if i is not None:
-        from ..viewer.cameras import held_out
-
-        test = held_out(m.names)
-        far = _nearest_train(m, i, np.array([n not in test for n in m.names]))
-        if far > FAR_SPACINGS:
-            return ViewCause(name, psnr, "too few training photos were taken near this viewpoint "
-                             "(the nearest one looking the same way is "
-                             + ("none" if math.isinf(far) else f"{far:.1f} camera steps away")
-                             + ")", "few_views", grid)
-    flat = np.sort(blocks.ravel())[::-1]
-    top = max(1, len(flat) // 10)
-    if flat.sum() > 0 and flat[:top].sum() / flat.sum() > CONCENTRATED:
-        hot = blocks >= flat[top - 1]
-        support = point_support(m, i, photo.shape[:2]) if i is not None else None
-        if support is not None and support[hot].mean() >= 0.5 * max(np.median(support), 1):
-            return ViewCause(name, psnr, "the error sits in one place that the other photos saw "
-                             "well: something there moved or changed between photos (people, "
-                             "cars, shadows, reflections)", "moving", grid)
-        return ViewCause(name, psnr, "the error sits in a part of the scene few photos saw",
-                         "thin", grid)
-    return ViewCause(name, psnr, "fine detail everywhere is softer than the photo (more photos "
-                     "closer up, or longer training, sharpen it)", "detail", grid)
-
-
 # -- findings, ranked --------------------------------------------------------------------------
 ADVICE = {
     "blurry": "Hold the camera still for each photo (brace it, or stop walking when you press), "
@@ -553,6 +438,24 @@ def _capture_findings(m: Model | None, cov: dict | None, rel_sharp: dict[str, fl
     return out, meas
 
 
+def _pairs_finding(out_dir: Path, meas: dict) -> list[Finding]:
+    """Matched photo pairs that a homography explains (COLMAP's PANORAMIC geometries, SfM's
+    own measure): a share of :data:`PAIRS_NO_PARALLAX` or more means turning on the spot."""
+    from ..sfm.database import no_parallax_share
+
+    db = RunDir(Path(out_dir)).sfm_work / "database.db"
+    try:
+        share = no_parallax_share(db) if db.is_file() else 0.0
+    except Exception:  # noqa: BLE001 - a damaged or foreign database: nothing measured
+        return []
+    meas["no_parallax_pairs"] = round(share, 3)
+    if share < PAIRS_NO_PARALLAX or meas.get("against_wall"):  # a flat wall fits a homography too
+        return []
+    return [Finding("no_parallax", min(1.0, share), f"{share:.0%} of the matched photo pairs show "
+                    "no change of viewpoint (turning on the spot, not walking)",
+                    ADVICE["no_parallax"])]
+
+
 def _view_findings(views: list[ViewCause]) -> list[Finding]:
     bad = [v for v in views if v.key not in ("ok", "unknown")]
     out = []
@@ -591,22 +494,33 @@ def _work_images(out_dir: Path) -> Path:
 
 
 def analyse(out_dir: Path, metrics: dict | None = None) -> Coaching:
-    """Everything the coach says about the run in ``out_dir`` (see the module doc)."""
-    out_dir = Path(out_dir)
-    m_json = metrics if metrics is not None else _json(RunDir(out_dir).metrics)
+    """Everything the coach says about the run in ``out_dir`` (see the module doc); a run file
+    that splatkit did not write as it is (damaged, edited) gives a coaching that says so."""
+    try:
+        return _analyse(Path(out_dir), metrics)
+    except (UserError, TypeError, ValueError, KeyError, AttributeError, IndexError, OSError):
+        return Coaching("The coach cannot read this run: one of its files is damaged or was not "
+                        "written by splatkit.", [], [], [], [], {})
+
+
+def _analyse(out_dir: Path, metrics: dict | None) -> Coaching:
+    m_json = _dict(metrics) if metrics is not None else _json(RunDir(out_dir).metrics)
     rel = relative(sharpness(_work_images(out_dir)))
     model = read_model(out_dir)
     cov = coverage(model, up_vector(model)) if model is not None else None
-    images = m_json.get("images") or {}
-    total = int(images.get("used") or images.get("input") or len(rel) or 0)
+    images = _dict(m_json.get("images"))
+    total = int(_number(images.get("used")) or _number(images.get("input")) or len(rel) or 0)
     rows = unplaced(out_dir, m_json, rel)
-    per = [r for r in (m_json.get("per_image") or []) if isinstance(r, dict) and "psnr" in r]
+    per = m_json.get("per_image") if isinstance(m_json.get("per_image"), list) else []
+    per = [r for r in per if isinstance(r, dict) and isinstance(r.get("name"), str)
+           and _number(r.get("psnr")) is not None]
     typical = float(np.median([r["psnr"] for r in per])) if per else 0.0
     views = [view_cause(r["name"], float(r["psnr"]), RunDir(out_dir).previews
                         / f"{Path(r['name']).stem}.png", rel, model, typical)
              for r in sorted(per, key=lambda r: r["psnr"])]
     cap, meas = _capture_findings(model, cov, rel, len(model.names) if model else total)
-    findings = _merge(_unplaced_findings(rows, total) + cap + _view_findings(views))
+    findings = _merge(_unplaced_findings(rows, total) + cap + _view_findings(views)
+                      + _pairs_finding(out_dir, meas))
     meas.update(photos=total, placed=len(model.names) if model else 0,
                 blurry=sum(1 for r in rel.values() if r < BLUR_RATIO))
     advice = []
@@ -638,9 +552,11 @@ def save(out_dir: Path, c: Coaching) -> None:
     nothing is written (a run that did not finish)."""
     from ..fileio import write_text_atomic
 
-    path = RunDir(out_dir).metrics
+    path = RunDir(Path(out_dir)).metrics
     m = _json(path)
-    if not m or m.get("coach") == c.summary():
+    if _number(m.get("psnr")) is None or not isinstance(m.get("images"), dict):
+        return  # not what splatkit writes (damaged or edited): left as it is
+    if m.get("coach") == c.summary():
         return
     m["coach"] = c.summary()
     write_text_atomic(path, json.dumps(m, indent=2))

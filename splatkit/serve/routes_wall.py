@@ -49,6 +49,7 @@ def _metrics(out: Path) -> dict:
         m = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         m = {}
+    m = m if isinstance(m, dict) else {}  # a damaged file shows an empty card, never an error
     with _lock:
         _cache[str(path)] = (mtime, m)
     return m
@@ -58,20 +59,26 @@ def _number(v) -> float | None:
     return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
+def _count(v) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
 def card(job: dict) -> dict:
     """What the wall shows of one finished job (no server paths)."""
     out = Path(job["out_dir"])
     m = _metrics(out)
-    im = m.get("images") or {}
-    coach = m.get("coach") or {}
+    im = m.get("images") if isinstance(m.get("images"), dict) else {}
+    coach = m.get("coach") if isinstance(m.get("coach"), dict) else {}
+    advice = coach.get("advice") if isinstance(coach.get("advice"), list) else []
     shots = previews(out)
     jid = job["id"]
     return {
         "job_id": jid, "student": job["student_name"], "student_id": job["student_id"],
         "preset": job["preset"], "finished": job["finished"],
         "psnr": _number(m.get("psnr")), "ssim": _number(m.get("ssim")),
-        "photos": im.get("input"), "used": im.get("used"), "placed": im.get("registered"),
-        "diagnosis": coach.get("diagnosis") or "", "advice": (coach.get("advice") or [""])[0],
+        "photos": _count(im.get("input")), "used": _count(im.get("used")),
+        "placed": _count(im.get("registered")),
+        "diagnosis": str(coach.get("diagnosis") or ""), "advice": str(advice[0]) if advice else "",
         "image": f"/api/jobs/{jid}/previews/{shots[0]}" if shots else None,
         "report": f"/api/jobs/{jid}/report.html" if RunDir(out).report.is_file() else None,
         "viewer": f"/jobs/{jid}/view/" if RunDir(out).scene_ply.is_file() else None,
