@@ -9,6 +9,7 @@ Layout (the one place these names live; every other module asks :class:`RunDir`)
     sfm_work/          SfM database, distorted model, records of what SfM used
     sparse/0/          the undistorted COLMAP model (the world frame of scene.ply)
     images/            the undistorted images trained on
+    depth/             a phone scan's depth and confidence maps, with depth.json (Polycam, Record3D)
     checkpoints/       training checkpoints (``--resume``)
     blocks/            a large capture's blocks, each a run of its own (``block_NNN/``, blocks.json)
     previews/          each held-out photo beside its render
@@ -51,7 +52,7 @@ from .fileio import write_text_atomic
 
 #: Every top-level name splatkit writes in a run folder.
 LAYOUT = (
-    "config.json", "log.txt", "events.jsonl", "work", "sfm_work", "sparse", "images",
+    "config.json", "log.txt", "events.jsonl", "work", "sfm_work", "sparse", "images", "depth",
     "checkpoints", "blocks", "previews", "scene.ply", "scene_clean.ply", "metrics.json",
     "report.html", "unreal", "exports", "previous", "sky.npz", "sky.png",
 )  # fmt: skip
@@ -66,6 +67,7 @@ DESCRIPTIONS = {
     "work": "working copies of the photos", "sfm_work": "SfM database",
     "unreal": "the Unreal export (splatkit export)", "previous": "earlier runs and exports, kept",
     "blocks": "a large capture's blocks, each trained as a run of its own",
+    "depth": "the phone scan's depth maps (depth.json says which belongs to which photo)",
     "sky.npz": "the learned sky (exported as Unreal's sky)", "sky.png": "the sky panorama, to look at",
     "scene_clean.ply": "the splats after cleanup (what export and view use; --cleanup none: scene.ply)",
 }
@@ -83,7 +85,7 @@ TRAINING_OUTPUTS = (
 #: Top-level names each writing command may write (claimed in ``.splatkit/run.json`` first).
 CLAIMS = {
     "train": LAYOUT,
-    "sfm": ("config.json", "log.txt", "events.jsonl", "work", "sfm_work", "sparse", "images"),
+    "sfm": ("config.json", "log.txt", "events.jsonl", "work", "sfm_work", "sparse", "images", "depth"),
     "export": ("unreal", "previous"),
 }
 #: Files an operating system leaves in folders; a folder holding only these counts as empty.
@@ -141,6 +143,10 @@ class RunDir:
     @property
     def checkpoints(self) -> Path:
         return self.root / "checkpoints"
+
+    @property
+    def depth(self) -> Path:
+        return self.root / "depth"
 
     @property
     def blocks(self) -> Path:

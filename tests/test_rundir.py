@@ -26,7 +26,7 @@ def test_every_layout_name_has_a_path():
     rd = RunDir("/x")
     paths = {rd.config, rd.log, rd.events, rd.work, rd.sfm_work, rd.images, rd.checkpoints,
              rd.previews, rd.scene_ply, rd.metrics, rd.report, rd.unreal, rd.exports, rd.previous,
-             rd.blocks, rd.scene_clean_ply, rd.sky, rd.sky_png}
+             rd.blocks, rd.scene_clean_ply, rd.sky, rd.sky_png, rd.depth}
     tops = {p.relative_to(rd.root).parts[0] for p in paths | {rd.sparse, rd.work_images, rd.frames}}
     assert tops == set(LAYOUT)
 

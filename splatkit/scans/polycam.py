@@ -60,7 +60,8 @@ def read_polycam(root: Path) -> PosedFrames:
                      f"{MIN_BLUR_SCORE:g}): {', '.join(blurry[:5])}{' ...' if len(blurry) > 5 else ''}.")
     K = np.array([[[c["fx"], 0, c["cx"]], [0, c["fy"], c["cy"]], [0, 0, 1]] for _, _, c in rows], np.float64)
     c2w = np.array([gl_to_cv(_matrix(c)) for _, _, c in rows]).reshape(-1, 4, 4)
-    depth_dir = kf / "corrected_depth" if corrected and (kf / "corrected_depth").is_dir() else kf / "depth"
+    app_depth = kf / "depth"  # input, not OUT/
+    depth_dir = kf / "corrected_depth" if corrected and (kf / "corrected_depth").is_dir() else app_depth
     return PosedFrames(
         app="Polycam", root=root, files=[f for f, _, _ in rows], names=[f.name for f, _, _ in rows],
         K=K.reshape(-1, 3, 3), cam_to_world=c2w,

@@ -123,7 +123,7 @@ def import_posed(fr: PosedFrames, out_dir: RunDir | Path, cfg: RunConfig, bus: E
         reuse = False
     if not (reuse and (RunDir(out_dir).sparse / "cameras.bin").exists()):
         record.unlink(missing_ok=True)
-        for p in (RunDir(out_dir).images, RunDir(out_dir).sparse, out_dir / "depth"):
+        for p in (RunDir(out_dir).images, RunDir(out_dir).sparse, RunDir(out_dir).depth):
             if p.exists():
                 shutil.rmtree(p)
         sizes = [image_status(f) for f in fr.files]
@@ -151,14 +151,14 @@ def _copy_depth(fr: PosedFrames, out_dir: Path) -> None:
         for kind, src in (("depth", fr.depth[i]), ("confidence", fr.confidence[i])):
             if src is None:
                 continue
-            dst = out_dir / "depth" / kind / (Path(n).stem + src.suffix.lower())
+            dst = RunDir(out_dir).depth / kind / (Path(n).stem + src.suffix.lower())
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst)
-            row[kind] = dst.relative_to(out_dir / "depth").as_posix()
+            row[kind] = dst.relative_to(RunDir(out_dir).depth).as_posix()
         if len(row) > 1:
             rows.append(row)
     if rows:
-        write_text_atomic(out_dir / "depth" / "depth.json", json.dumps({
+        write_text_atomic(RunDir(out_dir).depth / "depth.json", json.dumps({
             "app": fr.app, "metres_per_unit": fr.depth_units,
             "note": "depth maps as the app recorded them (often smaller than the images: scale "
                     "them to the image size); confidence 0 low, 1 medium, 2 high (ARKit).",

@@ -57,7 +57,7 @@ def read_record3d(root: Path) -> PosedFrames:
     c2w[:, :3, 3] = q[:, 4:]
     K = np.asarray(meta["K"], np.float64).reshape(3, 3).T  # stored column-major
     size = (int(meta["w"]), int(meta["h"]))
-    depth_dir = root / "depth"
+    depth_dir = root / "depth"  # input, not OUT/
     fps = meta.get("fps")
     note = f"Record3D export: {len(files)} frames of {len(poses)} poses" + (
         f" ({fps:g} frames a second)." if _num(fps) else ".")
