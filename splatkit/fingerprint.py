@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from pathlib import Path
 
 #: bytes read at each of the three places of a file
@@ -77,8 +78,11 @@ def fingerprint(source: Path) -> dict:
     files = {}
     for rel, path in _files(source):
         try:
-            size = path.stat().st_size
-            files[rel] = [size, file_hash(path, size)]
+            st = path.stat()
+            if not stat.S_ISREG(st.st_mode):  # a pipe or a device under a photo's name: opening
+                files[rel] = [-1, "not a file"]  # a pipe would wait for a writer forever
+                continue
+            files[rel] = [st.st_size, file_hash(path, st.st_size)]
         except OSError:
             files[rel] = [-1, "unreadable"]
     return {"version": VERSION, "files": files}

@@ -197,9 +197,8 @@ def test_nothing_usable_is_two_plain_lines(tmp_path, capsys):
     rc, text = run_cli(capsys, ["sfm", d, "-o", tmp_path / "out"], watched=d)
     assert rc == 2
     assert error_lines(text) == [
-        f"splatkit: error: No usable photos found in {d} (4 file(s) skipped).",
-        "Add at least 3 JPEG or PNG photos of the object (30-200 is typical), taken from different "
-        "viewpoints with plenty of overlap.",
+        f"splatkit: error: No usable photos found in {d} (4 file(s) skipped, 4 of them unreadable).",
+        "Check the files' permissions, or copy the photos into a folder of your own.",
     ]
     assert "Skipped b.jpg: a link that goes round in a loop (it points to b.jpg)." in text
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
+import pytest
+
 from splatkit.fingerprint import SAMPLE, describe, differences, fingerprint
 
 
@@ -49,3 +53,17 @@ def test_added_removed_and_a_video(tmp_path):
     assert v1 == renamed and list(v1["files"]) == ["video"]
     (tmp_path / "other.mp4").write_bytes(b"w" * 5000)
     assert describe(differences(v1, fingerprint(tmp_path / "other.mp4"))) == "1 changed (the video)"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are a POSIX thing")
+def test_a_named_pipe_under_a_photos_name_is_recorded_not_opened(tmp_path):
+    import threading
+
+    (tmp_path / "a.jpg").write_bytes(b"\xff\xd8 photo")
+    os.mkfifo(tmp_path / "b.jpg")  # opening it for reading would wait for a writer forever
+    out = {}
+    t = threading.Thread(target=lambda: out.update(fingerprint(tmp_path)), daemon=True)
+    t.start()
+    t.join(timeout=20)
+    assert not t.is_alive(), "fingerprint blocked on a named pipe"
+    assert out["files"]["b.jpg"] == [-1, "not a file"] and out["files"]["a.jpg"][0] == 8
