@@ -35,7 +35,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..rundir import RunDir
-from .coach_views import BLOCKS, THIN_PHOTOS, ViewCause, split_preview, view_cause
+from .coach_views import BLOCKS, THIN_PHOTOS, Model, ViewCause, split_preview, view_cause
 
 __all__ = ["analyse", "diagnosis", "save", "Coaching", "Finding", "ViewCause", "BLOCKS",
            "split_preview", "view_cause"]
@@ -135,20 +135,6 @@ def relative(values: dict[str, float]) -> dict[str, float]:
         return {}
     med = float(np.median(list(values.values())))
     return {k: (v / med if med > 0 else 1.0) for k, v in values.items()}
-
-
-@dataclass
-class Model:
-    """Placed cameras and sparse points with the photos that saw each point."""
-
-    names: list[str]
-    centers: np.ndarray  # [C, 3]
-    forwards: np.ndarray  # [C, 3]
-    w2c: np.ndarray  # [C, 4, 4]
-    K: np.ndarray  # [C, 3, 3]
-    size: np.ndarray  # [C, 2] width, height
-    points: np.ndarray  # [P, 3]
-    seen_by: list[np.ndarray]  # per point: indices into names
 
 
 def read_model(out_dir: Path) -> Model | None:

@@ -14,12 +14,23 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .coach import Model
+
+@dataclass
+class Model:
+    """Placed cameras and sparse points with the photos that saw each point."""
+
+    names: list[str]
+    centers: np.ndarray  # [C, 3]
+    forwards: np.ndarray  # [C, 3]
+    w2c: np.ndarray  # [C, 4, 4]
+    K: np.ndarray  # [C, 3, 3]
+    size: np.ndarray  # [C, 2] width, height
+    points: np.ndarray  # [P, 3]
+    seen_by: list[np.ndarray]  # per point: indices into names
+
 
 #: a held-out photo under this fraction of the median sharpness explains its own error
 VIEW_BLUR_RATIO = 0.5
