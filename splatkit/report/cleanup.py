@@ -31,8 +31,8 @@ def section(out_dir: Path, m: dict, img) -> str:
     out = [f"<p class='cleanup'>Cleanup removed <b data-key='cleanup.removed'>{removed:,}</b> of "
            f"{n:,} splats ({100 * removed / max(n, 1):.1f}%); held-out PSNR "
            f"{float(c['psnr_before']):.2f} &rarr; {float(c['psnr_after']):.2f} dB ({delta:+.3f} dB). "
-           f"<code>{rd.scene_clean_ply.name}</code> holds the rest and is what <code>splatkit export"
-           f"</code> and <code>splatkit view</code> use; <code>{rd.scene_ply.name}</code> stays as "
+           f"<code>{rd.scene_clean_ply.name}</code> holds the rest and is what "
+           f"the Unreal export and the viewer use; <code>{rd.scene_ply.name}</code> stays as "
            "trained (<code>--cleanup none</code> uses it).</p>", "<table class='cleanup'>"
            "<tr><th>rule</th><th>removed</th><th>level chosen</th><th>what they were</th></tr>"]  # fmt: skip
     for rule, words in RULE_WORDS.items():
