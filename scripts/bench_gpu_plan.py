@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(".device/data")
 EXAMPLES = Path(".device/gsplat_examples")
 GPU_TEST_FILES = ["tests/test_render_gsplat.py", "tests/test_render_golden.py", "tests/test_gpu.py",
-                  "tests/test_train_gpu.py", "tests/test_serve_gpu.py"]
+                  "tests/test_train_gpu.py", "tests/test_serve_gpu.py", "tests/test_train_sky.py"]
 #: Longest side of the carried photos (the 64 MiB carry limit): every job trains at this size.
 RESOLUTION = 800
 

@@ -77,6 +77,6 @@ def test_old_jobs_removed_after_keep_days(stub_server):
         assert not j["has_ply"] and not j["previews"]
         assert not (stub_server.data / "jobs" / str(jid)).exists()
         assert not (stub_server.data / "uploads").joinpath(photos).exists()
-        assert s.get(f"{url}/api/jobs/{jid}/scene.ply", timeout=10).status_code == 404
+        assert s.get(f"{url}/api/jobs/{jid}/scene.ply", timeout=10).status_code == 410  # gone, said
     finally:
         t.post(url + "/api/teacher/settings", json={"keep_days": 30}, timeout=10)
