@@ -161,7 +161,7 @@ def test_report_of_a_real_run(tmp_path_factory):
     check_self_contained(page)
     m = json.loads((out / "metrics.json").read_text())
     check_numbers(page, m)
-    assert len(page.imgs) == 2 + len(m["per_image"])
+    assert len(page.imgs) == 2 + len(m["per_image"]) + 2  # + the before/after cleanup views
     assert re.search(r"\d+ cameras and [\d,]+ sparse points", path.read_text())
     with browser() as ctx:
         pg = ctx.new_page()
