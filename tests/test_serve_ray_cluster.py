@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from serve_util import Server, free_port, jpeg_bytes, need_serve_deps
 
+from splatkit.serve.runner import RAY_LOOPBACK_ENV
+
 
 def _ray(args, env):
     exe = Path(sys.executable).with_name("ray")
@@ -61,7 +63,10 @@ def test_jobs_run_on_both_nodes(tmp_path):
     port = free_port()
     # token authentication, one token for the nodes and the server (kept out of ~/.ray)
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **auth}
+    # other tests in this process may have started a loopback-only local Ray, which sets
+    # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 in os.environ: a real cluster's nodes must not inherit it
+    base = {k: v for k, v in os.environ.items() if k != RAY_LOOPBACK_ENV}
+    env = {**base, "RAY_USAGE_STATS_ENABLED": "0", **auth}
     head = _ray(
         [
             "start",

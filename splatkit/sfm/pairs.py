@@ -120,10 +120,10 @@ def match_photos(
         ti = time.time()
         vocab = build_vocab_tree(db, work / "vocab_tree.bin", cfg)
         if method == "retrieval":
-            pairs = retrieval_pairs(db, vocab, cfg.retrieval_neighbours)
+            pairs = retrieval_pairs(db, vocab, cfg.retrieval_neighbours, num_threads=cfg.num_threads)
         else:
             pairs = sequential_pairs(db, names, SEQUENTIAL_OVERLAP)
-            pairs |= retrieval_pairs(db, vocab, LOOP_NEIGHBOURS)
+            pairs |= retrieval_pairs(db, vocab, LOOP_NEIGHBOURS, num_threads=cfg.num_threads)
         index_s = time.time() - ti
         match_pairs(db, work / "pairs.txt", pairs, cfg)
         for _ in range(TRANSITIVE_ROUNDS):
@@ -174,16 +174,18 @@ def build_vocab_tree(db: Path, path: Path, cfg: SfmConfig) -> Path:
 
 
 def retrieval_pairs(
-    db: Path, vocab: Path, neighbours: int, query: list[int] | None = None
+    db: Path, vocab: Path, neighbours: int, query: list[int] | None = None, num_threads: int = -1
 ) -> set[tuple[int, int]]:
     """Each image (or each of ``query``) with its ``neighbours`` most similar images.
 
-    Pairs are image ids ``(smaller, larger)``.
+    Pairs are image ids ``(smaller, larger)``. ``num_threads`` is :attr:`SfmConfig.num_threads`:
+    with one thread the pairs are the same on every run.
     """
     opts = pycolmap.VocabTreePairingOptions()
     opts.vocab_tree_path = str(vocab)
     opts.num_images = neighbours + 1  # an image is its own best match
     opts.max_num_features = VOCAB_MAX_FEATURES
+    opts.num_threads = num_threads
     d = pycolmap.Database.open(str(db))
     try:
         with log_level(2):

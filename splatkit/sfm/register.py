@@ -119,7 +119,7 @@ def _pairs(db: Path, work: Path, left: list[int], placed: list[int], cfg: SfmCon
     vocab = work / "vocab_tree.bin"
     if not vocab.is_file():
         build_vocab_tree(db, vocab, cfg)
-    found = retrieval_pairs(db, vocab, NEIGHBOURS + len(left), query=left)
+    found = retrieval_pairs(db, vocab, NEIGHBOURS + len(left), query=left, num_threads=cfg.num_threads)
     return pairs | found
 
 
