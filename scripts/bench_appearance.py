@@ -38,9 +38,9 @@ def run(scene, appearance: str, steps: int, resolution: int, device: str, out: P
     wall = time.perf_counter() - t0
     ev = evaluate(res.splats, scene, resolution, renderer.name, renderer.device)
     row = {"appearance": appearance, "steps": steps, "resolution": resolution,
-           "psnr": round(ev["psnr"], 3), "ssim": round(ev["ssim"], 4),
+           "psnr": round(ev.psnr, 3), "ssim": round(ev.ssim, 4),
            **{k: round(v, 3) for k, v in corrected_scores(ev).items()},
-           "views": ev["num_views"], "splats": len(res.splats), "train_seconds": round(wall, 1)}
+           "views": ev.num_views, "splats": len(res.splats), "train_seconds": round(wall, 1)}
     print(json.dumps(row), flush=True)
     return row
 

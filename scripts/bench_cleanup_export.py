@@ -43,7 +43,7 @@ def cleanup_row(rd, redo: bool) -> dict:
         res = run_cleanup(rd, splats, scene, int(m.get("resolution") or cfg.train.resolution), cfg.cleanup,
                           lambda s: print("   ", s, flush=True))  # fmt: skip
         secs = time.perf_counter() - t0
-        c = res.as_dict()
+        c = res.record().to_json()
         m["cleanup"] = c
         m.setdefault("seconds", {})["cleanup"] = round(secs, 2)
         from splatkit.fileio import write_text_atomic

@@ -96,7 +96,7 @@ def run_one(scene, preset: str, steps: int | None, resolution: int | None, devic
     mem = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
     row = {
         "preset": preset, "steps": cfg.steps, "resolution": cfg.resolution, "device": device,
-        "psnr": round(ev["psnr"], 3), "ssim": round(ev["ssim"], 4), "splats": len(res.splats),
+        "psnr": round(ev.psnr, 3), "ssim": round(ev.ssim, 4), "splats": len(res.splats),
         "train_seconds": round(wall, 1), "peak_gpu_mem_gib": round(mem, 2),
         "refine_stop": cfg.refine_stop, "overrides": overrides or {},
     }  # fmt: skip

@@ -33,8 +33,8 @@ import torch
 from PIL import Image
 
 from splatkit import frames as F
+from splatkit import panorama as P
 from splatkit.config import preset_config, tiered
-from splatkit.export import panorama as P
 from splatkit.render import RenderSettings, get_renderer
 from splatkit.scores import psnr
 from splatkit.sfm import load_scene

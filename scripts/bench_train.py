@@ -66,13 +66,13 @@ def main() -> None:
     ev = evaluate(res.splats, scene, cfg.resolution, args.backend, args.device, keep_images=False)
     out = {
         "steps": res.steps_done,
-        "resolution": ev["resolution"],
+        "resolution": ev.resolution,
         "train_seconds": round(train_s, 1),
         "seconds_per_step": round(train_s / max(res.steps_done, 1), 4),
         "splats": len(res.splats),
-        "psnr": round(ev["psnr"], 3),
-        "ssim": round(ev["ssim"], 4),
-        "test_views": ev["num_views"],
+        "psnr": round(ev.psnr, 3),
+        "ssim": round(ev.ssim, 4),
+        "test_views": ev.num_views,
         "torch_threads": torch.get_num_threads(),
         "backend": args.backend,
     }

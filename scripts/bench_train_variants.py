@@ -57,8 +57,8 @@ def run_variant(scene, preset: str, name: str, over: dict, out: Path) -> dict:
     settings = RenderSettings(sh_degree=cfg.sh_degree, antialiased=cfg.antialiased)
     ev = evaluate(res.splats, scene, cfg.resolution, "cpu", "cpu", settings)
     write_previews(ev, out / "previews")
-    return {"per_view": [(v["name"], round(v["psnr"], 2)) for v in ev["per_image"]],
-            "variant": name, "over": over, "psnr": ev["psnr"], "ssim": ev["ssim"],
+    return {"per_view": [(v.name, round(v.psnr, 2)) for v in ev.per_image],
+            "variant": name, "over": over, "psnr": ev.psnr, "ssim": ev.ssim,
             "splats": len(res.splats.means), "train_s": seconds, "load": os.getloadavg()[0],
             "evals": [(e["step"], round(e["psnr"], 2)) for e in res.evals]}
 

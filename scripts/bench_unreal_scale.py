@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from splatkit import up as U
 from splatkit.export import scale as S
-from splatkit.export import up as U
 from splatkit.export.unreal import UnrealExportOptions, estimate_upright
 from splatkit.scene import Cameras, Scene
 from splatkit.sfm.align import umeyama

@@ -26,9 +26,9 @@ import torch
 from PIL import Image
 
 from splatkit.export.ply import read_ply
-from splatkit.export.up import estimate_up
 from splatkit.render import RenderSettings, View, make_renderer
 from splatkit.sfm.loaders import load_scene
+from splatkit.up import estimate_up
 
 
 def _rotation_to_qvec(R: np.ndarray) -> np.ndarray:

@@ -42,6 +42,7 @@ import torch
 from torch import Tensor
 
 from .config import CleanupConfig
+from .metrics import CleanupSummary
 from .render import RenderSettings, View
 from .rundir import RunDir
 from .scene import Scene
@@ -68,12 +69,10 @@ class CleanupResult:
     def num_removed(self) -> int:
         return int((~self.keep).sum())
 
-    def as_dict(self) -> dict:
-        return {"removed": dict(self.removed), "removed_total": self.num_removed,
-                "kept": int(self.keep.sum()), "levels": dict(self.levels),
-                "psnr_before": self.psnr_before, "psnr_after": self.psnr_after,
-                "psnr_delta": self.psnr_after - self.psnr_before,
-                "held_out_views": self.held_out_views, "trials": self.trials}  # fmt: skip
+    def record(self) -> CleanupSummary:
+        """What ``metrics.json`` keeps (``cleanup``)."""
+        return CleanupSummary(dict(self.removed), self.num_removed, int(self.keep.sum()), dict(self.levels),
+                              self.psnr_before, self.psnr_after, self.held_out_views, list(self.trials))
 
     def summary(self) -> str:
         """One line: what was removed, by which rule, and what it cost."""

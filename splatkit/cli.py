@@ -314,10 +314,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_export(out_dir, argparse.Namespace())
     if not args.quiet:
         m = result.metrics
-        print(f"\nDone: {out_dir}\n  scene.ply: {m['num_splats']:,} splats, trained at "
-              f"{m['resolution']} px\n"
-              f"  held-out PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.3f} "
-              f"({_photos(m['images']['test'])} never trained on)\n"
+        print(f"\nDone: {out_dir}\n  scene.ply: {m.num_splats:,} splats, trained at "
+              f"{m.resolution} px\n"
+              f"  held-out PSNR {m.psnr:.2f} dB, SSIM {m.ssim:.3f} "
+              f"({_photos(m.images.test)} never trained on)\n"
               f"  next: splatkit export {shlex.quote(str(out_dir))} --for unreal")
     return 0
 

@@ -10,8 +10,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from torch import Tensor
 from .fileio import atomic_path
 from .render import RenderSettings, get_renderer
 from .scene import Scene
-from .scores import psnr, ssim
+from .scores import ViewScore, psnr, ssim
 from .splats import Splats
 from .views import WorldNorm, load_images, make_view, scaled_cameras
 
@@ -31,6 +31,33 @@ def _subset(idx: list[int], max_views: int | None) -> list[int]:
         return list(idx)
     pick = np.linspace(0, len(idx) - 1, max_views).round().astype(int)
     return [idx[i] for i in sorted(set(pick.tolist()))]
+
+
+@dataclass(frozen=True)
+class HeldOutRender:
+    """A held-out photo and the render of its view, uint8 ``[H, W, 3]`` (for the previews)."""
+
+    name: str
+    photo: np.ndarray
+    render: np.ndarray
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The held-out views rendered and scored (:func:`evaluate`). With no test views the means
+    are NaN and the lists empty."""
+
+    psnr: float
+    ssim: float
+    per_image: list[ViewScore] = field(default_factory=list)
+    resolution: tuple[int, int] = (0, 0)
+    """Width and height of the first evaluated view (all share the working resolution)."""
+    renders: list[HeldOutRender] = field(default_factory=list)
+    """Present when :func:`evaluate` was asked to keep the images."""
+
+    @property
+    def num_views(self) -> int:
+        return len(self.per_image)
 
 
 @torch.no_grad()
@@ -45,13 +72,10 @@ def evaluate(
     max_views: int | None = None,
     keep_images: bool = True,
     sky=None,
-) -> dict[str, Any]:
-    """Render the held-out views and score them.
-
-    Returns ``{"psnr", "ssim", "num_views", "resolution", "per_image": [{"name", "psnr",
-    "ssim"}], "renders": [{"name", "photo", "render"}]}`` (``renders``: uint8 ``[H, W, 3]``
-    arrays for :func:`write_previews`, present when ``keep_images``). With no test views the
-    means are NaN. ``max_views`` scores an evenly spaced subset (cheap checks during training).
+) -> Evaluation:
+    """Render the held-out views and score them (:class:`Evaluation`; ``renders`` for
+    :func:`write_previews` when ``keep_images``). ``max_views`` scores an evenly spaced subset
+    (cheap checks during training).
     ``sky`` (:class:`splatkit.sky.SkyMap`): composited behind the splats (rendered over black).
     """
     if settings is None:
@@ -68,19 +92,16 @@ def evaluate(
         out = render(s, view, settings)
         img = out.image if sky is None else sky.render_behind(out.image, out.alpha, view)
         img = img.float().clamp(0.0, 1.0)
-        per_image.append({"name": cams.names[i], "psnr": psnr(img, gt), "ssim": ssim(img, gt)})
+        per_image.append(ViewScore(cams.names[i], psnr(img, gt), ssim(img, gt)))
         if keep_images:
-            renders.append({"name": cams.names[i], "photo": _u8(gt), "render": _u8(img)})
+            renders.append(HeldOutRender(cams.names[i], _u8(gt), _u8(img)))
     n = len(per_image)
     w, h = (int(cams.width[idx[0]]), int(cams.height[idx[0]])) if idx else (0, 0)
-    return {
-        "psnr": sum(r["psnr"] for r in per_image) / n if n else float("nan"),
-        "ssim": sum(r["ssim"] for r in per_image) / n if n else float("nan"),
-        "num_views": n,
-        "resolution": [w, h],
-        "per_image": per_image,
-        "renders": renders,
-    }
+    return Evaluation(
+        psnr=sum(r.psnr for r in per_image) / n if n else float("nan"),
+        ssim=sum(r.ssim for r in per_image) / n if n else float("nan"),
+        per_image=per_image, resolution=(w, h), renders=renders,
+    )
 
 
 def _u8(img: Tensor) -> np.ndarray:
@@ -97,16 +118,16 @@ def preview_image(photo: np.ndarray, render: np.ndarray, gap: int = 4) -> Image.
     return Image.fromarray(canvas)
 
 
-def write_previews(result: dict[str, Any], folder: Path) -> list[Path]:
+def write_previews(result: Evaluation, folder: Path) -> list[Path]:
     """Save ``folder/<image stem>.png`` (photo beside render) for each evaluated view, atomically.
 
     ``result`` is what :func:`evaluate` returned (with ``keep_images``).
     """
     folder = Path(folder)
     paths = []
-    for r in result.get("renders", []):
-        path = folder / f"{Path(r['name']).stem}.png"
+    for r in result.renders:
+        path = folder / f"{Path(r.name).stem}.png"
         with atomic_path(path) as tmp:
-            preview_image(r["photo"], r["render"]).save(tmp, format="PNG")
+            preview_image(r.photo, r.render).save(tmp, format="PNG")
         paths.append(path)
     return paths

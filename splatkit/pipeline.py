@@ -12,21 +12,27 @@ import json
 import os
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import RunConfig, tiered
 from .events import EventBus, Message, StageFinished, StageStarted
 from .fileio import write_text_atomic
+from .metrics import CleanupSummary, PhotoCounts, Resolution, RunMetrics, SkippedPhoto, SkySummary
 from .render import Renderer, select_renderer
 from .run import check_model
 from .rundir import RunDir, as_rundir, suggest_out_dir
+
+if TYPE_CHECKING:
+    from .evaluate import Evaluation
 
 
 @dataclass
 class RunResult:
     out_dir: Path
-    metrics: dict = field(default_factory=dict)
+    metrics: RunMetrics | None = None
+    """What ``metrics.json`` holds (a finished training run)."""
     interrupted: bool = False
     scene: object = None
 
@@ -160,15 +166,13 @@ def run_train(
     ev = _evaluate_and_write(rd, result, scene, cfg, renderer, bus, timings)
     cleaned = _cleanup(rd, result, scene, cfg, bus, timings)
     timings["total"] = time.perf_counter() - t_all
-    metrics = _metrics(ev, result, scene, photo_set, cfg, renderer, timings)
-    if cleaned is not None:
-        metrics["cleanup"] = cleaned
-    write_text_atomic(rd.metrics, json.dumps(metrics, indent=2))
+    metrics = _metrics(ev, result, scene, photo_set, cfg, renderer, timings, cleaned)
+    write_text_atomic(rd.metrics, json.dumps(metrics.to_json(), indent=2))
     from .report import build_report
 
     with _Timer(bus, "report", rd.report.name):
         build_report(rd.root)
-    bus.emit(Message(stage="done", text=f"held-out PSNR {ev['psnr']:.2f} dB, SSIM {ev['ssim']:.3f}"))
+    bus.emit(Message(stage="done", text=f"held-out PSNR {ev.psnr:.2f} dB, SSIM {ev.ssim:.3f}"))
     return RunResult(out_dir=rd.root, metrics=metrics, scene=scene)
 
 
@@ -180,7 +184,12 @@ def _train(scene, cfg: RunConfig, rd: RunDir, renderer: Renderer, bus, resume: b
 
     n = blocks_for(cfg.blocks, len(scene.cameras))
     if n > 1:
-        return train_in_blocks(scene, cfg, rd, renderer, n, bus, stop_flag, run_id, explicit)
+        dispatch = None
+        if cfg.blocks.ray_address:
+            from .blocks.ray_dispatch import ray_dispatcher
+
+            dispatch = ray_dispatcher(cfg.blocks, renderer.device, run_id, explicit)
+        return train_in_blocks(scene, cfg, rd, renderer, n, bus, stop_flag, run_id, explicit, dispatch)
     return train(scene, cfg.train, rd, renderer, bus=bus, resume=resume, stop_flag=stop_flag,
                  run_id=run_id)
 
@@ -206,7 +215,7 @@ def _evaluate_and_write(rd: RunDir, result, scene, cfg: RunConfig, renderer: Ren
         ev = evaluate(result.splats, scene, cfg.train.resolution, renderer.name, renderer.device,
                       sky=result.sky)
         write_previews(ev, rd.previews)
-        t.summary = {"psnr": ev["psnr"], "ssim": ev["ssim"]}
+        t.summary = {"psnr": ev.psnr, "ssim": ev.ssim}
     timings["evaluate"] = t.seconds
     with _Timer(bus, "export", rd.scene_ply.name) as t:
         write_ply(result.splats.detach().to("cpu"), rd.scene_ply)
@@ -218,7 +227,7 @@ def _evaluate_and_write(rd: RunDir, result, scene, cfg: RunConfig, renderer: Ren
     return ev
 
 
-def _cleanup(rd: RunDir, result, scene, cfg: RunConfig, bus, timings) -> dict | None:
+def _cleanup(rd: RunDir, result, scene, cfg: RunConfig, bus, timings) -> CleanupSummary | None:
     """Cleanup (:mod:`splatkit.cleanup`): ``scene_clean.ply``, the before/after previews, and
     the per-rule counts for metrics.json (None with ``--cleanup none``: a stale cleaned scene
     from an earlier run is removed so that export and view take scene.ply)."""
@@ -237,41 +246,28 @@ def _cleanup(rd: RunDir, result, scene, cfg: RunConfig, bus, timings) -> dict | 
                      "psnr_before": res.psnr_before, "psnr_after": res.psnr_after}  # fmt: skip
     timings["cleanup"] = t.seconds
     say(res.summary())
-    return res.as_dict()
+    return res.record()
 
 
-def _metrics(ev, result, scene, photo_set, cfg: RunConfig, renderer: Renderer, timings) -> dict:
+def _metrics(ev: Evaluation, result, scene, photo_set, cfg: RunConfig, renderer: Renderer, timings,
+             cleaned: CleanupSummary | None) -> RunMetrics:
     from .sky import SEEN_MIN
 
-    return {
-        "psnr": ev["psnr"],
-        "ssim": ev["ssim"],
-        "per_image": ev["per_image"],
-        "steps": result.steps_done,
-        "num_splats": len(result.splats),
-        "device": renderer.device,
-        "backend": renderer.name,
-        "preset": cfg.preset,
+    sky = result.sky
+    return RunMetrics(
+        psnr=ev.psnr, ssim=ev.ssim, per_image=tuple(ev.per_image), steps=result.steps_done,
+        num_splats=len(result.splats), device=renderer.device, backend=renderer.name, preset=cfg.preset,
         # the longest side actually trained and evaluated on; ``requested`` is the setting
-        "resolution": result.trained_longest_side,
-        "resolution_detail": {
-            "requested": cfg.train.resolution,
-            "trained": result.trained_longest_side,
-            "evaluated": max(ev["resolution"]) if ev.get("resolution") else 0,
-        },
-        "images": {
-            "input": len(photo_set.images) + len(photo_set.skipped),
-            "used": len(photo_set.images),
-            "skipped": [{"name": s.name, "reason": s.reason} for s in photo_set.skipped],
-            "registered": len(scene.cameras),
-            "unregistered": list(scene.unregistered),
-            "train": len(scene.train_idx),
-            "test": len(scene.test_idx),
-        },
-        "sky": None if result.sky is None else {
-            "share": round(result.sky.share, 4), "width": result.sky.width, "height": result.sky.height,
-            "seen_fraction": round(float((result.sky.seen >= SEEN_MIN).float().mean()), 4)},
-        "seconds": {k: round(v, 2) for k, v in timings.items()},
-        "cpu_count": os.cpu_count(),
-        "versions": versions(),
-    }
+        resolution=result.trained_longest_side,
+        resolution_detail=Resolution(cfg.train.resolution, result.trained_longest_side,
+                                     max(ev.resolution) if ev.num_views else 0),
+        images=PhotoCounts(
+            input=len(photo_set.images) + len(photo_set.skipped), used=len(photo_set.images),
+            skipped=tuple(SkippedPhoto(s.name, s.reason) for s in photo_set.skipped),
+            registered=len(scene.cameras), unregistered=tuple(scene.unregistered),
+            train=len(scene.train_idx), test=len(scene.test_idx)),
+        sky=None if sky is None else SkySummary(round(sky.share, 4), sky.width, sky.height,
+                                                round(float((sky.seen >= SEEN_MIN).float().mean()), 4)),
+        seconds={k: round(v, 2) for k, v in timings.items()}, cpu_count=os.cpu_count(), versions=versions(),
+        cleanup=cleaned,
+    )  # fmt: skip

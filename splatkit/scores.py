@@ -11,6 +11,7 @@ evaluation and the training loop's colour-corrected checks.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from torch import Tensor
 
@@ -36,3 +37,15 @@ def ssim(img: Tensor, gt: Tensor) -> float:
             x, y, data_range=1.0, gaussian_kernel=True, sigma=1.5, kernel_size=11
         )
     )
+
+
+@dataclass(frozen=True)
+class ViewScore:
+    """One held-out photo's scores: its name, PSNR (dB) and SSIM."""
+
+    name: str
+    psnr: float
+    ssim: float
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "psnr": self.psnr, "ssim": self.ssim}

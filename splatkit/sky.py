@@ -1,7 +1,7 @@
 """The sky: what lies at infinity, as a panorama behind the splats (the contract every stage
 shares: training learns it, evaluation and the report render it, the export writes it).
 
-A :class:`SkyMap` is an equirectangular colour image (:mod:`splatkit.export.panorama`'s
+A :class:`SkyMap` is an equirectangular colour image (:mod:`splatkit.panorama`'s
 convention) in its own frame, reached from the scene's world (COLMAP) frame by a rotation
 ``d_sky = rotation @ d_world``; the sky frame is +X forward, +Y left, +Z up. A pixel whose ray
 has direction ``d`` is shown as ``C = C_splats + T_final * sky(d)``: the splats composited
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .export import panorama as P
+from . import panorama as P
 from .render import View
 
 #: A texel counts as seen when the training pixels that showed it add up to this much weight

@@ -4,41 +4,26 @@
 :class:`~splatkit.ingest.PhotoSet` for SfM; :func:`import_cameras` loads existing cameras (SfM is
 skipped) into ``OUT/sparse/0`` + ``OUT/images``, the layout that training and the rest read.
 
-Video: frames are decoded with PyAV (ffmpeg ships in its wheel; HDR frames converted to SDR by
-:mod:`splatkit.ingest.hdr`), downscaled, and chosen by sharpness and camera motion, at most
-``IngestConfig.video_fps`` per second on average (:mod:`splatkit.video`); then frames far
-blurrier than the clip's median (variance of the Laplacian under :data:`VIDEO_BLUR_RATIO` of
-it) are dropped. The frames land in ``OUT/work/frames`` (listed in ``OUT/work/frames.json``,
-which lets a second run reuse them) and go through the normal ingest.
+Video: :func:`splatkit.video.extract_frames` takes the frames into ``OUT/work/frames``, and they
+go through the normal ingest.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import statistics
 from functools import partial
 from pathlib import Path
 
-from PIL import Image
-
 from .config import IngestConfig, RunConfig
 from .errors import UserError
-from .events import NULL_BUS, EventBus, Message, StageProgress
-from .fileio import write_text_atomic
+from .events import NULL_BUS, EventBus, Message
 from .ingest import Photo, PhotoSet, SourceKind, ingest
-from .ingest.hdr import frame_colour, frame_to_image
 from .ingest.names import shown
 from .ingest.scan import IMAGE_EXTS
 from .rundir import RunDir, as_rundir, colmap_images, colmap_models
-from .video import SAMPLES_PER_KEPT, Candidate, FrameSelector, Tracker
+from .video import extract_frames
 
 VIDEO_EXTS = {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mts", ".m2ts", ".3gp", ".mpg", ".mpeg"}
-#: frames whose sharpness is below this fraction of the clip's median are dropped
-VIDEO_BLUR_RATIO = 0.4
-FRAMES_RECIPE = 3  # 3: HDR frames converted to SDR (ingest/hdr.py)
-STAGE = "ingest"
 
 
 def detect_source(path: Path) -> SourceKind:
@@ -197,144 +182,6 @@ def _handler(table: dict, kind: SourceKind, what: str):
         raise ValueError(f"source kind {kind!r} has no {what}") from None
 
 
-def extract_frames(video: Path, frames_dir: Path, cfg: IngestConfig, bus: EventBus = NULL_BUS) -> Path:
-    """Frames of ``video`` chosen by sharpness and camera motion (at most ``cfg.video_fps`` a second).
-
-    Reuses the frames of an earlier run of the same file with the same settings.
-    """
-    import av
-
-    video, frames_dir = Path(video), Path(frames_dir)
-    if cfg.video_fps <= 0:
-        raise UserError(f"--video-fps must be above 0, not {cfg.video_fps:g}.",
-                        "Give the most frames to take per second of video, e.g. --video-fps 2.")
-    st = video.stat()
-    key = {
-        "recipe": FRAMES_RECIPE,
-        "video": str(video.resolve()),
-        "size": st.st_size,
-        "mtime_ns": st.st_mtime_ns,
-        "fps": cfg.video_fps,
-        "max_image_size": cfg.max_image_size,
-    }
-    manifest = frames_dir.parent / (frames_dir.name + ".json")  # beside: ingest reads the folder
-    try:
-        old = json.loads(manifest.read_text(encoding="utf-8"))
-        if old.get("key") == key and all((frames_dir / n).is_file() for n in old["frames"]):
-            bus.emit(Message(STAGE, f"Reusing {len(old['frames'])} frames taken from {video.name}."))
-            return frames_dir
-    except (OSError, ValueError, KeyError):
-        pass
-    if frames_dir.exists():
-        shutil.rmtree(frames_dir)
-    frames_dir.mkdir(parents=True)
-    try:
-        container = av.open(str(video))
-    except (av.error.FFmpegError, OSError) as e:
-        raise UserError(
-            f"Could not read the video {video.name} ({e}).",
-            "Check that it plays; MP4 (H.264/H.265) and MOV work.",
-        ) from None
-    names: list[str] = []
-
-    def save(c: Candidate) -> None:
-        names.append(f"frame_{len(names) + 1:05d}.jpg")
-        c.image.save(frames_dir / names[-1], "JPEG", quality=95)
-
-    selector = FrameSelector(cfg.video_fps, save)
-    with container:
-        seen, duration = _offer_frames(container, video, cfg, selector, bus)
-    sel = selector.finish()
-    blurry = []
-    if len(sel.kept) >= 4:
-        med = statistics.median(c.sharpness for c in sel.kept)
-        blurry = [n for n, c in zip(names, sel.kept, strict=True) if c.sharpness < VIDEO_BLUR_RATIO * med]
-        for n in blurry:
-            (frames_dir / n).unlink()
-    times = {n: round(c.time, 3) for n, c in zip(names, sel.kept, strict=True)}
-    names = [n for n in names if n not in blurry]
-    bus.emit(
-        Message(
-            STAGE,
-            f"Looked at {seen} frames of {video.name} ({duration:.0f} s); kept {len(names)}, chosen "
-            f"by sharpness and camera motion (at most {cfg.video_fps:g} per second): "
-            f"{sel.still} with too little motion, {sel.passed} less sharp than a neighbour "
-            f"and {len(blurry)} blurry ones dropped.",
-        )
-    )
-    if len(names) < 3:
-        raise _too_few_frames(video, len(names), seen, sel.still, cfg.video_fps)
-    record = {"key": key, "frames": names, "seconds": [times[n] for n in names]}
-    write_text_atomic(manifest, json.dumps(record, indent=1))
-    return frames_dir
-
-
-def _too_few_frames(video: Path, kept: int, seen: int, still: int, fps: float) -> UserError:
-    """Fewer than 3 frames: the camera stood still (no viewpoints to gain from more frames), or
-    the clip is too short for ``--video-fps``."""
-    if still >= seen / 2:
-        return UserError(
-            f"Only {kept} usable frame(s) in {video.name}: the camera hardly moved ({still} of "
-            f"{seen} frames looked at showed no new viewpoint).",
-            "Film again walking slowly around the object: a camera on a tripod, or turning on "
-            "the spot, sees the scene from one place only.",
-        )
-    return UserError(
-        f"Only {kept} usable frame(s) in {video.name} (at most {fps:g} per second, --video-fps).",
-        f"Film for longer (10 s or more), moving slowly around the object, or take more frames "
-        f"per second: --video-fps {min(60.0, fps * 3):g}.",
-    )
-
-
-def _offer_frames(container, video: Path, cfg: IngestConfig, selector: FrameSelector,
-                  bus: EventBus) -> tuple[int, float]:  # fmt: skip
-    """Decode ``container``, offer every sampled frame to ``selector``; (frames sampled, seconds)."""
-    import av
-
-    if not container.streams.video:
-        raise UserError(f"{video.name} has no video track.", "Give a video file with a picture.")
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
-    rate = float(stream.average_rate or 30)
-    duration = float(stream.duration * stream.time_base) if stream.duration else 0.0
-    step = 1.0 / (SAMPLES_PER_KEPT * cfg.video_fps)
-    tracker = Tracker()
-    seen, next_t, t, colour = 0, 0.0, 0.0, None
-    try:
-        for k, frame in enumerate(container.decode(stream)):
-            t = frame.time if frame.time is not None else k / rate
-            if t + 1e-6 < next_t:
-                continue
-            while next_t <= t + 1e-6:
-                next_t += step
-            seen += 1
-            if colour is None:  # HDR (HLG, PQ) frames are converted to SDR: say which way
-                colour = frame_colour(frame)
-                bus.emit(Message(STAGE, f"{video.name}: {colour.description}."))
-            im = frame_to_image(frame, colour, cfg.max_image_size)
-            im = _upright(im, getattr(frame, "rotation", 0) or 0)
-            im.thumbnail((cfg.max_image_size, cfg.max_image_size), Image.Resampling.LANCZOS)
-            selector.offer(tracker.candidate(t, im))
-            if duration:
-                bus.emit(StageProgress(STAGE, min(int(t), int(duration)), int(duration), "video"))
-    except av.error.FFmpegError as e:
-        if not seen:
-            raise UserError(
-                f"Could not decode the video {video.name} ({e}).",
-                "Check that it plays; MP4 (H.264/H.265) and MOV work.",
-            ) from None
-        bus.emit(Message(STAGE, f"The video is damaged after {t:.0f} s; using the frames before.",
-                         level="warning"))  # fmt: skip
-    return seen, duration or t
-
-
-def _upright(im: Image.Image, rotation: float) -> Image.Image:
-    """Apply the display rotation of phone videos (degrees counterclockwise)."""
-    r = int(round(rotation / 90.0)) % 4
-    return {1: im.transpose(Image.Transpose.ROTATE_90), 2: im.transpose(Image.Transpose.ROTATE_180),
-            3: im.transpose(Image.Transpose.ROTATE_270)}.get(r, im)
-
-
 def import_cameras(path: Path, kind: SourceKind, out_dir: RunDir | Path, cfg: RunConfig,
                    bus: EventBus = NULL_BUS):
     """Existing cameras (COLMAP project or ``transforms.json``) -> ``out_dir/sparse/0`` + images.
@@ -374,5 +221,5 @@ def import_cameras(path: Path, kind: SourceKind, out_dir: RunDir | Path, cfg: Ru
     return photo_set, scene
 
 
-__all__ = ["detect_source", "ingest_source", "extract_frames", "import_cameras", "place_rig", "SourceKind",
+__all__ = ["detect_source", "ingest_source", "import_cameras", "place_rig", "SourceKind",
            "VIDEO_EXTS"]

@@ -18,10 +18,12 @@ from splatkit.blocks.driver import (
     merge_blocks,
     split_scene,
     train_blocks_sequential,
+    train_in_blocks,
 )
 from splatkit.config import BlocksConfig, RunConfig
 from splatkit.evaluate import evaluate
 from splatkit.render import RenderSettings, View, get_renderer, make_renderer
+from splatkit.rundir import RunDir
 from splatkit.scene import Cameras, Scene
 from splatkit.splats import Splats, rgb_to_sh0
 
@@ -103,7 +105,7 @@ def test_two_blocks_are_within_a_stated_psnr_of_one_block(street, tmp_path):
         assert len(res) == n and not any(r.interrupted for r in res)
         merged, owners = merge_blocks(part, folders)
         assert set(owners.tolist()) == set(range(n))
-        scores[n] = evaluate(merged, street, W, "cpu")["psnr"]
+        scores[n] = evaluate(merged, street, W, "cpu").psnr
     print(f"held-out PSNR: 1 block {scores[1]:.2f} dB, 2 blocks {scores[2]:.2f} dB")
     # Measured on this scene: see the print; 1.0 dB leaves room for float differences between
     # machines, while a merge that drops or doubles a block's region loses several dB.
@@ -131,23 +133,41 @@ def test_a_block_stopped_midway_resumes_from_its_checkpoint(street, tmp_path):
 @pytest.mark.slow
 def test_blocks_through_a_local_ray_equal_sequential_blocks(street, tmp_path):
     pytest.importorskip("ray")
-    from splatkit.blocks.ray_dispatch import RayBlocksConfig, train_blocks_ray
+    from splatkit.blocks.ray_dispatch import ray_dispatcher
 
     part, folders, _ = _blocks(street, tmp_path / "seq", 2)
     seq, _ = merge_blocks(part, folders)
     rfolders = [tmp_path / "ray" / f.name for f in folders]
-    res = train_blocks_ray(street, part, run_cfg(), rfolders, "cpu", RayBlocksConfig(workers=2))
+    dispatch = ray_dispatcher(BlocksConfig(ray_address="local", ray_workers=2), "cpu")
+    res = dispatch(street, part, run_cfg(), rfolders)
     assert [r.index for r in res] == [b.index for b in part.blocks]
     par, _ = merge_blocks(part, rfolders)
     assert len(par) == len(seq)
     assert torch.allclose(par.means, seq.means, atol=1e-5)
 
 
+def test_the_blocks_go_to_the_dispatch_handed_in(street, tmp_path):
+    """The pipeline hands in the Ray dispatch; the driver itself knows no Ray (import contract)."""
+    seen = {}
+
+    class Handed(Exception):
+        pass
+
+    def dispatch(scene, part, cfg, folders):
+        seen.update(scene=scene, blocks=len(part.blocks), folders=folders)
+        raise Handed
+
+    rd = RunDir(tmp_path / "out")
+    with pytest.raises(Handed):
+        train_in_blocks(street, run_cfg(), rd, make_renderer("cpu"), 2, dispatch=dispatch)
+    assert seen["scene"] is street and seen["blocks"] == 2
+    assert seen["folders"] == [rd.blocks / "block_000", rd.blocks / "block_001"]
+
+
 def test_splatkit_train_blocks_2_on_a_project_writes_one_merged_scene(tiny_project, tmp_path, capsys):
     from tiny_project import cli
 
     from splatkit.export.ply import read_ply
-    from splatkit.rundir import RunDir
 
     rc, out = cli(capsys, "train", str(tiny_project), "-o", str(tmp_path / "out"), "--preset", "tiny",
                   "--blocks", "2", "--quiet")

@@ -11,6 +11,7 @@ from PIL import Image
 
 from splatkit import cleanup as CL
 from splatkit.config import CleanupConfig
+from splatkit.metrics import CleanupSummary
 from splatkit.render import RenderSettings
 from splatkit.render.cpu import render
 from splatkit.rundir import RunDir
@@ -149,7 +150,9 @@ def test_run_cleanup_writes_beside_scene_ply_and_previews(tmp_path):
     for which in ("before", "after"):
         img = np.asarray(Image.open(rd.cleanup_preview(which)))
         assert img.shape == (320, 480, 3) and img.max() > 0
-    json.dumps(res.as_dict())  # metrics.json material
+    rec = res.record()  # metrics.json material: written and read back the same
+    assert CleanupSummary.from_json(json.loads(json.dumps(rec.to_json()))) == rec
+    assert rec.removed_total + rec.kept == len(trained)
 
 
 def test_overview_is_above_and_behind_the_cameras(tmp_path):

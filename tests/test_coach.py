@@ -18,6 +18,7 @@ from fake_run import _rotmat_to_qvec, intrinsics, make_fake_run, ring_cameras
 from PIL import Image, ImageFilter
 from test_report import parse
 
+from splatkit.metrics import RunMetrics
 from splatkit.report import build_report, coach
 from splatkit.report.coach import Model
 
@@ -177,7 +178,7 @@ def test_unplaced_photos_get_their_kind(tmp_path):
     }
     (tmp_path / "sfm_work" / "inputs.json").write_text(json.dumps(
         {"unregistered": list(reasons), "unregistered_reasons": reasons}))
-    rows = coach.unplaced(tmp_path, {}, {"g.jpg": 0.1})  # g.jpg measured blurry here
+    rows = coach.unplaced(tmp_path, RunMetrics(), {"g.jpg": 0.1})  # g.jpg measured blurry here
     kinds = {r["name"]: r["kind"] for r in rows}
     assert kinds == {"a.jpg": "no_overlap", "b.jpg": "no_overlap", "c.jpg": "no_parallax",
                      "d.jpg": "blurry", "e.jpg": "elsewhere", "g.jpg": "blurry"}
@@ -282,10 +283,10 @@ def test_coach_of_an_unfinished_run_writes_no_metrics(tmp_path):
 def test_diagnosis_grades_and_names_the_main_cause():
     f = [coach.Finding("blurry", 0.6, "9 placed photos are blurry", "x"),
          coach.Finding("thin", 0.1, "much was thin", "y")]
-    assert coach.diagnosis({"psnr": 23.4}, f) == "Fair result (23.4 dB): 9 placed photos are blurry."
-    assert coach.diagnosis({"psnr": 31.0}, []) == "Good result (31.0 dB): no capture problem found."
+    assert coach.diagnosis(23.4, f) == "Fair result (23.4 dB): 9 placed photos are blurry."
+    assert coach.diagnosis(31.0, []) == "Good result (31.0 dB): no capture problem found."
     two = [f[0], coach.Finding("side", 0.5, "one side was never photographed", "z")]
-    assert coach.diagnosis({"psnr": 18.0}, two).endswith("; also one side was never photographed.")
+    assert coach.diagnosis(18.0, two).endswith("; also one side was never photographed.")
 
 
 def test_courtyard_and_facade_are_not_objects_with_a_missing_side():

@@ -78,16 +78,16 @@ def test_evaluate_uses_inria_split_and_training_resolution(tmp_path):
     shuffled = names[5:] + names[:5]  # the split is by name, not by list order
     scene = _scene(tmp_path, shuffled)
     ev = evaluate(_splats(), scene, 32, "reference")
-    assert [r["name"] for r in ev["per_image"]] == ["p00.png", "p08.png", "p16.png"]
-    assert ev["num_views"] == 3 and ev["resolution"] == [32, 24]
-    assert ev["psnr"] == pytest.approx(np.mean([r["psnr"] for r in ev["per_image"]]))
-    assert ev["ssim"] == pytest.approx(np.mean([r["ssim"] for r in ev["per_image"]]))
-    assert 0 < ev["psnr"] < 30 and -1 <= ev["ssim"] <= 1
+    assert [r.name for r in ev.per_image] == ["p00.png", "p08.png", "p16.png"]
+    assert ev.num_views == 3 and ev.resolution == (32, 24)
+    assert ev.psnr == pytest.approx(np.mean([r.psnr for r in ev.per_image]))
+    assert ev.ssim == pytest.approx(np.mean([r.ssim for r in ev.per_image]))
+    assert 0 < ev.psnr < 30 and -1 <= ev.ssim <= 1
     # the per-image figure is the formula applied to the saved render and the resized photo
-    r = ev["renders"][0]
-    assert r["photo"].shape == r["render"].shape == (24, 32, 3)
+    r = ev.renders[0]
+    assert r.photo.shape == r.render.shape == (24, 32, 3)
     sub = evaluate(_splats(), scene, 32, "reference", max_views=2, keep_images=False)
-    assert [r["name"] for r in sub["per_image"]] == ["p00.png", "p16.png"] and not sub["renders"]
+    assert [r.name for r in sub.per_image] == ["p00.png", "p16.png"] and not sub.renders
 
 
 def test_previews_written(tmp_path):
@@ -98,6 +98,6 @@ def test_previews_written(tmp_path):
     with Image.open(paths[0]) as im:
         assert im.size == (32 * 2 + 4, 24)
         arr = np.asarray(im)
-    assert np.array_equal(arr[:, :32], ev["renders"][0]["photo"])
-    assert np.array_equal(arr[:, 36:], ev["renders"][0]["render"])
+    assert np.array_equal(arr[:, :32], ev.renders[0].photo)
+    assert np.array_equal(arr[:, 36:], ev.renders[0].render)
     assert not list((tmp_path / "out" / "previews").glob("*.tmp"))

@@ -11,8 +11,8 @@ import torch
 
 from splatkit.errors import UserError
 from splatkit.export import scale as S
-from splatkit.export.up import Plane
 from splatkit.scene import Scene
+from splatkit.up import Plane
 from tests.unreal_util import cameras_from_w2c, centers, look_dir, strecha_w2c
 
 TRUE = 0.37  # metres per scene unit of the constructed scenes

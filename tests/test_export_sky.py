@@ -1,4 +1,4 @@
-"""The sky in the Unreal export: the panorama convention (splatkit/export/panorama.py), the
+"""The sky in the Unreal export: the panorama convention (splatkit/panorama.py), the
 exported panorama read by direction in Unreal's frame equals the training-time background for
 the same rays (splatkit/export/sky_export.py), the manifest entry, and import_splat.py putting
 the sky in the level (fake ``unreal`` module)."""
@@ -16,7 +16,7 @@ from test_unreal_editor_script import Recorder, script  # noqa: F401 - the fixtu
 from unreal_util import random_rotation, synthetic_scene
 
 from splatkit import frames as F
-from splatkit.export import panorama as P
+from splatkit import panorama as P
 from splatkit.export.unreal import UnrealExportOptions, estimate_upright, export_unreal
 from splatkit.sky import SkyMap, pixel_directions
 from splatkit.splats import Splats

@@ -40,7 +40,7 @@ from splatkit.ingest.hdr import (
     sdr_to_pq,
     write_hdr_clip,
 )
-from splatkit.sources import extract_frames
+from splatkit.video import extract_frames
 
 av = pytest.importorskip("av")
 needs_x265 = pytest.mark.skipif("libx265" not in av.codecs_available, reason="PyAV without libx265")

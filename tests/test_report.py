@@ -173,12 +173,13 @@ def test_report_of_a_real_run(tmp_path_factory):
 def test_training_plot_names_how_many_photos_each_psnr_averages():
     """The evaluations during training use a few held-out photos, the final one all of them: the
     plot says so, so that a final 21.4 dB above a curve ending at 18.5 dB is not a contradiction."""
+    from splatkit.metrics import PhotoCounts, RunMetrics
     from splatkit.report import _eval_views
     from splatkit.train.loop import EVAL_VIEWS
 
-    assert _eval_views({"images": {"test": 16}}) == (EVAL_VIEWS, 16)
-    assert _eval_views({"images": {"test": 2}}) == (2, 2)
-    assert _eval_views({}) is None
+    assert _eval_views(RunMetrics(images=PhotoCounts(test=16))) == (EVAL_VIEWS, 16)
+    assert _eval_views(RunMetrics(images=PhotoCounts(test=2))) == (2, 2)
+    assert _eval_views(RunMetrics()) is None
 
 
 @pytest.mark.parametrize("damage", ["metrics-list", "metrics-fields", "events", "config", "model"])

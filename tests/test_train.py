@@ -121,14 +121,14 @@ def test_recovers_synthetic_scene(tmp_path):
     # Offset and scaled world: training normalises internally and must hand back COLMAP units.
     scene, _ = make_scene(tmp_path / "s", n=200, ncam=10, offset=(5.0, -3.0, 2.0), unit=0.5)
     init = Splats.from_points(scene.points, scene.point_colors, sh_degree=1)
-    before = evaluate(init, scene, W, BACKEND)["psnr"]
+    before = evaluate(init, scene, W, BACKEND).psnr
     cfg = small_cfg(steps=200, refine_start=50, refine_stop=150, refine_every=50,
                     reset_every=100_000, eval_every=100)  # fmt: skip
     events = []
     bus = EventBus()
     bus.subscribe(events.append)
     res = train(scene, cfg, tmp_path / "out", BACKEND, bus=bus)
-    after = evaluate(res.splats, scene, W, BACKEND)["psnr"]
+    after = evaluate(res.splats, scene, W, BACKEND).psnr
     print(f"held-out PSNR {before:.2f} -> {after:.2f} dB, {len(res.splats)} splats")
     assert isinstance(res, TrainResult) and res.steps_done == 200 and not res.interrupted
     assert after >= THRESH_ABS and after - before >= THRESH_GAIN, (before, after)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from splatkit.evaluate import Evaluation, HeldOutRender
 from splatkit.train.appearance import (
     BilateralGrids,
     color_correct,
@@ -87,7 +88,7 @@ def test_color_correct_undoes_a_colour_transform():
 def test_corrected_scores_from_evaluation_renders():
     ref = (_image(seed=4) * 255).round().to(torch.uint8).numpy()
     dark = (torch.from_numpy(ref).double() * 0.6).round().to(torch.uint8).numpy()
-    res = {"renders": [{"name": "a", "photo": ref, "render": dark}]}
+    res = Evaluation(0.0, 0.0, renders=[HeldOutRender("a", ref, dark)])
     from splatkit.scores import psnr
 
     plain = psnr(torch.from_numpy(dark).float() / 255, torch.from_numpy(ref).float() / 255)

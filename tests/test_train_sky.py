@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
+from splatkit import panorama as P
 from splatkit.config import TrainConfig
 from splatkit.evaluate import evaluate
-from splatkit.export import panorama as P
 from splatkit.render import RenderSettings, View, get_renderer
 from splatkit.render.reference import make_test_scene, rasterize_dense
 from splatkit.scene import Cameras, Scene
@@ -261,8 +261,8 @@ def test_learned_sky_matches_the_texture_where_seen(outdoor, tmp_path):
     assert seen.float().mean() > 0.1  # measured 0.157
     assert float(err[seen].mean()) < 0.02 and float(err[seen].quantile(0.9)) < 0.05
     # held-out views: the sky is what lets the splats + background reproduce them
-    with_sky = evaluate(res.splats, outdoor, W, "cpu", sky=res.sky)["psnr"]
-    without = evaluate(res.splats, outdoor, W, "cpu")["psnr"]
+    with_sky = evaluate(res.splats, outdoor, W, "cpu", sky=res.sky).psnr
+    without = evaluate(res.splats, outdoor, W, "cpu").psnr
     assert with_sky > without + 5, (with_sky, without)
 
 
@@ -313,7 +313,7 @@ def test_closed_room_same_psnr_with_sky_on_and_off(tmp_path):
     psnr = {}
     for mode in ("off", "on", "auto"):
         res = train(room, cfg(sky=mode), tmp_path / mode, "cpu")
-        psnr[mode] = evaluate(res.splats, room, W, "cpu", sky=res.sky)["psnr"]
+        psnr[mode] = evaluate(res.splats, room, W, "cpu", sky=res.sky).psnr
         if mode == "auto":
             assert res.sky is None
     print({k: round(v, 3) for k, v in psnr.items()})

@@ -24,7 +24,8 @@ from PIL import Image, ImageFilter
 from splatkit.cli import main
 from splatkit.config import IngestConfig
 from splatkit.events import EventBus
-from splatkit.sources import detect_source, extract_frames
+from splatkit.sources import detect_source
+from splatkit.video import extract_frames
 
 av = pytest.importorskip("av")
 

@@ -262,7 +262,7 @@ def import_collision(unreal, m, folder):
 
 
 #: The sky material's lookup: the view direction (the negated CameraVectorWS) in Unreal's world
-#: axes -> equirectangular UV, as splatkit/export/panorama.py writes the panorama.
+#: axes -> equirectangular UV, as splatkit/panorama.py writes the panorama.
 SKY_UV_HLSL = (
     "float3 d = normalize(-V);\n"
     "float u = 0.5 + atan2(d.y, d.x) / 6.283185307179586;\n"

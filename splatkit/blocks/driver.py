@@ -66,7 +66,7 @@ def blocks_for(cfg: BlocksConfig, photos: int) -> int:
 
 def scene_up(scene: Scene) -> np.ndarray:
     """World up of the scene (the export's estimate: cameras, then the ground plane)."""
-    from ..export.up import estimate_up
+    from ..up import estimate_up
 
     c = scene.cameras
     return estimate_up(c.world_to_cam.double(), c.centers.double(), scene.points).vector.numpy()
@@ -154,10 +154,18 @@ def merge_blocks(part: Partition, folders: list[Path]) -> tuple[Splats, np.ndarr
     return merge(part, trained)
 
 
+#: Trains every block of a partition into its folder and returns the blocks' results in block
+#: order: ``dispatch(scene, part, cfg, folders)``. The pipeline hands one in for a Ray cluster
+#: (:func:`splatkit.blocks.ray_dispatch.ray_dispatcher`); without one the blocks train here in turn.
+BlockDispatch = Callable[[Scene, Partition, RunConfig, list[Path]], list[BlockResult]]
+
+
 def train_in_blocks(scene: Scene, cfg: RunConfig, rd: RunDir, renderer, n: int, bus: EventBus = NULL_BUS,
-                    stop_flag=None, run_id: str = "", explicit: frozenset[str] = frozenset()):
+                    stop_flag=None, run_id: str = "", explicit: frozenset[str] = frozenset(),
+                    dispatch: BlockDispatch | None = None):
     """:func:`splatkit.train.train` for a capture split into ``n`` blocks: the blocks trained in
-    ``OUT/blocks/block_NNN`` (here or under Ray), merged into one :class:`TrainResult`."""
+    ``OUT/blocks/block_NNN`` (by ``dispatch``, else here one after another), merged into one
+    :class:`TrainResult`."""
     from ..train import TrainResult
 
     t0 = time.perf_counter()
@@ -166,13 +174,8 @@ def train_in_blocks(scene: Scene, cfg: RunConfig, rd: RunDir, renderer, n: int, 
     sizes = ", ".join(str(len(b.camera_idx)) for b in part.blocks)
     bus.emit(Message(stage="train", text=f"{len(scene.cameras)} photos: training in {len(part.blocks)} "
                      f"blocks of {sizes} photos ({cfg.blocks.overlap:.0%} overlap)."))
-    if cfg.blocks.ray_address:
-        from .ray_dispatch import RayBlocksConfig, train_blocks_ray
-
-        b = cfg.blocks
-        address = None if b.ray_address == "local" else b.ray_address
-        rcfg = RayBlocksConfig(address, b.ray_workers, b.ray_cpus_per_block, b.ray_gpus_per_block)
-        results = train_blocks_ray(scene, part, cfg, folders, renderer.device, rcfg, run_id, explicit)
+    if dispatch is not None:
+        results = dispatch(scene, part, cfg, folders)
     else:
         results = train_blocks_sequential(scene, part, cfg, folders, renderer, bus, stop_flag, run_id,
                                           explicit)

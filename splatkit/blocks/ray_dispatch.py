@@ -12,9 +12,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import RunConfig
+from ..config import BlocksConfig, RunConfig
 from ..scene import Scene
-from .driver import BlockResult, train_block
+from .driver import BlockDispatch, BlockResult, train_block
 from .partition import Partition
 
 
@@ -74,3 +74,16 @@ def train_blocks_ray(scene: Scene, part: Partition, cfg: RunConfig, folders: lis
     finally:
         if started_here:
             ray.shutdown()
+
+
+def ray_dispatcher(b: BlocksConfig, device: str, run_id: str = "",
+                   explicit: frozenset[str] = frozenset()) -> BlockDispatch:
+    """The blocks' dispatch for :func:`splatkit.blocks.driver.train_in_blocks` when
+    ``b.ray_address`` is set: ``local`` starts a Ray on this machine, else the cluster there."""
+    address = None if b.ray_address == "local" else b.ray_address
+    rcfg = RayBlocksConfig(address, b.ray_workers, b.ray_cpus_per_block, b.ray_gpus_per_block)
+
+    def dispatch(scene: Scene, part: Partition, cfg: RunConfig, folders: list[Path]) -> list[BlockResult]:
+        return train_blocks_ray(scene, part, cfg, folders, device, rcfg, run_id, explicit)
+
+    return dispatch

@@ -31,8 +31,8 @@ import torch
 from torch import Tensor
 
 from splatkit.errors import UserError
-from splatkit.export.up import Plane
 from splatkit.scene import Scene
+from splatkit.up import Plane
 
 #: Camera height assumed by the eye-height heuristic, and how much it varies (1 sigma), metres.
 EYE_HEIGHT_M = 1.5

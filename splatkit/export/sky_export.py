@@ -1,7 +1,7 @@
 """The sky's part of an Unreal export: the learned sky (:mod:`splatkit.sky`) as an
 equirectangular image in Unreal's axes, and its manifest entry.
 
-The image follows :mod:`splatkit.export.panorama` with Unreal's axes (+X forward, +Y right,
+The image follows :mod:`splatkit.panorama` with Unreal's axes (+X forward, +Y right,
 +Z up): a texel's direction ``d_ue`` is taken back to the upright frame (Y negated), then to the
 SfM world (``R^T`` of the export's similarity: a direction ignores origin and scale), where the
 training sky is sampled. The splats go through the same similarity, so the sky has the splats'
@@ -20,7 +20,7 @@ from pathlib import Path
 from torch import Tensor
 
 from splatkit import frames as F
-from splatkit.export import panorama as P
+from splatkit import panorama as P
 from splatkit.sky import SEEN_MIN, SkyMap, to_u8
 
 #: The formula ``import_splat.py``'s material evaluates (HLSL), written in the manifest.

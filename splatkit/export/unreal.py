@@ -4,7 +4,7 @@ The pipeline (:func:`export_unreal`):
 
 1. clean: drop NaN/Inf and near-transparent splats (:mod:`splatkit.export.crop`);
 2. orient and scale: a similarity from the SfM world to splatkit's ``upright`` frame (+Z up from
-   :mod:`splatkit.export.up`, +X the main viewing direction, metres from
+   :mod:`splatkit.up`, +X the main viewing direction, metres from
    :mod:`splatkit.export.scale`, origin on the ground below the scene centre);
 3. crop: keep what the training cameras see; the far field (splats larger than the cameras'
    extent or farther than 10x it, :mod:`splatkit.export.farfield`) is left out with a message;
@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from splatkit import frames as F
+from splatkit import up as U
 from splatkit.errors import UserError
 from splatkit.export import crop as C
 from splatkit.export import farfield as FF
@@ -41,7 +42,6 @@ from splatkit.export import limits as L
 from splatkit.export import plugins as P
 from splatkit.export import scale as S
 from splatkit.export import tiles as T
-from splatkit.export import up as U
 from splatkit.scene import Cameras, Scene
 from splatkit.splats import Splats
 
@@ -147,31 +147,6 @@ class UnrealExportOptions:
 # Up, forward, origin, scale
 
 
-def estimate_forward(w2c: Tensor, up: Tensor) -> Tensor:
-    """The main viewing direction, horizontal: the cameras' mean forward, or when those cancel
-    out (captures all around an object), the first camera's forward; looking straight down,
-    the cameras' mean image-up."""
-    _, cam_up, fwd = U.camera_axes(w2c)
-    up = up.double()
-    for cand in (fwd.mean(0), fwd[0], cam_up.mean(0), cam_up[0]):
-        f = cand - (cand @ up) * up
-        if f.norm() > 0.3:
-            return f / f.norm()
-    helper = torch.tensor([1.0, 0, 0], dtype=torch.float64)
-    helper = helper if abs(float(up[0])) < 0.9 else torch.tensor([0, 1.0, 0], dtype=torch.float64)
-    f = helper - (helper @ up) * up
-    return f / f.norm()
-
-
-def basis_from_up_forward(up: Tensor, forward: Tensor) -> Tensor:
-    """Rotation R with R @ up = +Z and R @ forward = +X (rows: new axes in old coordinates)."""
-    z = up / up.norm()
-    x = forward - (forward @ z) * z
-    x = x / x.norm()
-    y = torch.linalg.cross(z, x)
-    return torch.stack([x, y, z]).double()
-
-
 def _axis(spec: str) -> Tensor:
     v = torch.zeros(3, dtype=torch.float64)
     v["xyz".index(spec[1])] = 1.0 if spec[0] == "+" else -1.0
@@ -216,11 +191,11 @@ def estimate_upright(
     if options.up != "keep":
         up = est.vector
         fwd = (
-            estimate_forward(cams.world_to_cam, up)
+            U.estimate_forward(cams.world_to_cam, up)
             if cams is not None
-            else estimate_forward(torch.eye(4, dtype=torch.float64)[None], up)
+            else U.estimate_forward(torch.eye(4, dtype=torch.float64)[None], up)
         )
-        R = basis_from_up_forward(up, fwd)
+        R = U.basis_from_up_forward(up, fwd)
     pts = None
     if scene is not None and scene.points.shape[0] >= 10:
         pts = scene.points.double()

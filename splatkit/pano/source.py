@@ -107,7 +107,7 @@ def run_pano_sfm(path: Path, kind: str, out_dir: Path, cfg: RunConfig, bus: Even
 
     ``photo_set`` lists the views (``vNN/<frame>.jpg``); its ``source_kind`` is ``kind``.
     """
-    from ..sources import extract_frames
+    from ..video import extract_frames
     from .rig import run_rig_sfm
     from .views import cut_panoramas
 

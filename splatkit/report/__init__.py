@@ -18,7 +18,9 @@ from pathlib import Path
 from ..errors import UserError
 from ..events import EvalResult, Event, Message, TrainStep, read_events
 from ..fileio import write_text_atomic
+from ..metrics import RunMetrics, SkySummary, finite
 from ..rundir import DESCRIPTIONS, RunDir, check_layout, reading
+from ..scores import ViewScore
 
 #: Preview images wider than this are scaled down in the page (keeps the file small).
 MAX_PREVIEW_WIDTH = 1000
@@ -70,30 +72,33 @@ def _fmt_time(s: float) -> str:
     return f"{s:.1f} s" if s < 90 else f"{s / 60:.1f} min"
 
 
-def _section_inputs(m: dict) -> str:
-    im = m.get("images")
-    if not im:
+def _count(v: int | None) -> str:
+    return "?" if v is None else str(v)
+
+
+def _section_inputs(m: RunMetrics) -> str:
+    im = m.images
+    if im is None:
         return "<p>No record of the photos (metrics.json missing: did training finish?).</p>"
     rows = [
-        ("Photos found", _num("images.input", str(im.get("input", "?")))),
-        ("Used", _num("images.used", str(im.get("used", "?")))),
-        ("Skipped", _num("images.skipped", str(len(im.get("skipped", []))))),
-        ("Placed by SfM (camera pose found)", _num("images.registered",
-                                                  str(im.get("registered", "?")))),
-        ("Trained on", _num("images.train", str(im.get("train", "?")))),
-        ("Held out for measuring quality", _num("images.test", str(im.get("test", "?")))),
+        ("Photos found", _num("images.input", _count(im.input))),
+        ("Used", _num("images.used", _count(im.used))),
+        ("Skipped", _num("images.skipped", str(len(im.skipped)))),
+        ("Placed by SfM (camera pose found)", _num("images.registered", _count(im.registered))),
+        ("Trained on", _num("images.train", _count(im.train))),
+        ("Held out for measuring quality", _num("images.test", _count(im.test))),
     ]
     out = ["<table class='kv'>"] + [f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows]
     out.append("</table>")
-    if im.get("skipped"):
+    if im.skipped:
         out.append("<h3>Skipped photos</h3><ul>")
-        out += [f"<li><code>{html.escape(str(s.get('name')))}</code>: "
-                f"{html.escape(str(s.get('reason')))}</li>" for s in im["skipped"]]
+        out += [f"<li><code>{html.escape(s.name)}</code>: {html.escape(s.reason)}</li>"
+                for s in im.skipped]
         out.append("</ul>")
-    if im.get("unregistered"):
+    if im.unregistered:
         out.append("<h3>Photos SfM could not place</h3><p>These did not overlap enough with the "
                    "others (or were blurred); they were not used for training.</p><ul>")
-        out += [f"<li><code>{html.escape(str(n))}</code></li>" for n in im["unregistered"]]
+        out += [f"<li><code>{html.escape(n)}</code></li>" for n in im.unregistered]
         out.append("</ul>")
     return "\n".join(out)
 
@@ -121,15 +126,15 @@ def _section_cameras(out_dir: Path) -> str:
             + _img(png, "camera positions from above and from the side"))
 
 
-def _eval_views(m: dict) -> tuple[int, int] | None:
+def _eval_views(m: RunMetrics) -> tuple[int, int] | None:
     """(photos the evaluations during training used, held-out photos in all)."""
     from ..train.loop import EVAL_VIEWS
 
-    test = (m.get("images") or {}).get("test")
-    return (min(EVAL_VIEWS, int(test)), int(test)) if test else None
+    test = m.images.test if m.images is not None else None
+    return (min(EVAL_VIEWS, test), test) if test else None
 
 
-def _section_training(events: list[Event], m: dict) -> str:
+def _section_training(events: list[Event], m: RunMetrics) -> str:
     from .plots import training_figure
 
     # a resumed run appends to events.jsonl: keep the last record of each step
@@ -141,7 +146,7 @@ def _section_training(events: list[Event], m: dict) -> str:
         return "<p>No training progress recorded in events.jsonl.</p>"
     png = training_figure([e.step for e in steps], [float(e.loss) for e in steps],
                           [e.step for e in evals], [float(e.psnr) for e in evals],
-                          m.get("psnr"), _eval_views(m))
+                          finite(m.psnr), _eval_views(m))
     parts = [_img(png, "training loss and held-out PSNR curves")]
     if steps:
         last = steps[-1]
@@ -156,31 +161,22 @@ def _section_training(events: list[Event], m: dict) -> str:
     return "\n".join(parts)
 
 
-def _per_image(m: dict) -> list[dict]:
-    pi = m.get("per_image") or []
-    if isinstance(pi, dict):  # {name: {psnr, ssim}} also accepted
-        pi = [{"name": k, **v} for k, v in pi.items()]
-    return [r for r in pi if isinstance(r, dict) and "name" in r]
-
-
-def _figure(out_dir: Path, r: dict, cls: str) -> str:
-    prev = RunDir(out_dir).previews / f"{Path(r['name']).stem}.png"
-    name = html.escape(str(r["name"]))
-    psnr, ssim = r.get("psnr"), r.get("ssim")
+def _figure(out_dir: Path, r: ViewScore, cls: str) -> str:
+    prev = RunDir(out_dir).previews / f"{Path(r.name).stem}.png"
+    name = html.escape(r.name)
     cap = (f"<code>{name}</code>: PSNR "
-           f"<span class='psnr'>{psnr:.2f}</span> dB, SSIM <span class='ssim'>{ssim:.3f}</span>"
-           if psnr is not None and ssim is not None else f"<code>{name}</code>")
-    img = (_img(_preview_png(prev), f"{r['name']}: photo (left) and render (right)")
+           f"<span class='psnr'>{r.psnr:.2f}</span> dB, SSIM <span class='ssim'>{r.ssim:.3f}</span>")
+    img = (_img(_preview_png(prev), f"{r.name}: photo (left) and render (right)")
            if prev.exists() else "<p class='missing'>(no preview image)</p>")
     return (f"<figure class='{cls}' data-name='{name}'>{img}"
             f"<figcaption>{cap}</figcaption></figure>")
 
 
-def _section_quality(out_dir: Path, m: dict) -> str:
-    rows = _per_image(m)
-    if "psnr" not in m:
+def _section_quality(out_dir: Path, m: RunMetrics) -> str:
+    rows = list(m.per_image)
+    if m.psnr is None or m.ssim is None:
         return "<p>No quality measurements (metrics.json missing or incomplete).</p>"
-    psnr, ssim = _num("psnr", f"{m['psnr']:.2f}"), _num("ssim", f"{m['ssim']:.3f}")
+    psnr, ssim = _num("psnr", f"{m.psnr:.2f}"), _num("ssim", f"{m.ssim:.3f}")
     head = (f"<p>Held-out photos (never trained on), rendered from their cameras: mean PSNR "
             f"{psnr} dB, SSIM {ssim}. "
             "PSNR compares pixels (above ~25 dB looks good, below ~20 dB shows visible blur or "
@@ -188,8 +184,8 @@ def _section_quality(out_dir: Path, m: dict) -> str:
             "left, splatkit's render on the right.</p>")
     if not rows:
         return head + "<p>No held-out photos in this run.</p>"
-    ranked = sorted(rows, key=lambda r: r.get("psnr", float("inf")))
-    worst, rest = ranked[:WORST], sorted(ranked[WORST:], key=lambda r: str(r["name"]))
+    ranked = sorted(rows, key=lambda r: r.psnr)
+    worst, rest = ranked[:WORST], sorted(ranked[WORST:], key=lambda r: r.name)
     out = [head, f"<h3>The {len(worst)} worst (lowest PSNR)</h3>"]
     out += [_figure(out_dir, r, "worst") for r in worst]
     if rest:
@@ -198,7 +194,7 @@ def _section_quality(out_dir: Path, m: dict) -> str:
     return "\n".join(out)
 
 
-def _section_blocks(out_dir: Path, m: dict) -> str:
+def _section_blocks(out_dir: Path, m: RunMetrics) -> str:
     """A capture trained in blocks: each block's share, and the held-out photos that look
     across a border (where a seam would show)."""
     rd = RunDir(out_dir)
@@ -215,7 +211,7 @@ def _section_blocks(out_dir: Path, m: dict) -> str:
             for r in rows]
     out.append("</table>")
     borders = summary.get("border_views") or {}
-    scored = {r["name"]: r for r in _per_image(m)}
+    scored = {r.name: r for r in m.per_image}
     shown = [scored[n] for n in borders if n in scored]
     if shown:
         out.append(f"<h3>Held-out photos across block borders ({len(shown)})</h3><p>Each sees two "
@@ -224,19 +220,19 @@ def _section_blocks(out_dir: Path, m: dict) -> str:
     return "\n".join(out)
 
 
-def _section_sky(out_dir: Path, m: dict) -> str:
+def _section_sky(out_dir: Path, m: RunMetrics) -> str:
     """The learned sky panorama (``sky.png``), when the run has one."""
     png = RunDir(out_dir).sky_png
-    sky = m.get("sky") or {}
-    share = f" {100 * sky['share']:.1f}% of the training pixels show it;" if "share" in sky else ""
-    return (f"<p>What lies at infinity, learned behind the splats as a {sky.get('width', '?')} x "
-            f"{sky.get('height', '?')} panorama (forward in the middle, up at the top);{share} "
+    sky = m.sky or SkySummary()
+    share = f" {100 * sky.share:.1f}% of the training pixels show it;" if sky.share is not None else ""
+    return (f"<p>What lies at infinity, learned behind the splats as a {_count(sky.width)} x "
+            f"{_count(sky.height)} panorama (forward in the middle, up at the top);{share} "
             "the Unreal export places it as the level's sky, aligned with the splats. Parts no "
             "photo saw are filled from their neighbours.</p>"
             f"<figure class='sky'>{_img(_preview_png(png), 'the learned sky panorama')}</figure>")
 
 
-def _section_cleanup(out_dir: Path, m: dict) -> str:
+def _section_cleanup(out_dir: Path, m: RunMetrics) -> str:
     from .cleanup import section
 
     return section(out_dir, m, _img)
@@ -292,7 +288,7 @@ def _short_list(names: list[str], most: int = 6) -> str:
     return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
-def _section_outputs(out_dir: Path, m: dict) -> str:
+def _section_outputs(out_dir: Path, m: RunMetrics) -> str:
     what = DESCRIPTIONS
     rows = []
     for p in sorted(out_dir.iterdir(), key=lambda p: (p.is_dir(), p.name)):
@@ -304,18 +300,18 @@ def _section_outputs(out_dir: Path, m: dict) -> str:
         rows.append(f"<tr><td><code>{html.escape(label)}</code></td><td>{_size(size)}{count}</td>"
                     f"<td>{html.escape(what.get(p.name, ''))}</td></tr>")
     facts = []
-    if "num_splats" in m:
-        facts.append(_num("num_splats", f"{m['num_splats']:,}") + " splats")
-    if "steps" in m:
-        device = html.escape(str(m.get("device", "?")))
-        facts.append(_num("steps", f"{m['steps']:,}") + f" steps on {device}")
-    res = m.get("resolution_detail") or {}
-    if res.get("trained"):
-        note = (f" (asked for {res['requested']:,}: the photos are smaller)"
-                if res.get("requested", 0) > res["trained"] else "")
-        facts.append("trained and evaluated at " + _num("resolution", f"{res['trained']:,}")
+    if m.num_splats is not None:
+        facts.append(_num("num_splats", f"{m.num_splats:,}") + " splats")
+    if m.steps is not None:
+        device = html.escape(m.device or "?")
+        facts.append(_num("steps", f"{m.steps:,}") + f" steps on {device}")
+    res = m.resolution_detail
+    if res.trained:
+        note = (f" (asked for {res.requested:,}: the photos are smaller)"
+                if (res.requested or 0) > res.trained else "")
+        facts.append("trained and evaluated at " + _num("resolution", f"{res.trained:,}")
                      + f" px on the longest side{note}")
-    secs = m.get("seconds") or {}
+    secs = m.seconds
     if "total" in secs:
         stages = ", ".join(f"{html.escape(k)} {_fmt_time(v)}" for k, v in secs.items()
                            if k != "total")
@@ -368,9 +364,9 @@ def render_html(out_dir: Path, next_step: str | None = None, shown_path: str | N
     A damaged run file (``metrics.json`` that is not an object, an event with a field of the wrong
     type, a model that cannot be read) costs its section, which says so, never the page."""
     rd = RunDir(Path(out_dir))
-    m = rd.read_json_object(rd.metrics)
+    m = RunMetrics.read(rd.metrics)
     damaged = m is None and rd.metrics.exists()
-    m = m or {}
+    m = m or RunMetrics()
     events = read_events(rd.events)
     if coaching is None:
         from .coach import analyse
@@ -395,13 +391,12 @@ def render_html(out_dir: Path, next_step: str | None = None, shown_path: str | N
                        "run's numbers cannot be shown.</p>")
     title = f"splatkit report: {out_dir.name}"
     summary = ""
-    if isinstance(m.get("psnr"), (int, float)) and isinstance(m.get("num_splats", 0), int):
-        summary = (f"{m.get('num_splats', 0):,} splats, held-out PSNR {m['psnr']:.2f} dB, "
-                   f"preset {html.escape(str(m.get('preset', '?')))}")
+    if m.psnr is not None:
+        summary = (f"{m.num_splats or 0:,} splats, held-out PSNR {m.psnr:.2f} dB, "
+                   f"preset {html.escape(m.preset or '?')}")
     nav = "".join(f"<a href='#{k}'>{t}</a>" for k, t, _ in sections)
     body = "\n".join(f"<section id='{k}'><h2>{t}</h2>\n{s}\n</section>" for k, t, s in sections)
-    ver = m.get("versions") if isinstance(m.get("versions"), dict) else {}
-    ver = ver.get("splatkit", "")
+    ver = m.versions.get("splatkit", "")
     return (f"<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from ..metrics import RunMetrics
 from ..rundir import RunDir
 
 #: What each rule removes, in a user's words.
@@ -18,26 +19,26 @@ RULE_WORDS = {
 }
 
 
-def section(out_dir: Path, m: dict, img) -> str:
+def section(out_dir: Path, m: RunMetrics, img) -> str:
     """The section's HTML; ``img(png_bytes, alt)`` embeds a picture (the report's helper)."""
-    c = m.get("cleanup")
-    if not isinstance(c, dict):
+    c = m.cleanup
+    if c is None:
         return ("<p>No cleanup in this run (trained with <code>--cleanup none</code>, or before "
                 "splatkit had it): export and view use <code>scene.ply</code> as trained.</p>")
     rd = RunDir(Path(out_dir))
-    n = int(c["kept"]) + int(c["removed_total"])
-    delta = float(c["psnr_after"]) - float(c["psnr_before"])
-    removed = int(c["removed_total"])
+    n = c.kept + c.removed_total
+    delta = c.psnr_after - c.psnr_before
+    removed = c.removed_total
     out = [f"<p class='cleanup'>Cleanup removed <b data-key='cleanup.removed'>{removed:,}</b> of "
            f"{n:,} splats ({100 * removed / max(n, 1):.1f}%); held-out PSNR "
-           f"{float(c['psnr_before']):.2f} &rarr; {float(c['psnr_after']):.2f} dB ({delta:+.3f} dB). "
+           f"{c.psnr_before:.2f} &rarr; {c.psnr_after:.2f} dB ({delta:+.3f} dB). "
            f"<code>{rd.scene_clean_ply.name}</code> holds the rest and is what "
            f"the Unreal export and the viewer use; <code>{rd.scene_ply.name}</code> stays as "
            "trained (<code>--cleanup none</code> uses it).</p>", "<table class='cleanup'>"
            "<tr><th>rule</th><th>removed</th><th>level chosen</th><th>what they were</th></tr>"]  # fmt: skip
     for rule, words in RULE_WORDS.items():
-        level = (c.get("levels") or {}).get(rule)
-        out.append(f"<tr data-rule='{rule}'><td>{rule}</td><td>{int(c['removed'].get(rule, 0)):,}</td>"
+        level = c.levels.get(rule)
+        out.append(f"<tr data-rule='{rule}'><td>{rule}</td><td>{c.removed.get(rule, 0):,}</td>"
                    f"<td>{'-' if level is None else html.escape(f'{level:g}')}</td>"
                    f"<td>{html.escape(words)}</td></tr>")  # fmt: skip
     out.append("</table>")

@@ -11,7 +11,7 @@ Everything is measured from the run's own folder, never guessed by a downloaded 
   :data:`SAME_SPOT` of their distance to what they see (photos taken by turning on one spot: no
   depth from them);
 * **coverage from above** (``sparse/0``): the sparse points on the ground plane (up from
-  :func:`splatkit.export.up.estimate_up`), each cell coloured by how many photos saw its points
+  :func:`splatkit.up.estimate_up`), each cell coloured by how many photos saw its points
   (their track lengths); cells seen by at most :data:`THIN_PHOTOS` photos are *thin*, empty
   cells inside the points' outline *unseen*; for a capture around an object (cameras aim at a
   common centre), the widest angle around it with no camera (:data:`SIDE_GAP_DEG`);
@@ -26,6 +26,7 @@ for the classroom's critique wall.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -34,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..metrics import CoachSummary, PhotoCounts, RunMetrics, finite
 from ..rundir import RunDir
 from .coach_views import BLOCKS, THIN_PHOTOS, Model, ViewCause, split_preview, view_cause
 
@@ -102,10 +104,6 @@ def _dict(v) -> dict:
     return v if isinstance(v, dict) else {}
 
 
-def _number(v) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
-
-
 def sharpness(folder: Path) -> dict[str, float]:
     """name -> variance of the Laplacian of the photo's grey thumbnail (ingest's measure)."""
     from PIL import Image
@@ -168,11 +166,11 @@ def read_model(out_dir: Path) -> Model | None:
 
 
 def up_vector(m: Model) -> np.ndarray:
-    """World up (export/up.py: the cameras, then the ground plane); mean image-up if that fails."""
+    """World up (splatkit/up.py: the cameras, then the ground plane); mean image-up if that fails."""
     try:
         import torch
 
-        from ..export.up import estimate_up
+        from ..up import estimate_up
 
         pts = torch.from_numpy(m.points) if len(m.points) else None
         up = estimate_up(torch.from_numpy(m.w2c), torch.from_numpy(m.centers), pts).vector
@@ -190,12 +188,12 @@ UNPLACED_KINDS = {
 }
 
 
-def unplaced(out_dir: Path, metrics: dict, rel_sharp: dict[str, float]) -> list[dict]:
+def unplaced(out_dir: Path, metrics: RunMetrics, rel_sharp: dict[str, float]) -> list[dict]:
     """``[{name, kind, why}]`` for each photo SfM did not place (its own reason, then the
     sharpness measured here: a blurry photo is called blurry whatever else SfM saw)."""
     rec = _json(RunDir(out_dir).sfm_inputs)
     reasons = rec.get("unregistered_reasons") or {}
-    names = rec.get("unregistered") or _dict(metrics.get("images")).get("unregistered") or []
+    names = rec.get("unregistered") or list(metrics.images.unregistered if metrics.images else [])
     reasons = _dict(reasons)
     out = []
     for n in [n for n in names if isinstance(n, str)] if isinstance(names, list) else []:
@@ -479,7 +477,7 @@ def _work_images(out_dir: Path) -> Path:
     return rd.work_images if rd.work_images.is_dir() else rd.frames
 
 
-def analyse(out_dir: Path, metrics: dict | None = None) -> Coaching:
+def analyse(out_dir: Path, metrics: RunMetrics | None = None) -> Coaching:
     """Everything the coach says about the run in ``out_dir`` (see the module doc); a run file
     that splatkit did not write as it is (damaged, edited) gives a coaching that says so."""
     try:
@@ -489,21 +487,19 @@ def analyse(out_dir: Path, metrics: dict | None = None) -> Coaching:
                         "written by splatkit.", [], [], [], [], {})
 
 
-def _analyse(out_dir: Path, metrics: dict | None) -> Coaching:
-    m_json = _dict(metrics) if metrics is not None else _json(RunDir(out_dir).metrics)
+def _analyse(out_dir: Path, metrics: RunMetrics | None) -> Coaching:
+    m = metrics if metrics is not None else RunMetrics.read(RunDir(out_dir).metrics) or RunMetrics()
     rel = relative(sharpness(_work_images(out_dir)))
     model = read_model(out_dir)
     cov = coverage(model, up_vector(model)) if model is not None else None
-    images = _dict(m_json.get("images"))
-    total = int(_number(images.get("used")) or _number(images.get("input")) or len(rel) or 0)
-    rows = unplaced(out_dir, m_json, rel)
-    per = m_json.get("per_image") if isinstance(m_json.get("per_image"), list) else []
-    per = [r for r in per if isinstance(r, dict) and isinstance(r.get("name"), str)
-           and _number(r.get("psnr")) is not None]
-    typical = float(np.median([r["psnr"] for r in per])) if per else 0.0
-    views = [view_cause(r["name"], float(r["psnr"]), RunDir(out_dir).previews
-                        / f"{Path(r['name']).stem}.png", rel, model, typical)
-             for r in sorted(per, key=lambda r: r["psnr"])]
+    images = m.images or PhotoCounts()
+    total = images.used or images.input or len(rel) or 0
+    rows = unplaced(out_dir, m, rel)
+    per = [r for r in m.per_image if finite(r.psnr) is not None]
+    typical = float(np.median([r.psnr for r in per])) if per else 0.0
+    views = [view_cause(r.name, r.psnr, RunDir(out_dir).previews / f"{Path(r.name).stem}.png", rel,
+                        model, typical)
+             for r in sorted(per, key=lambda r: r.psnr)]
     cap, meas = _capture_findings(model, cov, rel, len(model.names) if model else total)
     findings = _merge(_unplaced_findings(rows, total) + cap + _view_findings(views)
                       + _pairs_finding(out_dir, meas))
@@ -515,14 +511,13 @@ def _analyse(out_dir: Path, metrics: dict | None) -> Coaching:
             advice.append(f.advice)
         if len(advice) == 2:
             break
-    return Coaching(diagnosis(m_json, findings), advice, findings, rows, views, meas, cov)
+    return Coaching(diagnosis(m.psnr, findings), advice, findings, rows, views, meas, cov)
 
 
-def diagnosis(metrics: dict, findings: list[Finding]) -> str:
-    """One line: how good, and the main cause (or that none was found)."""
-    psnr = metrics.get("psnr")
+def diagnosis(psnr: float | None, findings: list[Finding]) -> str:
+    """One line: how good (the held-out PSNR), and the main cause (or that none was found)."""
     head = ""
-    if isinstance(psnr, (int, float)) and math.isfinite(psnr):
+    if psnr is not None and math.isfinite(psnr):
         head = next(g for t, g in GRADE if psnr >= t) + f" ({psnr:.1f} dB)"
     main = [f for f in findings if f.severity >= 0.05]
     if not main:
@@ -539,13 +534,13 @@ def save(out_dir: Path, c: Coaching) -> None:
     from ..fileio import write_text_atomic
 
     path = RunDir(Path(out_dir)).metrics
-    m = _json(path)
-    if _number(m.get("psnr")) is None or not isinstance(m.get("images"), dict):
+    m = RunMetrics.read(path)
+    if m is None or finite(m.psnr) is None or m.images is None:
         return  # not what splatkit writes (damaged or edited): left as it is
-    if m.get("coach") == c.summary():
+    summary = CoachSummary.from_json(c.summary())
+    if m.coach == summary:
         return
-    m["coach"] = c.summary()
-    write_text_atomic(path, json.dumps(m, indent=2))
+    write_text_atomic(path, json.dumps(dataclasses.replace(m, coach=summary).to_json(), indent=2))
 
 
 def as_dict(c: Coaching) -> dict:

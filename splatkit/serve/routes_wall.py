@@ -9,13 +9,13 @@ Teacher only; nothing here writes (reading ``metrics.json`` is cached by its mod
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request
 
+from ..metrics import CoachSummary, PhotoCounts, RunMetrics, finite
 from ..rundir import RunDir
 from .auth import ctx, need_teacher
 from .jobs import previews
@@ -30,55 +30,40 @@ SORTS = {
     "placed": (lambda c: c["placed"] if c["placed"] is not None else -1, True),
     "newest": (lambda c: c["finished"] or 0, True),
 }
-_cache: dict[str, tuple[float, dict]] = {}
+_cache: dict[str, tuple[float, RunMetrics]] = {}
 _lock = threading.Lock()
 
 
-def _metrics(out: Path) -> dict:
+def _metrics(out: Path) -> RunMetrics:
     """``out/metrics.json``, cached while its modification time stays the same."""
     path = RunDir(out).metrics
     try:
         mtime = path.stat().st_mtime
     except OSError:
-        return {}
+        return RunMetrics()
     with _lock:
         hit = _cache.get(str(path))
         if hit and hit[0] == mtime:
             return hit[1]
-    try:
-        m = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        m = {}
-    m = m if isinstance(m, dict) else {}  # a damaged file shows an empty card, never an error
+    m = RunMetrics.read(path) or RunMetrics()  # a damaged file shows an empty card, never an error
     with _lock:
         _cache[str(path)] = (mtime, m)
     return m
-
-
-def _number(v) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
-
-
-def _count(v) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
 def card(job: dict) -> dict:
     """What the wall shows of one finished job (no server paths)."""
     out = Path(job["out_dir"])
     m = _metrics(out)
-    im = m.get("images") if isinstance(m.get("images"), dict) else {}
-    coach = m.get("coach") if isinstance(m.get("coach"), dict) else {}
-    advice = coach.get("advice") if isinstance(coach.get("advice"), list) else []
+    im, coach = m.images or PhotoCounts(), m.coach or CoachSummary()
     shots = previews(out)
     jid = job["id"]
     return {
         "job_id": jid, "student": job["student_name"], "student_id": job["student_id"],
         "preset": job["preset"], "finished": job["finished"],
-        "psnr": _number(m.get("psnr")), "ssim": _number(m.get("ssim")),
-        "photos": _count(im.get("input")), "used": _count(im.get("used")),
-        "placed": _count(im.get("registered")),
-        "diagnosis": str(coach.get("diagnosis") or ""), "advice": str(advice[0]) if advice else "",
+        "psnr": finite(m.psnr), "ssim": finite(m.ssim), "photos": im.input, "used": im.used,
+        "placed": im.registered, "diagnosis": coach.diagnosis,
+        "advice": coach.advice[0] if coach.advice else "",
         "image": f"/api/jobs/{jid}/previews/{shots[0]}" if shots else None,
         "report": f"/api/jobs/{jid}/report.html" if RunDir(out).report.is_file() else None,
         "viewer": f"/jobs/{jid}/view/" if RunDir(out).scene_ply.is_file() else None,

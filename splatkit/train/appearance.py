@@ -28,11 +28,14 @@ carry; the bilateral grid paper also reports it ahead of embeddings on photo-pro
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from ..evaluate import Evaluation
 
 #: Grid cells along x, y and the luminance guidance (the paper's and simple_trainer's 16, 16, 8).
 GRID_SHAPE = (16, 16, 8)
@@ -132,15 +135,15 @@ def color_correct(img: Tensor, ref: Tensor, iters: int = 5, eps: float = 0.5 / 2
     return x.reshape(img.shape).to(img.dtype)
 
 
-def corrected_scores(result: dict[str, Any]) -> dict[str, float]:
+def corrected_scores(result: Evaluation) -> dict[str, float]:
     """Colour-corrected PSNR/SSIM (means over views) from :func:`splatkit.evaluate.evaluate`'s
     ``renders`` (uint8 photos and renders)."""
     from ..scores import psnr, ssim
 
     ps, ss = [], []
-    for r in result["renders"]:
-        photo = torch.from_numpy(r["photo"]).float() / 255.0
-        render = torch.from_numpy(r["render"]).float() / 255.0
+    for r in result.renders:
+        photo = torch.from_numpy(r.photo).float() / 255.0
+        render = torch.from_numpy(r.render).float() / 255.0
         cc = color_correct(render, photo)
         ps.append(psnr(cc, photo))
         ss.append(ssim(cc, photo))

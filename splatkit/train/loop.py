@@ -390,5 +390,5 @@ def _quick_eval(params, norm, scene, cfg, renderer: Renderer, step, bus, sky=Non
         splats, scene, cfg.resolution, renderer.name, renderer.device, settings,
         max_views=EVAL_VIEWS, keep_images=False, sky=sky,
     )  # fmt: skip
-    bus.emit(EvalResult(step=step, psnr=ev["psnr"], ssim=ev["ssim"]))
-    return {"step": step, "psnr": ev["psnr"], "ssim": ev["ssim"], "views": ev["num_views"]}
+    bus.emit(EvalResult(step=step, psnr=ev.psnr, ssim=ev.ssim))
+    return {"step": step, "psnr": ev.psnr, "ssim": ev.ssim, "views": ev.num_views}

@@ -9,7 +9,7 @@ own sky (:mod:`splatkit.sky`).
   ``C = C_splats + T_final * sky(d)``. The splats' gradient includes the background through
   ``T_final`` (the rasterizers return alpha with gradients; pinned against the dense reference
   in float64, tests/test_train_sky.py). The same on the CPU rasterizer and on gsplat.
-- **Frame**: +Z up from the training cameras (:func:`splatkit.export.up.camera_up`), +X their
+- **Frame**: +Z up from the training cameras (:func:`splatkit.up.camera_up`), +X their
   mean viewing direction, so the panorama's poles are straight up and down.
 - **Optimiser**: its own Adam at ``sky_lr`` (eps 1e-15), constant.
 - **Seen**: each texel's weight in the training pixels that showed the sky (bilinear weight x
@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..export import panorama as P
+from .. import panorama as P
 from ..render import View
 from ..sky import SkyMap, composite, pixel_directions
 
@@ -47,8 +47,7 @@ SHOWS_SKY_T = 0.5
 
 def sky_frame(world_to_cam: Tensor) -> Tensor:
     """World -> sky rotation ``[3, 3]`` (rows: forward, left, up) from the cameras alone."""
-    from ..export.unreal import basis_from_up_forward, estimate_forward
-    from ..export.up import camera_up
+    from ..up import basis_from_up_forward, camera_up, estimate_forward
 
     w2c = world_to_cam.detach().double().cpu()
     R, t = w2c[:, :3, :3], w2c[:, :3, 3]

@@ -271,3 +271,28 @@ def estimate_up(w2c: Tensor, centers: Tensor, points: Tensor | None = None) -> U
     inl = points.double()[plane.height(points).abs() < 3 * max(plane.inlier_rms, 1e-12)]
     ground = Plane(up, float((inl @ up).median()), plane.inliers, plane.inlier_rms)
     return UpEstimate(up, method, unc, ground, candidates)
+
+
+def estimate_forward(w2c: Tensor, up: Tensor) -> Tensor:
+    """The main viewing direction, horizontal: the cameras' mean forward, or when those cancel
+    out (captures all around an object), the first camera's forward; looking straight down,
+    the cameras' mean image-up."""
+    _, cam_up, fwd = camera_axes(w2c)
+    up = up.double()
+    for cand in (fwd.mean(0), fwd[0], cam_up.mean(0), cam_up[0]):
+        f = cand - (cand @ up) * up
+        if f.norm() > 0.3:
+            return f / f.norm()
+    helper = torch.tensor([1.0, 0, 0], dtype=torch.float64)
+    helper = helper if abs(float(up[0])) < 0.9 else torch.tensor([0, 1.0, 0], dtype=torch.float64)
+    f = helper - (helper @ up) * up
+    return f / f.norm()
+
+
+def basis_from_up_forward(up: Tensor, forward: Tensor) -> Tensor:
+    """Rotation R with R @ up = +Z and R @ forward = +X (rows: new axes in old coordinates)."""
+    z = up / up.norm()
+    x = forward - (forward @ z) * z
+    x = x / x.norm()
+    y = torch.linalg.cross(z, x)
+    return torch.stack([x, y, z]).double()

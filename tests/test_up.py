@@ -1,11 +1,11 @@
-"""Up from evidence (splatkit/export/up.py): each method on cases with a known up."""
+"""Up from evidence (splatkit/up.py): each method on cases with a known up."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from splatkit.export import up as U
+from splatkit import up as U
 from tests.unreal_util import (
     DATASETS,
     angle_deg,
