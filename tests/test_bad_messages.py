@@ -90,6 +90,57 @@ def test_photos_from_one_spot_are_told_to_move_between_shots():
     assert "2 groups that share nothing" in e.what  # real parallax: the groups are the cause
 
 
+def _turning_on_the_spot(datasets, folder, n=8, step_deg=3.0, size=(320, 240)):
+    """``n`` views of one fountain photo as a camera turning on the spot (yaw ``step_deg``
+    apart): each view the photo warped by the pure-rotation homography K R K^-1."""
+    import numpy as np
+    from PIL import Image
+
+    src = sorted((datasets / "strecha_fountain_p11" / "images").glob("*.jpg"))
+    if not src:
+        pytest.skip("strecha_fountain_p11 not in ../shared/datasets")
+    im = Image.open(src[5])
+    im.thumbnail((600, 600))
+    (w, h), f = im.size, 1.0 * im.size[0]
+    K = np.array([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1.0]])
+    Ko = np.array([[f, 0, size[0] / 2], [0, f, size[1] / 2], [0, 0, 1.0]])
+    folder.mkdir()
+    for i in range(n):
+        a = np.radians(step_deg * (i - n / 2))
+        R = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+        M = K @ R.T @ np.linalg.inv(Ko)  # output pixel -> photo pixel
+        M = M / M[2, 2]
+        view = im.transform(size, Image.Transform.PERSPECTIVE, tuple(M.flatten()[:8]),
+                            Image.Resampling.BICUBIC)
+        view.save(folder / f"{i:04d}.jpg", quality=92)
+
+
+def test_real_photos_from_one_spot_are_told_the_parallax_cause(tmp_path, capsys, shared_datasets):
+    """Pure rotation through the real SfM: every matched pair shows no change of viewpoint. COLMAP
+    still places these 8 small views (fitting a baseline to noise); the run says that the photos
+    look taken from one spot and how to shoot instead, and never blames groups."""
+    from input_util import run_cli
+
+    _turning_on_the_spot(shared_datasets, tmp_path / "spot")
+    rc, text = run_cli(capsys, ["sfm", tmp_path / "spot", "-o", tmp_path / "out"], tmp_path / "spot")
+    assert rc == 0, text
+    assert "100% of the matched photo pairs show no change of viewpoint" in text, text
+    assert "Take a step sideways" in text and "groups" not in text, text
+
+
+def test_placed_photos_without_measured_depth_stop_sfm():
+    """A model of cameras and no 3D points (larger views of the same turning camera: COLMAP
+    keeps 5 of 8 and no point) cannot be trained from: SfM stops with the cause."""
+    from splatkit.sfm.diagnose import failure
+
+    names = [f"{i:04d}.jpg" for i in range(8)]
+    e = failure(names, 5, [names[:5], names[5:]], {}, {}, no_parallax=1.0, points=0)
+    assert "same spot" in e.what and "groups" not in str(e)
+    e = failure(names, 5, [names[:5]], {}, {}, no_parallax=0.2, points=3)
+    assert "placed 5 of 8 photos but could measure the depth of only 3 points" in e.what
+    assert "Take a step sideways" in e.todo
+
+
 def test_the_fix_for_images_outside_a_transforms_json_does_not_loop(tmp_path, capsys):
     """Images listed as ../images: the printed folder is one that gives the images alone (no
     camera file in it), and the move named makes the paths valid."""

@@ -33,7 +33,7 @@ from ..scene import Scene
 from .calls import quiet_colmap
 from .cameras import CameraGroup, camera_groups, describe
 from .database import no_parallax_share
-from .diagnose import NO_PARALLAX_TODO, clusters, explain, failure, pair_inliers
+from .diagnose import NO_PARALLAX_SHARE, NO_PARALLAX_TODO, clusters, explain, failure, pair_inliers
 from .features import extract, mark_second_chance, prepare_database
 from .loaders import load_cached, load_scene, undistort_model
 from .mapping import MAPPERS, MapStats, Model, choose_mapper, map_photos
@@ -44,6 +44,9 @@ STAGE = "sfm"
 #: Bump when the recipe changes, so that cached results made by older code are not reused.
 RECIPE_VERSION = 3
 MIN_REGISTERED = 3
+#: Fewer 3D points than this in the kept model: SfM placed photos but measured no depth (photos
+#: from one spot give a model of cameras and no points), which training cannot start from.
+MIN_POINTS = 50
 CAMERA_MODELS = ("SIMPLE_RADIAL", "OPENCV")
 REUSED_TEXT = "Reusing the camera poses computed before for the same photos and settings."
 OVERLAP_HINT = (
@@ -161,6 +164,7 @@ def _keep(best: Model, first: list[Model], photos: PhotoSet, db: Path, bus: Even
     """The largest model, or the plain error when the photos fell apart; say what was left out."""
     names = photos.names
     inliers = pair_inliers(db)
+    share = no_parallax_share(db)
     placed = set(best.names)
     groups = [best.names] + [g for m in first[1:] if (g := [n for n in m.names if n not in placed])]
     in_groups = {n for g in groups for n in g}
@@ -169,10 +173,13 @@ def _keep(best: Model, first: list[Model], photos: PhotoSet, db: Path, bus: Even
     if len(groups[0]) < MIN_REGISTERED or (
         len(groups) > 1 and max(len(g) for g in groups[1:]) >= len(groups[0])
     ):
-        raise failure(names, len(groups[0]), groups, inliers, photos.flags, no_parallax_share(db))
+        raise failure(names, len(groups[0]), groups, inliers, photos.flags, share)
+    if best.rec.num_points3D() < MIN_POINTS:
+        raise failure(names, len(groups[0]), groups, inliers, photos.flags, share,
+                      points=best.rec.num_points3D())
     unregistered = [n for n in names if n not in placed]
     reasons = explain(unregistered, placed, groups[1:], inliers, photos.flags)
-    if len(groups) > 1:
+    if len(groups) > 1 and share < NO_PARALLAX_SHARE:  # else no parallax is the cause: said after
         bus.emit(
             Message(
                 STAGE,

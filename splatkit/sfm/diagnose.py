@@ -119,15 +119,23 @@ def failure(
     inliers: dict[str, dict[str, int]],
     flags: dict[str, str],
     no_parallax: float = 0.0,
+    points: int | None = None,
 ) -> UserError:
     """The plain two-line error when SfM fails outright. ``no_parallax``: the share of matched
     pairs that show no change of viewpoint (:func:`~splatkit.sfm.database.no_parallax_share`):
-    when most do, that is the cause, whatever the groups look like."""
+    when most do, that is the cause, whatever the groups look like. ``points``: the photos were
+    placed but only this many 3D points measured (too few to train from)."""
     n = len(names)
     if no_parallax >= NO_PARALLAX_SHARE:
         return UserError(
             f"The photos were all taken from about the same spot ({no_parallax:.0%} of the matched "
             "pairs show no change of viewpoint), so their depth cannot be measured.",
+            NO_PARALLAX_TODO,
+        )
+    if points is not None:
+        return UserError(
+            f"SfM placed {registered} of {n} photos but could measure the depth of only {points} "
+            "points: too little change of viewpoint between the photos, or too little detail.",
             NO_PARALLAX_TODO,
         )
     if len(models) > 1:
