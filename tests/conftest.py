@@ -86,3 +86,17 @@ def stub_server(tmp_path_factory):
                  args=["--ray-cpus", "2", "--max-upload-mb", "2"]).start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test: torch's and numba's thread pools fight on small CPUs
+    (measured 7x slower with 2 threads on a loaded 2-core machine), and small images gain
+    nothing from torch threads. Modules that train use it for every test (``autouse`` there:
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

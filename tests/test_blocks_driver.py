@@ -31,12 +31,7 @@ W, H = 64, 48
 UP = np.array([0.0, 0.0, 1.0])
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def street_scene(tmp: Path, n=300, ncam=24, seed=0) -> Scene:

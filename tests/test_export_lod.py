@@ -14,12 +14,7 @@ from splatkit.splats import Splats, rgb_to_sh0
 FOCAL, W, H = 240.0, 320, 240
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def textured_wall(n_side: int = 120, size: float = 12.0) -> Splats:

@@ -33,14 +33,7 @@ BACKEND = "cpu"
 W, H = 64, 48
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # torch's and numba's thread pools fight on small CPUs (measured 7x slower with 2 threads
-    # on a loaded 2-core machine); small images gain nothing from torch threads anyway.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def look_at(C, target=(0.0, 0.0, 0.0)) -> torch.Tensor:

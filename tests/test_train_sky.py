@@ -25,12 +25,7 @@ from splatkit.train.sky import decision_step, sky_frame
 W, H = 64, 48
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def look_at(C, target) -> torch.Tensor:

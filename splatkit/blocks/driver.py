@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import torch
 
 from ..config import BlocksConfig, RunConfig, tiered
 from ..events import NULL_BUS, EventBus, Message
+from ..fileio import atomic_path
 from ..rundir import RunDir
 from ..scene import Scene
 from ..splats import Splats
@@ -88,14 +88,8 @@ def peak_rss_mb() -> float:
 
 def _save_splats(splats: Splats, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".splats-", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save({k: v.detach().cpu() for k, v in splats.as_dict().items()}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_block_splats(folder: Path) -> Splats | None:
