@@ -127,7 +127,7 @@ def test_resume_on_other_photos_is_refused_before_anything_changes(tmp_path, cap
         {k: v for k, v in before.items() if k not in ("log.txt", "events.jsonl")}
     if change == "deleted":
         return
-    rc, text = _cli(capsys, "train", str(proj), "-o", str(out), "--restart", "--quiet")
+    rc, text = _cli(capsys, "train", str(proj), "-o", str(out), "--restart", "--preset", "tiny", "--quiet")
     assert rc == 0, text  # the offered command works, and the earlier run is kept aside
     assert (out / RunDir(out).read_record().history[0]["moved_to"] / "checkpoints").is_dir()
 
