@@ -25,7 +25,6 @@ from .rundir import (
     CLAIMS,
     LAYOUT,
     RunDir,
-    RunLock,
     RunRecord,
     check_layout,
     check_new_folder,
@@ -33,6 +32,7 @@ from .rundir import (
     foreign_entries,
     new_run_id,
 )
+from .runlock import RunLock
 
 FULL_DISK = {errno.ENOSPC, errno.EDQUOT}
 #: Below this much free space, a failed write is taken for a full disk (libraries such as

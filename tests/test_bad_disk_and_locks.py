@@ -183,8 +183,9 @@ def test_two_runs_into_one_folder(tmp_path, capsys, project):
 
 def test_lock_of_a_killed_run_is_taken_over(tmp_path, capsys, project):
     out = tmp_path / "out"
-    code = ("import sys, os; sys.path.insert(0, sys.argv[1]); from splatkit.rundir import RunDir, "
-            "RunLock; lock = RunLock(RunDir(sys.argv[2]), 'train photos').acquire(); os._exit(0)")
+    code = ("import sys, os; sys.path.insert(0, sys.argv[1]); from splatkit.rundir import RunDir; "
+            "from splatkit.runlock import RunLock; "
+            "lock = RunLock(RunDir(sys.argv[2]), 'train photos').acquire(); os._exit(0)")
     subprocess.run([sys.executable, "-c", code, str(REPO), str(out)], check=True)  # dies holding it
     rc, text = _cli(capsys, "train", str(project), "-o", str(out), "--preset", "tiny")
     assert rc == 0, text

@@ -2,7 +2,7 @@
 exports, ``report``/``export``/``view`` while training runs.
 
 Writers (train, sfm, export) hold the folder's lock exclusively, readers (report, view) shared
-(splatkit.rundir.RunLock): a live run is named as live with its step, an export never lands in a
+(splatkit.runlock.RunLock): a live run is named as live with its step, an export never lands in a
 run that replaced the scene it read, and two exports never silently replace each other.
 """
 

@@ -1,11 +1,8 @@
-"""splatkit/rundir.py: the output folder's names and rules (separation, record, lock)."""
+"""splatkit/rundir.py: the output folder's names and rules (separation, record)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
@@ -13,7 +10,6 @@ from splatkit.errors import UserError
 from splatkit.rundir import (
     LAYOUT,
     RunDir,
-    RunLock,
     RunRecord,
     check_separate,
     foreign_entries,
@@ -84,30 +80,6 @@ def test_record_round_trip(tmp_path):
     assert rd.train_command(resume=True) == f"splatkit train /photos -o {tmp_path} --resume"
     rd.record_path.write_text("{not json")
     assert rd.read_record() is None
-
-
-def test_lock_is_exclusive_and_names_its_holder(tmp_path):
-    rd = RunDir(tmp_path)
-    code = ("import sys, time; sys.path.insert(0, sys.argv[1]); from splatkit.rundir import RunDir, "
-            "RunLock; lock = RunLock(RunDir(sys.argv[2]), 'train photos').acquire(); "
-            "print('held', flush=True); time.sleep(30)")
-    holder = subprocess.Popen([sys.executable, "-c", code, os.getcwd(), str(tmp_path)],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(UserError) as e:
-            RunLock(rd, "train").acquire()
-        assert f"process {holder.pid}" in str(e.value) and "splatkit train photos" in str(e.value)
-    finally:
-        holder.kill()
-        holder.wait()
-    # the holder died without cleaning up: the OS released the lock; the next run takes over
-    lock = RunLock(rd, "train").acquire()
-    assert lock.taken_over is not None and lock.taken_over["pid"] == holder.pid
-    lock.release()
-    again = RunLock(rd, "train").acquire()
-    assert again.taken_over is None  # released cleanly: nothing to take over
-    again.release()
 
 
 def test_default_output_sits_beside_a_linked_photos_folder(tmp_path):

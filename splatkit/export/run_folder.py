@@ -16,7 +16,8 @@ from pathlib import Path
 from splatkit.errors import UserError
 from splatkit.export.unreal import UnrealExportOptions, export_unreal
 from splatkit.fileio import write_text_atomic
-from splatkit.rundir import RunDir, check_layout, writing
+from splatkit.rundir import RunDir, check_layout
+from splatkit.runlock import writing
 
 
 @dataclass

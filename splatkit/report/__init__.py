@@ -19,7 +19,8 @@ from ..errors import UserError
 from ..events import EvalResult, Event, Message, TrainStep, read_events
 from ..fileio import write_text_atomic
 from ..metrics import RunMetrics, SkySummary, finite
-from ..rundir import DESCRIPTIONS, RunDir, check_layout, reading
+from ..rundir import DESCRIPTIONS, RunDir, check_layout
+from ..runlock import reading
 from ..scores import ViewScore
 
 #: Preview images wider than this are scaled down in the page (keeps the file small).

@@ -26,7 +26,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from ..errors import UserError
-from ..rundir import RunDir, check_layout, reading
+from ..rundir import RunDir, check_layout
+from ..runlock import reading
 
 STATIC = Path(__file__).resolve().parent / "static"
 DEFAULT_PORT = 8765
