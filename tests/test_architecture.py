@@ -51,3 +51,18 @@ def test_contracts_catch_a_wrong_arrow(tmp_path, module, line, expect):
         f.write(f"\n{line}  # noqa\n")
     r = _lint(tmp_path)
     assert r.returncode != 0 and expect in r.stdout, r.stdout + r.stderr
+
+
+def test_every_module_has_a_layer_and_no_arrow_is_excused():
+    """A new module or subpackage must be placed in a layer (else the contracts say nothing of
+    it), and no known wrong arrow is excused by an ``ignore_imports`` list."""
+    import tomllib
+
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
+    stages = next(c for c in cfg["contracts"] if c["id"] == "stages")
+    named = {m.strip() for layer in stages["layers"] for part in layer.split("|") for m in part.split(":")}
+    pkg = ROOT / "splatkit"
+    tops = {f"splatkit.{p.stem}" for p in pkg.glob("*.py") if p.stem != "__init__"}
+    tops |= {f"splatkit.{p.parent.name}" for p in pkg.glob("*/__init__.py")}
+    assert tops - named == set(), f"modules in no layer: {sorted(tops - named)}"
+    assert all(not c.get("ignore_imports") for c in cfg["contracts"])
