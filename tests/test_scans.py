@@ -172,3 +172,19 @@ def test_record3d_refusals(frames, tmp_path):
     (src / "metadata.json").write_text("{not json")
     with pytest.raises(UserError, match="cannot be read as JSON"):
         import_cameras(src, SourceKind.RECORD3D, tmp_path / "o4", _cfg())
+
+
+@pytest.mark.parametrize("app", ["record3d", "polycam"])
+def test_splatkit_train_on_a_scan_export(frames, tmp_path, capsys, app):
+    """The export trains end to end through the CLI (tiny preset): the app's poses are used
+    (SfM skipped), the export folder is only read, the run folder holds a scene and metrics."""
+    from input_util import run_cli
+
+    src = (write_record3d if app == "record3d" else write_polycam)(tmp_path / "scan", frames)
+    out = tmp_path / "out"
+    rc, text = run_cli(capsys, ["train", src, "-o", out, "--preset", "tiny"], src)
+    assert rc == 0, text
+    assert "structure from motion skipped" in text, text
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["images"]["registered"] == N and (out / "scene.ply").stat().st_size > 0
+    assert m["psnr"] > 10, m["psnr"]
