@@ -105,7 +105,7 @@ def plan_run(rd: RunDir, record: RunRecord, requested: RunConfig, explicit: set[
                 f"{rd.root} holds an unfinished run" + (f" (stopped at step {step})" if step else "")
                 + ".",
                 f"Continue it: {command} --resume   or start over (the earlier run is kept in "
-                f"{rd.previous.name}/): {command} --restart",
+                f"{rd.previous.name}/): {command}{_asked_preset(requested, explicit, command)} --restart",
             )
         moved = move_aside(rd, record)
         run.notes.append(f"The earlier run's results were moved to {moved}; this run starts fresh.")
@@ -166,8 +166,19 @@ def _refuse_other_inputs(rd: RunDir, record: RunRecord, inputs: dict | None, com
             f"The input changed since the run in {rd.root} was trained on it: {describe(diff)}; "
             "its checkpoint cannot continue on other photos.",
             f"Start over on the photos as they are now (the earlier run is kept in "
-            f"{rd.previous.name}/): {command} --restart",
+            f"{rd.previous.name}/): {_with_preset(command, rd.preset_flag())} --restart",
         )
+
+
+def _with_preset(command: str, flag: str) -> str:
+    """``command`` with the run's ``--preset`` added (unless it names one already)."""
+    return command if not flag or "--preset" in command else command + flag
+
+
+def _asked_preset(requested: RunConfig, explicit: set[str], command: str) -> str:
+    """`` --preset NAME`` when the user asked for one in this command (the shown command
+    carries no options)."""
+    return "" if "preset" not in explicit or "--preset" in command else f" --preset {requested.preset}"
 
 
 def refuse_other_model(rd: RunDir, record: RunRecord, model: str, command: str) -> None:
@@ -176,7 +187,8 @@ def refuse_other_model(rd: RunDir, record: RunRecord, model: str, command: str) 
         raise UserError(
             f"The camera poses in {rd.sparse} are not the ones the run in {rd.root} was trained "
             "on (SfM ran again); its checkpoint cannot continue on them.",
-            f"Start over (the earlier run is kept in {rd.previous.name}/): {command} --restart",
+            f"Start over (the earlier run is kept in {rd.previous.name}/): "
+            f"{_with_preset(command, rd.preset_flag())} --restart",
         )
 
 

@@ -335,11 +335,20 @@ class RunDir:
 
     def train_command(self, resume: bool = False) -> str:
         """The ``splatkit train`` command for this folder's input (from the record), as a user
-        would type it; ``SOURCE`` stands in when the input is not known."""
+        would type it; ``SOURCE`` stands in when the input is not known. Without ``resume`` it
+        starts the run again, so it names the run's preset (``config.json``): a restart must not
+        fall back to the default preset (hours on a CPU for a run made with ``quick``)."""
         rec = self.read_record()
         src = rec.source if rec and rec.source else "SOURCE"
         cmd = f"splatkit train {shlex.quote(src)} -o {shlex.quote(str(self.root))}"
-        return cmd + (" --resume" if resume else "")
+        return cmd + (" --resume" if resume else self.preset_flag())
+
+    def preset_flag(self) -> str:
+        """`` --preset NAME`` of the run in this folder (``config.json``), or ``""``."""
+        cfg = self.read_json_object(self.config) or {}
+        preset = cfg.get("preset")
+        return f" --preset {preset}" if isinstance(preset, str) and preset.isidentifier() \
+            and preset != "custom" else ""
 
 
 def as_rundir(out: Path | str | RunDir) -> RunDir:

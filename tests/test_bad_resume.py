@@ -32,7 +32,7 @@ def test_fresh_run_into_a_stopped_run_is_refused_then_restart_keeps_it(tmp_path,
     before = hashes(out / "checkpoints")
     rc, text = _cli(capsys, "train", str(project), "-o", str(out), "--preset", "tiny")
     assert rc == 2 and "holds an unfinished run (stopped at step 15)" in text
-    assert f"-o {out} --resume" in text and "--restart" in text
+    assert f"-o {out} --resume" in text and f"-o {out} --preset tiny --restart" in text
     assert hashes(out / "checkpoints") == before  # nothing of the earlier run touched
     rc, text = _cli(capsys, "train", str(project), "-o", str(out), "--preset", "tiny", "--restart")
     assert rc == 0, text
@@ -121,7 +121,8 @@ def test_resume_on_other_photos_is_refused_before_anything_changes(tmp_path, cap
     word = {"replaced": "1 changed (images/0003.jpg)", "deleted": "1 removed (images/0003.jpg)",
             "added": "1 added (images/0009.jpg)"}[change]
     assert rc == 2 and "The input changed since the run" in text and word in text, text
-    assert f"splatkit train {proj} -o {out} --restart" in text and "internal error" not in text
+    # the offered restart keeps the run's preset (without it: the default preset, hours on a CPU)
+    assert f"splatkit train {proj} -o {out} --preset tiny --restart" in text and "internal error" not in text
     assert hashes(proj) == inputs  # the photos untouched
     assert {k: v for k, v in hashes(out).items() if k not in ("log.txt", "events.jsonl")} == \
         {k: v for k, v in before.items() if k not in ("log.txt", "events.jsonl")}
@@ -152,4 +153,4 @@ def test_resume_on_another_camera_model_is_refused(tmp_path, capsys, project):
     rec.model = "another-model"
     rd.write_record(rec)
     rc, text = _cli(capsys, "train", str(project), "-o", str(out), "--resume")
-    assert rc == 2 and "are not the ones the run" in text and "--restart" in text, text
+    assert rc == 2 and "are not the ones the run" in text and "--preset tiny --restart" in text, text
