@@ -101,3 +101,22 @@ def test_precision_tiles_exist_and_none_is_under_the_share(tmp_path):
     sizes = [t["num_splats"] for t in m["tiles"]]
     assert len(sizes) > 1 and sum(sizes) == 3000
     assert min(sizes) >= T.min_tile_splats(3000, len(sizes))
+
+
+def test_stray_splats_out_on_their_own_are_not_a_tile_of_their_own(tmp_path):
+    """Five small splats inside the near field (not far field) but cells away from the rest,
+    where PICOSplat's precision tiles cannot merge them into a neighbour (seen on South Building:
+    a tile of 4 splats): they are left out and said, never written as an actor of their own."""
+    scene, s = _scene_with_outliers(seed=2)
+    stray = Splats.random(5, 1, 7).to(torch.float32)
+    stray.means[:] = torch.tensor([24.0, 24.0, 1.0]) + 0.05 * torch.randn(5, 3)
+    stray.log_scales[:] = math.log(0.02)
+    stray.opacity_logits[:] = 2.0
+    s = Splats(**{k: torch.cat([a, b]) for (k, a), b in zip(s.as_dict().items(), stray.as_dict().values(),
+                                                              strict=True)})  # fmt: skip
+    opts = UnrealExportOptions(plugin="picosplat", scale="1", crop="none")
+    m = json.loads(export_unreal(s, scene, tmp_path, opts)[-1].read_text())
+    sizes = [t["num_splats"] for t in m["tiles"]]
+    assert m["crop"]["far_field"] == 15 and m["num_splats"]["written"] == 3000  # the 5 left out
+    assert min(sizes) >= T.min_tile_splats(3000, len(sizes))
+    assert any("5 stray splats left out" in line for line in m["messages"]), m["messages"]

@@ -356,12 +356,19 @@ def choose_tiles(s_up: Splats, R_p: Tensor, options: UnrealExportOptions, cap: i
 
 def _merged(tiles: list[T.Tile], s_up: Splats, messages: list[str], max_cells: float) -> list[T.Tile]:
     """:func:`tiles.merge_small`, said; tiles cut for the plugin's limits (``max_cells`` 1) merge
-    only into adjacent ones."""
+    only into adjacent ones. A small tile with no tile near enough to join (stray splats out on
+    their own, which would become an actor of their own in the level) is left out, and said."""
     out = T.merge_small(tiles, s_up.means, max_cells)
+    floor = T.min_tile_splats(len(s_up), len(tiles))
     if len(out) < len(tiles):
-        floor = T.min_tile_splats(len(s_up), len(tiles))
         messages.append(f"{len(tiles) - len(out)} tiles with under {floor:,} splats merged into "
                         "their neighbours")  # fmt: skip
+    stray = [t for t in out if len(t.index) < floor]
+    if stray and len(stray) < len(out):
+        n = sum(len(t.index) for t in stray)
+        messages.append(f"{n:,} stray splats left out: {len(stray)} tile(s) of under {floor:,} splats "
+                        "with no tile near enough to join (they would be actors of their own)")  # fmt: skip
+        out = [t for t in out if len(t.index) >= floor]
     return out
 
 
