@@ -3,11 +3,14 @@ and the resolution schedule in one run, interrupted and resumed bit for bit."""
 
 from __future__ import annotations
 
+import pytest
 import torch
-from test_train import BACKEND, make_scene, one_torch_thread, small_cfg  # noqa: F401 (autouse fixture)
+from test_train import BACKEND, make_scene, small_cfg
 
 from splatkit.train import checkpoint as ck
 from splatkit.train import train
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_addons_resume_bitwise(tmp_path):

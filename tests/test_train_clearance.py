@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 import torch
-from test_train import BACKEND, W, make_scene, one_torch_thread, small_cfg  # noqa: F401 (autouse fixture)
+from test_train import BACKEND, W, make_scene, small_cfg
 
 from splatkit.config import TrainConfig
 from splatkit.render import View
@@ -16,6 +16,8 @@ from splatkit.train import clearance, loop, train
 from splatkit.train.densify import make_densifier
 from splatkit.train.optim import make_optimizers, splats_to_params
 from splatkit.views import WorldNorm, make_view, scaled_cameras
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_camera_spacing_is_the_median_nearest_neighbour_distance():

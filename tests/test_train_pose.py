@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from test_train import BACKEND, H, W, make_scene, one_torch_thread, small_cfg  # noqa: F401 (fixture)
+from test_train import BACKEND, H, W, make_scene, small_cfg
 
 from splatkit.errors import UserError
 from splatkit.render import BACKEND_DEVICE, CAPABILITIES, RenderSettings, View, make_renderer
@@ -16,6 +16,8 @@ from splatkit.train import checkpoint as ck
 from splatkit.train import train
 from splatkit.train.loop import check_options
 from splatkit.train.pose import PoseRefiner, apply_delta, rotation_6d_to_matrix
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,15 @@ import dataclasses
 
 import pytest
 import torch
-from test_train import BACKEND, W, make_scene, one_torch_thread  # noqa: F401 (autouse fixture)
+from test_train import BACKEND, W, make_scene
 
 from splatkit.config import preset_config
 from splatkit.render import View, make_renderer
 from splatkit.train import train
 from splatkit.train.optim import SplatDefaultStrategy
 from splatkit.train.schedule import BudgetedStrategy, ResolutionSchedule, budgeted, downscaled
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _images(kind: str, n=3, h=96, w=128):
