@@ -323,10 +323,12 @@ def crop_upright(s: Splats, cams: Cameras | None, options: UnrealExportOptions, 
 
 
 def choose_tiles(s_up: Splats, R_p: Tensor, options: UnrealExportOptions, cap: int | None,
-                 messages: list[str] | None = None) -> list[T.Tile]:  # fmt: skip
+                 messages: list[str] | None = None, drop_strays: bool = False) -> list[T.Tile]:  # fmt: skip
     """The tiling: none, the size asked for (raised to :func:`tiles.min_tile_size`, said in
     ``messages``), or (auto) the largest that keeps the plugin's rounding and range limits (and
-    its per-file splat cap); then tiles below the minimum share merge into their neighbours."""
+    its per-file splat cap); then tiles below the minimum share merge into their neighbours.
+    ``drop_strays`` (a run's export: its cameras tell the scene from what lies around it): a
+    small tile that no tile is near enough to join is left out; without cameras it is kept."""
     messages = messages if messages is not None else []
     spec = str(options.tiles).strip().lower()
     if spec == "none":
@@ -339,7 +341,7 @@ def choose_tiles(s_up: Splats, R_p: Tensor, options: UnrealExportOptions, cap: i
                             f"under {T.MIN_SPLATS_PER_TILE:,} splats each on average "
                             f"({len(s_up):,} splats)")  # fmt: skip
             size = floor
-        return _merged(T.grid(s_up.means, size), s_up, messages, math.inf)
+        return _merged(T.grid(s_up.means, size), s_up, messages, math.inf, drop_strays)
     ply = Splats(**{**s_up.as_dict(), "means": (s_up.means.double() @ R_p.T).to(s_up.means.dtype)})
     chk = L.check(ply, options.plugin)
     size = None
@@ -351,10 +353,11 @@ def choose_tiles(s_up: Splats, R_p: Tensor, options: UnrealExportOptions, cap: i
         size = by_count if size is None else min(size, by_count)
     if size is None:
         return T.single(len(s_up))
-    return _merged(T.grid(s_up.means, size), s_up, messages, 1)
+    return _merged(T.grid(s_up.means, size), s_up, messages, 1, drop_strays)
 
 
-def _merged(tiles: list[T.Tile], s_up: Splats, messages: list[str], max_cells: float) -> list[T.Tile]:
+def _merged(tiles: list[T.Tile], s_up: Splats, messages: list[str], max_cells: float,
+            drop_strays: bool) -> list[T.Tile]:
     """:func:`tiles.merge_small`, said; tiles cut for the plugin's limits (``max_cells`` 1) merge
     only into adjacent ones. A small tile with no tile near enough to join (stray splats out on
     their own, which would become an actor of their own in the level) is left out, and said."""
@@ -364,7 +367,7 @@ def _merged(tiles: list[T.Tile], s_up: Splats, messages: list[str], max_cells: f
         messages.append(f"{len(tiles) - len(out)} tiles with under {floor:,} splats merged into "
                         "their neighbours")  # fmt: skip
     stray = [t for t in out if len(t.index) < floor]
-    if stray and len(stray) < len(out):
+    if drop_strays and stray and len(stray) < len(out):
         n = sum(len(t.index) for t in stray)
         messages.append(f"{n:,} stray splats left out: {len(stray)} tile(s) of under {floor:,} splats "
                         "with no tile near enough to join (they would be actors of their own)")  # fmt: skip
@@ -418,7 +421,7 @@ def export_unreal(
         T_up.then(F.Similarity(R_p, torch.zeros(3, dtype=torch.float64))).matrix().tolist()
     )
     tile_msgs: list[str] = []
-    tiles = choose_tiles(s_up, R_p, options, preset.file_cap, tile_msgs)
+    tiles = choose_tiles(s_up, R_p, options, preset.file_cap, tile_msgs, drop_strays=cams_up is not None)
     job = M.ExportJob(
         options,
         preset,
