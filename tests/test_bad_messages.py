@@ -116,15 +116,20 @@ def _turning_on_the_spot(datasets, folder, n=8, step_deg=3.0, size=(320, 240)):
 
 
 def test_real_photos_from_one_spot_are_told_the_parallax_cause(tmp_path, capsys, shared_datasets):
-    """Pure rotation through the real SfM: every matched pair shows no change of viewpoint. COLMAP
-    still places these 8 small views (fitting a baseline to noise); the run says that the photos
-    look taken from one spot and how to shoot instead, and never blames groups."""
+    """Pure rotation through the real SfM: every matched pair shows no change of viewpoint. What
+    COLMAP makes of it varies with its threads: it places the 8 small views (fitting a baseline
+    to noise: the run goes on with a warning) or places some with almost no 3D point (SfM stops).
+    Either way the run names no parallax as the cause and how to shoot instead, never groups."""
     from input_util import run_cli
 
     _turning_on_the_spot(shared_datasets, tmp_path / "spot")
     rc, text = run_cli(capsys, ["sfm", tmp_path / "spot", "-o", tmp_path / "out"], tmp_path / "spot")
-    assert rc == 0, text
-    assert "100% of the matched photo pairs show no change of viewpoint" in text, text
+    assert rc in (0, 2), text
+    if rc == 0:
+        assert "100% of the matched photo pairs show no change of viewpoint" in text, text
+    else:
+        assert "taken from about the same spot (100% of the matched pairs" in text, text
+        assert not (tmp_path / "out" / "sparse").exists()
     assert "Take a step sideways" in text and "groups" not in text, text
 
 
